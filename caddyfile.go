@@ -1,0 +1,212 @@
+package spotifyauth
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterDirective("spotify_auth", parseCaddyfile)
+	// With the other auth directives: ahead of handle, route, respond,
+	// reverse_proxy and file_server, so nothing answers before the gate.
+	httpcaddyfile.RegisterDirectiveOrder("spotify_auth", httpcaddyfile.After, "basic_auth")
+}
+
+// parseCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	spotify_auth [<matcher>] {
+//		client_id        <id>
+//		client_secret    <secret>
+//		scopes           <scope...>
+//		show_dialog      [true|false]
+//		redirect_uri     <url|path>
+//		cookie_secret    <secret...>
+//		cookie_name      <name>
+//		cookie_domain    <domain>
+//		session_lifetime <duration>
+//		token_header     <header>
+//		authorize_url    <url>
+//		token_url        <url>
+//		api_url          <url>
+//		timeout          <duration>
+//	}
+//
+// The route it emits matches the given matcher OR the handler's own
+// endpoints (/oauth2/spotify/* and the redirect URI's path), so login,
+// callback and logout work whatever the matcher protects.
+func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	if !h.Next() {
+		return nil, h.ArgErr()
+	}
+	userMatcher, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
+	handler := new(Handler)
+	if err := handler.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+
+	var matcherSets []caddy.ModuleMap
+	if userMatcher != nil {
+		paths := caddyhttp.MatchPath{EndpointPrefix + "*"}
+		if cb := handler.configuredCallbackPath(); !strings.HasPrefix(cb, EndpointPrefix) {
+			paths = append(paths, cb)
+		}
+		matcherSets = []caddy.ModuleMap{userMatcher, {"path": h.JSON(paths)}}
+	}
+	route := caddyhttp.Route{
+		MatcherSetsRaw: matcherSets,
+		HandlersRaw:    []json.RawMessage{caddyconfig.JSONModuleObject(handler, "handler", "spotify_auth", nil)},
+	}
+	return []httpcaddyfile.ConfigValue{{Class: "route", Value: route}}, nil
+}
+
+// configuredCallbackPath is the callback path as configured, before
+// provisioning.
+func (h *Handler) configuredCallbackPath() string {
+	if h.RedirectURI == "" {
+		return DefaultCallbackPath
+	}
+	if u, err := url.Parse(h.RedirectURI); err == nil && u.Path != "" {
+		return u.Path
+	}
+	return DefaultCallbackPath
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Values
+// without placeholders are checked here, so `caddy adapt` names the
+// offending option.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.Errf("spotify_auth takes a matcher and a block, not %q", d.Val())
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("%s: given more than once", opt)
+		}
+		seen[opt] = true
+		args := d.RemainingArgs()
+		one := func() (string, error) {
+			if len(args) != 1 {
+				return "", d.Errf("%s takes exactly one value", opt)
+			}
+			return args[0], nil
+		}
+		var err error
+		switch opt {
+		case "client_id":
+			h.ClientID, err = one()
+		case "client_secret":
+			h.ClientSecret, err = one()
+		case "scopes":
+			if len(args) == 0 {
+				return d.Errf("scopes needs at least one scope")
+			}
+			h.Scopes = args
+			if err := checkScopes(args); err != nil {
+				return d.Err(err.Error())
+			}
+		case "show_dialog":
+			switch len(args) {
+			case 0:
+				h.ShowDialog = true
+			case 1:
+				if h.ShowDialog, err = strconv.ParseBool(args[0]); err != nil {
+					return d.Errf("show_dialog: %q is not true or false", args[0])
+				}
+			default:
+				return d.Errf("show_dialog takes at most one value")
+			}
+		case "redirect_uri":
+			if h.RedirectURI, err = one(); err == nil {
+				err = checkRedirectURI(h.RedirectURI)
+			}
+		case "cookie_secret":
+			if len(args) == 0 {
+				return d.Errf("cookie_secret needs at least one secret")
+			}
+			for i, s := range args {
+				if !hasPlaceholder(s) {
+					if err := checkCookieSecret(s); err != nil {
+						return d.Errf("cookie_secret #%d: %v", i+1, err)
+					}
+				}
+			}
+			h.CookieSecrets = args
+		case "cookie_name":
+			if h.CookieName, err = one(); err == nil && !validCookieName(h.CookieName) {
+				err = fmt.Errorf("cookie_name %q: only letters, digits, '-' and '_' are allowed", h.CookieName)
+			}
+		case "cookie_domain":
+			h.CookieDomain, err = one()
+		case "session_lifetime":
+			err = parseDuration(opt, args, &h.SessionLifetime)
+		case "timeout":
+			err = parseDuration(opt, args, &h.Timeout)
+		case "token_header":
+			if h.TokenHeader, err = one(); err == nil && !validHeaderName(h.TokenHeader) {
+				err = fmt.Errorf("token_header %q is not a valid header name", h.TokenHeader)
+			}
+		case "authorize_url":
+			h.AuthorizeURL, err = oneURL(opt, args)
+		case "token_url":
+			h.TokenURL, err = oneURL(opt, args)
+		case "api_url":
+			h.APIURL, err = oneURL(opt, args)
+		default:
+			return d.Errf("unknown subdirective %q", opt)
+		}
+		if err != nil {
+			return d.Errf("%s: %v", opt, strings.TrimPrefix(err.Error(), opt+": "))
+		}
+	}
+	if h.ClientID == "" {
+		return d.Err("client_id is required")
+	}
+	return nil
+}
+
+func oneURL(opt string, args []string) (string, error) {
+	if len(args) != 1 {
+		return "", fmt.Errorf("takes exactly one URL")
+	}
+	if hasPlaceholder(args[0]) {
+		return args[0], nil
+	}
+	return args[0], checkEndpointURL(args[0])
+}
+
+func parseDuration(opt string, args []string, dst *caddy.Duration) error {
+	if len(args) != 1 {
+		return fmt.Errorf("takes exactly one duration")
+	}
+	dur, err := caddy.ParseDuration(args[0])
+	if err != nil {
+		return err
+	}
+	if dur <= 0 {
+		return fmt.Errorf("%s must be positive", opt)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
+func hasPlaceholder(s string) bool {
+	return strings.Contains(s, "{") && strings.Contains(s, "}")
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,385 @@
+// Package spotifyauth is a Caddy HTTP handler that puts routes behind
+// "Log in with Spotify" and hands the logged-in user's Spotify access token
+// to the upstream in a header.
+package spotifyauth
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Defaults for the options that have one.
+const (
+	DefaultAuthorizeURL    = "https://accounts.spotify.com/authorize"
+	DefaultTokenURL        = "https://accounts.spotify.com/api/token"
+	DefaultAPIURL          = "https://api.spotify.com"
+	DefaultCookieName      = "spotify_auth"
+	DefaultTokenHeader     = "Authorization"
+	DefaultSessionLifetime = 7 * 24 * time.Hour
+	DefaultTimeout         = 10 * time.Second
+
+	// EndpointPrefix is where the handler answers its own endpoints
+	// (login, callback, logout), whatever matcher the route has.
+	EndpointPrefix = "/oauth2/spotify/"
+	// DefaultCallbackPath is the redirect URI path when none is configured.
+	DefaultCallbackPath = EndpointPrefix + "callback"
+)
+
+// Handler authenticates requests with Spotify (OAuth 2.0 authorization
+// code flow with PKCE) and passes the user's access token to the next
+// handler. Requests without a valid session are sent to log in (browser
+// navigations) or answered with 401 (API calls).
+//
+// The handler answers its own endpoints under `/oauth2/spotify/`
+// (`login`, `callback`, `logout`); the Caddyfile directive makes its route
+// match them in addition to the directive's own matcher. In JSON config,
+// add a path matcher for `/oauth2/spotify/*` to the route yourself.
+type Handler struct {
+	// The Spotify app's client ID. Required. Placeholders such as
+	// `{env.SPOTIFY_CLIENT_ID}` are resolved at provision time.
+	ClientID string `json:"client_id,omitempty"`
+
+	// The Spotify app's client secret. Optional: without it the handler is
+	// a public client and relies on PKCE alone. Placeholders are resolved.
+	ClientSecret string `json:"client_secret,omitempty"`
+
+	// OAuth scopes to request, e.g. `user-read-email`.
+	Scopes []string `json:"scopes,omitempty"`
+
+	// Ask Spotify to show the consent dialog even if the user already
+	// approved the app.
+	ShowDialog bool `json:"show_dialog,omitempty"`
+
+	// The redirect URI registered with Spotify: a full URL, or a path on
+	// the request's own scheme and host. Default: `/oauth2/spotify/callback`.
+	// Spotify accepts only HTTPS, or http on a loopback IP literal
+	// (`http://127.0.0.1:PORT/...`). Production configs should set a full
+	// URL so a forged Host header can't steer the flow.
+	RedirectURI string `json:"redirect_uri,omitempty"`
+
+	// Secrets the session cookies are sealed with (32 characters or more).
+	// The first seals; all open, so a new secret can be put first and an
+	// old one removed later without logging anybody out. If none is set,
+	// a random key is generated once and kept in Caddy's storage.
+	// Placeholders such as `{file./etc/caddy/cookie-secret}` are resolved.
+	CookieSecrets []string `json:"cookie_secret,omitempty"`
+
+	// Name of the session cookie. Default `spotify_auth`; over HTTPS it is
+	// given the `__Host-` prefix (or `__Secure-` when cookie_domain is set).
+	CookieName string `json:"cookie_name,omitempty"`
+
+	// Domain attribute of the session cookie. Default: none (host only).
+	CookieDomain string `json:"cookie_domain,omitempty"`
+
+	// How long a session lasts after login. Default 7 days.
+	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
+
+	// Request header the access token is passed in. Default `Authorization`
+	// with the value `Bearer <token>`; any other header gets the bare token.
+	TokenHeader string `json:"token_header,omitempty"`
+
+	// Spotify's authorize endpoint. Override only to use a fake or a proxy.
+	AuthorizeURL string `json:"authorize_url,omitempty"`
+
+	// Spotify's token endpoint. Override only to use a fake or a proxy.
+	TokenURL string `json:"token_url,omitempty"`
+
+	// Base URL of the Spotify Web API. Default `https://api.spotify.com`.
+	APIURL string `json:"api_url,omitempty"`
+
+	// Time limit for each call to Spotify (token exchange, refresh,
+	// /v1/me). Default 10s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	oauth        *oauth2.Config
+	httpClient   *http.Client
+	spotify      *spotifyClient
+	sessions     *sealer
+	states       *sealer
+	callbackPath string
+	redirectURL  *url.URL // nil when derived per request
+	tokenHeader  string   // canonical form
+	bearer       bool
+	cookies      cookieNames
+	shared       *sharedState
+	sharedKey    string
+	logger       *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.spotify_auth",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision resolves placeholders in secrets, derives keys and sets up the
+// Spotify client.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+
+	// Secrets come from the environment or files, never from a request.
+	repl := caddy.NewReplacer()
+	h.ClientID = strings.TrimSpace(repl.ReplaceKnown(h.ClientID, ""))
+	h.ClientSecret = strings.TrimSpace(repl.ReplaceKnown(h.ClientSecret, ""))
+	for _, u := range []*string{&h.AuthorizeURL, &h.TokenURL, &h.APIURL, &h.RedirectURI} {
+		*u = repl.ReplaceKnown(*u, "")
+	}
+	secrets := make([][]byte, 0, len(h.CookieSecrets))
+	for i, s := range h.CookieSecrets {
+		s = strings.TrimSpace(repl.ReplaceKnown(s, ""))
+		if err := checkCookieSecret(s); err != nil {
+			return fmt.Errorf("cookie_secret #%d: %w", i+1, err)
+		}
+		secrets = append(secrets, []byte(s))
+	}
+	h.setDefaults()
+	if err := h.checkConfig(); err != nil {
+		return err
+	}
+
+	if len(secrets) == 0 {
+		keys, err := loadOrCreateKey(ctx, ctx.Storage(), h.logger)
+		if err != nil {
+			return fmt.Errorf("session key from storage: %w", err)
+		}
+		secrets = keys
+	}
+	var err error
+	if h.sessions, err = newSealer(secrets, purposeSession); err != nil {
+		return err
+	}
+	if h.states, err = newSealer(secrets, purposeState); err != nil {
+		return err
+	}
+
+	h.callbackPath = DefaultCallbackPath
+	if h.RedirectURI != "" {
+		u, _ := url.Parse(h.RedirectURI) // checked by checkConfig
+		h.callbackPath = u.Path
+		if u.IsAbs() {
+			h.redirectURL = u
+		}
+	}
+	h.tokenHeader = http.CanonicalHeaderKey(h.TokenHeader)
+	h.bearer = h.tokenHeader == "Authorization"
+	h.cookies = newCookieNames(h.CookieName, h.CookieDomain != "")
+
+	h.httpClient = newHTTPClient(time.Duration(h.Timeout))
+	authStyle := oauth2.AuthStyleInParams
+	if h.ClientSecret != "" {
+		authStyle = oauth2.AuthStyleInHeader
+	}
+	h.oauth = &oauth2.Config{
+		ClientID:     h.ClientID,
+		ClientSecret: h.ClientSecret,
+		Scopes:       h.Scopes,
+		Endpoint: oauth2.Endpoint{
+			AuthURL:   h.AuthorizeURL,
+			TokenURL:  h.TokenURL,
+			AuthStyle: authStyle,
+		},
+	}
+	h.spotify = &spotifyClient{apiURL: strings.TrimRight(h.APIURL, "/"), http: h.httpClient}
+
+	// Refreshes in flight and recently used states must survive a config
+	// reload, so they live in a pool keyed by what identifies the client.
+	h.sharedKey = "spotify_auth:" + h.TokenURL + "|" + h.ClientID
+	shared, _, err := sharedPool.LoadOrNew(h.sharedKey, func() (caddy.Destructor, error) {
+		return newSharedState(), nil
+	})
+	if err != nil {
+		return err
+	}
+	h.shared = shared.(*sharedState)
+	return nil
+}
+
+// Validate rejects configurations that cannot work.
+func (h *Handler) Validate() error {
+	return h.checkConfig()
+}
+
+// Cleanup releases the shared state taken in Provision.
+func (h *Handler) Cleanup() error {
+	if h.sharedKey != "" {
+		_, err := sharedPool.Delete(h.sharedKey)
+		return err
+	}
+	return nil
+}
+
+func (h *Handler) setDefaults() {
+	if h.AuthorizeURL == "" {
+		h.AuthorizeURL = DefaultAuthorizeURL
+	}
+	if h.TokenURL == "" {
+		h.TokenURL = DefaultTokenURL
+	}
+	if h.APIURL == "" {
+		h.APIURL = DefaultAPIURL
+	}
+	if h.CookieName == "" {
+		h.CookieName = DefaultCookieName
+	}
+	if h.TokenHeader == "" {
+		h.TokenHeader = DefaultTokenHeader
+	}
+	if h.SessionLifetime == 0 {
+		h.SessionLifetime = caddy.Duration(DefaultSessionLifetime)
+	}
+	if h.Timeout == 0 {
+		h.Timeout = caddy.Duration(DefaultTimeout)
+	}
+}
+
+// checkConfig validates the options that are known once placeholders have
+// been resolved. The Caddyfile parser runs the same checks on literal
+// values, so `caddy adapt` catches them early.
+func (h *Handler) checkConfig() error {
+	if h.ClientID == "" {
+		return errors.New("client_id is required (and must not resolve to an empty value)")
+	}
+	if err := checkScopes(h.Scopes); err != nil {
+		return err
+	}
+	if h.RedirectURI != "" {
+		if err := checkRedirectURI(h.RedirectURI); err != nil {
+			return err
+		}
+	}
+	for _, u := range []struct{ name, val string }{
+		{"authorize_url", h.AuthorizeURL},
+		{"token_url", h.TokenURL},
+		{"api_url", h.APIURL},
+	} {
+		if u.val == "" {
+			continue
+		}
+		if err := checkEndpointURL(u.val); err != nil {
+			return fmt.Errorf("%s: %w", u.name, err)
+		}
+	}
+	if h.CookieName != "" && !validCookieName(h.CookieName) {
+		return fmt.Errorf("cookie_name %q: only letters, digits, '-' and '_' are allowed", h.CookieName)
+	}
+	if h.TokenHeader != "" && !validHeaderName(h.TokenHeader) {
+		return fmt.Errorf("token_header %q is not a valid header name", h.TokenHeader)
+	}
+	if h.SessionLifetime < 0 {
+		return errors.New("session_lifetime must be positive")
+	}
+	if h.Timeout < 0 {
+		return errors.New("timeout must be positive")
+	}
+	return nil
+}
+
+// knownScopes is Spotify's documented scope list.
+var knownScopes = map[string]bool{
+	"ugc-image-upload": true, "user-read-playback-state": true,
+	"user-modify-playback-state": true, "user-read-currently-playing": true,
+	"app-remote-control": true, "streaming": true,
+	"playlist-read-private": true, "playlist-read-collaborative": true,
+	"playlist-modify-private": true, "playlist-modify-public": true,
+	"user-follow-modify": true, "user-follow-read": true,
+	"user-read-playback-position": true, "user-top-read": true,
+	"user-read-recently-played": true, "user-library-modify": true,
+	"user-library-read": true, "user-read-email": true,
+	"user-read-private": true, "user-personalized": true,
+}
+
+func checkScopes(scopes []string) error {
+	for _, s := range scopes {
+		if !knownScopes[s] {
+			return fmt.Errorf("scopes: unknown Spotify scope %q", s)
+		}
+	}
+	return nil
+}
+
+func checkRedirectURI(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("redirect_uri: %v", err)
+	}
+	if !u.IsAbs() {
+		if !strings.HasPrefix(raw, "/") || strings.HasPrefix(raw, "//") || u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("redirect_uri %q: must be a full URL or an absolute path without query", raw)
+		}
+		return nil
+	}
+	if u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+		return fmt.Errorf("redirect_uri %q: must be an http(s) URL", raw)
+	}
+	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		return fmt.Errorf("redirect_uri %q: Spotify accepts only https, or http on a loopback IP literal such as http://127.0.0.1:8080/oauth2/spotify/callback", raw)
+	}
+	if u.Path == "" || u.Fragment != "" || u.RawQuery != "" {
+		return fmt.Errorf("redirect_uri %q: must have a path and no query or fragment", raw)
+	}
+	return nil
+}
+
+func checkEndpointURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("%q must be an absolute http(s) URL", raw)
+	}
+	return nil
+}
+
+// minSecretLen keeps cookie secrets out of brute-force range.
+const minSecretLen = 32
+
+func checkCookieSecret(s string) error {
+	if len(s) < minSecretLen {
+		return fmt.Errorf("must be at least %d characters (got %d); generate one with `openssl rand -base64 32`", minSecretLen, len(s))
+	}
+	return nil
+}
+
+func validCookieName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func validHeaderName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,98 @@
+package spotifyauth
+
+import (
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"golang.org/x/sync/singleflight"
+)
+
+// sharedPool keeps per-client state alive across config reloads: a
+// refresh in flight during a reload must still be joined, and a state
+// used before the reload must still count as used.
+var sharedPool = caddy.NewUsagePool()
+
+// Bounds on the in-memory caches, so no input can grow them without limit.
+const (
+	maxUsedStates     = 100_000
+	maxRecentRefresh  = 100_000
+	recentRefreshTTL  = time.Minute
+	usedStateLifetime = stateLifetime
+)
+
+type sharedState struct {
+	refreshes singleflight.Group
+
+	mu        sync.Mutex
+	usedState map[string]time.Time           // state hash → when it stops mattering
+	recent    map[string]recentRefreshResult // refresh token hash → result
+}
+
+type recentRefreshResult struct {
+	sess    session
+	expires time.Time
+}
+
+func newSharedState() *sharedState {
+	return &sharedState{
+		usedState: make(map[string]time.Time),
+		recent:    make(map[string]recentRefreshResult),
+	}
+}
+
+// Destruct implements caddy.Destructor.
+func (s *sharedState) Destruct() error { return nil }
+
+// useState marks a state as used and reports whether it was unused, so a
+// replayed callback is refused even if the browser kept the state cookie.
+func (s *sharedState) useState(key string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if until, ok := s.usedState[key]; ok && now.Before(until) {
+		return false
+	}
+	if len(s.usedState) >= maxUsedStates {
+		pruneExpired(s.usedState, now, func(t time.Time) time.Time { return t })
+	}
+	if len(s.usedState) >= maxUsedStates {
+		// Still full of live entries: a flood. The state cookie's own
+		// expiry still bounds replays, so forgetting is safe.
+		clear(s.usedState)
+	}
+	s.usedState[key] = now.Add(usedStateLifetime)
+	return true
+}
+
+// recentRefresh returns the session a refresh produced for this refresh
+// token a moment ago, so requests still carrying the old cookie reuse it
+// instead of refreshing again with a token Spotify may have rotated away.
+func (s *sharedState) recentRefresh(key string, now time.Time) (session, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.recent[key]
+	if !ok || !now.Before(r.expires) {
+		return session{}, false
+	}
+	return r.sess, true
+}
+
+func (s *sharedState) rememberRefresh(key string, sess session, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.recent) >= maxRecentRefresh {
+		pruneExpired(s.recent, now, func(r recentRefreshResult) time.Time { return r.expires })
+	}
+	if len(s.recent) >= maxRecentRefresh {
+		clear(s.recent)
+	}
+	s.recent[key] = recentRefreshResult{sess: sess, expires: now.Add(recentRefreshTTL)}
+}
+
+func pruneExpired[V any](m map[string]V, now time.Time, expiry func(V) time.Time) {
+	for k, v := range m {
+		if !now.Before(expiry(v)) {
+			delete(m, k)
+		}
+	}
+}
