@@ -21,8 +21,8 @@ func safeReturnPath(rd string) string {
 	// Look at the value as given and as decoded up to three times: a
 	// later hop (a proxy, the app) may decode what the browser did not.
 	v := rd
-	for range 4 {
-		if !plainPath(v) {
+	for i := range 4 {
+		if !plainPath(v, i > 0) {
 			return "/"
 		}
 		dec, err := url.PathUnescape(v)
@@ -42,14 +42,15 @@ func safeReturnPath(rd string) string {
 }
 
 // plainPath reports whether s starts with exactly one '/' and contains no
-// backslash, control character, space or non-ASCII byte.
-func plainPath(s string) bool {
+// backslash or control character. The raw value must also be plain ASCII
+// without spaces; its decoded forms may hold spaces and UTF-8.
+func plainPath(s string, decoded bool) bool {
 	if len(s) == 0 || s[0] != '/' || len(s) > 1 && (s[1] == '/' || s[1] == '\\') {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c <= ' ' || c == '\\' || c >= 0x7f {
+		if c < ' ' || c == 0x7f || c == '\\' || !decoded && (c == ' ' || c > 0x7f) {
 			return false
 		}
 	}

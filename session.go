@@ -196,6 +196,10 @@ func uvarintFromString(s string) (uint64, int) {
 	for i := 0; i < len(s) && i < binary.MaxVarintLen64; i++ {
 		c := s[i]
 		if c < 0x80 {
+			// Overlong or overflowing encodings are not ours.
+			if i > 0 && c == 0 || i == binary.MaxVarintLen64-1 && c > 1 {
+				return 0, 0
+			}
 			return x | uint64(c)<<shift, i + 1
 		}
 		x |= uint64(c&0x7f) << shift

@@ -1,0 +1,227 @@
+package spotifyauth
+
+import (
+	"bytes"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func testSealer(t testing.TB, secrets ...string) *sealer {
+	t.Helper()
+	var bs [][]byte
+	for _, s := range secrets {
+		bs = append(bs, []byte(s))
+	}
+	s, err := newSealer(bs, purposeSession)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+const (
+	secretA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	secretB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+)
+
+func sampleSession() session {
+	return session{
+		Created: 1700000000, Expires: 1800000000, TokenExpires: 1700003600,
+		AccessToken: "BQC-access", RefreshToken: "AQD-refresh",
+		Scopes: "user-read-email user-top-read", UserID: "alice",
+		DisplayName: "Alice Åström 🎧", Email: "alice@example.com", Product: "premium", Country: "SE",
+	}
+}
+
+func TestSessionRoundTripsThroughItsBinaryEncoding(t *testing.T) {
+	in := sampleSession()
+	out, err := unmarshalSession(in.marshal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != in {
+		t.Fatalf("got %+v, want %+v", out, in)
+	}
+}
+
+func TestMalformedSessionBytesAreRejected(t *testing.T) {
+	good := (&session{AccessToken: "a", UserID: "u"}).marshal()
+	for name, b := range map[string][]byte{
+		"empty":           nil,
+		"wrong format":    append([]byte{9}, good[1:]...),
+		"truncated":       good[:len(good)-1],
+		"trailing bytes":  append(append([]byte{}, good...), 0),
+		"no access token": (&session{UserID: "u"}).marshal(),
+		"no user":         (&session{AccessToken: "a"}).marshal(),
+		"huge length":     append([]byte{sessionFormat, 0, 0, 0}, 0xff, 0xff, 0xff, 0xff, 0x0f),
+	} {
+		if _, err := unmarshalSession(b); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestSealedValuesOpenOnlyWithAKeyAndAssociatedDataThatMatch(t *testing.T) {
+	a := testSealer(t, secretA)
+	sealed := a.seal([]byte("hello"), []byte("cookie"))
+
+	if pt, err := a.open(sealed, []byte("cookie")); err != nil || string(pt) != "hello" {
+		t.Fatalf("open with same key: %q, %v", pt, err)
+	}
+	if _, err := a.open(sealed, []byte("other-cookie")); err == nil {
+		t.Error("opened with another cookie name as associated data")
+	}
+	if _, err := testSealer(t, secretB).open(sealed, []byte("cookie")); err == nil {
+		t.Error("opened with another key")
+	}
+	state, _ := newSealer([][]byte{[]byte(secretA)}, purposeState)
+	if _, err := state.open(sealed, []byte("cookie")); err == nil {
+		t.Error("a session value opened as a state value")
+	}
+	// Rotation: a ring whose first key is new still opens old values.
+	if pt, err := testSealer(t, secretB, secretA).open(sealed, []byte("cookie")); err != nil || string(pt) != "hello" {
+		t.Errorf("rotated ring failed to open a value sealed with the old key: %v", err)
+	}
+}
+
+func TestEveryBitFlipOrTruncationOfASealedValueIsRejected(t *testing.T) {
+	s := testSealer(t, secretA)
+	sealed := s.seal((&session{AccessToken: "a", UserID: "u"}).marshal(), []byte("c"))
+	for i := range sealed {
+		b := []byte(sealed)
+		b[i] ^= 0x01
+		if _, err := s.open(string(b), []byte("c")); err == nil && string(b) != sealed {
+			t.Fatalf("flipped byte %d accepted", i)
+		}
+		if _, err := s.open(sealed[:i], []byte("c")); err == nil {
+			t.Fatalf("truncation to %d accepted", i)
+		}
+	}
+}
+
+func TestCookieValueFindsCookiesWithoutConfusingPrefixes(t *testing.T) {
+	h := http.Header{"Cookie": {`spotify_auth_1=one; spotify_auth=main`, `other="quoted"`}}
+	for name, want := range map[string]string{"spotify_auth": "main", "spotify_auth_1": "one", "other": "quoted"} {
+		if got, ok := cookieValue(h, name); !ok || got != want {
+			t.Errorf("%s: got %q, %v", name, got, ok)
+		}
+	}
+	if _, ok := cookieValue(h, "spotify"); ok {
+		t.Error("found a cookie by prefix")
+	}
+}
+
+func TestLongValuesAreSplitIntoChunksAndReassembled(t *testing.T) {
+	for _, n := range []int{10, maxChunkLen, maxChunkLen + 1, 3*maxChunkLen + 7} {
+		value := strings.Repeat("x", n-1) + "y"
+		parts := splitChunks(value)
+		var cookies []string
+		for i, p := range parts {
+			if len(p) > maxChunkLen+2 {
+				t.Fatalf("chunk of %d bytes", len(p))
+			}
+			name := "s"
+			if i > 0 {
+				name = chunkName("s", i)
+			}
+			cookies = append(cookies, name+"="+p)
+		}
+		got, ok := readChunked(http.Header{"Cookie": {strings.Join(cookies, "; ")}}, "s")
+		if !ok || got != value {
+			t.Fatalf("len %d: reassembly failed (ok=%v, len=%d)", n, ok, len(got))
+		}
+		if len(parts) > 1 {
+			// A missing chunk means no session, not a partial one.
+			missing := strings.Join(cookies[:len(cookies)-1], "; ")
+			if _, ok := readChunked(http.Header{"Cookie": {missing}}, "s"); ok {
+				t.Fatalf("len %d: reassembled with a chunk missing", n)
+			}
+		}
+	}
+}
+
+func TestCookieNamesOfTheHandlerAreRecognised(t *testing.T) {
+	c := newCookieNames("spotify_auth", false)
+	for name, want := range map[string]bool{
+		"spotify_auth": true, "__Host-spotify_auth": true, "spotify_auth_1": true,
+		"__Secure-spotify_auth_state_abc": true, "spotify_authx": false, "session": false, "spotify": false,
+	} {
+		if c.ours(name) != want {
+			t.Errorf("ours(%q) = %v", name, !want)
+		}
+	}
+}
+
+func TestLoadSessionRefusesExpiredSessions(t *testing.T) {
+	h := &Handler{sessions: testSealer(t, secretA), cookies: newCookieNames("s", false)}
+	s := sampleSession()
+	now := time.Unix(s.Expires, 0)
+	r, _ := http.NewRequest("GET", "http://127.0.0.1/", nil)
+	r.Header.Set("Cookie", "s="+h.sessions.seal(s.marshal(), h.cookies.aad))
+	if _, ok := h.loadSession(r, now.Add(-time.Second)); !ok {
+		t.Fatal("valid session refused")
+	}
+	if _, ok := h.loadSession(r, now); ok {
+		t.Fatal("expired session accepted")
+	}
+}
+
+// FuzzOpenSession feeds arbitrary cookie values to the decoder: it must
+// never panic, and anything it accepts must re-encode to the same bytes.
+func FuzzOpenSession(f *testing.F) {
+	s := testSealer(f, secretA)
+	good := sampleSession()
+	f.Add(s.seal(good.marshal(), []byte("c")))
+	f.Add("")
+	f.Add("AQ")
+	f.Add(strings.Repeat("A", 60))
+	f.Add("3.abc")
+	f.Fuzz(func(t *testing.T, value string) {
+		pt, err := s.open(value, []byte("c"))
+		if err != nil {
+			return
+		}
+		sess, err := unmarshalSession(pt)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(sess.marshal(), pt) {
+			t.Fatalf("accepted session does not re-encode to its bytes")
+		}
+	})
+}
+
+// FuzzUnmarshalSession fuzzes the plaintext decoder directly, since the
+// sealed fuzzer can rarely forge a GCM tag.
+func FuzzUnmarshalSession(f *testing.F) {
+	good := sampleSession()
+	f.Add(good.marshal())
+	f.Add([]byte{sessionFormat})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		sess, err := unmarshalSession(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(sess.marshal(), b) {
+			t.Fatalf("accepted session does not re-encode to its bytes")
+		}
+	})
+}
+
+func BenchmarkOpenSession(b *testing.B) {
+	s := testSealer(b, secretA)
+	good := sampleSession()
+	sealed := s.seal(good.marshal(), []byte("c"))
+	b.ReportAllocs()
+	for b.Loop() {
+		pt, err := s.open(sealed, []byte("c"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := unmarshalSession(pt); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
