@@ -32,6 +32,10 @@ const (
 
 var errUnsealable = errors.New("cookie cannot be opened")
 
+// cookieEncoding is strict so that every sealed value has exactly one
+// accepted spelling: flipping a padding bit must not leave it valid.
+var cookieEncoding = base64.RawURLEncoding.Strict()
+
 // sealer seals and opens cookie values with AES-256-GCM. The first key
 // seals; every key opens, which is what makes secret rotation painless.
 type sealer struct {
@@ -82,19 +86,19 @@ func (s *sealer) seal(plaintext, aad []byte) string {
 		panic("crypto/rand failed: " + err.Error()) // never happens on supported platforms
 	}
 	buf = k.aead.Seal(buf, nonce, plaintext, aad)
-	return base64.RawURLEncoding.EncodeToString(buf)
+	return cookieEncoding.EncodeToString(buf)
 }
 
 // open decodes and decrypts a value made by seal. Any failure is
 // errUnsealable: callers treat it as "no cookie".
 func (s *sealer) open(value string, aad []byte) ([]byte, error) {
-	if len(value) < base64.RawURLEncoding.EncodedLen(sealOverhead) || len(value) > maxSealedLen {
+	if len(value) < cookieEncoding.EncodedLen(sealOverhead) || len(value) > maxSealedLen {
 		return nil, errUnsealable
 	}
-	buf := make([]byte, base64.RawURLEncoding.DecodedLen(len(value)))
+	buf := make([]byte, cookieEncoding.DecodedLen(len(value)))
 	// Decode only reads its source, so the string's bytes can be used
 	// without a copy.
-	n, err := base64.RawURLEncoding.Decode(buf, unsafe.Slice(unsafe.StringData(value), len(value)))
+	n, err := cookieEncoding.Decode(buf, unsafe.Slice(unsafe.StringData(value), len(value)))
 	if err != nil || n < sealOverhead || buf[0] != sealVersion {
 		return nil, errUnsealable
 	}

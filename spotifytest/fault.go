@@ -1,0 +1,213 @@
+package spotifytest
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Endpoint names a part of the fake for fault injection.
+type Endpoint string
+
+// The endpoints faults can be injected into.
+const (
+	EndpointAuthorize Endpoint = "authorize" // GET and POST /authorize
+	EndpointToken     Endpoint = "token"     // /api/token
+	EndpointAPI       Endpoint = "api"       // every /v1/* path
+)
+
+// Fault is a misbehaviour injected with InjectFault. The request still
+// counts (Counts, TokenRequests, AuthorizeRequests); the fault is applied
+// before any normal handling: first Delay, then Drop or Status. A fault
+// with only a Delay slows the request down and then lets it be handled
+// normally.
+//
+// Note that Go's http.Transport replays an idempotent request (a GET
+// without body, like /v1/me) once when a reused keep-alive connection is
+// dropped before any answer: a Drop with Times 1 may then be invisible to
+// the client and the request is counted twice. POST requests (the token
+// endpoint) are never replayed.
+type Fault struct {
+	Status     int    // answer with this status (e.g. 500, 503, 429); 0 = none
+	RetryAfter string // Retry-After header value, if set (sent with Status)
+	// Body is the raw answer body. Its Content-Type is guessed: JSON if it
+	// starts with "{", HTML if with "<", else plain text. Default: a
+	// Spotify-shaped error for the status and endpoint: {"error":"server_error",
+	// "error_description":...} on the token endpoint, {"error":{"status":N,
+	// "message":...}} on the Web API and for any 429, an HTML error page on
+	// /authorize.
+	Body string
+	// Delay waits before answering (or before handling normally). It ends
+	// early, without any answer, if the client goes away or the server is
+	// closed.
+	Delay time.Duration
+	Drop  bool // hijack and close the connection without any answer
+	// Times is how many requests the fault applies to; 0 = every request
+	// until ClearFaults.
+	Times int
+}
+
+type activeFault struct {
+	f    Fault
+	left int
+}
+
+// InjectFault adds a fault for an endpoint. Faults of one endpoint queue up
+// in order: the first applies to its Times requests, then the next one
+// takes over. A fault with Times 0 stays first until ClearFaults.
+func (s *Server) InjectFault(ep Endpoint, f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults[ep] = append(s.faults[ep], &activeFault{f: f, left: f.Times})
+}
+
+// ClearFaults removes every injected fault of every endpoint.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.faults)
+}
+
+// takeFault claims the endpoint's current fault for one request.
+func (s *Server) takeFault(ep Endpoint) (Fault, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.faults[ep]
+	if len(q) == 0 {
+		return Fault{}, false
+	}
+	af := q[0]
+	if af.f.Times > 0 {
+		af.left--
+		if af.left <= 0 {
+			s.faults[ep] = q[1:]
+		}
+	}
+	return af.f, true
+}
+
+// applyFault applies the endpoint's current fault, if any. It reports
+// whether the request is finished (answered, dropped or abandoned); if not,
+// normal handling goes on. failed, if not nil, is called before the fault
+// finishes the request, so that counters are right by the time the client
+// sees the outcome.
+func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, ep Endpoint, failed func()) bool {
+	f, ok := s.takeFault(ep)
+	if !ok {
+		return false
+	}
+	fail := func() {
+		if failed != nil {
+			failed()
+		}
+	}
+	if f.Delay > 0 {
+		t := time.NewTimer(f.Delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			fail()
+			return true // nobody is listening any more
+		case <-s.done:
+			fail()
+			dropConn(w)
+			return true
+		}
+	}
+	switch {
+	case f.Drop:
+		fail()
+		dropConn(w)
+		return true
+	case f.Status != 0:
+		fail()
+		if f.RetryAfter != "" {
+			w.Header().Set("Retry-After", f.RetryAfter)
+		}
+		body, ctype := f.Body, guessContentType(f.Body)
+		if body == "" {
+			body, ctype = defaultFaultBody(ep, f.Status)
+		}
+		w.Header().Set("Content-Type", ctype)
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(f.Status)
+		_, _ = w.Write([]byte(body))
+		return true
+	}
+	return false
+}
+
+// dropConn closes the connection without answering.
+func dropConn(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			_ = conn.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler) // net/http aborts the connection (or stream) silently
+}
+
+func guessContentType(body string) string {
+	switch t := strings.TrimSpace(body); {
+	case strings.HasPrefix(t, "{"), strings.HasPrefix(t, "["):
+		return "application/json"
+	case strings.HasPrefix(t, "<"):
+		return "text/html; charset=utf-8"
+	default:
+		return "text/plain; charset=utf-8"
+	}
+}
+
+func defaultFaultBody(ep Endpoint, status int) (body, contentType string) {
+	switch {
+	case ep == EndpointAuthorize:
+		return errorPageHTML(strconv.Itoa(status) + " " + http.StatusText(status)), "text/html; charset=utf-8"
+	case status == http.StatusTooManyRequests:
+		return apiErrorJSON(status, "API rate limit exceeded"), "application/json"
+	case ep == EndpointAPI:
+		return apiErrorJSON(status, apiStatusMessage(status)), "application/json"
+	default: // token
+		code := "server_error"
+		switch {
+		case status == http.StatusServiceUnavailable:
+			code = "temporarily_unavailable"
+		case status == http.StatusUnauthorized:
+			code = "invalid_client"
+		case status >= 400 && status < 500:
+			code = "invalid_request"
+		}
+		b, _ := json.Marshal(map[string]string{"error": code, "error_description": http.StatusText(status)})
+		return string(b), "application/json"
+	}
+}
+
+// apiStatusMessage is the message Spotify's Web API gives for a status.
+func apiStatusMessage(status int) string {
+	switch status {
+	case http.StatusInternalServerError:
+		return "Server error."
+	case http.StatusBadGateway:
+		return "Bad gateway."
+	case http.StatusServiceUnavailable:
+		return "Service unavailable"
+	}
+	if t := http.StatusText(status); t != "" {
+		return t
+	}
+	return "Error"
+}
+
+func apiErrorJSON(status int, message string) string {
+	type apiError struct {
+		Status  int    `json:"status"`
+		Message string `json:"message"`
+	}
+	b, _ := json.Marshal(struct {
+		Error apiError `json:"error"`
+	}{apiError{status, message}})
+	return string(b)
+}
