@@ -1,0 +1,242 @@
+package spotifyauth
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+func adapt(t *testing.T, body string) (string, error) {
+	t.Helper()
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(body), nil)
+	return string(out), err
+}
+
+// handlersIn returns the spotify_auth handlers of an adapted config, and
+// the matcher sets of their routes.
+func handlersIn(t *testing.T, cfgJSON string) ([]Handler, [][]map[string]json.RawMessage) {
+	t.Helper()
+	var cfg struct {
+		Apps struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Routes []json.RawMessage `json:"routes"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal([]byte(cfgJSON), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var hs []Handler
+	var matchers [][]map[string]json.RawMessage
+	var walk func(routes []json.RawMessage)
+	walk = func(routes []json.RawMessage) {
+		for _, raw := range routes {
+			var r struct {
+				Match  []map[string]json.RawMessage `json:"match"`
+				Handle []json.RawMessage            `json:"handle"`
+			}
+			_ = json.Unmarshal(raw, &r)
+			for _, hraw := range r.Handle {
+				var kind struct {
+					Handler string            `json:"handler"`
+					Routes  []json.RawMessage `json:"routes"`
+				}
+				_ = json.Unmarshal(hraw, &kind)
+				if kind.Handler == "spotify_auth" {
+					var h Handler
+					if err := json.Unmarshal(hraw, &h); err != nil {
+						t.Fatal(err)
+					}
+					hs = append(hs, h)
+					matchers = append(matchers, r.Match)
+				}
+				walk(kind.Routes)
+			}
+		}
+	}
+	for _, srv := range cfg.Apps.HTTP.Servers {
+		walk(srv.Routes)
+	}
+	return hs, matchers
+}
+
+func TestEveryCaddyfileOptionReachesTheJSONConfig(t *testing.T) {
+	out, err := adapt(t, `
+:8080 {
+	spotify_auth /app/* {
+		client_id        {env.SPOTIFY_CLIENT_ID}
+		client_secret    {env.SPOTIFY_CLIENT_SECRET}
+		scopes           user-read-email user-top-read
+		show_dialog
+		redirect_uri     https://music.example.com/auth/callback
+		cookie_secret    {file./etc/secret} 0123456789abcdef0123456789abcdef
+		cookie_name      music_session
+		cookie_domain    example.com
+		session_lifetime 24h
+		token_header     X-Spotify-Token
+		authorize_url    http://127.0.0.1:9/authorize
+		token_url        http://127.0.0.1:9/api/token
+		api_url          http://127.0.0.1:9
+		timeout          3s
+	}
+	respond "ok"
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, matchers := handlersIn(t, out)
+	if len(hs) != 1 {
+		t.Fatalf("%d spotify_auth handlers in %s", len(hs), out)
+	}
+	got := hs[0]
+	want := Handler{
+		ClientID: "{env.SPOTIFY_CLIENT_ID}", ClientSecret: "{env.SPOTIFY_CLIENT_SECRET}",
+		Scopes: []string{"user-read-email", "user-top-read"}, ShowDialog: true,
+		RedirectURI:   "https://music.example.com/auth/callback",
+		CookieSecrets: []string{"{file./etc/secret}", "0123456789abcdef0123456789abcdef"},
+		CookieName:    "music_session", CookieDomain: "example.com",
+		SessionLifetime: caddy.Duration(24 * time.Hour), TokenHeader: "X-Spotify-Token",
+		AuthorizeURL: "http://127.0.0.1:9/authorize", TokenURL: "http://127.0.0.1:9/api/token",
+		APIURL: "http://127.0.0.1:9", Timeout: caddy.Duration(3 * time.Second),
+	}
+	gj, _ := json.Marshal(got)
+	wj, _ := json.Marshal(want)
+	if string(gj) != string(wj) {
+		t.Fatalf("adapted handler\n got %s\nwant %s", gj, wj)
+	}
+	// The route matches the user's matcher OR the handler's endpoints,
+	// including a callback path outside /oauth2/spotify/.
+	m, _ := json.Marshal(matchers[0])
+	if string(m) != `[{"path":["/app/*"]},{"path":["/oauth2/spotify/*","/auth/callback"]}]` {
+		t.Fatalf("route matchers %s", m)
+	}
+}
+
+func TestSpotifyAuthIsOrderedBeforeHandlersThatAnswer(t *testing.T) {
+	out, err := adapt(t, `
+:8080 {
+	file_server
+	respond /r "x"
+	handle /h/* {
+		respond "h"
+	}
+	reverse_proxy /p/* 127.0.0.1:9
+	spotify_auth {
+		client_id abc
+	}
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := strings.Index(out, `"handler":"spotify_auth"`)
+	for _, h := range []string{`"handler":"file_server"`, `"handler":"static_response"`, `"handler":"subroute"`, `"handler":"reverse_proxy"`} {
+		if i := strings.Index(out, h); i < 0 || i < first {
+			t.Errorf("%s comes before spotify_auth in %s", h, out)
+		}
+	}
+}
+
+func TestConfigErrorsNameTheOption(t *testing.T) {
+	for _, tc := range []struct {
+		name, block, want string
+	}{
+		{"missing client_id", "scopes user-read-email", "client_id is required"},
+		{"unknown scope", "client_id a\nscopes user-read-mind", `unknown Spotify scope "user-read-mind"`},
+		{"bad token URL", "client_id a\ntoken_url ftp://x/token", "token_url"},
+		{"relative authorize URL", "client_id a\nauthorize_url /authorize", "authorize_url"},
+		{"short cookie secret", "client_id a\ncookie_secret short", "cookie_secret #1: must be at least 32 characters"},
+		{"plain http redirect URI on a public host", "client_id a\nredirect_uri http://music.example.com/cb", "redirect_uri"},
+		{"localhost redirect URI", "client_id a\nredirect_uri http://localhost:8080/cb", "loopback IP literal"},
+		{"unknown subdirective", "client_id a\nclient_ids b", `unknown subdirective "client_ids"`},
+		{"option given twice", "client_id a\nclient_id b", "client_id: given more than once"},
+		{"bad duration", "client_id a\nsession_lifetime forever", "session_lifetime"},
+		{"bad header name", "client_id a\ntoken_header X:Token", "token_header"},
+		{"bad show_dialog", "client_id a\nshow_dialog maybe", "show_dialog"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := adapt(t, ":8080 {\n\tspotify_auth {\n"+tc.block+"\n\t}\n}")
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidateRejectsWhatPlaceholdersResolveTo(t *testing.T) {
+	t.Setenv("SPOTIFY_TEST_EMPTY", "")
+	t.Setenv("SPOTIFY_TEST_SHORT", "tooshort")
+	for _, tc := range []struct {
+		name string
+		h    Handler
+		want string
+	}{
+		{"client_id resolving to nothing", Handler{ClientID: "{env.SPOTIFY_TEST_EMPTY}", CookieSecrets: []string{secretA}}, "client_id"},
+		{"cookie_secret resolving to a short value", Handler{ClientID: "a", CookieSecrets: []string{"{env.SPOTIFY_TEST_SHORT}"}}, "cookie_secret #1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
+			defer cancel()
+			err := tc.h.Provision(ctx)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestPlaceholdersInSecretsAreResolvedFromEnvAndFiles(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := dir + "/cookie"
+	if err := writeFile(secretFile, secretB+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SPOTIFY_TEST_ID", "from-env")
+	h := provision(t, &Handler{ClientID: "{env.SPOTIFY_TEST_ID}", CookieSecrets: []string{"{file." + secretFile + "}"}})
+	if h.ClientID != "from-env" || h.oauth.ClientID != "from-env" {
+		t.Fatalf("client_id = %q", h.ClientID)
+	}
+	// The file's secret seals: a sealer built from it directly opens it.
+	sealed := h.sessions.seal([]byte("x"), []byte("c"))
+	if _, err := testSealer(t, secretB).open(sealed, []byte("c")); err != nil {
+		t.Fatalf("cookie secret from file not used: %v", err)
+	}
+}
+
+func TestUnmarshalCaddyfileDirectly(t *testing.T) {
+	var h Handler
+	d := caddyfile.NewTestDispenser(`spotify_auth {
+		client_id abc
+		scopes streaming
+	}`)
+	if err := h.UnmarshalCaddyfile(d); err != nil {
+		t.Fatal(err)
+	}
+	if h.ClientID != "abc" || len(h.Scopes) != 1 {
+		t.Fatalf("%+v", h)
+	}
+}
+
+// FuzzUnmarshalCaddyfile: any token stream either parses or errors; never
+// panics.
+func FuzzUnmarshalCaddyfile(f *testing.F) {
+	f.Add("spotify_auth {\nclient_id a\nscopes user-read-email\n}")
+	f.Add("spotify_auth {\nclient_id a\nshow_dialog false\ncookie_secret 0123456789abcdef0123456789abcdef\n}")
+	f.Add("spotify_auth /app/* {\n}")
+	f.Fuzz(func(t *testing.T, input string) {
+		var h Handler
+		_ = h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+	})
+}
+
+func writeFile(name, content string) error {
+	return os.WriteFile(name, []byte(content), 0o600)
+}
