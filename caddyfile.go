@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -38,6 +39,7 @@ func init() {
 //		token_url        <url>
 //		api_url          <url>
 //		timeout          <duration>
+//		refresh_leeway   <duration>
 //	}
 //
 // The route it emits matches the given matcher OR the handler's own
@@ -156,6 +158,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = parseDuration(opt, args, &h.SessionLifetime)
 		case "timeout":
 			err = parseDuration(opt, args, &h.Timeout)
+		case "refresh_leeway":
+			if err = parseDuration(opt, args, &h.RefreshLeeway); err == nil && time.Duration(h.RefreshLeeway) > maxRefreshLeeway {
+				err = fmt.Errorf("must be at most %s", maxRefreshLeeway)
+			}
 		case "token_header":
 			if h.TokenHeader, err = one(); err == nil && !validHeaderName(h.TokenHeader) {
 				err = fmt.Errorf("token_header %q is not a valid header name", h.TokenHeader)

@@ -87,6 +87,7 @@ func TestEveryCaddyfileOptionReachesTheJSONConfig(t *testing.T) {
 		token_url        http://127.0.0.1:9/api/token
 		api_url          http://127.0.0.1:9
 		timeout          3s
+		refresh_leeway   2m
 	}
 	respond "ok"
 }`)
@@ -107,6 +108,7 @@ func TestEveryCaddyfileOptionReachesTheJSONConfig(t *testing.T) {
 		SessionLifetime: caddy.Duration(24 * time.Hour), TokenHeader: "X-Spotify-Token",
 		AuthorizeURL: "http://127.0.0.1:9/authorize", TokenURL: "http://127.0.0.1:9/api/token",
 		APIURL: "http://127.0.0.1:9", Timeout: caddy.Duration(3 * time.Second),
+		RefreshLeeway: caddy.Duration(2 * time.Minute),
 	}
 	gj, _ := json.Marshal(got)
 	wj, _ := json.Marshal(want)
@@ -161,6 +163,7 @@ func TestConfigErrorsNameTheOption(t *testing.T) {
 		{"bad duration", "client_id a\nsession_lifetime forever", "session_lifetime"},
 		{"bad header name", "client_id a\ntoken_header X:Token", "token_header"},
 		{"bad show_dialog", "client_id a\nshow_dialog maybe", "show_dialog"},
+		{"refresh_leeway too long", "client_id a\nrefresh_leeway 45m", "refresh_leeway: must be at most 30m"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := adapt(t, ":8080 {\n\tspotify_auth {\n"+tc.block+"\n\t}\n}")

@@ -24,9 +24,12 @@ import (
 const (
 	// stateLifetime is how long a login may take from redirect to callback.
 	stateLifetime = 10 * time.Minute
-	// refreshLeeway is how long before expiry an access token is renewed,
-	// so the upstream never gets one about to die mid-call.
-	refreshLeeway = 5 * time.Minute
+	// refreshRetryPause is how long a session whose refresh failed is
+	// served with its still-valid token before refresh is tried again.
+	refreshRetryPause = 10 * time.Second
+	// unavailableRetryAfter is what clients are told to wait when Spotify
+	// fails without saying for how long.
+	unavailableRetryAfter = 5 * time.Second
 	// defaultTokenLifetime applies if Spotify omits expires_in.
 	defaultTokenLifetime = time.Hour
 	// Input bounds: anything longer is not Spotify's.
@@ -51,8 +54,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.challenge(w, r)
 	}
 
-	if sess.TokenExpires-int64(refreshLeeway/time.Second) <= now.Unix() {
-		fresh, err := h.refresh(r.Context(), sess)
+	if sess.TokenExpires-h.leeway <= now.Unix() {
+		key := refreshKey(sess.RefreshToken)
+		var fresh session
+		var err error
+		if sess.TokenExpires > now.Unix() && h.shared.refreshPaused(key, now) {
+			err = errRefreshPaused
+		} else {
+			fresh, err = h.refresh(r.Context(), key, sess)
+		}
 		switch {
 		case err == nil:
 			sess = fresh
@@ -62,6 +72,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				zap.String("user_id", sess.UserID), zap.Error(err))
 			h.clearSessionCookie(w, r)
 			return h.challenge(w, r)
+		case err == errRefreshPaused:
 		case sess.TokenExpires > now.Unix():
 			// The token still works: serve with it and try again later.
 			h.logger.Warn("refresh failed; using the current token until it expires",
@@ -87,6 +98,7 @@ func (h *Handler) passUpstream(r *http.Request, s *session) {
 		r.Header[h.tokenHeader] = []string{s.AccessToken}
 	}
 	r.Header["X-Spotify-User-Id"] = []string{s.UserID}
+	r.Header["X-Spotify-Token-Expires"] = []string{formatUnixRFC3339(s.TokenExpires)}
 	stripOurCookies(r.Header, h.cookies)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.auth.user.id", s.UserID)
@@ -114,6 +126,7 @@ func (h *Handler) challenge(w http.ResponseWriter, r *http.Request) error {
 		h.startLogin(w, r, safeReturnPath(r.URL.RequestURI()))
 		return nil
 	}
+	h.metrics.answered(http.StatusUnauthorized)
 	login := loginURL(safeReturnPath(r.URL.RequestURI()))
 	w.Header().Set("WWW-Authenticate", `Spotify realm="spotify_auth", login_url="`+login+`"`)
 	writeJSON(w, http.StatusUnauthorized, apiError{
@@ -201,6 +214,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo st
 		opts = append(opts, oauth2.SetAuthURLParam("show_dialog", "true"))
 	}
 	setPageHeaders(w.Header())
+	h.metrics.answered(http.StatusFound)
 	http.Redirect(w, r, h.oauth.AuthCodeURL(ls.State, opts...), http.StatusFound)
 }
 
@@ -250,10 +264,12 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 			returnTo = ls.ReturnTo
 		}
 		if e == "access_denied" {
+			h.metrics.loginFailures.WithLabelValues(errLoginDenied.String()).Inc()
 			h.logger.Info("login declined at Spotify")
 			h.fail(w, r, &authError{Kind: errLoginDenied, Message: "You declined to log in with Spotify, so this page stays closed."}, loginURL(returnTo))
 			return
 		}
+		h.metrics.loginFailures.WithLabelValues(errLoginRejected.String()).Inc()
 		h.logger.Warn("Spotify returned an error to the callback", zap.String("error", truncate(e, 64)))
 		h.fail(w, r, &authError{Kind: errLoginRejected, Message: "Spotify reported an error: " + truncate(e, 64) + "."}, loginURL(returnTo))
 		return
@@ -261,12 +277,14 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 
 	ls, err := h.consumeState(w, r, q.Get("state"), now)
 	if err != nil {
+		h.metrics.loginFailures.WithLabelValues(errStateInvalid.String()).Inc()
 		h.logger.Info("login callback refused", zap.String("reason", err.Error()))
 		h.fail(w, r, &authError{Kind: errStateInvalid, Message: "This login link is invalid, was already used, has expired, or was started in another browser."}, loginURL("/"))
 		return
 	}
 	code := q.Get("code")
 	if code == "" || len(code) > maxCodeLen {
+		h.metrics.loginFailures.WithLabelValues(errBadRequest.String()).Inc()
 		h.fail(w, r, &authError{Kind: errBadRequest, Message: "The login callback carries no valid code."}, loginURL(ls.ReturnTo))
 		return
 	}
@@ -277,29 +295,37 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 		if ae.Kind == errRefreshRevoked {
 			ae.Kind = errLoginRejected // invalid_grant on a code: expired or already used
 		}
-		h.logger.Warn("login failed", zap.String("reason", ae.Message), zap.Error(ae.Err))
+		h.metrics.loginFailures.WithLabelValues(ae.Kind.String()).Inc()
+		h.logger.Warn("login failed", zap.Stringer("reason", ae.Kind), zap.String("detail", ae.Message), zap.Error(ae.Err))
 		h.fail(w, r, ae, loginURL(ls.ReturnTo))
 		return
 	}
 	h.setSessionCookie(w, r, &sess)
+	h.metrics.logins.Inc()
 	h.logger.Info("login", zap.String("user_id", sess.UserID), zap.String("scopes", sess.Scopes))
 	http.Redirect(w, r, ls.ReturnTo, http.StatusFound)
 }
 
 // completeLogin exchanges the code and learns who the user is.
 func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState, now time.Time) (session, error) {
+	if err := h.shared.checkBackoff(now); err != nil {
+		return session{}, err
+	}
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, h.httpClient)
 	tok, err := h.oauth.Exchange(ctx, code,
 		oauth2.VerifierOption(ls.Verifier),
 		oauth2.SetAuthURLParam("redirect_uri", ls.RedirectURI))
 	if err != nil {
-		return session{}, classifyTokenError(err, "code exchange")
+		ae := classifyTokenError(err, "code exchange")
+		h.shared.noteRateLimit(ae, time.Now())
+		return session{}, ae
 	}
 	if tok.RefreshToken == "" {
 		return session{}, &authError{Kind: errLoginRejected, Message: "Spotify issued no refresh token"}
 	}
 	prof, err := h.spotify.me(ctx, tok.AccessToken)
 	if err != nil {
+		h.shared.noteRateLimit(err, time.Now())
 		return session{}, err
 	}
 	if !printableASCII(prof.ID) {
@@ -357,13 +383,16 @@ func (h *Handler) consumeState(w http.ResponseWriter, r *http.Request, state str
 	return ls, nil
 }
 
+// errRefreshPaused: a refresh of this session failed a moment ago and its
+// token still works, so it is not tried again yet.
+var errRefreshPaused = errors.New("refresh paused after a failure")
+
 // refresh renews the session's access token, once per session however
 // many requests need it at the same moment.
-func (h *Handler) refresh(ctx context.Context, sess session) (session, error) {
+func (h *Handler) refresh(ctx context.Context, key string, sess session) (session, error) {
 	if sess.RefreshToken == "" {
 		return session{}, &authError{Kind: errRefreshRevoked, Message: "session has no refresh token"}
 	}
-	key := refreshKey(sess.RefreshToken)
 	if fresh, ok := h.shared.recentRefresh(key, time.Now()); ok {
 		return fresh, nil
 	}
@@ -374,10 +403,21 @@ func (h *Handler) refresh(ctx context.Context, sess session) (session, error) {
 		if fresh, ok := h.shared.recentRefresh(key, now); ok {
 			return fresh, nil
 		}
+		if err := h.shared.checkBackoff(now); err != nil {
+			h.metrics.refreshFailures.WithLabelValues(errRateLimited.String()).Inc()
+			return nil, err
+		}
 		tok, err := h.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: sess.RefreshToken}).Token()
 		if err != nil {
-			return nil, classifyTokenError(err, "refresh")
+			ae := classifyTokenError(err, "refresh")
+			h.shared.noteRateLimit(ae, time.Now())
+			if ae.Kind != errRefreshRevoked {
+				h.shared.pauseRefresh(key, time.Now(), h.retryPause)
+			}
+			h.metrics.refreshFailures.WithLabelValues(ae.Kind.String()).Inc()
+			return nil, ae
 		}
+		h.metrics.refreshes.Inc()
 		fresh := sess
 		fresh.AccessToken = tok.AccessToken
 		if tok.RefreshToken != "" {
@@ -469,12 +509,16 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, ae *authError, re
 		status, title, code = http.StatusForbidden, "Spotify refused the login", "login_rejected"
 	case errSpotifyUnavailable:
 		status, title, code = http.StatusServiceUnavailable, "Spotify is unreachable", "spotify_unavailable"
-		setRetryAfter(w.Header(), max(ae.RetryAfter, 5*time.Second))
+		setRetryAfter(w.Header(), max(ae.RetryAfter, unavailableRetryAfter))
+	case errRateLimited:
+		status, title, code = http.StatusServiceUnavailable, "Spotify is busy", "spotify_rate_limited"
+		setRetryAfter(w.Header(), max(ae.RetryAfter, time.Second))
 	case errBadRequest:
 		status, title, code = http.StatusBadRequest, "Bad request", "bad_request"
 	case errMisconfigured:
 		status, title, code = http.StatusInternalServerError, "Login is misconfigured", "misconfigured"
 	}
+	h.metrics.answered(status)
 	if retryURL == "" {
 		retryURL = r.URL.RequestURI()
 		if !isNavigation(r) {
@@ -506,6 +550,12 @@ func errKindOf(err error) errKind {
 		return ae.Kind
 	}
 	return 0
+}
+
+// formatUnixRFC3339 formats a unix time for the upstream header.
+func formatUnixRFC3339(sec int64) string {
+	var buf [len(time.RFC3339)]byte
+	return string(time.Unix(sec, 0).UTC().AppendFormat(buf[:0], time.RFC3339))
 }
 
 func tokenExpiry(tok *oauth2.Token, now time.Time) int64 {

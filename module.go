@@ -30,6 +30,7 @@ const (
 	DefaultTokenHeader     = "Authorization"
 	DefaultSessionLifetime = 7 * 24 * time.Hour
 	DefaultTimeout         = 10 * time.Second
+	DefaultRefreshLeeway   = 5 * time.Minute
 
 	// EndpointPrefix is where the handler answers its own endpoints
 	// (login, callback, logout), whatever matcher the route has.
@@ -104,6 +105,11 @@ type Handler struct {
 	// /v1/me). Default 10s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
+	// How long before its expiry the access token is refreshed, so the
+	// upstream never gets a token about to die mid-call. Default 5m; at
+	// most 30m (Spotify tokens live an hour).
+	RefreshLeeway caddy.Duration `json:"refresh_leeway,omitempty"`
+
 	oauth        *oauth2.Config
 	httpClient   *http.Client
 	spotify      *spotifyClient
@@ -112,6 +118,9 @@ type Handler struct {
 	callbackPath string
 	redirectURL  *url.URL // nil when derived per request
 	tokenHeader  string   // canonical form
+	leeway       int64    // RefreshLeeway in seconds
+	retryPause   time.Duration
+	metrics      *metrics
 	bearer       bool
 	cookies      cookieNames
 	shared       *sharedState
@@ -174,6 +183,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if u.IsAbs() {
 			h.redirectURL = u
 		}
+	}
+	h.leeway = int64(time.Duration(h.RefreshLeeway) / time.Second)
+	h.retryPause = refreshRetryPause
+	if h.metrics, err = newMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
 	}
 	h.tokenHeader = http.CanonicalHeaderKey(h.TokenHeader)
 	h.bearer = h.tokenHeader == "Authorization"
@@ -245,6 +259,9 @@ func (h *Handler) setDefaults() {
 	if h.Timeout == 0 {
 		h.Timeout = caddy.Duration(DefaultTimeout)
 	}
+	if h.RefreshLeeway == 0 {
+		h.RefreshLeeway = caddy.Duration(DefaultRefreshLeeway)
+	}
 }
 
 // checkConfig validates the options that are known once placeholders have
@@ -285,6 +302,9 @@ func (h *Handler) checkConfig() error {
 	}
 	if h.Timeout < 0 {
 		return errors.New("timeout must be positive")
+	}
+	if h.RefreshLeeway < 0 || time.Duration(h.RefreshLeeway) > maxRefreshLeeway {
+		return fmt.Errorf("refresh_leeway must be between 0 and %s", maxRefreshLeeway)
 	}
 	return nil
 }
@@ -345,6 +365,9 @@ func checkEndpointURL(raw string) error {
 	}
 	return nil
 }
+
+// maxRefreshLeeway keeps refreshes well apart: Spotify tokens live 1h.
+const maxRefreshLeeway = 30 * time.Minute
 
 // minSecretLen keeps cookie secrets out of brute-force range.
 const minSecretLen = 32

@@ -1,7 +1,9 @@
 package spotifyauth
 
 import (
+	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -24,9 +26,14 @@ const (
 type sharedState struct {
 	refreshes singleflight.Group
 
+	// backoffUntil (unix nanoseconds) is when Spotify allows calls again
+	// after a 429; until then no call is made from this instance.
+	backoffUntil atomic.Int64
+
 	mu        sync.Mutex
 	usedState map[string]time.Time           // state hash → when it stops mattering
 	recent    map[string]recentRefreshResult // refresh token hash → result
+	paused    map[string]time.Time           // refresh token hash → no retry before
 }
 
 type recentRefreshResult struct {
@@ -38,6 +45,7 @@ func newSharedState() *sharedState {
 	return &sharedState{
 		usedState: make(map[string]time.Time),
 		recent:    make(map[string]recentRefreshResult),
+		paused:    make(map[string]time.Time),
 	}
 }
 
@@ -87,6 +95,56 @@ func (s *sharedState) rememberRefresh(key string, sess session, now time.Time) {
 		clear(s.recent)
 	}
 	s.recent[key] = recentRefreshResult{sess: sess, expires: now.Add(recentRefreshTTL)}
+}
+
+// pauseRefresh stops refresh attempts for a session for a moment after a
+// failure, so requests served with a still-valid token during an outage
+// don't each wait for Spotify to time out.
+func (s *sharedState) pauseRefresh(key string, now time.Time, pause time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.paused) >= maxRecentRefresh {
+		pruneExpired(s.paused, now, func(t time.Time) time.Time { return t })
+	}
+	if len(s.paused) >= maxRecentRefresh {
+		clear(s.paused)
+	}
+	s.paused[key] = now.Add(pause)
+}
+
+func (s *sharedState) refreshPaused(key string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	until, ok := s.paused[key]
+	return ok && now.Before(until)
+}
+
+// backoff returns how long calls to Spotify must still wait, if at all.
+func (s *sharedState) backoff(now time.Time) time.Duration {
+	return time.Duration(s.backoffUntil.Load() - now.UnixNano())
+}
+
+// noteRateLimit remembers a 429 so this instance stops calling Spotify.
+func (s *sharedState) noteRateLimit(err error, now time.Time) {
+	var ae *authError
+	if !errors.As(err, &ae) || ae.Kind != errRateLimited {
+		return
+	}
+	until := now.Add(ae.RetryAfter).UnixNano()
+	for {
+		cur := s.backoffUntil.Load()
+		if cur >= until || s.backoffUntil.CompareAndSwap(cur, until) {
+			return
+		}
+	}
+}
+
+// checkBackoff fails fast while Spotify has asked us to wait.
+func (s *sharedState) checkBackoff(now time.Time) error {
+	if wait := s.backoff(now); wait > 0 {
+		return &authError{Kind: errRateLimited, Message: "Spotify is rate limiting this app", RetryAfter: wait}
+	}
+	return nil
 }
 
 func pruneExpired[V any](m map[string]V, now time.Time, expiry func(V) time.Time) {

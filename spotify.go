@@ -36,10 +36,41 @@ const (
 	errStateInvalid       errKind = iota + 1 // callback without a matching login in this browser
 	errLoginDenied                           // user pressed Cancel at Spotify
 	errLoginRejected                         // Spotify refused the code exchange or the app
-	errSpotifyUnavailable                    // 5xx, timeout, connection error, 429, bad JSON
+	errSpotifyUnavailable                    // 5xx, timeout, connection error, bad JSON
+	errRateLimited                           // 429: wait for Retry-After
 	errRefreshRevoked                        // invalid_grant on refresh: log in again
 	errBadRequest                            // malformed input
 	errMisconfigured                         // config that cannot work with the request
+)
+
+// String names the kind for logs and metric labels.
+func (k errKind) String() string {
+	switch k {
+	case errStateInvalid:
+		return "state_invalid"
+	case errLoginDenied:
+		return "access_denied"
+	case errLoginRejected:
+		return "rejected"
+	case errSpotifyUnavailable:
+		return "spotify_unavailable"
+	case errRateLimited:
+		return "rate_limited"
+	case errRefreshRevoked:
+		return "invalid_grant"
+	case errBadRequest:
+		return "bad_request"
+	case errMisconfigured:
+		return "misconfigured"
+	}
+	return "unknown"
+}
+
+// defaultRetryAfter applies when Spotify rate limits without saying for
+// how long; maxRetryAfter caps what it says.
+const (
+	defaultRetryAfter = 30 * time.Second
+	maxRetryAfter     = time.Hour
 )
 
 // authError is the error type of the auth path. Message is safe to show
@@ -117,7 +148,7 @@ func apiStatusError(resp *http.Response, body []byte) error {
 	detail := fmt.Errorf("GET /v1/me: HTTP %d %s", resp.StatusCode, truncate(e.Error.Message, 200))
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
-		return &authError{Kind: errSpotifyUnavailable, Message: "Spotify is rate limiting this app",
+		return &authError{Kind: errRateLimited, Message: "Spotify is rate limiting this app",
 			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After")), Err: detail}
 	case resp.StatusCode >= 500:
 		return &authError{Kind: errSpotifyUnavailable, Message: "Spotify's Web API is failing", Err: detail}
@@ -136,7 +167,7 @@ func classifyTokenError(err error, what string) *authError {
 		detail := fmt.Errorf("%s: HTTP %d %s", what, re.Response.StatusCode, truncate(re.ErrorCode, 64))
 		switch {
 		case re.Response.StatusCode == http.StatusTooManyRequests:
-			return &authError{Kind: errSpotifyUnavailable, Message: "Spotify is rate limiting this app",
+			return &authError{Kind: errRateLimited, Message: "Spotify is rate limiting this app",
 				RetryAfter: parseRetryAfter(re.Response.Header.Get("Retry-After")), Err: detail}
 		case re.Response.StatusCode >= 500:
 			return &authError{Kind: errSpotifyUnavailable, Message: "Spotify's accounts service is failing", Err: detail}
@@ -165,17 +196,16 @@ func scrubURLError(err error) error {
 	return err
 }
 
+// parseRetryAfter reads a Retry-After header (seconds or a date), with a
+// default when it is missing or unreadable and a cap when it is huge.
 func parseRetryAfter(v string) time.Duration {
-	if v == "" {
-		return 0
-	}
+	d := defaultRetryAfter
 	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs >= 0 {
-		return time.Duration(secs) * time.Second
+		d = time.Duration(min(secs, int(maxRetryAfter/time.Second))) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = max(time.Until(t), time.Second)
 	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), 0)
-	}
-	return 0
+	return min(d, maxRetryAfter)
 }
 
 func truncate(s string, n int) string {
