@@ -393,14 +393,14 @@ func (h *Handler) refresh(ctx context.Context, key string, sess session) (sessio
 	if sess.RefreshToken == "" {
 		return session{}, &authError{Kind: errRefreshRevoked, Message: "session has no refresh token"}
 	}
-	if fresh, ok := h.shared.recentRefresh(key, time.Now()); ok {
+	if fresh, ok := h.shared.recentRefresh(key, time.Now(), h.leeway); ok {
 		return fresh, nil
 	}
 	// The shared call must not die with whichever request started it.
 	ctx = context.WithValue(context.WithoutCancel(ctx), oauth2.HTTPClient, h.httpClient)
 	v, err, _ := h.shared.refreshes.Do(key, func() (any, error) {
 		now := time.Now()
-		if fresh, ok := h.shared.recentRefresh(key, now); ok {
+		if fresh, ok := h.shared.recentRefresh(key, now, h.leeway); ok {
 			return fresh, nil
 		}
 		if err := h.shared.checkBackoff(now); err != nil {

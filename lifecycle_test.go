@@ -317,3 +317,36 @@ func TestMetricsCountLoginsAndAnswers(t *testing.T) {
 		}
 	}
 }
+
+func TestSessionsSurviveThreeConsecutiveExpiries(t *testing.T) {
+	for _, rotate := range []bool{true, false} {
+		t.Run("rotate="+strconv.FormatBool(rotate), func(t *testing.T) {
+			hs := newHarness(t)
+			hs.fake.SetRotateRefreshTokens(rotate)
+			hs.login(hs.browser, "/")
+			seen := map[string]bool{}
+			for i := range 3 {
+				// An hour passes: the token expires and the in-memory
+				// memory of the last refresh is long gone.
+				s := hs.session(hs.browser)
+				s.TokenExpires = time.Now().Add(-time.Second).Unix()
+				hs.setSession(hs.browser, s)
+				hs.h.shared.mu.Lock()
+				clear(hs.h.shared.recent)
+				hs.h.shared.mu.Unlock()
+				resp, _ := hs.get(hs.browser, "/app/")
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("expiry %d: status %d", i+1, resp.StatusCode)
+				}
+				tok := strings.TrimPrefix(hs.lastUpstream().Header.Get("Authorization"), "Bearer ")
+				if _, _, valid := hs.fake.AccessTokenInfo(tok); !valid || seen[tok] {
+					t.Fatalf("expiry %d: upstream token valid=%v, reused=%v", i+1, valid, seen[tok])
+				}
+				seen[tok] = true
+			}
+			if n := hs.fake.Counts().Refreshes; n != 3 {
+				t.Fatalf("%d refreshes, want 3", n)
+			}
+		})
+	}
+}

@@ -75,11 +75,11 @@ func (s *sharedState) useState(key string, now time.Time) bool {
 // recentRefresh returns the session a refresh produced for this refresh
 // token a moment ago, so requests still carrying the old cookie reuse it
 // instead of refreshing again with a token Spotify may have rotated away.
-func (s *sharedState) recentRefresh(key string, now time.Time) (session, bool) {
+func (s *sharedState) recentRefresh(key string, now time.Time, leeway int64) (session, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.recent[key]
-	if !ok || !now.Before(r.expires) {
+	if !ok || !now.Before(r.expires) || r.sess.TokenExpires-leeway <= now.Unix() {
 		return session{}, false
 	}
 	return r.sess, true
