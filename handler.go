@@ -27,6 +27,8 @@ const (
 	// refreshRetryPause is how long a session whose refresh failed is
 	// served with its still-valid token before refresh is tried again.
 	refreshRetryPause = 10 * time.Second
+	// forcedRefreshInterval bounds refreshes asked for by the upstream.
+	forcedRefreshInterval = 5 * time.Minute
 	// unavailableRetryAfter is what clients are told to wait when Spotify
 	// fails without saying for how long.
 	unavailableRetryAfter = 5 * time.Second
@@ -54,7 +56,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.challenge(w, r)
 	}
 
-	if sess.TokenExpires-h.leeway <= now.Unix() {
+	needsRefresh := sess.TokenExpires-h.leeway <= now.Unix()
+	forced := !needsRefresh && h.shared.takeRejected(sess.AccessToken)
+	if needsRefresh || forced {
 		key := refreshKey(sess.RefreshToken)
 		var fresh session
 		var err error
@@ -67,6 +71,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		case err == nil:
 			sess = fresh
 			h.setSessionCookie(w, r, &sess)
+			if forced {
+				// At most one refresh per session on the upstream's word
+				// every few minutes, whatever the upstream keeps saying.
+				h.shared.pauseRefresh(key, now, forcedRefreshInterval)
+			}
 		case errKindOf(err) == errRefreshRevoked:
 			h.logger.Info("refresh token no longer valid; session ended",
 				zap.String("user_id", sess.UserID), zap.Error(err))
@@ -86,7 +95,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	h.passUpstream(r, &sess)
-	return next.ServeHTTP(w, r)
+	return next.ServeHTTP(&rejectWatcher{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, shared: h.shared, token: sess.AccessToken}, r)
+}
+
+// rejectWatcher notices the upstream answering 401 with
+// `WWW-Authenticate: Bearer error="invalid_token"`: its Spotify call found
+// the token dead (e.g. access revoked), so the session's next request
+// refreshes instead of passing the dead token on until it expires.
+type rejectWatcher struct {
+	caddyhttp.ResponseWriterWrapper
+	shared *sharedState
+	token  string
+}
+
+func (w *rejectWatcher) WriteHeader(status int) {
+	if status == http.StatusUnauthorized && strings.Contains(w.Header().Get("WWW-Authenticate"), "invalid_token") {
+		w.shared.markRejected(w.token)
+	}
+	w.ResponseWriterWrapper.WriteHeader(status)
 }
 
 // passUpstream puts the token and identity on the request and removes the

@@ -36,6 +36,8 @@ type harness struct {
 	upstream []*http.Request
 	repl     []*caddy.Replacer
 	reg      *prometheus.Registry
+	// upstreamReply, if set, answers in place of the default upstream.
+	upstreamReply func(w http.ResponseWriter)
 }
 
 type harnessOpt func(*Handler, *spotifytest.Client)
@@ -113,7 +115,12 @@ func (hs *harness) serve(w http.ResponseWriter, r *http.Request) {
 		hs.mu.Lock()
 		hs.upstream = append(hs.upstream, r.Clone(context.Background()))
 		hs.repl = append(hs.repl, repl)
+		reply := hs.upstreamReply
 		hs.mu.Unlock()
+		if reply != nil {
+			reply(w)
+			return nil
+		}
 		_, err := io.WriteString(w, "upstream:"+r.URL.RequestURI())
 		return err
 	}))

@@ -350,3 +350,45 @@ func TestSessionsSurviveThreeConsecutiveExpiries(t *testing.T) {
 		})
 	}
 }
+
+func TestAnUpstreamRejectingTheTokenTriggersOneRefresh(t *testing.T) {
+	hs := newHarness(t)
+	hs.login(hs.browser, "/")
+	first := hs.session(hs.browser).AccessToken
+	reject := func(w http.ResponseWriter) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="spotify", error="invalid_token"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	}
+	hs.mu.Lock()
+	hs.upstreamReply = reject
+	hs.mu.Unlock()
+	if resp, _ := hs.get(hs.browser, "/app/"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("upstream's 401 not passed on: %d", resp.StatusCode)
+	}
+	// The next request refreshes although the token is far from expiry.
+	if resp, _ := hs.get(hs.browser, "/app/"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("second request: %d", resp.StatusCode)
+	}
+	if n := hs.fake.Counts().Refreshes; n != 1 {
+		t.Fatalf("%d refreshes after the upstream rejected the token, want 1", n)
+	}
+	if got := hs.lastUpstream().Header.Get("Authorization"); got == "Bearer "+first {
+		t.Fatal("upstream got the rejected token again")
+	}
+	// An upstream that rejects every token does not cause a refresh storm.
+	for range 5 {
+		hs.get(hs.browser, "/app/")
+	}
+	if n := hs.fake.Counts().Refreshes; n != 1 {
+		t.Fatalf("%d refreshes while the upstream keeps rejecting, want still 1", n)
+	}
+	// A plain 401 of the upstream's own (no invalid_token) means nothing.
+	hs2 := newHarness(t)
+	hs2.login(hs2.browser, "/")
+	hs2.upstreamReply = func(w http.ResponseWriter) { w.WriteHeader(http.StatusUnauthorized) }
+	hs2.get(hs2.browser, "/app/")
+	hs2.get(hs2.browser, "/app/")
+	if n := hs2.fake.Counts().Refreshes; n != 0 {
+		t.Fatalf("%d refreshes after a plain 401, want 0", n)
+	}
+}

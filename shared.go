@@ -34,6 +34,9 @@ type sharedState struct {
 	usedState map[string]time.Time           // state hash → when it stops mattering
 	recent    map[string]recentRefreshResult // refresh token hash → result
 	paused    map[string]time.Time           // refresh token hash → no retry before
+	rejected  map[string]struct{}            // access tokens the upstream found invalid
+	// nRejected lets the hot path skip the map (and its lock) when empty.
+	nRejected atomic.Int32
 }
 
 type recentRefreshResult struct {
@@ -46,6 +49,7 @@ func newSharedState() *sharedState {
 		usedState: make(map[string]time.Time),
 		recent:    make(map[string]recentRefreshResult),
 		paused:    make(map[string]time.Time),
+		rejected:  make(map[string]struct{}),
 	}
 }
 
@@ -117,6 +121,32 @@ func (s *sharedState) refreshPaused(key string, now time.Time) bool {
 	defer s.mu.Unlock()
 	until, ok := s.paused[key]
 	return ok && now.Before(until)
+}
+
+// markRejected records that the upstream found this access token invalid.
+func (s *sharedState) markRejected(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.rejected) >= maxRecentRefresh {
+		clear(s.rejected) // a flood; the tokens expire on their own anyway
+	}
+	s.rejected[token] = struct{}{}
+	s.nRejected.Store(int32(len(s.rejected)))
+}
+
+// takeRejected reports (once) whether the upstream rejected this token.
+func (s *sharedState) takeRejected(token string) bool {
+	if s.nRejected.Load() == 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.rejected[token]
+	if ok {
+		delete(s.rejected, token)
+		s.nRejected.Store(int32(len(s.rejected)))
+	}
+	return ok
 }
 
 // backoff returns how long calls to Spotify must still wait, if at all.
