@@ -118,13 +118,23 @@ func (w *rejectWatcher) WriteHeader(status int) {
 // passUpstream puts the token and identity on the request and removes the
 // handler's cookies from it.
 func (h *Handler) passUpstream(r *http.Request, s *session) {
+	// One allocation for both built values and one for the three header
+	// slices: this runs on every authenticated request.
+	var b strings.Builder
+	b.Grow(len("Bearer ") + len(s.AccessToken) + len(time.RFC3339))
 	if h.bearer {
-		r.Header[h.tokenHeader] = []string{"Bearer " + s.AccessToken}
-	} else {
-		r.Header[h.tokenHeader] = []string{s.AccessToken}
+		b.WriteString("Bearer ")
 	}
-	r.Header["X-Spotify-User-Id"] = []string{s.UserID}
-	r.Header["X-Spotify-Token-Expires"] = []string{formatUnixRFC3339(s.TokenExpires)}
+	b.WriteString(s.AccessToken)
+	tokenEnd := b.Len()
+	var tbuf [len(time.RFC3339) + 8]byte
+	b.Write(time.Unix(s.TokenExpires, 0).UTC().AppendFormat(tbuf[:0], time.RFC3339))
+	built := b.String()
+	vals := [3]string{built[:tokenEnd], s.UserID, built[tokenEnd:]}
+	headerVals := vals[:]
+	r.Header[h.tokenHeader] = headerVals[0:1:1]
+	r.Header["X-Spotify-User-Id"] = headerVals[1:2:2]
+	r.Header["X-Spotify-Token-Expires"] = headerVals[2:3:3]
 	stripOurCookies(r.Header, h.cookies)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.auth.user.id", s.UserID)
@@ -576,12 +586,6 @@ func errKindOf(err error) errKind {
 		return ae.Kind
 	}
 	return 0
-}
-
-// formatUnixRFC3339 formats a unix time for the upstream header.
-func formatUnixRFC3339(sec int64) string {
-	var buf [len(time.RFC3339)]byte
-	return string(time.Unix(sec, 0).UTC().AppendFormat(buf[:0], time.RFC3339))
 }
 
 func tokenExpiry(tok *oauth2.Token, now time.Time) int64 {
