@@ -156,6 +156,8 @@ func TestConfigErrorsNameTheOption(t *testing.T) {
 		{"bad token URL", "client_id a\ntoken_url ftp://x/token", "token_url"},
 		{"relative authorize URL", "client_id a\nauthorize_url /authorize", "authorize_url"},
 		{"short cookie secret", "client_id a\ncookie_secret short", "cookie_secret #1: must be at least 32 characters"},
+		{"repeated-word cookie secret", "client_id a\ncookie_secret passwordpasswordpasswordpassword", "cookie_secret #1: is too predictable"},
+		{"one-character cookie secret", "client_id a\ncookie_secret " + strings.Repeat("a", 64), "cookie_secret #1: is too predictable"},
 		{"plain http redirect URI on a public host", "client_id a\nredirect_uri http://music.example.com/cb", "redirect_uri"},
 		{"localhost redirect URI", "client_id a\nredirect_uri http://localhost:8080/cb", "loopback IP literal"},
 		{"unknown subdirective", "client_id a\nclient_ids b", `unknown subdirective "client_ids"`},

@@ -6,6 +6,7 @@ package spotifyauth
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -372,11 +373,35 @@ const maxRefreshLeeway = 30 * time.Minute
 // minSecretLen keeps cookie secrets out of brute-force range.
 const minSecretLen = 32
 
+// minSecretBits is the least estimated entropy a cookie secret may have.
+// The estimate (length × per-character Shannon entropy) is crude but
+// catches repeated words and keyboard runs; random base64 or hex of 32
+// characters passes easily.
+const minSecretBits = 96
+
 func checkCookieSecret(s string) error {
 	if len(s) < minSecretLen {
 		return fmt.Errorf("must be at least %d characters (got %d); generate one with `openssl rand -base64 32`", minSecretLen, len(s))
 	}
+	if bits := estimateEntropyBits(s); bits < minSecretBits {
+		return fmt.Errorf("is too predictable (about %.0f bits of entropy, want %d); generate one with `openssl rand -base64 32`", bits, minSecretBits)
+	}
 	return nil
+}
+
+func estimateEntropyBits(s string) float64 {
+	var counts [256]int
+	for i := 0; i < len(s); i++ {
+		counts[s[i]]++
+	}
+	perChar := 0.0
+	for _, c := range counts {
+		if c > 0 {
+			p := float64(c) / float64(len(s))
+			perChar -= p * math.Log2(p)
+		}
+	}
+	return perChar * float64(len(s))
 }
 
 func validCookieName(s string) bool {

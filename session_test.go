@@ -22,8 +22,8 @@ func testSealer(t testing.TB, secrets ...string) *sealer {
 }
 
 const (
-	secretA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-	secretB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	secretA = "k3Zq8vN1pX7rT2mW9yB4cD6fG0hJ5sLa"
+	secretB = "Q9wE2rT7yU4iO1pA6sD3fG8hJ5kL0zXc"
 )
 
 func sampleSession() session {
