@@ -281,6 +281,10 @@ func (h *Handler) redirectURIFor(r *http.Request) (string, error) {
 }
 
 func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
+	// The callback's URL carries the authorization code, and Caddy's
+	// access log records URLs as received: leave this request out of it.
+	// The outcome is logged below, without the code.
+	caddyhttp.SetVar(r.Context(), caddyhttp.LogSkipVar, true)
 	setPageHeaders(w.Header())
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")

@@ -144,7 +144,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 	// Secrets come from the environment or files, never from a request.
 	repl := caddy.NewReplacer()
-	h.ClientID = strings.TrimSpace(repl.ReplaceKnown(h.ClientID, ""))
+	if configured := h.ClientID; hasPlaceholder(configured) {
+		if h.ClientID = strings.TrimSpace(repl.ReplaceKnown(configured, "")); h.ClientID == "" {
+			return fmt.Errorf("client_id %s resolves to an empty value: set it (e.g. export SPOTIFY_CLIENT_ID=...)", configured)
+		}
+	}
 	h.ClientSecret = strings.TrimSpace(repl.ReplaceKnown(h.ClientSecret, ""))
 	for _, u := range []*string{&h.AuthorizeURL, &h.TokenURL, &h.APIURL, &h.RedirectURI} {
 		*u = repl.ReplaceKnown(*u, "")
@@ -192,6 +196,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.tokenHeader = http.CanonicalHeaderKey(h.TokenHeader)
 	h.bearer = h.tokenHeader == "Authorization"
+	if !h.bearer {
+		h.logger.Warn("Caddy redacts only Authorization (and cookies) in its logs: at DEBUG level, reverse_proxy logs "+
+			"the upstream request's headers, token included; keep DEBUG off in production or use token_header Authorization",
+			zap.String("token_header", h.tokenHeader))
+	}
 	h.cookies = newCookieNames(h.CookieName, h.CookieDomain != "")
 
 	h.httpClient = newHTTPClient(time.Duration(h.Timeout))

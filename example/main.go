@@ -1,0 +1,67 @@
+// Command example is an offline demo of the spotify_auth Caddy plugin. It
+// starts, all on 127.0.0.1, a fake Spotify (package spotifytest), a small
+// sample app, and Caddy in this process with spotify_auth protecting
+// /app/*, then prints the URL to open:
+//
+//	go run ./example                 # log in on the fake consent page
+//	go run ./example -auto-approve   # no consent page, e.g. for curl
+//
+// With SPOTIFY_CLIENT_ID set (and optionally SPOTIFY_CLIENT_SECRET) the
+// same demo uses real Spotify; register the redirect URI it prints in the
+// Spotify developer dashboard.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8080", "`host:port` for Caddy; the host must be a loopback IP literal")
+	autoApprove := flag.Bool("auto-approve", false, "approve logins on the fake Spotify without showing its consent page")
+	flag.Parse()
+
+	opts := options{
+		Addr:        *addr,
+		RealSpotify: os.Getenv("SPOTIFY_CLIENT_ID") != "",
+		AutoApprove: *autoApprove,
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	d, err := start(ctx, opts)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+	if opts.RealSpotify {
+		secret := "with the client secret from SPOTIFY_CLIENT_SECRET"
+		if os.Getenv("SPOTIFY_CLIENT_SECRET") == "" {
+			secret = "as a public client (PKCE, no client secret)"
+		}
+		fmt.Printf("Using real Spotify: the app in SPOTIFY_CLIENT_ID, %s.\n", secret)
+		fmt.Printf("Register this redirect URI in the Spotify dashboard:\n\n  %s\n\n", d.RedirectURI)
+		if opts.AutoApprove {
+			fmt.Println("(-auto-approve applies only to the fake Spotify; ignored.)")
+		}
+	} else {
+		consent := "approve on its consent page"
+		if opts.AutoApprove {
+			consent = "logins are approved automatically"
+		}
+		fmt.Printf("Fake Spotify at %s (user %q; %s).\n", d.fake.URL, spotifytest.DefaultUser.DisplayName, consent)
+		fmt.Println("Set SPOTIFY_CLIENT_ID to use real Spotify instead.")
+	}
+	fmt.Printf("Open %s and log in with Spotify. Ctrl-C stops the demo.\n", d.AppURL)
+
+	<-ctx.Done()
+	stop() // a second Ctrl-C kills at once
+	fmt.Println("\nStopping.")
+	d.Stop()
+}
