@@ -26,7 +26,7 @@ import (
 
 const site = "http://127.0.0.1:9080"
 
-func globalOptions(storage string) string {
+func globalOptions(storage string, extra ...string) string {
 	return fmt.Sprintf(`{
 	admin localhost:2999
 	http_port 9080
@@ -34,8 +34,9 @@ func globalOptions(storage string) string {
 	grace_period 1ns
 	skip_install_trust
 	storage file_system %s
+	%s
 }
-`, storage)
+`, storage, strings.Join(extra, "\n"))
 }
 
 func newFake(t *testing.T) *spotifytest.Server {
@@ -228,19 +229,7 @@ func TestNoSecretReachesTheLogs(t *testing.T) {
 			defer upstream.Close()
 			logDir := t.TempDir()
 			tc := caddytest.NewTester(t)
-			tc.InitServer(fmt.Sprintf(`{
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-	skip_install_trust
-	storage file_system %s
-	log {
-		output file %s/caddy.log
-		level DEBUG
-	}
-}
-%s {
+			tc.InitServer(globalOptions(t.TempDir(), "log {\n\t\toutput file "+logDir+"/caddy.log\n\t\tlevel DEBUG\n\t}")+fmt.Sprintf(`%s {
 	log {
 		output file %s/access.log
 	}
@@ -253,7 +242,7 @@ func TestNoSecretReachesTheLogs(t *testing.T) {
 		api_url %s
 	}
 	reverse_proxy %s
-}`, t.TempDir(), logDir, site, logDir, tokenHeader, fake.AuthorizeURL(), fake.TokenURL(), fake.APIURL(),
+}`, site, logDir, tokenHeader, fake.AuthorizeURL(), fake.TokenURL(), fake.APIURL(),
 				strings.TrimPrefix(upstream.URL, "http://")), "caddyfile")
 
 			c := caddyBrowser(t, tc)
