@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -162,14 +163,25 @@ func (h *Handler) challenge(w http.ResponseWriter, r *http.Request) error {
 		h.startLogin(w, r, safeReturnPath(r.URL.RequestURI()))
 		return nil
 	}
-	h.metrics.answered(http.StatusUnauthorized)
+	h.metrics.unauthorized.Inc()
+	// This answer is what every stranger and every tampered cookie gets:
+	// built with appends, no JSON encoder. A query-escaped URL needs no
+	// JSON or header escaping.
 	login := loginURL(safeReturnPath(r.URL.RequestURI()))
-	w.Header().Set("WWW-Authenticate", `Spotify realm="spotify_auth", login_url="`+login+`"`)
-	writeJSON(w, http.StatusUnauthorized, apiError{
-		Error:       "unauthenticated",
-		Description: "log in with Spotify first",
-		LoginURL:    login,
-	})
+	const bodyStart = `{"error":"unauthenticated","error_description":"log in with Spotify first","login_url":"`
+	const challengeStart = `Spotify realm="spotify_auth", login_url="`
+	buf := make([]byte, 0, len(bodyStart)+len(challengeStart)+2*len(login)+5)
+	buf = append(append(append(buf, bodyStart...), login...), "\"}\n"...)
+	bodyLen := len(buf)
+	buf = append(append(append(buf, challengeStart...), login...), '"')
+	all := string(buf)
+
+	hdr := w.Header()
+	setPageHeaders(hdr)
+	hdr["Www-Authenticate"] = []string{all[bodyLen:]}
+	hdr["Content-Type"] = []string{"application/json"}
+	w.WriteHeader(http.StatusUnauthorized)
+	_, _ = io.WriteString(w, all[:bodyLen])
 	return nil
 }
 
@@ -250,7 +262,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo st
 		opts = append(opts, oauth2.SetAuthURLParam("show_dialog", "true"))
 	}
 	setPageHeaders(w.Header())
-	h.metrics.answered(http.StatusFound)
+	h.metrics.redirects.Inc()
 	http.Redirect(w, r, h.oauth.AuthCodeURL(ls.State, opts...), http.StatusFound)
 }
 
@@ -309,9 +321,10 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, r, &authError{Kind: errLoginDenied, Message: "You declined to log in with Spotify, so this page stays closed."}, loginURL(returnTo))
 			return
 		}
+		e = oauthErrorCode(e)
 		h.metrics.loginFailures.WithLabelValues(errLoginRejected.String()).Inc()
-		h.logger.Warn("Spotify returned an error to the callback", zap.String("error", truncate(e, 64)))
-		h.fail(w, r, &authError{Kind: errLoginRejected, Message: "Spotify reported an error: " + truncate(e, 64) + "."}, loginURL(returnTo))
+		h.logger.Warn("Spotify returned an error to the callback", zap.String("error", e))
+		h.fail(w, r, &authError{Kind: errLoginRejected, Message: "Spotify reported an error: " + e + "."}, loginURL(returnTo))
 		return
 	}
 
@@ -510,6 +523,21 @@ func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		writePage(w, http.StatusMethodNotAllowed, page{Title: "Method not allowed", Message: "Use POST to log out."})
 	}
+}
+
+// oauthErrorCode passes on an OAuth error code only if it looks like one
+// (RFC 6749 codes are short snake_case words); the callback's query is
+// anybody's to write.
+func oauthErrorCode(e string) string {
+	if len(e) > 64 {
+		return "unknown_error"
+	}
+	for i := 0; i < len(e); i++ {
+		if c := e[i]; !(c >= 'a' && c <= 'z' || c == '_') {
+			return "unknown_error"
+		}
+	}
+	return e
 }
 
 func safeReturnPathOrEmpty(rd string) string {

@@ -16,6 +16,9 @@ type metrics struct {
 	refreshes       prometheus.Counter
 	refreshFailures *prometheus.CounterVec // by reason
 	responses       *prometheus.CounterVec // answers the handler gave itself, by status code
+
+	// The two answers strangers get, resolved once: no label lookup per request.
+	unauthorized, redirects prometheus.Counter
 }
 
 const metricsNamespace, metricsSubsystem = "caddy", "spotify_auth"
@@ -31,16 +34,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		refreshFailures: prometheus.NewCounterVec(opts("refresh_failures_total", "Failed access token refreshes, by reason."), []string{"reason"}),
 		responses:       prometheus.NewCounterVec(opts("responses_total", "Requests the handler answered itself (login redirects, 401, 403, 503), by status code."), []string{"code"}),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	// Several spotify_auth handlers in one config share one set.
 	var errs [5]error
-	m.logins, errs[0] = register(reg, m.logins)
-	m.loginFailures, errs[1] = register(reg, m.loginFailures)
-	m.refreshes, errs[2] = register(reg, m.refreshes)
-	m.refreshFailures, errs[3] = register(reg, m.refreshFailures)
-	m.responses, errs[4] = register(reg, m.responses)
+	if reg != nil {
+		// Several spotify_auth handlers in one config share one set.
+		m.logins, errs[0] = register(reg, m.logins)
+		m.loginFailures, errs[1] = register(reg, m.loginFailures)
+		m.refreshes, errs[2] = register(reg, m.refreshes)
+		m.refreshFailures, errs[3] = register(reg, m.refreshFailures)
+		m.responses, errs[4] = register(reg, m.responses)
+	}
+	m.unauthorized = m.responses.WithLabelValues("401")
+	m.redirects = m.responses.WithLabelValues("302")
 	return m, errors.Join(errs[:]...)
 }
 

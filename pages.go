@@ -36,13 +36,23 @@ h1{font-size:1.4rem}a.button,button{display:inline-block;background:#1db954;colo
 
 // setPageHeaders marks a response of ours as private, unframeable and
 // script-free.
+//
+// The values share one fresh backing array: one allocation instead of
+// five, and no slice shared between responses (later handlers may edit
+// header values in place).
 func setPageHeaders(h http.Header) {
-	h.Set("Cache-Control", "no-store")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	v := make([]string, len(pageHeaderNames))
+	copy(v, pageHeaderValues[:])
+	for i, name := range pageHeaderNames {
+		h[name] = v[i : i+1 : i+1]
+	}
 }
+
+var (
+	pageHeaderNames  = [...]string{"Cache-Control", "Referrer-Policy", "X-Content-Type-Options", "X-Frame-Options", "Content-Security-Policy"}
+	pageHeaderValues = [...]string{"no-store", "no-referrer", "nosniff", "DENY",
+		"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"}
+)
 
 func writePage(w http.ResponseWriter, status int, p page) {
 	var buf bytes.Buffer
