@@ -1,6 +1,8 @@
 package spotifyauth_test
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -227,9 +229,9 @@ func TestNoSecretReachesTheLogs(t *testing.T) {
 				_, _ = io.WriteString(w, "upstream ok")
 			}))
 			defer upstream.Close()
-			logDir := t.TempDir()
+			logDir, storage := t.TempDir(), t.TempDir()
 			tc := caddytest.NewTester(t)
-			tc.InitServer(globalOptions(t.TempDir(), "log {\n\t\toutput file "+logDir+"/caddy.log\n\t\tlevel DEBUG\n\t}")+fmt.Sprintf(`%s {
+			tc.InitServer(globalOptions(storage, "log {\n\t\toutput file "+logDir+"/caddy.log\n\t\tlevel DEBUG\n\t}")+fmt.Sprintf(`%s {
 	log {
 		output file %s/access.log
 	}
@@ -275,7 +277,19 @@ func TestNoSecretReachesTheLogs(t *testing.T) {
 			for _, ck := range c.Jar.Cookies(u) {
 				secrets = append(secrets, ck.Value)
 			}
-			if len(secrets) < 6 {
+			// The session key generated into storage (no cookie_secret here).
+			var stored struct {
+				Keys []struct {
+					Key []byte `json:"key"`
+				} `json:"keys"`
+			}
+			keyJSON, err := os.ReadFile(filepath.Join(storage, "spotify_auth", "session_keys.json"))
+			if err != nil || json.Unmarshal(keyJSON, &stored) != nil || len(stored.Keys) != 1 {
+				t.Fatalf("no generated key in storage: %v", err)
+			}
+			secrets = append(secrets, base64.StdEncoding.EncodeToString(stored.Keys[0].Key),
+				base64.RawURLEncoding.EncodeToString(stored.Keys[0].Key), fmt.Sprintf("%x", stored.Keys[0].Key))
+			if len(secrets) < 9 {
 				t.Fatalf("only %d secret values collected; the flow did not run", len(secrets))
 			}
 			logs := ""
