@@ -783,29 +783,3 @@ func TestPlainHTTPRedirectOnAPublicHostIsExplained(t *testing.T) {
 		t.Fatalf("status %d: %s", w.Code, w.Body.String())
 	}
 }
-
-func BenchmarkServeHTTP(b *testing.B) {
-	h := &Handler{ClientID: testClientID, CookieSecrets: []string{secretA}}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	defer cancel()
-	if err := h.Provision(ctx); err != nil {
-		b.Fatal(err)
-	}
-	sess := sampleSession()
-	sess.Expires = time.Now().Add(time.Hour).Unix()
-	sess.TokenExpires = time.Now().Add(time.Hour).Unix()
-	cookie := "spotify_auth=" + h.sessions.seal(sess.marshal(), h.cookies.aad) + "; theme=dark"
-	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
-	repl := caddy.NewReplacer()
-	base := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/app/", nil)
-	base = base.WithContext(context.WithValue(base.Context(), caddy.ReplacerCtxKey, repl))
-	w := httptest.NewRecorder()
-	b.ReportAllocs()
-	for b.Loop() {
-		r := *base
-		r.Header = http.Header{"Cookie": {cookie}, "Accept": {"text/html"}}
-		if err := h.ServeHTTP(w, &r, next); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
