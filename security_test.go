@@ -260,15 +260,7 @@ func BenchmarkServeHTTPTamperedCookie(b *testing.B) {
 	sealed := []byte(h.sessions.seal(sess.marshal(), h.cookies.aad))
 	sealed[len(sealed)/2] ^= 1
 	cookie := "spotify_auth=" + string(sealed)
-	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
-	w := &discardWriter{h: http.Header{}}
-	b.ReportAllocs()
-	for b.Loop() {
-		r := *base
-		r.Header = http.Header{"Cookie": {cookie}, "Accept": {"application/json"}}
-		clear(w.h)
-		_ = h.ServeHTTP(w, &r, next)
-	}
+	benchServe(b, h, base, cookie, "application/json", nil)
 }
 
 // discardWriter is a ResponseWriter that keeps nothing, so benchmarks
