@@ -2,6 +2,7 @@ package spotifyauth
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -40,6 +41,14 @@ func init() {
 //		api_url          <url>
 //		timeout          <duration>
 //		refresh_leeway   <duration>
+//		allow_users      <id...>
+//		allow_emails     <email...>
+//		allow_products   <product...>
+//		allow_countries  <code...>
+//		required_scopes  <scope...>
+//		user_headers     [on|off]
+//		token_endpoint   [on|off]
+//		mode             user|app
 //	}
 //
 // The route it emits matches the given matcher OR the handler's own
@@ -59,7 +68,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 	}
 
 	var matcherSets []caddy.ModuleMap
-	if userMatcher != nil {
+	if userMatcher != nil && handler.Mode == modeApp {
+		matcherSets = []caddy.ModuleMap{userMatcher} // no login, no endpoints
+	} else if userMatcher != nil {
 		paths := caddyhttp.MatchPath{EndpointPrefix + "*"}
 		if cb := handler.configuredCallbackPath(); !strings.HasPrefix(cb, EndpointPrefix) {
 			paths = append(paths, cb)
@@ -162,6 +173,29 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err = parseDuration(opt, args, &h.RefreshLeeway); err == nil && time.Duration(h.RefreshLeeway) > maxRefreshLeeway {
 				err = fmt.Errorf("must be at most %s", maxRefreshLeeway)
 			}
+		case "allow_users":
+			h.AllowUsers, err = atLeastOne(args)
+		case "allow_emails":
+			h.AllowEmails, err = atLeastOne(args)
+		case "allow_products":
+			h.AllowProducts, err = atLeastOne(args)
+		case "allow_countries":
+			h.AllowCountries, err = atLeastOne(args)
+		case "required_scopes":
+			if h.RequiredScopes, err = atLeastOne(args); err == nil {
+				err = checkScopes(args)
+			}
+		case "user_headers":
+			var on bool
+			if on, err = onOff(args); err == nil {
+				h.UserHeaders = &on
+			}
+		case "token_endpoint":
+			h.TokenEndpoint, err = onOff(args)
+		case "mode":
+			if h.Mode, err = one(); err == nil && h.Mode != modeUser && h.Mode != modeApp {
+				err = fmt.Errorf("%q: want user or app", h.Mode)
+			}
 		case "token_header":
 			if h.TokenHeader, err = one(); err == nil && !validHeaderName(h.TokenHeader) {
 				err = fmt.Errorf("token_header %q is not a valid header name", h.TokenHeader)
@@ -182,7 +216,35 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if h.ClientID == "" {
 		return d.Err("client_id is required")
 	}
+	// Rules that need a scope or a secret are checked now, so `caddy
+	// adapt` names them.
+	if err := h.checkAccessConfig(); err != nil {
+		return d.Err(err.Error())
+	}
 	return nil
+}
+
+func atLeastOne(args []string) ([]string, error) {
+	if len(args) == 0 {
+		return nil, errors.New("needs at least one value")
+	}
+	return args, nil
+}
+
+// onOff reads an optional boolean: no value means on.
+func onOff(args []string) (bool, error) {
+	switch len(args) {
+	case 0:
+		return true, nil
+	case 1:
+		switch args[0] {
+		case "on", "true":
+			return true, nil
+		case "off", "false":
+			return false, nil
+		}
+	}
+	return false, errors.New("takes on or off")
 }
 
 func oneURL(opt string, args []string) (string, error) {

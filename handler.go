@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
@@ -43,7 +42,7 @@ const (
 // ServeHTTP answers the handler's own endpoints and lets through only
 // requests with a valid session, carrying the user's access token.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if p := r.URL.Path; p == h.callbackPath || strings.HasPrefix(p, EndpointPrefix) {
+	if p := r.URL.Path; !h.appMode && (p == h.callbackPath || strings.HasPrefix(p, EndpointPrefix)) {
 		return h.serveEndpoint(w, r)
 	}
 
@@ -51,52 +50,76 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// must never reach the upstream.
 	stripManagedHeaders(r.Header, h.tokenHeader)
 
+	if h.appMode {
+		return h.serveApp(w, r, next)
+	}
+
 	now := time.Now()
 	sess, ok := h.loadSession(r, now)
 	if !ok {
 		return h.challenge(w, r)
 	}
-
-	needsRefresh := sess.TokenExpires-h.leeway <= now.Unix()
-	forced := !needsRefresh && h.shared.takeRejected(sess.AccessToken)
-	if needsRefresh || forced {
-		key := refreshKey(sess.RefreshToken)
-		var fresh session
-		var err error
-		if sess.TokenExpires > now.Unix() && h.shared.refreshPaused(key, now) {
-			err = errRefreshPaused
-		} else {
-			fresh, err = h.refresh(r.Context(), key, sess)
-		}
-		switch {
-		case err == nil:
-			sess = fresh
-			h.setSessionCookie(w, r, &sess)
-			if forced {
-				// At most one refresh per session on the upstream's word
-				// every few minutes, whatever the upstream keeps saying.
-				h.shared.pauseRefresh(key, now, forcedRefreshInterval)
-			}
-		case errKindOf(err) == errRefreshRevoked:
-			h.logger.Info("refresh token no longer valid; session ended",
-				zap.String("user_id", sess.UserID), zap.Error(err))
-			h.clearSessionCookie(w, r)
-			return h.challenge(w, r)
-		case err == errRefreshPaused:
-		case sess.TokenExpires > now.Unix():
-			// The token still works: serve with it and try again later.
-			h.logger.Warn("refresh failed; using the current token until it expires",
-				zap.String("user_id", sess.UserID), zap.Error(err))
-		default:
-			h.logger.Error("refresh failed and the token has expired",
-				zap.String("user_id", sess.UserID), zap.Error(err))
-			h.fail(w, r, asAuthError(err), "")
-			return nil
-		}
+	// Rules before refresh: a user who may not pass costs Spotify nothing.
+	if !h.rules.allows(&sess) {
+		h.deny(w, r, &sess)
+		return nil
+	}
+	if missing := h.neededScopes(&sess); len(missing) > 0 {
+		h.askForScopes(w, r, &sess, missing)
+		return nil
+	}
+	if sess, ok = h.ensureFresh(w, r, sess, now); !ok {
+		return nil
 	}
 
 	h.passUpstream(r, &sess)
 	return next.ServeHTTP(&rejectWatcher{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, shared: h.shared, token: sess.AccessToken}, r)
+}
+
+// ensureFresh refreshes the session's token if it is near expiry (or the
+// upstream said it is dead). It returns false if it has answered the
+// request itself (login again, or Spotify unavailable).
+func (h *Handler) ensureFresh(w http.ResponseWriter, r *http.Request, sess session, now time.Time) (session, bool) {
+	needsRefresh := sess.TokenExpires-h.leeway <= now.Unix()
+	forced := !needsRefresh && h.shared.takeRejected(sess.AccessToken)
+	if !needsRefresh && !forced {
+		return sess, true
+	}
+	key := refreshKey(sess.RefreshToken)
+	var fresh session
+	var err error
+	if sess.TokenExpires > now.Unix() && h.shared.refreshPaused(key, now) {
+		err = errRefreshPaused
+	} else {
+		fresh, err = h.refresh(r.Context(), key, sess)
+	}
+	switch {
+	case err == nil:
+		h.setSessionCookie(w, r, &fresh)
+		if forced {
+			// At most one refresh per session on the upstream's word
+			// every few minutes, whatever the upstream keeps saying.
+			h.shared.pauseRefresh(key, now, forcedRefreshInterval)
+		}
+		return fresh, true
+	case errKindOf(err) == errRefreshRevoked:
+		h.logger.Info("refresh token no longer valid; session ended",
+			zap.String("user_id", sess.UserID), zap.Error(err))
+		h.clearSessionCookie(w, r)
+		_ = h.challenge(w, r)
+		return sess, false
+	case err == errRefreshPaused:
+	case sess.TokenExpires > now.Unix():
+		// The token still works: serve with it and try again later.
+		h.logger.Warn("refresh failed; using the current token until it expires",
+			zap.String("user_id", sess.UserID), zap.Error(err))
+	default:
+		h.logger.Error("refresh failed and the token has expired",
+			zap.String("user_id", sess.UserID), zap.Error(err))
+		h.fail(w, r, asAuthError(err), "")
+		return sess, false
+	}
+	return sess, true
 }
 
 // rejectWatcher notices the upstream answering 401 with
@@ -119,8 +142,8 @@ func (w *rejectWatcher) WriteHeader(status int) {
 // passUpstream puts the token and identity on the request and removes the
 // handler's cookies from it.
 func (h *Handler) passUpstream(r *http.Request, s *session) {
-	// One allocation for both built values and one for the three header
-	// slices: this runs on every authenticated request.
+	// One allocation for the token and expiry values and one for all the
+	// header slices: this runs on every authenticated request.
 	var b strings.Builder
 	b.Grow(len("Bearer ") + len(s.AccessToken) + len(time.RFC3339))
 	if h.bearer {
@@ -131,16 +154,30 @@ func (h *Handler) passUpstream(r *http.Request, s *session) {
 	var tbuf [len(time.RFC3339) + 8]byte
 	b.Write(time.Unix(s.TokenExpires, 0).UTC().AppendFormat(tbuf[:0], time.RFC3339))
 	built := b.String()
-	vals := [3]string{built[:tokenEnd], s.UserID, built[tokenEnd:]}
-	headerVals := vals[:]
-	r.Header[h.tokenHeader] = headerVals[0:1:1]
-	r.Header["X-Spotify-User-Id"] = headerVals[1:2:2]
-	r.Header["X-Spotify-Token-Expires"] = headerVals[2:3:3]
-	stripOurCookies(r.Header, h.cookies)
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.auth.user.id", s.UserID)
+
+	n := 2
+	if h.userHeaders {
+		n = 2 + len(userHeaderNames)
 	}
+	vals := make([]string, n)
+	vals[0], vals[1] = built[:tokenEnd], built[tokenEnd:]
+	r.Header[h.tokenHeader] = vals[0:1:1]
+	r.Header["X-Spotify-Token-Expires"] = vals[1:2:2]
+	if h.userHeaders {
+		vals[2], vals[3], vals[4], vals[5], vals[6] = s.UserID, encodeHeaderText(s.DisplayName), headerSafe(s.Email), s.Product, s.Scopes
+		for i, name := range userHeaderNames {
+			if v := vals[2+i]; v != "" {
+				r.Header[name] = vals[2+i : 3+i : 3+i]
+			}
+		}
+	}
+	stripOurCookies(r.Header, h.cookies)
+	setPlaceholders(r, s)
 }
+
+// userHeaderNames are the identity headers, in the order passUpstream
+// fills them. All match the X-Spotify- prefix that is always stripped.
+var userHeaderNames = [...]string{"X-Spotify-User-Id", "X-Spotify-User-Name", "X-Spotify-User-Email", "X-Spotify-Product", "X-Spotify-Scopes"}
 
 func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
 	switch r.URL.Path {
@@ -150,6 +187,10 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
 		h.handleLogin(w, r)
 	case EndpointPrefix + "logout":
 		h.handleLogout(w, r)
+	case EndpointPrefix + "userinfo":
+		h.handleUserinfo(w, r)
+	case EndpointPrefix + "token":
+		h.handleToken(w, r)
 	default:
 		writePage(w, http.StatusNotFound, page{Title: "Not found", Message: "There is no such login endpoint."})
 	}
@@ -219,7 +260,31 @@ func (h *Handler) handleLogin(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, &authError{Kind: errBadRequest, Message: "The login link is malformed."}, loginURL("/"))
 		return
 	}
-	h.startLogin(w, r, safeReturnPath(q.Get("rd")))
+	lr := h.defaultLoginRequest(r, safeReturnPath(q.Get("rd")))
+	// "switch=1": let the user pick another account on Spotify's page.
+	lr.showDialog = lr.showDialog || q.Get("switch") == "1"
+	h.startLoginWith(w, r, lr)
+}
+
+// loginRequest is what a login asks Spotify for.
+type loginRequest struct {
+	returnTo   string
+	scopes     []string // requested
+	required   []string // must be granted, or consent is asked once more
+	userHint   string   // for the log only
+	reconsent  bool     // this is the second asking
+	showDialog bool
+}
+
+// defaultLoginRequest asks for this route's scopes, plus those an
+// existing session already asked for, so a new login never takes away
+// what another route of the site needed.
+func (h *Handler) defaultLoginRequest(r *http.Request, returnTo string) loginRequest {
+	scopes := unionScopes(h.Scopes, h.RequiredScopes)
+	if s, ok := h.loadSession(r, time.Now()); ok {
+		scopes = unionScopes(strings.Fields(s.Requested), strings.Fields(s.Scopes), scopes)
+	}
+	return loginRequest{returnTo: returnTo, scopes: scopes, required: h.RequiredScopes, showDialog: h.ShowDialog}
 }
 
 // loginState travels in the per-login cookie from the redirect to the
@@ -230,10 +295,17 @@ type loginState struct {
 	ReturnTo    string `json:"r"`
 	RedirectURI string `json:"u"`
 	Created     int64  `json:"c"`
+	Scopes      string `json:"sc,omitempty"` // requested
+	Required    string `json:"rq,omitempty"`
+	Reconsent   bool   `json:"rc,omitempty"`
 }
 
 // startLogin sends the browser to Spotify's consent page.
 func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo string) {
+	h.startLoginWith(w, r, h.defaultLoginRequest(r, returnTo))
+}
+
+func (h *Handler) startLoginWith(w http.ResponseWriter, r *http.Request, lr loginRequest) {
 	redirectURI, err := h.redirectURIFor(r)
 	if err != nil {
 		h.fail(w, r, asAuthError(err), "")
@@ -242,9 +314,12 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo st
 	ls := loginState{
 		State:       randomToken(32),
 		Verifier:    oauth2.GenerateVerifier(),
-		ReturnTo:    returnTo,
+		ReturnTo:    lr.returnTo,
 		RedirectURI: redirectURI,
 		Created:     time.Now().Unix(),
+		Scopes:      strings.Join(lr.scopes, " "),
+		Required:    strings.Join(lr.required, " "),
+		Reconsent:   lr.reconsent,
 	}
 	plain, err := json.Marshal(ls)
 	if err != nil {
@@ -258,7 +333,10 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo st
 		oauth2.S256ChallengeOption(ls.Verifier),
 		oauth2.SetAuthURLParam("redirect_uri", redirectURI),
 	}
-	if h.ShowDialog {
+	if ls.Scopes != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("scope", ls.Scopes))
+	}
+	if lr.showDialog || lr.reconsent {
 		opts = append(opts, oauth2.SetAuthURLParam("show_dialog", "true"))
 	}
 	setPageHeaders(w.Header())
@@ -356,6 +434,31 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 	h.setSessionCookie(w, r, &sess)
 	h.metrics.logins.Inc()
 	h.logger.Info("login", zap.String("user_id", sess.UserID), zap.String("scopes", sess.Scopes))
+
+	var missing []string
+	for _, sc := range strings.Fields(ls.Required) {
+		if !hasScope(sess.Scopes, sc) {
+			missing = append(missing, sc)
+		}
+	}
+	if len(missing) > 0 {
+		if !ls.Reconsent {
+			// Ask once more, with the consent dialog shown.
+			h.logger.Info("required scopes not granted; asking again", zap.String("user_id", sess.UserID), zap.Strings("missing", missing))
+			h.startLoginWith(w, r, loginRequest{returnTo: ls.ReturnTo, scopes: strings.Fields(ls.Scopes),
+				required: strings.Fields(ls.Required), reconsent: true})
+			return
+		}
+		h.metrics.loginFailures.WithLabelValues("scope_not_granted").Inc()
+		h.metrics.answered(http.StatusForbidden)
+		writePage(w, http.StatusForbidden, page{
+			Title:    "Permission missing",
+			Message:  "This page needs the Spotify permission " + strings.Join(missing, ", ") + ", which was not granted.",
+			LinkURL:  loginURL(ls.ReturnTo),
+			LinkText: "Try again",
+		})
+		return
+	}
 	http.Redirect(w, r, ls.ReturnTo, http.StatusFound)
 }
 
@@ -396,6 +499,7 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 		Email:        truncate(prof.Email, 256),
 		Product:      truncate(prof.Product, 32),
 		Country:      truncate(prof.Country, 8),
+		Requested:    ls.Scopes,
 	}, nil
 }
 

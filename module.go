@@ -111,6 +111,42 @@ type Handler struct {
 	// most 30m (Spotify tokens live an hour).
 	RefreshLeeway caddy.Duration `json:"refresh_leeway,omitempty"`
 
+	// Only these Spotify user ids may pass. Rules of different kinds must
+	// all match; within a kind, any value matches. Empty: anyone.
+	AllowUsers []string `json:"allow_users,omitempty"`
+
+	// Only these emails may pass (compared case-insensitively). Needs the
+	// user-read-email scope.
+	AllowEmails []string `json:"allow_emails,omitempty"`
+
+	// Only these Spotify products (subscription levels), e.g. `premium`,
+	// which the Web Playback SDK needs. Needs the user-read-private scope.
+	AllowProducts []string `json:"allow_products,omitempty"`
+
+	// Only users of these countries (ISO 3166-1 alpha-2, e.g. `SE`).
+	// Needs the user-read-private scope.
+	AllowCountries []string `json:"allow_countries,omitempty"`
+
+	// Scopes the user must have granted to use this route. If the grant
+	// lacks one, consent is asked for once more (with the dialog shown);
+	// if it still lacks it, the answer is 403 naming the scope.
+	RequiredScopes []string `json:"required_scopes,omitempty"`
+
+	// Send the identity headers (X-Spotify-User-Id, -User-Name,
+	// -User-Email, -Product, -Scopes) upstream. Default on. Incoming
+	// headers of those names are removed either way.
+	UserHeaders *bool `json:"user_headers,omitempty"`
+
+	// Serve /oauth2/spotify/token, which gives the page's own scripts a
+	// fresh access token (for the Web Playback SDK). Default off: a token
+	// readable by script is only as safe as the page is from XSS.
+	TokenEndpoint bool `json:"token_endpoint,omitempty"`
+
+	// `user` (default): every request needs a logged-in user. `app`: no
+	// login; requests get an app access token from the client
+	// credentials flow (needs client_secret), for catalog and search APIs.
+	Mode string `json:"mode,omitempty"`
+
 	oauth        *oauth2.Config
 	httpClient   *http.Client
 	spotify      *spotifyClient
@@ -120,6 +156,9 @@ type Handler struct {
 	redirectURL  *url.URL // nil when derived per request
 	tokenHeader  string   // canonical form
 	leeway       int64    // RefreshLeeway in seconds
+	rules        accessRules
+	userHeaders  bool
+	appMode      bool
 	retryPause   time.Duration
 	metrics      *metrics
 	bearer       bool
@@ -190,6 +229,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.leeway = int64(time.Duration(h.RefreshLeeway) / time.Second)
+	h.rules = h.newAccessRules()
+	h.userHeaders = h.UserHeaders == nil || *h.UserHeaders
+	h.appMode = h.Mode == modeApp
 	h.retryPause = refreshRetryPause
 	if h.metrics, err = newMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
@@ -315,6 +357,9 @@ func (h *Handler) checkConfig() error {
 	}
 	if h.RefreshLeeway < 0 || time.Duration(h.RefreshLeeway) > maxRefreshLeeway {
 		return fmt.Errorf("refresh_leeway must be between 0 and %s", maxRefreshLeeway)
+	}
+	if err := h.checkAccessConfig(); err != nil {
+		return err
 	}
 	return nil
 }

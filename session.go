@@ -133,9 +133,10 @@ type session struct {
 	Email        string
 	Product      string
 	Country      string
+	Requested    string // space separated scopes asked for, granted or not
 }
 
-const sessionFormat = 1
+const sessionFormat = 2
 
 // marshal encodes the session compactly: a format byte, three varints,
 // then length-prefixed strings. Cheaper than JSON in both size and time.
@@ -157,9 +158,9 @@ func (s *session) marshal() []byte {
 	return b
 }
 
-func (s *session) stringFields() [8]*string {
-	return [8]*string{&s.AccessToken, &s.RefreshToken, &s.Scopes, &s.UserID,
-		&s.DisplayName, &s.Email, &s.Product, &s.Country}
+func (s *session) stringFields() [9]*string {
+	return [9]*string{&s.AccessToken, &s.RefreshToken, &s.Scopes, &s.UserID,
+		&s.DisplayName, &s.Email, &s.Product, &s.Country, &s.Requested}
 }
 
 var errBadSession = errors.New("malformed session")

@@ -37,6 +37,8 @@ type sharedState struct {
 	rejected  map[string]struct{}            // access tokens the upstream found invalid
 	// nRejected lets the hot path skip the map (and its lock) when empty.
 	nRejected atomic.Int32
+
+	app atomic.Pointer[appToken] // mode app: the current app token
 }
 
 type recentRefreshResult struct {

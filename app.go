@@ -1,0 +1,84 @@
+package spotifyauth
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// appToken is a client-credentials token, shared by every request of one
+// app (client id) in this process.
+type appToken struct {
+	value   string // as the token header carries it ("Bearer ..." or bare)
+	expiry  string // RFC 3339
+	expires int64  // unix seconds
+}
+
+// serveApp is mode app: no user, no login; every request gets the app's
+// token. One token request per instance at a time, cached until the
+// leeway before its expiry.
+func (h *Handler) serveApp(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	tok, err := h.appToken(r.Context())
+	if err != nil {
+		h.logger.Error("app token unavailable", zap.Error(err))
+		h.fail(w, r, asAuthError(err), "")
+		return nil
+	}
+	vals := make([]string, 2)
+	vals[0], vals[1] = tok.value, tok.expiry
+	r.Header[h.tokenHeader] = vals[0:1:1]
+	r.Header["X-Spotify-Token-Expires"] = vals[1:2:2]
+	return next.ServeHTTP(w, r)
+}
+
+func (h *Handler) appToken(ctx context.Context) (*appToken, error) {
+	fresh := func() *appToken {
+		if t := h.shared.app.Load(); t != nil && t.expires-h.leeway > time.Now().Unix() {
+			return t
+		}
+		return nil
+	}
+	if t := fresh(); t != nil {
+		return t, nil
+	}
+	ctx = context.WithValue(context.WithoutCancel(ctx), oauth2.HTTPClient, h.httpClient)
+	v, err, _ := h.shared.refreshes.Do("app-token", func() (any, error) {
+		if t := fresh(); t != nil {
+			return t, nil
+		}
+		now := time.Now()
+		if err := h.shared.checkBackoff(now); err != nil {
+			return nil, err
+		}
+		cc := clientcredentials.Config{
+			ClientID:     h.ClientID,
+			ClientSecret: h.ClientSecret,
+			TokenURL:     h.TokenURL,
+			AuthStyle:    oauth2.AuthStyleInHeader,
+		}
+		tok, err := cc.Token(ctx)
+		if err != nil {
+			ae := classifyTokenError(err, "client credentials")
+			h.shared.noteRateLimit(ae, time.Now())
+			h.metrics.refreshFailures.WithLabelValues(ae.Kind.String()).Inc()
+			return nil, ae
+		}
+		h.metrics.refreshes.Inc()
+		exp := tokenExpiry(tok, now)
+		t := &appToken{value: tok.AccessToken, expiry: time.Unix(exp, 0).UTC().Format(time.RFC3339), expires: exp}
+		if h.bearer {
+			t.value = "Bearer " + tok.AccessToken
+		}
+		h.shared.app.Store(t)
+		return t, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*appToken), nil
+}
