@@ -36,6 +36,9 @@ type harness struct {
 	upstream []*http.Request
 	repl     []*caddy.Replacer
 	reg      *prometheus.Registry
+	// routes sends paths with these prefixes to other handlers (several
+	// spotify_auth blocks on one site).
+	routes map[string]*Handler
 	// upstreamReply, if set, answers in place of the default upstream.
 	upstreamReply func(w http.ResponseWriter)
 }
@@ -111,7 +114,15 @@ func newBrowser(t *testing.T) *http.Client {
 func (hs *harness) serve(w http.ResponseWriter, r *http.Request) {
 	repl := caddy.NewReplacer()
 	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
-	err := hs.h.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+	h := hs.h
+	hs.mu.Lock()
+	for prefix, other := range hs.routes {
+		if strings.HasPrefix(r.URL.Path, prefix) {
+			h = other
+		}
+	}
+	hs.mu.Unlock()
+	err := h.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		hs.mu.Lock()
 		hs.upstream = append(hs.upstream, r.Clone(context.Background()))
 		hs.repl = append(hs.repl, repl)
