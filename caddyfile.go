@@ -71,9 +71,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 	if userMatcher != nil && handler.Mode == modeApp {
 		matcherSets = []caddy.ModuleMap{userMatcher} // no login, no endpoints
 	} else if userMatcher != nil {
-		paths := caddyhttp.MatchPath{EndpointPrefix + "*"}
-		if cb := handler.configuredCallbackPath(); !strings.HasPrefix(cb, EndpointPrefix) {
-			paths = append(paths, cb)
+		// The exact endpoints, not /oauth2/spotify/*: with several
+		// spotify_auth blocks on a site, /oauth2/spotify/token must reach
+		// the block that enabled it.
+		paths := caddyhttp.MatchPath{handler.configuredCallbackPath(),
+			EndpointPrefix + "login", EndpointPrefix + "logout", EndpointPrefix + "userinfo"}
+		if handler.TokenEndpoint {
+			paths = append(paths, EndpointPrefix+"token")
 		}
 		matcherSets = []caddy.ModuleMap{userMatcher, {"path": h.JSON(paths)}}
 	}

@@ -118,7 +118,7 @@ func TestEveryCaddyfileOptionReachesTheJSONConfig(t *testing.T) {
 	// The route matches the user's matcher OR the handler's endpoints,
 	// including a callback path outside /oauth2/spotify/.
 	m, _ := json.Marshal(matchers[0])
-	if string(m) != `[{"path":["/app/*"]},{"path":["/oauth2/spotify/*","/auth/callback"]}]` {
+	if string(m) != `[{"path":["/app/*"]},{"path":["/auth/callback","/oauth2/spotify/login","/oauth2/spotify/logout","/oauth2/spotify/userinfo"]}]` {
 		t.Fatalf("route matchers %s", m)
 	}
 }
@@ -244,4 +244,29 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 
 func writeFile(name, content string) error {
 	return os.WriteFile(name, []byte(content), 0o600)
+}
+
+func TestTheTokenEndpointRoutesToTheBlockThatEnablesIt(t *testing.T) {
+	out, err := adapt(t, `
+:8080 {
+	spotify_auth /app/* {
+		client_id a
+	}
+	spotify_auth /player/* {
+		client_id a
+		token_endpoint
+	}
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, matchers := handlersIn(t, out)
+	if len(hs) != 2 || hs[0].TokenEndpoint || !hs[1].TokenEndpoint {
+		t.Fatalf("handlers %+v", hs)
+	}
+	m0, _ := json.Marshal(matchers[0])
+	m1, _ := json.Marshal(matchers[1])
+	if strings.Contains(string(m0), "/oauth2/spotify/token") || !strings.Contains(string(m1), "/oauth2/spotify/token") {
+		t.Fatalf("matchers %s / %s", m0, m1)
+	}
 }
