@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -310,5 +309,3 @@ func sameOriginFetch(r *http.Request) bool {
 	u, err := url.Parse(origin)
 	return err == nil && u.Host == r.Host
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
