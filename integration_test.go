@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -325,5 +327,53 @@ func TestNoSecretReachesTheLogs(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReloadsKeepSessionsAndLeakNothing reloads the config 50 times, each
+// time with a change, and checks the session survives and the goroutine
+// count stays flat.
+func TestReloadsKeepSessionsAndLeakNothing(t *testing.T) {
+	fake := newFake(t)
+	storage := t.TempDir()
+	tc := caddytest.NewTester(t)
+	config := func(i int) string {
+		// No cookie_secret: the key generated into storage must survive.
+		return globalOptions(storage) + site + ` {
+	spotify_auth {
+		` + fakeOptions(fake) + `
+	}
+	respond "reload ` + strconv.Itoa(i) + ` for {http.auth.user.id}"
+}`
+	}
+	tc.InitServer(config(0), "caddyfile")
+	c := caddyBrowser(t, tc)
+	if body := loginThroughCaddy(t, c, fake, "/app/"); body != "reload 0 for testuser" {
+		t.Fatalf("page %q", body)
+	}
+	runtime.GC()
+	before := runtime.NumGoroutine()
+	for i := 1; i <= 50; i++ {
+		tc.InitServer(config(i), "caddyfile")
+	}
+	resp, body := navigate(t, c, site+"/app/")
+	if resp.StatusCode != http.StatusOK || body != "reload 50 for testuser" {
+		t.Fatalf("after 50 reloads: %d %q", resp.StatusCode, body)
+	}
+	if n := fake.Counts(); n.CodeExchanges != 1 || n.Refreshes != 0 {
+		t.Fatalf("reloads caused Spotify calls: %+v", n)
+	}
+	// Let the old servers' goroutines finish before counting.
+	var after int
+	for range 50 {
+		runtime.GC()
+		if after = runtime.NumGoroutine(); after <= before+5 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("goroutines: %d before 50 reloads, %d after", before, after)
+	if after > before+5 {
+		t.Fatalf("goroutines grew from %d to %d over 50 reloads", before, after)
 	}
 }
