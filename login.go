@@ -1,0 +1,385 @@
+package spotifyauth
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+)
+
+// The login flow: starting it, the callback, and logout.
+
+func (h *Handler) handleLogin(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writePage(w, http.StatusMethodNotAllowed, page{Title: "Method not allowed", Message: "Use GET to start a login."})
+		return
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil || len(q["rd"]) > 1 {
+		h.fail(w, r, &authError{Kind: errBadRequest, Message: "The login link is malformed."}, loginURL("/"))
+		return
+	}
+	lr := h.defaultLoginRequest(r, safeReturnPath(q.Get("rd")))
+	// "switch=1": let the user pick another account on Spotify's page.
+	lr.showDialog = lr.showDialog || q.Get("switch") == "1"
+	h.startLoginWith(w, r, lr)
+}
+
+// loginRequest is what a login asks Spotify for.
+type loginRequest struct {
+	returnTo   string
+	scopes     []string // requested
+	required   []string // must be granted, or consent is asked once more
+	userHint   string   // for the log only
+	reconsent  bool     // this is the second asking
+	showDialog bool
+}
+
+// defaultLoginRequest asks for this route's scopes, plus those an
+// existing session already asked for, so a new login never takes away
+// what another route of the site needed.
+func (h *Handler) defaultLoginRequest(r *http.Request, returnTo string) loginRequest {
+	scopes := unionScopes(h.Scopes, h.RequiredScopes)
+	if s, ok := h.loadSession(r, time.Now()); ok {
+		scopes = unionScopes(strings.Fields(s.Requested), strings.Fields(s.Scopes), scopes)
+	}
+	return loginRequest{returnTo: returnTo, scopes: scopes, required: h.RequiredScopes, showDialog: h.ShowDialog}
+}
+
+// loginState travels in the per-login cookie from the redirect to the
+// callback; sealed, so the browser can neither read nor change it.
+type loginState struct {
+	State       string `json:"s"`
+	Verifier    string `json:"v"`
+	ReturnTo    string `json:"r"`
+	RedirectURI string `json:"u"`
+	Created     int64  `json:"c"`
+	Scopes      string `json:"sc,omitempty"` // requested
+	Required    string `json:"rq,omitempty"`
+	Reconsent   bool   `json:"rc,omitempty"`
+}
+
+// startLogin sends the browser to Spotify's consent page.
+func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo string) {
+	h.startLoginWith(w, r, h.defaultLoginRequest(r, returnTo))
+}
+
+func (h *Handler) startLoginWith(w http.ResponseWriter, r *http.Request, lr loginRequest) {
+	redirectURI, err := h.redirectURIFor(r)
+	if err != nil {
+		h.fail(w, r, asAuthError(err), "")
+		return
+	}
+	ls := loginState{
+		State:       randomToken(32),
+		Verifier:    oauth2.GenerateVerifier(),
+		ReturnTo:    lr.returnTo,
+		RedirectURI: redirectURI,
+		Created:     time.Now().Unix(),
+		Scopes:      strings.Join(lr.scopes, " "),
+		Required:    strings.Join(lr.required, " "),
+		Reconsent:   lr.reconsent,
+	}
+	plain, err := json.Marshal(ls)
+	if err != nil {
+		h.fail(w, r, &authError{Kind: errMisconfigured, Message: "Could not start the login.", Err: err}, "")
+		return
+	}
+	name := h.cookies.state(r, stateID(ls.State))
+	http.SetCookie(w, h.cookieTemplate(r, name, h.states.seal(plain, []byte(name)), h.callbackPath, stateLifetime))
+
+	opts := []oauth2.AuthCodeOption{
+		oauth2.S256ChallengeOption(ls.Verifier),
+		oauth2.SetAuthURLParam("redirect_uri", redirectURI),
+	}
+	if ls.Scopes != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("scope", ls.Scopes))
+	}
+	if lr.showDialog || lr.reconsent {
+		opts = append(opts, oauth2.SetAuthURLParam("show_dialog", "true"))
+	}
+	setPageHeaders(w.Header())
+	h.metrics.redirects.Inc()
+	http.Redirect(w, r, h.oauth.AuthCodeURL(ls.State, opts...), http.StatusFound)
+}
+
+// redirectURIFor returns the redirect URI for this request: the
+// configured one, or the callback path on the request's scheme and host.
+func (h *Handler) redirectURIFor(r *http.Request) (string, error) {
+	if h.redirectURL != nil {
+		return h.RedirectURI, nil
+	}
+	if !validHost(r.Host) {
+		return "", &authError{Kind: errBadRequest, Message: "The request's Host header is not valid."}
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	uri := scheme + "://" + r.Host + h.callbackPath
+	if scheme == "http" && !isLoopbackHost(hostOnly(r.Host)) {
+		msg := "The redirect URI " + uri + " is plain http on a host that is not a loopback IP literal; " +
+			"Spotify accepts only https redirect URIs, or http://127.0.0.1:PORT/... and http://[::1]:PORT/... " +
+			"Serve this site over HTTPS or set redirect_uri."
+		h.logger.Warn("derived redirect URI will be refused by Spotify", zap.String("redirect_uri", uri))
+		if h.AuthorizeURL == DefaultAuthorizeURL {
+			return "", &authError{Kind: errMisconfigured, Message: msg}
+		}
+	}
+	return uri, nil
+}
+
+func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
+	// The callback's URL carries the authorization code, and Caddy's
+	// access log records URLs as received: leave this request out of it.
+	// The outcome is logged below, without the code.
+	caddyhttp.SetVar(r.Context(), caddyhttp.LogSkipVar, true)
+	setPageHeaders(w.Header())
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writePage(w, http.StatusMethodNotAllowed, page{Title: "Method not allowed", Message: "The login callback takes GET."})
+		return
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil || len(q["state"]) > 1 || len(q["code"]) > 1 || len(q["error"]) > 1 {
+		h.fail(w, r, &authError{Kind: errBadRequest, Message: "The login callback is malformed."}, loginURL("/"))
+		return
+	}
+	now := time.Now()
+
+	if e := q.Get("error"); e != "" {
+		returnTo := "/"
+		if ls, err := h.consumeState(w, r, q.Get("state"), now); err == nil {
+			returnTo = ls.ReturnTo
+		}
+		if e == "access_denied" {
+			h.metrics.loginFailures.WithLabelValues(errLoginDenied.String()).Inc()
+			h.logger.Info("login declined at Spotify")
+			h.fail(w, r, &authError{Kind: errLoginDenied, Message: "You declined to log in with Spotify, so this page stays closed."}, loginURL(returnTo))
+			return
+		}
+		e = oauthErrorCode(e)
+		h.metrics.loginFailures.WithLabelValues(errLoginRejected.String()).Inc()
+		h.logger.Warn("Spotify returned an error to the callback", zap.String("error", e))
+		h.fail(w, r, &authError{Kind: errLoginRejected, Message: "Spotify reported an error: " + e + "."}, loginURL(returnTo))
+		return
+	}
+
+	ls, err := h.consumeState(w, r, q.Get("state"), now)
+	if err != nil {
+		h.metrics.loginFailures.WithLabelValues(errStateInvalid.String()).Inc()
+		h.logger.Info("login callback refused", zap.String("reason", err.Error()))
+		h.fail(w, r, &authError{Kind: errStateInvalid, Message: "This login link is invalid, was already used, has expired, or was started in another browser."}, loginURL("/"))
+		return
+	}
+	code := q.Get("code")
+	if code == "" || len(code) > maxCodeLen {
+		h.metrics.loginFailures.WithLabelValues(errBadRequest.String()).Inc()
+		h.fail(w, r, &authError{Kind: errBadRequest, Message: "The login callback carries no valid code."}, loginURL(ls.ReturnTo))
+		return
+	}
+
+	sess, err := h.completeLogin(r.Context(), code, ls, now)
+	if err != nil {
+		ae := asAuthError(err)
+		if ae.Kind == errRefreshRevoked {
+			ae.Kind = errLoginRejected // invalid_grant on a code: expired or already used
+		}
+		h.metrics.loginFailures.WithLabelValues(ae.Kind.String()).Inc()
+		h.logger.Warn("login failed", zap.Stringer("reason", ae.Kind), zap.String("detail", ae.Message), zap.Error(ae.Err))
+		h.fail(w, r, ae, loginURL(ls.ReturnTo))
+		return
+	}
+	h.setSessionCookie(w, r, &sess)
+	h.metrics.logins.Inc()
+	h.logger.Info("login", zap.String("user_id", sess.UserID), zap.String("scopes", sess.Scopes))
+
+	var missing []string
+	for _, sc := range strings.Fields(ls.Required) {
+		if !hasScope(sess.Scopes, sc) {
+			missing = append(missing, sc)
+		}
+	}
+	if len(missing) > 0 {
+		if !ls.Reconsent {
+			// Ask once more, with the consent dialog shown.
+			h.logger.Info("required scopes not granted; asking again", zap.String("user_id", sess.UserID), zap.Strings("missing", missing))
+			h.startLoginWith(w, r, loginRequest{returnTo: ls.ReturnTo, scopes: strings.Fields(ls.Scopes),
+				required: strings.Fields(ls.Required), reconsent: true})
+			return
+		}
+		h.metrics.loginFailures.WithLabelValues("scope_not_granted").Inc()
+		h.metrics.answered(http.StatusForbidden)
+		writePage(w, http.StatusForbidden, page{
+			Title:    "Permission missing",
+			Message:  "This page needs the Spotify permission " + strings.Join(missing, ", ") + ", which was not granted.",
+			LinkURL:  loginURL(ls.ReturnTo),
+			LinkText: "Try again",
+		})
+		return
+	}
+	http.Redirect(w, r, ls.ReturnTo, http.StatusFound)
+}
+
+// completeLogin exchanges the code and learns who the user is.
+func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState, now time.Time) (session, error) {
+	if err := h.shared.checkBackoff(now); err != nil {
+		return session{}, err
+	}
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, h.httpClient)
+	tok, err := h.oauth.Exchange(ctx, code,
+		oauth2.VerifierOption(ls.Verifier),
+		oauth2.SetAuthURLParam("redirect_uri", ls.RedirectURI))
+	if err != nil {
+		ae := classifyTokenError(err, "code exchange")
+		h.shared.noteRateLimit(ae, time.Now())
+		return session{}, ae
+	}
+	if tok.RefreshToken == "" {
+		return session{}, &authError{Kind: errLoginRejected, Message: "Spotify issued no refresh token"}
+	}
+	prof, err := h.spotify.me(ctx, tok.AccessToken)
+	if err != nil {
+		h.shared.noteRateLimit(err, time.Now())
+		return session{}, err
+	}
+	if !printableASCII(prof.ID) {
+		return session{}, &authError{Kind: errLoginRejected, Message: "Spotify returned a malformed user id"}
+	}
+	return session{
+		Created:      now.Unix(),
+		Expires:      now.Add(time.Duration(h.SessionLifetime)).Unix(),
+		TokenExpires: tokenExpiry(tok, now),
+		AccessToken:  tok.AccessToken,
+		RefreshToken: tok.RefreshToken,
+		Scopes:       grantedScopes(tok, ""),
+		UserID:       prof.ID,
+		DisplayName:  truncate(prof.DisplayName, 256),
+		Email:        truncate(prof.Email, 256),
+		Product:      truncate(prof.Product, 32),
+		Country:      truncate(prof.Country, 8),
+		Requested:    ls.Scopes,
+	}, nil
+}
+
+// consumeState checks the callback's state against this browser's login
+// cookie, and uses it up: the cookie is expired and the state remembered.
+func (h *Handler) consumeState(w http.ResponseWriter, r *http.Request, state string, now time.Time) (loginState, error) {
+	var ls loginState
+	if state == "" {
+		return ls, errors.New("missing state")
+	}
+	if len(state) > maxStateLen {
+		return ls, errors.New("oversized state")
+	}
+	id := stateID(state)
+	name := h.cookies.state(r, id)
+	raw, ok := cookieValue(r.Header, name)
+	if !ok {
+		return ls, errors.New("no login in progress in this browser for this state")
+	}
+	http.SetCookie(w, h.cookieTemplate(r, name, "", h.callbackPath, -1))
+	plain, err := h.states.open(raw, []byte(name))
+	if err != nil {
+		return ls, errors.New("login cookie cannot be opened")
+	}
+	if err := json.Unmarshal(plain, &ls); err != nil {
+		return ls, errors.New("login cookie is malformed")
+	}
+	if subtle.ConstantTimeCompare([]byte(ls.State), []byte(state)) != 1 {
+		return ls, errors.New("state mismatch")
+	}
+	if now.Sub(time.Unix(ls.Created, 0)) > stateLifetime {
+		return ls, errors.New("login took too long")
+	}
+	if !h.shared.useState(id, now) {
+		return ls, errors.New("state already used")
+	}
+	ls.ReturnTo = safeReturnPath(ls.ReturnTo)
+	return ls, nil
+}
+
+// handleLogout shows a logout button (GET) or ends the session (POST).
+func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		writePage(w, http.StatusOK, page{
+			Title:      "Log out",
+			Message:    "Log out of this site? You stay logged in to Spotify itself.",
+			FormAction: EndpointPrefix + "logout",
+			FormRD:     safeReturnPathOrEmpty(r.URL.Query().Get("rd")),
+			ButtonText: "Log out",
+		})
+	case http.MethodPost:
+		if !sameOrigin(r) {
+			writePage(w, http.StatusForbidden, page{Title: "Forbidden", Message: "Logout must come from this site."})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 4096)
+		rd := ""
+		if err := r.ParseForm(); err == nil {
+			rd = safeReturnPathOrEmpty(r.Form.Get("rd"))
+		}
+		if sess, ok := h.loadSession(r, time.Now()); ok {
+			h.logger.Info("logout", zap.String("user_id", sess.UserID))
+		}
+		h.clearSessionCookie(w, r)
+		if rd != "" {
+			setPageHeaders(w.Header())
+			http.Redirect(w, r, rd, http.StatusSeeOther)
+			return
+		}
+		writePage(w, http.StatusOK, page{Title: "Logged out", Message: "You are logged out.", LinkURL: loginURL("/"), LinkText: "Log in again"})
+	default:
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		writePage(w, http.StatusMethodNotAllowed, page{Title: "Method not allowed", Message: "Use POST to log out."})
+	}
+}
+
+// oauthErrorCode passes on an OAuth error code only if it looks like one
+// (RFC 6749 codes are short snake_case words); the callback's query is
+// anybody's to write.
+func oauthErrorCode(e string) string {
+	if len(e) > 64 {
+		return "unknown_error"
+	}
+	for i := 0; i < len(e); i++ {
+		if c := e[i]; !(c >= 'a' && c <= 'z' || c == '_') {
+			return "unknown_error"
+		}
+	}
+	return e
+}
+
+func safeReturnPathOrEmpty(rd string) string {
+	if rd == "" {
+		return ""
+	}
+	return safeReturnPath(rd)
+}
+
+// sameOrigin refuses cross-site form posts (logout CSRF). Browsers send
+// Sec-Fetch-Site or Origin with every POST; clients sending neither are
+// not browsers and cannot be tricked.
+func sameOrigin(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+	default:
+		return false
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	return err == nil && u.Host == r.Host
+}
