@@ -116,11 +116,12 @@ fi
 echo
 echo "== machine"
 echo "nproc:   $ncpu"
-echo "cpu:     $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+echo "cpu:     $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(grep -m1 'cpu MHz' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') MHz"
 echo "memory:  $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 echo "go:      $(go version)"
 echo "caddy:   $("$OUT/caddy" version)"
 echo "kernel:  $(uname -sr)"
+echo "source:  $(git describe --always --dirty 2>/dev/null || echo unknown) (the plugin as built, working tree included)"
 echo "cpus:    $pin_note"
 
 echo
