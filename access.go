@@ -269,7 +269,7 @@ func (h *Handler) handleToken(w http.ResponseWriter, r *http.Request) {
 		writePage(w, http.StatusNotFound, page{Title: "Not found", Message: "The token endpoint is not enabled."})
 		return
 	}
-	if r.Method != http.MethodGet || !sameOriginFetch(r) {
+	if r.Method != http.MethodGet || !sameOrigin(r, false) {
 		writeJSON(w, http.StatusForbidden, apiError{Error: "forbidden", Description: "same-origin GET only"})
 		return
 	}
@@ -293,19 +293,4 @@ func (h *Handler) handleToken(w http.ResponseWriter, r *http.Request) {
 		ExpiresAt: time.Unix(s.TokenExpires, 0).UTC().Format(time.RFC3339),
 		ExpiresIn: s.TokenExpires - now.Unix(), Scope: s.Scopes,
 	})
-}
-
-// sameOriginFetch accepts only requests a page of this site made: browsers
-// send Sec-Fetch-Site on every fetch; without it, Origin (if any) must
-// match. A request with neither comes from no browser page at all.
-func sameOriginFetch(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
-		return site == "same-origin"
-	}
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return false
-	}
-	u, err := url.Parse(origin)
-	return err == nil && u.Host == r.Host
 }

@@ -320,7 +320,7 @@ func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 			ButtonText: "Log out",
 		})
 	case http.MethodPost:
-		if !sameOrigin(r) {
+		if !sameOrigin(r, true) {
 			writePage(w, http.StatusForbidden, page{Title: "Forbidden", Message: "Logout must come from this site."})
 			return
 		}
@@ -367,18 +367,21 @@ func safeReturnPathOrEmpty(rd string) string {
 	return safeReturnPath(rd)
 }
 
-// sameOrigin refuses cross-site form posts (logout CSRF). Browsers send
-// Sec-Fetch-Site or Origin with every POST; clients sending neither are
-// not browsers and cannot be tricked.
-func sameOrigin(r *http.Request) bool {
-	switch r.Header.Get("Sec-Fetch-Site") {
-	case "", "same-origin", "none":
-	default:
+// sameOrigin reports whether a request came from a page of this site,
+// from the browser's fetch metadata (Sec-Fetch-Site) or else its Origin.
+// nonBrowserOK admits what no page can forge: a request carrying neither
+// header (not a browser) or one the user typed (Sec-Fetch-Site: none).
+// Logout admits those; the token endpoint, which hands out a token, does not.
+func sameOrigin(r *http.Request, nonBrowserOK bool) bool {
+	site := r.Header.Get("Sec-Fetch-Site")
+	switch {
+	case site == "same-origin", site == "none" && nonBrowserOK:
+	case site != "":
 		return false
 	}
 	origin := r.Header.Get("Origin")
 	if origin == "" {
-		return true
+		return site != "" || nonBrowserOK
 	}
 	u, err := url.Parse(origin)
 	return err == nil && u.Host == r.Host
