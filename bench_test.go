@@ -64,7 +64,7 @@ func validSession(expires time.Duration) session {
 func BenchmarkServeHTTP(b *testing.B) {
 	h, base := benchHandler(b)
 	s := validSession(time.Hour)
-	cookie := "spotify_auth=" + h.sessions.seal(s.marshal(), h.cookies.aad) + "; theme=dark"
+	cookie := "spotify_auth=" + h.sealers().sessions.seal(s.marshal(), h.cookies.aad) + "; theme=dark"
 	benchServe(b, h, base, cookie, "text/html", nil)
 }
 
@@ -79,7 +79,7 @@ func BenchmarkServeHTTPThreeChunks(b *testing.B) {
 	h, base := benchHandler(b)
 	s := validSession(time.Hour)
 	s.AccessToken = strings.Repeat("T", 2*maxChunkLen)
-	parts := splitChunks(h.sessions.seal(s.marshal(), h.cookies.aad))
+	parts := splitChunks(h.sealers().sessions.seal(s.marshal(), h.cookies.aad))
 	if len(parts) != 3 {
 		b.Fatalf("%d chunks", len(parts))
 	}
@@ -100,12 +100,10 @@ func BenchmarkServeHTTPRefresh(b *testing.B) {
 	refreshToken := fakeRefreshToken(b, fake)
 	s := validSession(time.Minute) // inside the leeway
 	s.RefreshToken = refreshToken
-	cookie := "spotify_auth=" + h.sessions.seal(s.marshal(), h.cookies.aad)
+	cookie := "spotify_auth=" + h.sealers().sessions.seal(s.marshal(), h.cookies.aad)
 	benchServe(b, h, base, cookie, "text/html", func() {
 		// Forget the last result so every iteration really refreshes.
-		h.shared.mu.Lock()
-		clear(h.shared.recent)
-		h.shared.mu.Unlock()
+		forgetRefreshes(b, h)
 	})
 	if n := fake.Counts().Refreshes; n < b.N {
 		b.Fatalf("%d refreshes for %d iterations", n, b.N)

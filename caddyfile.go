@@ -49,6 +49,8 @@ func init() {
 //		user_headers     [on|off]
 //		token_endpoint   [on|off]
 //		mode             user|app
+//		session_store    cookie|storage
+//		key_rotation     <duration>
 //	}
 //
 // The route it emits matches the given matcher OR the handler's own
@@ -200,6 +202,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if h.Mode, err = one(); err == nil && h.Mode != modeUser && h.Mode != modeApp {
 				err = fmt.Errorf("%q: want user or app", h.Mode)
 			}
+		case "session_store":
+			h.SessionStore, err = one()
+		case "key_rotation":
+			err = parseDuration(opt, args, &h.KeyRotation)
 		case "token_header":
 			if h.TokenHeader, err = one(); err == nil && !validHeaderName(h.TokenHeader) {
 				err = fmt.Errorf("token_header %q is not a valid header name", h.TokenHeader)
@@ -223,6 +229,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	// Rules that need a scope or a secret are checked now, so `caddy
 	// adapt` names them.
 	if err := h.checkAccessConfig(); err != nil {
+		return d.Err(err.Error())
+	}
+	if err := h.checkStoreConfig(); err != nil {
 		return d.Err(err.Error())
 	}
 	return nil

@@ -190,6 +190,7 @@ func TestValidateRejectsWhatPlaceholdersResolveTo(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
 			defer cancel()
+			tc.h.storage = testStorage(t)
 			err := tc.h.Provision(ctx)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want it to mention %q", err, tc.want)
@@ -210,7 +211,7 @@ func TestPlaceholdersInSecretsAreResolvedFromEnvAndFiles(t *testing.T) {
 		t.Fatalf("client_id = %q", h.ClientID)
 	}
 	// The file's secret seals: a sealer built from it directly opens it.
-	sealed := h.sessions.seal([]byte("x"), []byte("c"))
+	sealed := h.sealers().sessions.seal([]byte("x"), []byte("c"))
 	if _, err := testSealer(t, secretB).open(sealed, []byte("c")); err != nil {
 		t.Fatalf("cookie secret from file not used: %v", err)
 	}

@@ -53,9 +53,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	now := time.Now()
-	sess, ok := h.loadSession(r, now)
-	if !ok {
+	sess, err := h.session(r, now)
+	if err == errNoSession {
 		return h.challenge(w, r)
+	}
+	if err != nil {
+		h.logger.Error("loading the session from storage", zap.Error(err))
+		h.fail(w, r, asAuthError(err), "")
+		return nil
+	}
+	if h.storeSessions && sess.storeKey == "" {
+		// A cookie session from before session_store storage: move it
+		// to storage, so logout can end it everywhere.
+		if err := h.setSessionCookie(w, r, &sess); err != nil {
+			h.logger.Error("moving a session to storage", zap.Error(err))
+			h.fail(w, r, asAuthError(err), "")
+			return nil
+		}
 	}
 	// Rules before refresh: a user who may not pass costs Spotify nothing.
 	if !h.rules.allows(&sess) {
@@ -66,6 +80,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.askForScopes(w, r, &sess, missing)
 		return nil
 	}
+	var ok bool
 	if sess, ok = h.ensureFresh(w, r, sess, now); !ok {
 		return nil
 	}
@@ -91,9 +106,22 @@ func (h *Handler) ensureFresh(w http.ResponseWriter, r *http.Request, sess sessi
 	} else {
 		fresh, err = h.refresh(r.Context(), key, sess)
 	}
+	if err == nil {
+		err = h.setSessionCookie(w, r, &fresh)
+		if err == errNoSession {
+			// Logged out (elsewhere) while the refresh ran.
+			h.clearSessionCookie(w, r)
+			_ = h.challenge(w, r)
+			return sess, false
+		}
+		if err != nil {
+			// The new token works; saving it failed. Serve with it.
+			h.logger.Warn("saving the refreshed session", zap.String("user_id", sess.UserID), zap.Error(err))
+			err = nil
+		}
+	}
 	switch {
 	case err == nil:
-		h.setSessionCookie(w, r, &fresh)
 		if forced {
 			// At most one refresh per session on the upstream's word
 			// every few minutes, whatever the upstream keeps saying.
@@ -261,7 +289,7 @@ func (h *Handler) refresh(ctx context.Context, key string, sess session) (sessio
 		return fresh, nil
 	}
 	// The shared call must not die with whichever request started it.
-	ctx = context.WithValue(context.WithoutCancel(ctx), oauth2.HTTPClient, h.httpClient)
+	ctx = context.WithoutCancel(ctx)
 	v, err, _ := h.shared.refreshes.Do(key, func() (any, error) {
 		now := time.Now()
 		if fresh, ok := h.shared.recentRefresh(key, now, h.leeway); ok {
@@ -271,24 +299,14 @@ func (h *Handler) refresh(ctx context.Context, key string, sess session) (sessio
 			h.metrics.refreshFailures.WithLabelValues(errRateLimited.String()).Inc()
 			return nil, err
 		}
-		tok, err := h.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: sess.RefreshToken}).Token()
+		tr, err := h.refreshAcrossInstances(ctx, key, sess.RefreshToken)
 		if err != nil {
-			ae := classifyTokenError(err, "refresh")
-			h.shared.noteRateLimit(ae, time.Now())
-			if ae.Kind != errRefreshRevoked {
-				h.shared.pauseRefresh(key, time.Now(), h.retryPause)
-			}
-			h.metrics.refreshFailures.WithLabelValues(ae.Kind.String()).Inc()
-			return nil, ae
+			return nil, err
 		}
-		h.metrics.refreshes.Inc()
-		fresh := sess
-		fresh.AccessToken = tok.AccessToken
-		if tok.RefreshToken != "" {
-			fresh.RefreshToken = tok.RefreshToken
+		if tr.Scopes == "" {
+			tr.Scopes = sess.Scopes // Spotify said nothing: the grant is unchanged
 		}
-		fresh.TokenExpires = tokenExpiry(tok, now)
-		fresh.Scopes = grantedScopes(tok, sess.Scopes)
+		fresh := tr.applyTo(sess)
 		h.shared.rememberRefresh(key, fresh, now)
 		h.logger.Debug("refreshed access token", zap.String("user_id", sess.UserID))
 		return fresh, nil
@@ -320,6 +338,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, ae *authError, re
 		status, title, code = http.StatusBadRequest, "Bad request", "bad_request"
 	case errMisconfigured:
 		status, title, code = http.StatusInternalServerError, "Login is misconfigured", "misconfigured"
+	case errStoreUnavailable:
+		status, title, code = http.StatusServiceUnavailable, "Sessions are unavailable", "store_unavailable"
+		setRetryAfter(w.Header(), unavailableRetryAfter)
 	}
 	h.metrics.answered(status)
 	if retryURL == "" {

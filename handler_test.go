@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/caddyserver/certmagic"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -86,6 +87,9 @@ func provisionCtx(t *testing.T, h *Handler) (*Handler, *prometheus.Registry) {
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
+	if h.storage == nil {
+		h.storage = testStorage(t)
+	}
 	if err := h.Provision(ctx); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
@@ -95,6 +99,25 @@ func provisionCtx(t *testing.T, h *Handler) (*Handler, *prometheus.Registry) {
 	t.Cleanup(func() { _ = h.Cleanup() })
 	h.logger = zaptest.NewLogger(t)
 	return h, ctx.GetMetricsRegistry()
+}
+
+// forgetRefreshes makes the handler forget recent refresh results, in
+// memory and in storage, as if their time had passed.
+func forgetRefreshes(tb testing.TB, h *Handler) {
+	h.shared.mu.Lock()
+	clear(h.shared.recent)
+	h.shared.mu.Unlock()
+	keys, _ := h.storage.List(context.Background(), refreshResultPrefix, false)
+	for _, k := range keys {
+		if err := h.storage.Delete(context.Background(), k); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// testStorage is a private file_system storage, as Caddy would give.
+func testStorage(t testing.TB) certmagic.Storage {
+	return &certmagic.FileStorage{Path: t.TempDir()}
 }
 
 func newBrowser(t *testing.T) *http.Client {
@@ -407,7 +430,7 @@ func TestAnExpiredLoginStateIsRefused(t *testing.T) {
 	ls, _ := json.Marshal(loginState{State: state, Verifier: "v", ReturnTo: "/", RedirectURI: hs.srv.URL + DefaultCallbackPath,
 		Created: time.Now().Add(-stateLifetime - time.Minute).Unix()})
 	resp, _ := hs.get(newBrowser(t), DefaultCallbackPath+"?code=x&state="+state,
-		"Cookie", name+"="+hs.h.states.seal(ls, []byte(name)))
+		"Cookie", name+"="+hs.h.sealers().states.seal(ls, []byte(name)))
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("status %d, want 400", resp.StatusCode)
 	}
@@ -506,10 +529,10 @@ func TestTamperedOrForeignCookiesMeanNoSession(t *testing.T) {
 		"truncated":                 good[:len(good)-5],
 		"empty":                     "",
 		"garbage":                   "not-a-session",
-		"sealed under another key":  otherKey.sessions.seal(sess.marshal(), []byte("spotify_auth")),
-		"sealed for another cookie": hs.h.sessions.seal(sess.marshal(), []byte("other_cookie")),
-		"a state cookie's sealing":  hs.h.states.seal(sess.marshal(), []byte("spotify_auth")),
-		"expired session":           hs.h.sessions.seal(expired.marshal(), []byte("spotify_auth")),
+		"sealed under another key":  otherKey.sealers().sessions.seal(sess.marshal(), []byte("spotify_auth")),
+		"sealed for another cookie": hs.h.sealers().sessions.seal(sess.marshal(), []byte("other_cookie")),
+		"a state cookie's sealing":  hs.h.sealers().states.seal(sess.marshal(), []byte("spotify_auth")),
+		"expired session":           hs.h.sealers().sessions.seal(expired.marshal(), []byte("spotify_auth")),
 		"chunk count without parts": "3." + good,
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -1,24 +1,39 @@
 package spotifyauth
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"time"
 
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 )
 
-// keyStorageKey is where the generated session key lives in Caddy's
-// storage; instances sharing the storage share the key.
+// keyStorageKey is where generated session keys live in Caddy's storage;
+// instances sharing the storage share the keys.
 const keyStorageKey = "spotify_auth/session_keys.json"
 
+// Timing of generated-key rotation. Variables so tests can shorten them.
+var (
+	// keyReloadInterval is how often each instance re-reads the keys.
+	keyReloadInterval = time.Minute
+	// keyActivationDelay is how long a new key only opens before it also
+	// seals: longer than keyReloadInterval, so every instance knows the
+	// key before any cookie sealed with it arrives.
+	keyActivationDelay = 2*time.Minute + 30*time.Second
+)
+
+// minKeyRotation keeps rotation far above the reload cadence.
+const minKeyRotation = time.Hour
+
 type storedKeys struct {
-	Keys []storedKey `json:"keys"`
+	Keys []storedKey `json:"keys"` // oldest first
 }
 
 type storedKey struct {
@@ -26,68 +41,193 @@ type storedKey struct {
 	Created time.Time `json:"created"`
 }
 
-// loadOrCreateKey returns the session keys kept in storage, creating one
-// under the storage's lock if there is none, so that instances starting
-// together agree on a single key. The newest key comes first.
-func loadOrCreateKey(ctx context.Context, storage certmagic.Storage, logger *zap.Logger) ([][]byte, error) {
-	if keys, err := loadKeys(ctx, storage); err == nil {
-		return keys, nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-
-	if err := storage.Lock(ctx, keyStorageKey); err != nil {
-		return nil, fmt.Errorf("locking %s: %w", keyStorageKey, err)
-	}
-	defer func() {
-		if err := storage.Unlock(context.WithoutCancel(ctx), keyStorageKey); err != nil {
-			logger.Warn("unlocking session key storage", zap.Error(err))
-		}
-	}()
-
-	// Another instance may have created it while we waited for the lock.
-	keys, err := loadKeys(ctx, storage)
-	if err == nil {
-		return keys, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
-	}
-	data, err := json.Marshal(storedKeys{Keys: []storedKey{{Key: key, Created: time.Now().UTC()}}})
-	if err != nil {
-		return nil, err
-	}
-	if err := storage.Store(ctx, keyStorageKey, data); err != nil {
-		return nil, fmt.Errorf("storing %s: %w", keyStorageKey, err)
-	}
-	logger.Info("generated a session key and stored it; set cookie_secret to manage keys yourself",
-		zap.String("storage_key", keyStorageKey))
-	return [][]byte{key}, nil
+// keyring holds the sealers derived from the current keys, one per
+// purpose. It is replaced whole when the keys change.
+type keyring struct {
+	sessions *sealer // session cookies
+	states   *sealer // login state cookies
+	results  *sealer // refresh results published in storage
+	stored   *sealer // server-side sessions in storage
+	secrets  [][]byte
 }
 
-func loadKeys(ctx context.Context, storage certmagic.Storage) ([][]byte, error) {
-	data, err := storage.Load(ctx, keyStorageKey)
-	if err != nil {
-		return nil, err
+func newKeyring(secrets [][]byte) (*keyring, error) {
+	k := &keyring{secrets: secrets}
+	for _, s := range []struct {
+		dst     **sealer
+		purpose string
+	}{
+		{&k.sessions, purposeSession},
+		{&k.states, purposeState},
+		{&k.results, purposeRefreshResult},
+		{&k.stored, purposeStoredSession},
+	} {
+		var err error
+		if *s.dst, err = newSealer(secrets, s.purpose); err != nil {
+			return nil, err
+		}
+	}
+	return k, nil
+}
+
+func (k *keyring) sameSecrets(secrets [][]byte) bool {
+	return slices.EqualFunc(k.secrets, secrets, bytes.Equal)
+}
+
+// sealingOrder lists the keys for a sealer: the newest key that every
+// instance has had time to load first (it seals), then all others (they
+// only open). Until any key is old enough, the oldest seals.
+func (sk storedKeys) sealingOrder(now time.Time) [][]byte {
+	active := 0
+	for i, k := range sk.Keys {
+		if !k.Created.After(now.Add(-keyActivationDelay)) {
+			active = i
+		}
+	}
+	order := [][]byte{sk.Keys[active].Key}
+	for i := len(sk.Keys) - 1; i >= 0; i-- {
+		if i != active {
+			order = append(order, sk.Keys[i].Key)
+		}
+	}
+	return order
+}
+
+// loadOrCreateKeys returns the keys kept in storage, creating the first
+// under the storage's lock if there is none, so that instances starting
+// together agree on a single key.
+func loadOrCreateKeys(ctx context.Context, storage certmagic.Storage, logger *zap.Logger) (storedKeys, error) {
+	if sk, err := loadKeys(ctx, storage); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return sk, err
 	}
 	var sk storedKeys
-	if err := json.Unmarshal(data, &sk); err != nil {
-		return nil, fmt.Errorf("%s is corrupt: %w", keyStorageKey, err)
-	}
-	var keys [][]byte
-	// Newest first: it seals; the others only open.
-	for i := len(sk.Keys) - 1; i >= 0; i-- {
-		if len(sk.Keys[i].Key) != 32 {
-			return nil, fmt.Errorf("%s holds a key of the wrong size", keyStorageKey)
+	err := withStorageLock(ctx, storage, keyStorageKey, logger, func() error {
+		// Another instance may have created it while we waited.
+		var err error
+		if sk, err = loadKeys(ctx, storage); !errors.Is(err, fs.ErrNotExist) {
+			return err
 		}
-		keys = append(keys, sk.Keys[i].Key)
-	}
-	if len(keys) == 0 {
-		return nil, fmt.Errorf("%s holds no key", keyStorageKey)
-	}
-	return keys, nil
+		sk = storedKeys{Keys: []storedKey{newStoredKey(time.Now())}}
+		if err := storeKeys(ctx, storage, sk); err != nil {
+			return err
+		}
+		logger.Info("generated a session key and stored it; set cookie_secret to manage keys yourself",
+			zap.String("storage_key", keyStorageKey))
+		return nil
+	})
+	return sk, err
 }
+
+// rotateKeys adds a new key when the newest is older than rotation, and
+// drops keys nothing still valid can have been sealed with: those
+// replaced longer than keep ago. It changes storage only under the lock.
+func rotateKeys(ctx context.Context, storage certmagic.Storage, sk storedKeys, rotation, keep time.Duration, now time.Time, logger *zap.Logger) (storedKeys, error) {
+	if !rotationDue(sk, rotation, now) {
+		return sk, nil
+	}
+	err := withStorageLock(ctx, storage, keyStorageKey, logger, func() error {
+		var err error
+		if sk, err = loadKeys(ctx, storage); err != nil {
+			return err
+		}
+		if !rotationDue(sk, rotation, now) {
+			return nil // another instance rotated while we waited
+		}
+		sk.Keys = append(sk.Keys, newStoredKey(now))
+		for len(sk.Keys) > 1 && now.Sub(sk.Keys[1].Created) > keyActivationDelay+keep {
+			sk.Keys = sk.Keys[1:]
+		}
+		if err := storeKeys(ctx, storage, sk); err != nil {
+			return err
+		}
+		logger.Info("rotated the generated session key", zap.Int("keys_kept", len(sk.Keys)))
+		return nil
+	})
+	return sk, err
+}
+
+func rotationDue(sk storedKeys, rotation time.Duration, now time.Time) bool {
+	return rotation > 0 && len(sk.Keys) > 0 && now.Sub(sk.Keys[len(sk.Keys)-1].Created) >= rotation
+}
+
+func newStoredKey(now time.Time) storedKey {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key) // never fails on supported platforms
+	return storedKey{Key: key, Created: now.UTC()}
+}
+
+func storeKeys(ctx context.Context, storage certmagic.Storage, sk storedKeys) error {
+	data, err := json.Marshal(sk)
+	if err != nil {
+		return err
+	}
+	if err := storage.Store(ctx, keyStorageKey, data); err != nil {
+		return fmt.Errorf("storing %s: %w", keyStorageKey, err)
+	}
+	return nil
+}
+
+func loadKeys(ctx context.Context, storage certmagic.Storage) (storedKeys, error) {
+	var sk storedKeys
+	data, err := storage.Load(ctx, keyStorageKey)
+	if err != nil {
+		return sk, err
+	}
+	if err := json.Unmarshal(data, &sk); err != nil {
+		return sk, fmt.Errorf("%s is corrupt: %w", keyStorageKey, err)
+	}
+	if len(sk.Keys) == 0 {
+		return sk, fmt.Errorf("%s holds no key", keyStorageKey)
+	}
+	for _, k := range sk.Keys {
+		if len(k.Key) != 32 {
+			return sk, fmt.Errorf("%s holds a key of the wrong size", keyStorageKey)
+		}
+	}
+	slices.SortStableFunc(sk.Keys, func(a, b storedKey) int { return a.Created.Compare(b.Created) })
+	return sk, nil
+}
+
+// withStorageLock runs fn holding the storage lock called name.
+func withStorageLock(ctx context.Context, storage certmagic.Storage, name string, logger *zap.Logger, fn func() error) error {
+	if err := storage.Lock(ctx, name); err != nil {
+		return fmt.Errorf("locking %s: %w", name, err)
+	}
+	defer func() {
+		if err := storage.Unlock(context.WithoutCancel(ctx), name); err != nil {
+			logger.Warn("releasing a storage lock", zap.String("lock", name), zap.Error(err))
+		}
+	}()
+	return fn()
+}
+
+// reloadKeys re-reads generated keys (another instance may have rotated
+// them), rotates them if due, and swaps in new sealers if anything changed.
+func (h *Handler) reloadKeys(ctx context.Context, now time.Time) error {
+	sk, err := loadKeys(ctx, h.storage)
+	if err != nil {
+		return err
+	}
+	if sk, err = rotateKeys(ctx, h.storage, sk, time.Duration(h.KeyRotation), h.keyKeep(), now, h.logger); err != nil {
+		return err
+	}
+	order := sk.sealingOrder(now)
+	if h.sealers().sameSecrets(order) {
+		return nil
+	}
+	kr, err := newKeyring(order)
+	if err != nil {
+		return err
+	}
+	h.keys.Store(kr)
+	return nil
+}
+
+// keyKeep is how long a replaced key must keep opening: anything sealed
+// with it (sessions, login states) has expired by then.
+func (h *Handler) keyKeep() time.Duration {
+	return time.Duration(h.SessionLifetime) + stateLifetime
+}
+
+// sealers returns the current sealers.
+func (h *Handler) sealers() *keyring { return h.keys.Load() }

@@ -20,7 +20,7 @@ func (hs *harness) session(c *http.Client) session {
 	u, _ := url.Parse(hs.srv.URL)
 	for _, ck := range c.Jar.Cookies(u) {
 		if ck.Name == "spotify_auth" {
-			pt, err := hs.h.sessions.open(ck.Value, hs.h.cookies.aad)
+			pt, err := hs.h.sealers().sessions.open(ck.Value, hs.h.cookies.aad)
 			if err != nil {
 				hs.t.Fatal(err)
 			}
@@ -38,7 +38,7 @@ func (hs *harness) session(c *http.Client) session {
 // setSession replaces the browser's session cookie, as if time had passed.
 func (hs *harness) setSession(c *http.Client, s session) string {
 	u, _ := url.Parse(hs.srv.URL)
-	value := hs.h.sessions.seal(s.marshal(), hs.h.cookies.aad)
+	value := hs.h.sealers().sessions.seal(s.marshal(), hs.h.cookies.aad)
 	c.Jar.SetCookies(u, []*http.Cookie{{Name: "spotify_auth", Value: value, Path: "/"}})
 	return value
 }
@@ -331,9 +331,7 @@ func TestSessionsSurviveThreeConsecutiveExpiries(t *testing.T) {
 				s := hs.session(hs.browser)
 				s.TokenExpires = time.Now().Add(-time.Second).Unix()
 				hs.setSession(hs.browser, s)
-				hs.h.shared.mu.Lock()
-				clear(hs.h.shared.recent)
-				hs.h.shared.mu.Unlock()
+				forgetRefreshes(t, hs.h)
 				resp, _ := hs.get(hs.browser, "/app/")
 				if resp.StatusCode != http.StatusOK {
 					t.Fatalf("expiry %d: status %d", i+1, resp.StatusCode)

@@ -95,7 +95,7 @@ func (h *Handler) startLoginWith(w http.ResponseWriter, r *http.Request, lr logi
 		return
 	}
 	name := h.cookies.state(r, stateID(ls.State))
-	http.SetCookie(w, h.cookieTemplate(r, name, h.states.seal(plain, []byte(name)), h.callbackPath, stateLifetime))
+	http.SetCookie(w, h.cookieTemplate(r, name, h.sealers().states.seal(plain, []byte(name)), h.callbackPath, stateLifetime))
 
 	opts := []oauth2.AuthCodeOption{
 		oauth2.S256ChallengeOption(ls.Verifier),
@@ -199,7 +199,12 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, ae, loginURL(ls.ReturnTo))
 		return
 	}
-	h.setSessionCookie(w, r, &sess)
+	if err := h.setSessionCookie(w, r, &sess); err != nil {
+		h.metrics.loginFailures.WithLabelValues(errStoreUnavailable.String()).Inc()
+		h.logger.Error("login failed: saving the session", zap.Error(err))
+		h.fail(w, r, asAuthError(err), loginURL(ls.ReturnTo))
+		return
+	}
 	h.metrics.logins.Inc()
 	h.logger.Info("login", zap.String("user_id", sess.UserID), zap.String("scopes", sess.Scopes))
 
@@ -288,7 +293,7 @@ func (h *Handler) consumeState(w http.ResponseWriter, r *http.Request, state str
 		return ls, errors.New("no login in progress in this browser for this state")
 	}
 	http.SetCookie(w, h.cookieTemplate(r, name, "", h.callbackPath, -1))
-	plain, err := h.states.open(raw, []byte(name))
+	plain, err := h.sealers().states.open(raw, []byte(name))
 	if err != nil {
 		return ls, errors.New("login cookie cannot be opened")
 	}
@@ -309,16 +314,24 @@ func (h *Handler) consumeState(w http.ResponseWriter, r *http.Request, state str
 }
 
 // handleLogout shows a logout button (GET) or ends the session (POST).
+// With everywhere=1 it ends all of the user's stored sessions too.
 func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		writePage(w, http.StatusOK, page{
+		q := r.URL.Query()
+		p := page{
 			Title:      "Log out",
 			Message:    "Log out of this site? You stay logged in to Spotify itself.",
 			FormAction: EndpointPrefix + "logout",
-			FormRD:     safeReturnPathOrEmpty(r.URL.Query().Get("rd")),
+			FormRD:     safeReturnPathOrEmpty(q.Get("rd")),
 			ButtonText: "Log out",
-		})
+		}
+		if q.Get("everywhere") == "1" {
+			p.Message = "Log out of this site in every browser and device? You stay logged in to Spotify itself."
+			p.FormAction += "?everywhere=1"
+			p.ButtonText = "Log out everywhere"
+		}
+		writePage(w, http.StatusOK, p)
 	case http.MethodPost:
 		if !sameOrigin(r, true) {
 			writePage(w, http.StatusForbidden, page{Title: "Forbidden", Message: "Logout must come from this site."})
@@ -329,8 +342,28 @@ func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 		if err := r.ParseForm(); err == nil {
 			rd = safeReturnPathOrEmpty(r.Form.Get("rd"))
 		}
-		if sess, ok := h.loadSession(r, time.Now()); ok {
-			h.logger.Info("logout", zap.String("user_id", sess.UserID))
+		everywhere := r.Form.Get("everywhere") == "1"
+		msg := "You are logged out."
+		sess, err := h.session(r, time.Now())
+		if err != nil && err != errNoSession {
+			h.logger.Error("logout: loading the session from storage", zap.Error(err))
+			h.fail(w, r, asAuthError(err), "")
+			return
+		}
+		if err == nil {
+			n, err := h.deleteStored(r.Context(), &sess, everywhere)
+			if err != nil {
+				// Fail closed: the user must know the session may live on.
+				h.logger.Error("logout: deleting stored sessions", zap.String("user_id", sess.UserID), zap.Error(err))
+				h.fail(w, r, &authError{Kind: errStoreUnavailable, Message: "Logout could not reach the session store", Err: err}, "")
+				return
+			}
+			h.logger.Info("logout", zap.String("user_id", sess.UserID), zap.Bool("everywhere", everywhere), zap.Int("stored_sessions_ended", n))
+			if everywhere && !h.storeSessions {
+				msg = "You are logged out in this browser. Other browsers stay logged in until their sessions expire: this site keeps sessions only in cookies."
+			} else if everywhere {
+				msg = "You are logged out everywhere."
+			}
 		}
 		h.clearSessionCookie(w, r)
 		if rd != "" {
@@ -338,7 +371,7 @@ func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, rd, http.StatusSeeOther)
 			return
 		}
-		writePage(w, http.StatusOK, page{Title: "Logged out", Message: "You are logged out.", LinkURL: loginURL("/"), LinkText: "Log in again"})
+		writePage(w, http.StatusOK, page{Title: "Logged out", Message: msg, LinkURL: loginURL("/"), LinkText: "Log in again"})
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		writePage(w, http.StatusMethodNotAllowed, page{Title: "Method not allowed", Message: "Use POST to log out."})

@@ -14,6 +14,7 @@ type metrics struct {
 	logins          prometheus.Counter
 	loginFailures   *prometheus.CounterVec // by reason
 	refreshes       prometheus.Counter
+	refreshesShared prometheus.Counter
 	refreshFailures *prometheus.CounterVec // by reason
 	responses       *prometheus.CounterVec // answers the handler gave itself, by status code
 
@@ -31,10 +32,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		logins:          prometheus.NewCounter(opts("logins_total", "Completed logins.")),
 		loginFailures:   prometheus.NewCounterVec(opts("login_failures_total", "Failed logins, by reason."), []string{"reason"}),
 		refreshes:       prometheus.NewCounter(opts("refreshes_total", "Successful access token refreshes.")),
+		refreshesShared: prometheus.NewCounter(opts("refreshes_shared_total", "Refreshes answered by another instance's published result, without calling Spotify.")),
 		refreshFailures: prometheus.NewCounterVec(opts("refresh_failures_total", "Failed access token refreshes, by reason."), []string{"reason"}),
 		responses:       prometheus.NewCounterVec(opts("responses_total", "Requests the handler answered itself (login redirects, 401, 403, 503), by status code."), []string{"code"}),
 	}
-	var errs [5]error
+	var errs [6]error
 	if reg != nil {
 		// Several spotify_auth handlers in one config share one set.
 		m.logins, errs[0] = register(reg, m.logins)
@@ -42,6 +44,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.refreshes, errs[2] = register(reg, m.refreshes)
 		m.refreshFailures, errs[3] = register(reg, m.refreshFailures)
 		m.responses, errs[4] = register(reg, m.responses)
+		m.refreshesShared, errs[5] = register(reg, m.refreshesShared)
 	}
 	m.unauthorized = m.responses.WithLabelValues("401")
 	m.redirects = m.responses.WithLabelValues("302")

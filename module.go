@@ -4,16 +4,19 @@
 package spotifyauth
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 )
@@ -78,6 +81,22 @@ type Handler struct {
 	// a random key is generated once and kept in Caddy's storage.
 	// Placeholders such as `{file./etc/caddy/cookie-secret}` are resolved.
 	CookieSecrets []string `json:"cookie_secret,omitempty"`
+
+	// Rotate the generated session key this often (e.g. `720h`; at least
+	// 1h). Only without cookie_secret. A new key is added to storage;
+	// instances pick it up within a minute and seal with it a few minutes
+	// later, and older keys keep opening until nothing sealed with them
+	// can still be valid (session_lifetime), then are dropped.
+	// Default: never.
+	KeyRotation caddy.Duration `json:"key_rotation,omitempty"`
+
+	// Where sessions live: `cookie` (default) seals the whole session
+	// into the cookie, so no instance keeps any state. `storage` keeps the
+	// sealed session in Caddy's storage and only a reference in the
+	// cookie: cookies stay tiny and logout ends the session on every
+	// instance at once (and `?everywhere=1` all of the user's sessions),
+	// at the cost of one storage read per request.
+	SessionStore string `json:"session_store,omitempty"`
 
 	// Name of the session cookie. Default `spotify_auth`; over HTTPS it is
 	// given the `__Host-` prefix (or `__Secure-` when cookie_domain is set).
@@ -147,11 +166,15 @@ type Handler struct {
 	// credentials flow (needs client_secret), for catalog and search APIs.
 	Mode string `json:"mode,omitempty"`
 
-	oauth        *oauth2.Config
-	httpClient   *http.Client
-	spotify      *spotifyClient
-	sessions     *sealer
-	states       *sealer
+	oauth         *oauth2.Config
+	httpClient    *http.Client
+	spotify       *spotifyClient
+	keys          *atomic.Pointer[keyring] // a pointer: Handler is copied by value
+	generatedKeys bool // keys from storage, re-read in the background
+	storeSessions bool
+	storage       certmagic.Storage // set before Provision only by tests
+	stopMaintain  context.CancelFunc
+	maintainDone  chan struct{}
 	callbackPath string
 	redirectURL  *url.URL // nil when derived per request
 	tokenHeader  string   // canonical form
@@ -205,20 +228,28 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 
+	if h.storage == nil {
+		h.storage = ctx.Storage()
+	}
 	if len(secrets) == 0 {
-		keys, err := loadOrCreateKey(ctx, ctx.Storage(), h.logger)
-		if err != nil {
-			return fmt.Errorf("session key from storage: %w", err)
+		now := time.Now()
+		sk, err := loadOrCreateKeys(ctx, h.storage, h.logger)
+		if err == nil {
+			sk, err = rotateKeys(ctx, h.storage, sk, time.Duration(h.KeyRotation), h.keyKeep(), now, h.logger)
 		}
-		secrets = keys
+		if err != nil {
+			return fmt.Errorf("session keys from storage: %w", err)
+		}
+		secrets = sk.sealingOrder(now)
+		h.generatedKeys = true
 	}
-	var err error
-	if h.sessions, err = newSealer(secrets, purposeSession); err != nil {
+	kr, err := newKeyring(secrets)
+	if err != nil {
 		return err
 	}
-	if h.states, err = newSealer(secrets, purposeState); err != nil {
-		return err
-	}
+	h.keys = new(atomic.Pointer[keyring])
+	h.keys.Store(kr)
+	h.storeSessions = h.SessionStore == sessionStoreStorage
 
 	h.callbackPath = DefaultCallbackPath
 	if h.RedirectURI != "" {
@@ -272,6 +303,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.shared = shared.(*sharedState)
+
+	// Background work lives as long as this config: Cleanup stops it.
+	var mctx context.Context
+	mctx, h.stopMaintain = context.WithCancel(ctx)
+	h.maintainDone = make(chan struct{})
+	go func() {
+		defer close(h.maintainDone)
+		h.maintain(mctx)
+	}()
 	return nil
 }
 
@@ -280,8 +320,13 @@ func (h *Handler) Validate() error {
 	return h.checkConfig()
 }
 
-// Cleanup releases the shared state taken in Provision.
+// Cleanup stops the background work and releases the shared state taken
+// in Provision.
 func (h *Handler) Cleanup() error {
+	if h.stopMaintain != nil {
+		h.stopMaintain()
+		<-h.maintainDone
+	}
 	if h.sharedKey != "" {
 		_, err := sharedPool.Delete(h.sharedKey)
 		return err
@@ -361,8 +406,32 @@ func (h *Handler) checkConfig() error {
 	if err := h.checkAccessConfig(); err != nil {
 		return err
 	}
+	return h.checkStoreConfig()
+}
+
+// checkStoreConfig checks where keys and sessions live.
+func (h *Handler) checkStoreConfig() error {
+	if h.KeyRotation != 0 {
+		if len(h.CookieSecrets) > 0 {
+			return errors.New("key_rotation applies only to generated keys; with cookie_secret, rotate by putting a new secret first and removing the old one later")
+		}
+		if time.Duration(h.KeyRotation) < minKeyRotation {
+			return fmt.Errorf("key_rotation must be at least %s", minKeyRotation)
+		}
+	}
+	switch h.SessionStore {
+	case "", sessionStoreCookie, sessionStoreStorage:
+	default:
+		return fmt.Errorf("session_store %q: must be %s or %s", h.SessionStore, sessionStoreCookie, sessionStoreStorage)
+	}
 	return nil
 }
+
+// session_store values.
+const (
+	sessionStoreCookie  = "cookie"
+	sessionStoreStorage = "storage"
+)
 
 // knownScopes is Spotify's documented scope list.
 var knownScopes = map[string]bool{

@@ -204,7 +204,7 @@ func FuzzCallback(f *testing.F) {
 	fake := spotifytest.NewServer()
 	defer fake.Close()
 	h := &Handler{ClientID: testClientID, CookieSecrets: []string{secretA},
-		AuthorizeURL: fake.AuthorizeURL(), TokenURL: fake.TokenURL(), APIURL: fake.APIURL()}
+		AuthorizeURL: fake.AuthorizeURL(), TokenURL: fake.TokenURL(), APIURL: fake.APIURL(), storage: testStorage(f)}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	if err := h.Provision(ctx); err != nil {
@@ -239,7 +239,7 @@ func FuzzCallback(f *testing.F) {
 var zapNop = zap.NewNop()
 
 func benchHandler(b *testing.B) (*Handler, *http.Request) {
-	h := &Handler{ClientID: testClientID, CookieSecrets: []string{secretA}}
+	h := &Handler{ClientID: testClientID, CookieSecrets: []string{secretA}, storage: testStorage(b)}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	b.Cleanup(cancel)
 	if err := h.Provision(ctx); err != nil {
@@ -257,7 +257,7 @@ func BenchmarkServeHTTPTamperedCookie(b *testing.B) {
 	h, base := benchHandler(b)
 	sess := sampleSession()
 	sess.Expires = time.Now().Add(time.Hour).Unix()
-	sealed := []byte(h.sessions.seal(sess.marshal(), h.cookies.aad))
+	sealed := []byte(h.sealers().sessions.seal(sess.marshal(), h.cookies.aad))
 	sealed[len(sealed)/2] ^= 1
 	cookie := "spotify_auth=" + string(sealed)
 	benchServe(b, h, base, cookie, "application/json", nil)

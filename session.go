@@ -21,6 +21,9 @@ import (
 const (
 	purposeSession = "caddy-spotify-auth session v1"
 	purposeState   = "caddy-spotify-auth state v1"
+	// Storage entries: published refresh results and stored sessions.
+	purposeRefreshResult = "caddy-spotify-auth refresh result v1"
+	purposeStoredSession = "caddy-spotify-auth stored session v1"
 )
 
 const (
@@ -134,6 +137,10 @@ type session struct {
 	Product      string
 	Country      string
 	Requested    string // space separated scopes asked for, granted or not
+
+	// storeKey is where the session lives with session_store storage
+	// (not marshaled: it is the storage key itself).
+	storeKey string
 }
 
 const sessionFormat = 2
@@ -358,11 +365,20 @@ func (h *Handler) cookieTemplate(r *http.Request, name, value, path string, maxA
 	return c
 }
 
-// setSessionCookie seals s into the response, split into chunks if
-// needed, and expires chunks of an older, longer value.
-func (h *Handler) setSessionCookie(w http.ResponseWriter, r *http.Request, s *session) {
+// setSessionCookie saves s: sealed into the response, split into chunks
+// if needed (expiring chunks of an older, longer value), or with
+// session_store storage into storage, the cookie holding a reference.
+func (h *Handler) setSessionCookie(w http.ResponseWriter, r *http.Request, s *session) error {
+	plain := s.marshal()
+	if h.storeSessions {
+		ref, err := h.storeSession(r.Context(), s)
+		if err != nil || ref == nil {
+			return err // on success, the cookie already points at s
+		}
+		plain = ref
+	}
 	name := h.cookies.session(r)
-	parts := splitChunks(h.sessions.seal(s.marshal(), h.cookies.aad))
+	parts := splitChunks(h.sealers().sessions.seal(plain, h.cookies.aad))
 	maxAge := time.Until(time.Unix(s.Expires, 0))
 	for i, p := range parts {
 		n := name
@@ -376,6 +392,7 @@ func (h *Handler) setSessionCookie(w http.ResponseWriter, r *http.Request, s *se
 			http.SetCookie(w, h.cookieTemplate(r, chunkName(name, i), "", "/", -1))
 		}
 	}
+	return nil
 }
 
 // clearSessionCookie expires the session cookie and all of its chunks.
@@ -393,19 +410,8 @@ func (h *Handler) clearSessionCookie(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// loadSession returns the request's session if it has a valid one.
+// loadSession returns the request's session if it has a usable one.
 func (h *Handler) loadSession(r *http.Request, now time.Time) (session, bool) {
-	raw, ok := readChunked(r.Header, h.cookies.session(r))
-	if !ok {
-		return session{}, false
-	}
-	pt, err := h.sessions.open(raw, h.cookies.aad)
-	if err != nil {
-		return session{}, false
-	}
-	s, err := unmarshalSession(pt)
-	if err != nil || s.Expires <= now.Unix() {
-		return session{}, false
-	}
-	return s, true
+	s, err := h.session(r, now)
+	return s, err == nil
 }

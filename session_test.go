@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -155,11 +156,12 @@ func TestCookieNamesOfTheHandlerAreRecognised(t *testing.T) {
 }
 
 func TestLoadSessionRefusesExpiredSessions(t *testing.T) {
-	h := &Handler{sessions: testSealer(t, secretA), cookies: newCookieNames("s", false)}
+	h := &Handler{cookies: newCookieNames("s", false), keys: new(atomic.Pointer[keyring])}
+	h.keys.Store(&keyring{sessions: testSealer(t, secretA)})
 	s := sampleSession()
 	now := time.Unix(s.Expires, 0)
 	r, _ := http.NewRequest("GET", "http://127.0.0.1/", nil)
-	r.Header.Set("Cookie", "s="+h.sessions.seal(s.marshal(), h.cookies.aad))
+	r.Header.Set("Cookie", "s="+h.sealers().sessions.seal(s.marshal(), h.cookies.aad))
 	if _, ok := h.loadSession(r, now.Add(-time.Second)); !ok {
 		t.Fatal("valid session refused")
 	}

@@ -39,6 +39,10 @@ type sharedState struct {
 	nRejected atomic.Int32
 
 	app atomic.Pointer[appToken] // mode app: the current app token
+
+	// coordinationWarned (unix seconds) rate-limits the warning that
+	// storage failed to coordinate a refresh.
+	coordinationWarned atomic.Int64
 }
 
 type recentRefreshResult struct {

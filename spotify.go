@@ -41,6 +41,7 @@ const (
 	errRefreshRevoked                        // invalid_grant on refresh: log in again
 	errBadRequest                            // malformed input
 	errMisconfigured                         // config that cannot work with the request
+	errStoreUnavailable                      // session_store storage: Caddy's storage failed
 )
 
 // String names the kind for logs and metric labels.
@@ -62,6 +63,8 @@ func (k errKind) String() string {
 		return "bad_request"
 	case errMisconfigured:
 		return "misconfigured"
+	case errStoreUnavailable:
+		return "store_unavailable"
 	}
 	return "unknown"
 }

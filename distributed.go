@@ -1,0 +1,234 @@
+package spotifyauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+)
+
+// What instances sharing Caddy's storage coordinate through it: one
+// refresh per session (a lock, then the result published for the others)
+// and, with session_store storage, the sessions themselves. Only the
+// certmagic.Storage interface is used, so any storage module works.
+
+// Storage layout and timing. Variables so tests can shorten them.
+var (
+	refreshResultPrefix = "spotify_auth/refresh/"
+	// refreshResultTTL is how long a published refresh result is reused,
+	// as for the in-process cache.
+	refreshResultTTL = recentRefreshTTL
+	// resultPollInterval is how often an instance waiting for another's
+	// refresh looks for its result: sooner than the lock would tell it
+	// (file_system storage re-checks a held lock only every second).
+	resultPollInterval = 50 * time.Millisecond
+	// maintenanceInterval paces the background work: key reloads and
+	// sweeping expired entries from storage.
+	maintenanceInterval = time.Minute
+	// sessionSweepInterval paces the (more expensive) sweep of expired
+	// server-side sessions.
+	sessionSweepInterval = time.Hour
+)
+
+// coordinationWarnInterval keeps a broken storage lock from flooding the log.
+const coordinationWarnInterval = time.Minute
+
+// refreshResult is what a refresh produced; published (sealed) in
+// storage so other instances reuse it.
+type refreshResult struct {
+	AccessToken  string `json:"a"`
+	RefreshToken string `json:"r"`
+	TokenExpires int64  `json:"e"`
+	Scopes       string `json:"s"`
+	At           int64  `json:"t"` // unix seconds
+}
+
+func (tr refreshResult) applyTo(sess session) session {
+	sess.AccessToken = tr.AccessToken
+	sess.RefreshToken = tr.RefreshToken
+	sess.TokenExpires = tr.TokenExpires
+	sess.Scopes = tr.Scopes
+	return sess
+}
+
+// refreshAcrossInstances refreshes the token once for all instances
+// sharing the storage. The first to take the storage lock (keyed by the
+// refresh token's hash) calls Spotify and publishes the result; the others
+// pick that result up. If the storage can't lock (or the holder vanished
+// for longer than a refresh can take), this instance refreshes on its
+// own rather than fail a session that can be saved.
+func (h *Handler) refreshAcrossInstances(ctx context.Context, key, refreshToken string) (refreshResult, error) {
+	if tr, ok := h.publishedRefresh(ctx, key); ok {
+		return tr, nil
+	}
+	lockName := "spotify_auth_refresh_" + key
+	lockCtx, cancel := context.WithTimeout(ctx, time.Duration(h.Timeout)+2*time.Second)
+	defer cancel()
+	locked := make(chan error, 1)
+	go func() { locked <- h.storage.Lock(lockCtx, lockName) }()
+	poll := time.NewTicker(resultPollInterval)
+	defer poll.Stop()
+	for {
+		select {
+		case err := <-locked:
+			if err != nil {
+				h.warnCoordination(err)
+				if tr, ok := h.publishedRefresh(ctx, key); ok {
+					return tr, nil
+				}
+				return h.callRefresh(ctx, key, refreshToken)
+			}
+			defer h.unlock(ctx, lockName)
+			if tr, ok := h.publishedRefresh(ctx, key); ok {
+				return tr, nil
+			}
+			tr, err := h.callRefresh(ctx, key, refreshToken)
+			if err == nil {
+				h.publishRefresh(ctx, key, tr)
+			}
+			return tr, err
+		case <-poll.C:
+			if tr, ok := h.publishedRefresh(ctx, key); ok {
+				cancel()
+				if <-locked == nil {
+					h.unlock(ctx, lockName)
+				}
+				return tr, nil
+			}
+		}
+	}
+}
+
+// callRefresh asks Spotify for a new access token.
+func (h *Handler) callRefresh(ctx context.Context, key, refreshToken string) (refreshResult, error) {
+	now := time.Now()
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, h.httpClient)
+	tok, err := h.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
+	if err != nil {
+		ae := classifyTokenError(err, "refresh")
+		h.shared.noteRateLimit(ae, time.Now())
+		if ae.Kind != errRefreshRevoked {
+			h.shared.pauseRefresh(key, time.Now(), h.retryPause)
+		}
+		h.metrics.refreshFailures.WithLabelValues(ae.Kind.String()).Inc()
+		return refreshResult{}, ae
+	}
+	h.metrics.refreshes.Inc()
+	tr := refreshResult{AccessToken: tok.AccessToken, RefreshToken: refreshToken,
+		TokenExpires: tokenExpiry(tok, now), Scopes: grantedScopes(tok, ""), At: now.Unix()}
+	if tok.RefreshToken != "" {
+		tr.RefreshToken = tok.RefreshToken // Spotify rotated it
+	}
+	return tr, nil
+}
+
+func (h *Handler) publishRefresh(ctx context.Context, key string, tr refreshResult) {
+	data, err := json.Marshal(tr)
+	if err != nil {
+		return
+	}
+	sk := refreshResultPrefix + key
+	sealed := h.sealers().results.seal(data, []byte(sk))
+	if err := h.storage.Store(ctx, sk, []byte(sealed)); err != nil {
+		h.warnCoordination(err)
+	}
+}
+
+// publishedRefresh returns another instance's recent result for this
+// refresh token, if there is one still worth using.
+func (h *Handler) publishedRefresh(ctx context.Context, key string) (refreshResult, bool) {
+	var tr refreshResult
+	sk := refreshResultPrefix + key
+	data, err := h.storage.Load(ctx, sk)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			h.warnCoordination(err)
+		}
+		return tr, false
+	}
+	plain, err := h.sealers().results.open(string(data), []byte(sk))
+	if err != nil || json.Unmarshal(plain, &tr) != nil || tr.AccessToken == "" {
+		return tr, false
+	}
+	now := time.Now().Unix()
+	if now-tr.At > int64(refreshResultTTL/time.Second) || tr.TokenExpires-h.leeway <= now {
+		return tr, false
+	}
+	h.metrics.refreshesShared.Inc()
+	return tr, true
+}
+
+func (h *Handler) unlock(ctx context.Context, name string) {
+	if err := h.storage.Unlock(context.WithoutCancel(ctx), name); err != nil {
+		h.warnCoordination(err)
+	}
+}
+
+// warnCoordination reports that the storage failed at coordinating, so
+// this instance acts alone for now: correct, but other instances may
+// refresh the same session too.
+func (h *Handler) warnCoordination(err error) {
+	now := time.Now().Unix()
+	last := h.shared.coordinationWarned.Load()
+	if now-last < int64(coordinationWarnInterval/time.Second) || !h.shared.coordinationWarned.CompareAndSwap(last, now) {
+		return
+	}
+	h.logger.Warn("Caddy's storage failed to coordinate a token refresh between instances; "+
+		"this instance refreshes on its own, so another may refresh the same session",
+		zap.Error(err))
+}
+
+// maintain runs the background work until ctx ends: re-reading generated
+// keys (another instance may have rotated them) and sweeping expired
+// entries out of storage.
+func (h *Handler) maintain(ctx context.Context) {
+	tick := time.NewTicker(maintenanceInterval)
+	defer tick.Stop()
+	lastSessionSweep := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if h.generatedKeys {
+				if err := h.reloadKeys(ctx, now); err != nil && ctx.Err() == nil {
+					h.logger.Warn("re-reading session keys from storage; keeping the current ones", zap.Error(err))
+				}
+			}
+			h.sweep(ctx, refreshResultPrefix, false, func(key string, modified time.Time) bool {
+				return now.Sub(modified) > 2*refreshResultTTL
+			})
+			if h.storeSessions && now.Sub(lastSessionSweep) >= sessionSweepInterval {
+				lastSessionSweep = now
+				h.sweep(ctx, storedSessionPrefix, true, func(key string, modified time.Time) bool {
+					return now.Sub(modified) > time.Duration(h.SessionLifetime) && h.storedSessionExpired(ctx, key, now)
+				})
+			}
+		}
+	}
+}
+
+// sweep deletes the entries under prefix that expired says are done.
+// Several instances may sweep at once; deleting twice is harmless.
+func (h *Handler) sweep(ctx context.Context, prefix string, recursive bool, expired func(key string, modified time.Time) bool) {
+	keys, err := h.storage.List(ctx, prefix, recursive)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			h.logger.Debug("listing storage to sweep", zap.String("prefix", prefix), zap.Error(err))
+		}
+		return
+	}
+	for _, k := range keys {
+		info, err := h.storage.Stat(ctx, k)
+		if err != nil || !info.IsTerminal || !expired(k, info.Modified) {
+			continue
+		}
+		if err := h.storage.Delete(ctx, k); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			h.logger.Debug("sweeping storage", zap.String("key", k), zap.Error(err))
+		}
+	}
+}
