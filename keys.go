@@ -21,11 +21,10 @@ const keyStorageKey = "spotify_auth/session_keys.json"
 
 // Timing of generated-key rotation. Variables so tests can shorten them.
 var (
-	// keyReloadInterval is how often each instance re-reads the keys.
-	keyReloadInterval = time.Minute
 	// keyActivationDelay is how long a new key only opens before it also
-	// seals: longer than keyReloadInterval, so every instance knows the
-	// key before any cookie sealed with it arrives.
+	// seals: longer than maintenanceInterval (how often instances re-read
+	// keys), so every instance knows the key before any cookie sealed
+	// with it arrives.
 	keyActivationDelay = 2*time.Minute + 30*time.Second
 )
 

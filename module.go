@@ -170,25 +170,25 @@ type Handler struct {
 	httpClient    *http.Client
 	spotify       *spotifyClient
 	keys          *atomic.Pointer[keyring] // a pointer: Handler is copied by value
-	generatedKeys bool // keys from storage, re-read in the background
+	generatedKeys bool                     // keys from storage, re-read in the background
 	storeSessions bool
 	storage       certmagic.Storage // set before Provision only by tests
 	stopMaintain  context.CancelFunc
 	maintainDone  chan struct{}
-	callbackPath string
-	redirectURL  *url.URL // nil when derived per request
-	tokenHeader  string   // canonical form
-	leeway       int64    // RefreshLeeway in seconds
-	rules        accessRules
-	userHeaders  bool
-	appMode      bool
-	retryPause   time.Duration
-	metrics      *metrics
-	bearer       bool
-	cookies      cookieNames
-	shared       *sharedState
-	sharedKey    string
-	logger       *zap.Logger
+	callbackPath  string
+	redirectURL   *url.URL // nil when derived per request
+	tokenHeader   string   // canonical form
+	leeway        int64    // RefreshLeeway in seconds
+	rules         accessRules
+	userHeaders   bool
+	appMode       bool
+	retryPause    time.Duration
+	metrics       *metrics
+	bearer        bool
+	cookies       cookieNames
+	shared        *sharedState
+	sharedKey     string
+	logger        *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
