@@ -77,12 +77,9 @@ func (h *Handler) refreshAcrossInstances(ctx context.Context, key, refreshToken 
 		case err := <-locked:
 			if err != nil {
 				h.warnCoordination(err)
-				if tr, ok := h.publishedRefresh(ctx, key); ok {
-					return tr, nil
-				}
-				return h.callRefresh(ctx, key, refreshToken)
+			} else {
+				defer h.unlock(ctx, lockName)
 			}
-			defer h.unlock(ctx, lockName)
 			if tr, ok := h.publishedRefresh(ctx, key); ok {
 				return tr, nil
 			}
@@ -194,21 +191,28 @@ func (h *Handler) maintain(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
-			if h.generatedKeys {
-				if err := h.reloadKeys(ctx, now); err != nil && ctx.Err() == nil {
-					h.logger.Warn("re-reading session keys from storage; keeping the current ones", zap.Error(err))
-				}
-			}
-			h.sweep(ctx, refreshResultPrefix, false, func(key string, modified time.Time) bool {
-				return now.Sub(modified) > 2*refreshResultTTL
-			})
-			if h.storeSessions && now.Sub(lastSessionSweep) >= sessionSweepInterval {
+			sweepSessions := h.storeSessions && now.Sub(lastSessionSweep) >= sessionSweepInterval
+			if sweepSessions {
 				lastSessionSweep = now
-				h.sweep(ctx, storedSessionPrefix, true, func(key string, modified time.Time) bool {
-					return now.Sub(modified) > time.Duration(h.SessionLifetime) && h.storedSessionExpired(ctx, key, now)
-				})
 			}
+			h.maintainOnce(ctx, now, sweepSessions)
 		}
+	}
+}
+
+func (h *Handler) maintainOnce(ctx context.Context, now time.Time, sweepSessions bool) {
+	if h.generatedKeys {
+		if err := h.reloadKeys(ctx, now); err != nil && ctx.Err() == nil {
+			h.logger.Warn("re-reading session keys from storage; keeping the current ones", zap.Error(err))
+		}
+	}
+	h.sweep(ctx, refreshResultPrefix, false, func(key string, modified time.Time) bool {
+		return now.Sub(modified) > 2*refreshResultTTL
+	})
+	if sweepSessions {
+		h.sweep(ctx, storedSessionPrefix, true, func(key string, modified time.Time) bool {
+			return now.Sub(modified) > time.Duration(h.SessionLifetime) && h.storedSessionExpired(ctx, key, now)
+		})
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -42,6 +43,9 @@ type harness struct {
 	routes map[string]*Handler
 	// upstreamReply, if set, answers in place of the default upstream.
 	upstreamReply func(w http.ResponseWriter)
+	// instances are other instances of the same config: a request with
+	// X-Test-Instance: n goes to instances[n-1] (see addInstance).
+	instances []*Handler
 }
 
 type harnessOpt func(*Handler, *spotifytest.Client)
@@ -143,6 +147,9 @@ func (hs *harness) serve(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, prefix) {
 			h = other
 		}
+	}
+	if n, err := strconv.Atoi(r.Header.Get("X-Test-Instance")); err == nil && n > 0 {
+		h = hs.instances[n-1]
 	}
 	hs.mu.Unlock()
 	err := h.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {

@@ -1,7 +1,9 @@
 package spotifyauth
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -17,26 +19,28 @@ import (
 // session returns the browser's session as the handler sees it.
 func (hs *harness) session(c *http.Client) session {
 	hs.t.Helper()
+	r := httptest.NewRequest(http.MethodGet, hs.srv.URL+"/", nil)
 	u, _ := url.Parse(hs.srv.URL)
 	for _, ck := range c.Jar.Cookies(u) {
-		if ck.Name == "spotify_auth" {
-			pt, err := hs.h.sealers().sessions.open(ck.Value, hs.h.cookies.aad)
-			if err != nil {
-				hs.t.Fatal(err)
-			}
-			s, err := unmarshalSession(pt)
-			if err != nil {
-				hs.t.Fatal(err)
-			}
-			return s
-		}
+		r.AddCookie(ck)
 	}
-	hs.t.Fatal("browser has no session cookie")
-	return session{}
+	s, err := hs.h.session(r, time.Now())
+	if err != nil {
+		hs.t.Fatalf("no session in the browser: %v", err)
+	}
+	return s
 }
 
-// setSession replaces the browser's session cookie, as if time had passed.
+// setSession replaces the browser's session with s: in its cookie, or
+// with session_store storage where the cookie points.
 func (hs *harness) setSession(c *http.Client, s session) string {
+	hs.t.Helper()
+	if s.storeKey != "" {
+		if _, err := hs.h.storeSession(context.Background(), &s); err != nil {
+			hs.t.Fatal(err)
+		}
+		return ""
+	}
 	u, _ := url.Parse(hs.srv.URL)
 	value := hs.h.sealers().sessions.seal(s.marshal(), hs.h.cookies.aad)
 	c.Jar.SetCookies(u, []*http.Cookie{{Name: "spotify_auth", Value: value, Path: "/"}})

@@ -1,0 +1,531 @@
+package spotifyauth
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/teststorage"
+	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
+)
+
+// In-process instances: handlers with the same config and storage but
+// nothing shared in memory, as separate Caddy processes would be. The
+// two-process version of these tests is in multiprocess_test.go.
+
+func withStorage(s certmagic.Storage) harnessOpt {
+	return func(h *Handler, _ *spotifytest.Client) { h.storage = s }
+}
+
+func withStoredSessions() harnessOpt {
+	return func(h *Handler, _ *spotifytest.Client) { h.SessionStore = sessionStoreStorage }
+}
+
+// storageKinds are the storages the coordination tests run on: Caddy's
+// default, and a different certmagic.Storage implementation.
+var storageKinds = []struct {
+	name string
+	new  func(t *testing.T) certmagic.Storage
+}{
+	{"file_system", func(t *testing.T) certmagic.Storage { return &certmagic.FileStorage{Path: t.TempDir()} }},
+	{"recording", func(t *testing.T) certmagic.Storage { return teststorage.New(t.TempDir()) }},
+}
+
+// addInstance provisions another instance of the harness's handler: same
+// config and storage, its own memory. Requests with X-Test-Instance: n
+// reach it.
+func (hs *harness) addInstance() (*Handler, *prometheus.Registry) {
+	hs.t.Helper()
+	data, err := json.Marshal(hs.h)
+	if err != nil {
+		hs.t.Fatal(err)
+	}
+	h := &Handler{storage: hs.h.storage}
+	if err := json.Unmarshal(data, h); err != nil {
+		hs.t.Fatal(err)
+	}
+	h, reg := provisionCtx(hs.t, h)
+	h.shared = newSharedState() // another process shares no memory
+	hs.mu.Lock()
+	hs.instances = append(hs.instances, h)
+	hs.mu.Unlock()
+	return h, reg
+}
+
+// onInstance is the header pair sending a request to instance n (0: the
+// harness's own handler).
+func onInstance(n int) []string {
+	if n == 0 {
+		return nil
+	}
+	return []string{"X-Test-Instance", strconv.Itoa(n)}
+}
+
+// nearlyExpire moves the browser's token into the refresh leeway: still
+// valid, but due for refresh.
+func (hs *harness) nearlyExpire(c *http.Client) session {
+	hs.t.Helper()
+	s := hs.session(c)
+	s.TokenExpires = time.Now().Add(time.Minute).Unix()
+	hs.setSession(c, s)
+	return s
+}
+
+type result struct {
+	status int
+	token  string
+	took   time.Duration
+}
+
+// burst sends n concurrent API requests for path from browser c, spread
+// over the instances in turn, and returns each answer and the token the
+// upstream got for it.
+func (hs *harness) burst(c *http.Client, path string, n, instances int) []result {
+	hs.t.Helper()
+	results := make([]result, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodGet, hs.url(path), nil)
+			if h := onInstance(i % instances); h != nil {
+				req.Header.Set(h[0], h[1])
+			}
+			req.Header.Set("X-Test-Request", strconv.Itoa(i))
+			<-start
+			t0 := time.Now()
+			resp, err := c.Do(req)
+			if err != nil {
+				return
+			}
+			resp.Body.Close()
+			results[i] = result{status: resp.StatusCode, took: time.Since(t0)}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	for _, up := range hs.upstream {
+		if i, err := strconv.Atoi(up.Header.Get("X-Test-Request")); err == nil && i < n {
+			results[i].token = strings.TrimPrefix(up.Header.Get("Authorization"), "Bearer ")
+		}
+	}
+	return results
+}
+
+func TestOneRefreshAcrossInstances(t *testing.T) {
+	for _, kind := range storageKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			storage := kind.new(t)
+			hs := newHarness(t, withStorage(storage))
+			// With rotation, a second refresh with the old refresh token
+			// would fail: the test would see it as well as count it.
+			hs.fake.SetRotateRefreshTokens(true)
+			_, regB := hs.addInstance()
+			hs.login(hs.browser, "/")
+			old := hs.nearlyExpire(hs.browser)
+			before := hs.fake.Counts().Refreshes
+
+			results := hs.burst(hs.browser, "/app/", 40, 2)
+			var slowest time.Duration
+			for i, r := range results {
+				if r.status != http.StatusOK {
+					t.Fatalf("request %d: status %d", i, r.status)
+				}
+				if r.token == old.AccessToken || r.token != results[0].token {
+					t.Fatalf("request %d got token %.8s…, want the one new token %.8s…", i, r.token, results[0].token)
+				}
+				slowest = max(slowest, r.took)
+			}
+			if _, _, valid := hs.fake.AccessTokenInfo(results[0].token); !valid {
+				t.Fatal("the new token is not valid at Spotify")
+			}
+			if n := hs.fake.Counts().Refreshes - before; n != 1 {
+				t.Fatalf("%d refreshes at Spotify for 40 requests on 2 instances, want 1", n)
+			}
+			refreshed := hs.metric("caddy_spotify_auth_refreshes_total") + metricValue(t, regB, "caddy_spotify_auth_refreshes_total")
+			shared := hs.metric("caddy_spotify_auth_refreshes_shared_total") + metricValue(t, regB, "caddy_spotify_auth_refreshes_shared_total")
+			if refreshed != 1 || shared != 1 {
+				t.Fatalf("refreshes_total %v, refreshes_shared_total %v; want 1 and 1 (one instance refreshed, the other reused it)", refreshed, shared)
+			}
+			if rec, ok := storage.(*teststorage.Storage); ok {
+				calls := rec.Calls()
+				if calls["Lock"] < 1 || calls["Unlock"] < 1 || calls["Store"] != 1 {
+					t.Fatalf("storage calls %v: want a lock taken and released, and one published result", calls)
+				}
+				t.Logf("storage calls: %v", calls)
+			}
+			if locks, _ := storage.List(context.Background(), "", true); slices.ContainsFunc(locks, func(k string) bool { return strings.HasSuffix(k, ".lock") }) {
+				t.Fatalf("a lock was left behind: %v", locks)
+			}
+			t.Logf("40 requests over 2 instances: 1 refresh, slowest answer %v", slowest.Round(time.Millisecond))
+		})
+	}
+}
+
+func TestAStorageThatCannotLockStillRefreshesAndWarns(t *testing.T) {
+	storage := teststorage.New(t.TempDir())
+	storage.NoLock = true
+	hs := newHarness(t, withStorage(storage))
+	b, _ := hs.addInstance()
+	core, logs := observer.New(zap.WarnLevel)
+	hs.h.logger, b.logger = zap.New(core), zap.New(core)
+	hs.login(hs.browser, "/")
+	hs.nearlyExpire(hs.browser)
+	due := cookieIn(t, hs, hs.browser, "spotify_auth")
+
+	// One after the other, with the same due cookie: the first publishes
+	// its result even without the lock, and the second reuses it.
+	for i := range 2 {
+		setCookieIn(t, hs, hs.browser, "spotify_auth", due)
+		if resp, _ := hs.get(hs.browser, "/app/", onInstance(i)...); resp.StatusCode != http.StatusOK {
+			t.Fatalf("instance %d: status %d", i, resp.StatusCode)
+		}
+	}
+	if n := hs.fake.Counts().Refreshes; n != 1 {
+		t.Fatalf("%d refreshes, want 1", n)
+	}
+	if n := logs.FilterMessageSnippet("failed to coordinate").Len(); n < 1 {
+		t.Fatalf("no warning that storage could not coordinate; logs: %v", logs.All())
+	}
+}
+
+func TestGeneratedKeysRotateWithoutLoggingAnyoneOut(t *testing.T) {
+	storage := &certmagic.FileStorage{Path: t.TempDir()}
+	hs := newHarness(t, withStorage(storage), func(h *Handler, _ *spotifytest.Client) {
+		h.CookieSecrets = nil
+		h.KeyRotation = caddy.Duration(time.Hour)
+		h.SessionLifetime = caddy.Duration(time.Hour)
+	})
+	b, _ := hs.addInstance()
+	ctx := context.Background()
+	keys := func() storedKeys {
+		sk, err := loadKeys(ctx, storage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sk
+	}
+	firstKey := keys().Keys[0].Key
+	hs.login(hs.browser, "/")
+	oldSession := hs.session(hs.browser)
+	t0 := time.Now()
+	serves := func(when string, c *http.Client) {
+		t.Helper()
+		for i := range 2 {
+			if resp, _ := hs.get(c, "/app/", onInstance(i)...); resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s: instance %d answered %d", when, i, resp.StatusCode)
+			}
+		}
+	}
+	sealingKey := func(h *Handler) [keyIDLen]byte { return h.sealers().sessions.keys[0].id }
+	reload := func(when string, at time.Time, hs ...*Handler) {
+		t.Helper()
+		for _, h := range hs {
+			if err := h.reloadKeys(ctx, at); err != nil {
+				t.Fatalf("%s: %v", when, err)
+			}
+		}
+	}
+
+	// An hour on, A rotates; B has not re-read the keys yet. The new key
+	// does not seal yet, so what A seals now still opens on B.
+	reload("rotation", t0.Add(time.Hour+time.Second), hs.h)
+	if n := len(keys().Keys); n != 2 {
+		t.Fatalf("%d keys after rotation, want 2", n)
+	}
+	oldID := sealingKey(hs.h)
+	if oldID != sealingKey(b) {
+		t.Fatal("A seals with the new key before B can know it")
+	}
+	early := newBrowser(t)
+	hs.login(early, "/")
+	serves("a login on A right after rotation", early)
+
+	// Past the activation delay, both (having re-read) seal with the new
+	// key, and cookies sealed with the old one still open.
+	reload("activation", t0.Add(time.Hour+keyActivationDelay+2*time.Second), hs.h, b)
+	if sealingKey(hs.h) == oldID || sealingKey(hs.h) != sealingKey(b) {
+		t.Fatal("the new key does not seal on both instances")
+	}
+	serves("a cookie from before the rotation", hs.browser)
+	fresh := newBrowser(t)
+	hs.login(fresh, "/")
+	serves("a cookie sealed with the new key", fresh)
+
+	// Once nothing sealed with the old key can still be valid (the
+	// session lifetime has passed since it stopped sealing), it is dropped
+	// and no longer opens.
+	reload("aging out", t0.Add(3*time.Hour+keyActivationDelay+3*time.Second), hs.h, b)
+	for _, k := range keys().Keys {
+		if string(k.Key) == string(firstKey) {
+			t.Fatal("the first key is still kept after aging out")
+		}
+	}
+	u, _ := url.Parse(hs.srv.URL)
+	hs.browser.Jar.SetCookies(u, []*http.Cookie{{Name: "spotify_auth", Value: mustKeyring(t, firstKey).sessions.seal(oldSession.marshal(), hs.h.cookies.aad), Path: "/"}})
+	if resp, _ := apiGet(hs, hs.browser, "/app/"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a cookie under the aged-out key: status %d, want 401", resp.StatusCode)
+	}
+}
+
+func TestStoredSessionsEndEverywhereOnLogout(t *testing.T) {
+	for _, kind := range storageKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			storage := kind.new(t)
+			hs := newHarness(t, withStorage(storage), withStoredSessions())
+			hs.addInstance()
+			hs.login(hs.browser, "/")
+			value := cookieIn(t, hs, hs.browser, "spotify_auth")
+			if len(value) > 200 {
+				t.Fatalf("session cookie is %d bytes; with session_store storage it should hold only a reference", len(value))
+			}
+			if n := storedSessions(t, storage); n != 1 {
+				t.Fatalf("%d stored sessions after one login, want 1", n)
+			}
+
+			// A copy of the cookie works on the other instance...
+			thief := newBrowser(t)
+			setCookieIn(t, hs, thief, "spotify_auth", value)
+			if resp, _ := hs.get(thief, "/app/", onInstance(1)...); resp.StatusCode != http.StatusOK {
+				t.Fatalf("copied cookie on instance 2: status %d", resp.StatusCode)
+			}
+			// ...until the owner logs out on the first: then at once not.
+			logout(t, hs, hs.browser, "")
+			if resp, _ := hs.get(thief, "/app/", onInstance(1)...); resp.StatusCode != http.StatusFound {
+				t.Fatalf("copied cookie after logout: status %d, want 302 to login", resp.StatusCode)
+			}
+			if n := storedSessions(t, storage); n != 0 {
+				t.Fatalf("%d stored sessions after logout, want 0", n)
+			}
+
+			// Logout everywhere ends the user's other sessions too.
+			other := newBrowser(t)
+			hs.login(hs.browser, "/")
+			hs.login(other, "/")
+			if n := storedSessions(t, storage); n != 2 {
+				t.Fatalf("%d stored sessions after two logins, want 2", n)
+			}
+			body := logout(t, hs, hs.browser, "?everywhere=1")
+			if !strings.Contains(body, "logged out everywhere") {
+				t.Fatalf("logout page: %s", body)
+			}
+			if resp, _ := hs.get(other, "/app/"); resp.StatusCode != http.StatusFound {
+				t.Fatalf("other browser after logout everywhere: status %d, want 302", resp.StatusCode)
+			}
+			if n := storedSessions(t, storage); n != 0 {
+				t.Fatalf("%d stored sessions after logout everywhere, want 0", n)
+			}
+		})
+	}
+}
+
+func TestStoredSessionRefreshUpdatesStorageNotTheCookie(t *testing.T) {
+	hs := newHarness(t, withStoredSessions())
+	hs.addInstance()
+	hs.login(hs.browser, "/")
+	old := hs.nearlyExpire(hs.browser)
+	resp, _ := hs.get(hs.browser, "/app/")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	for _, c := range resp.Cookies() {
+		if c.Name == "spotify_auth" {
+			t.Fatal("a refresh re-set the cookie; only the stored session should change")
+		}
+	}
+	if s := hs.session(hs.browser); s.AccessToken == old.AccessToken {
+		t.Fatal("the stored session still has the old token")
+	}
+	// The other instance reads the new token from storage: no refresh.
+	forgetRefreshes(t, hs.h)
+	if resp, _ := hs.get(hs.browser, "/app/", onInstance(1)...); resp.StatusCode != http.StatusOK {
+		t.Fatalf("instance 2: status %d", resp.StatusCode)
+	}
+	if n := hs.fake.Counts().Refreshes; n != 1 {
+		t.Fatalf("%d refreshes, want 1", n)
+	}
+}
+
+func TestALogoutDuringARefreshIsNotUndone(t *testing.T) {
+	hs := newHarness(t, withStoredSessions())
+	hs.login(hs.browser, "/")
+	hs.nearlyExpire(hs.browser)
+	hs.fake.InjectFault(spotifytest.EndpointToken, spotifytest.Fault{Delay: 300 * time.Millisecond, Times: 1})
+	done := make(chan *http.Response)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, hs.url("/app/"), nil)
+		resp, err := hs.browser.Do(req)
+		if err != nil {
+			close(done)
+			return
+		}
+		resp.Body.Close()
+		done <- resp
+	}()
+	time.Sleep(100 * time.Millisecond) // the refresh is under way
+	logout(t, hs, hs.browser, "")
+	resp := <-done
+	if resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("request whose session was logged out mid-refresh: %v, want 401", resp)
+	}
+	if n := storedSessions(t, hs.h.storage); n != 0 {
+		t.Fatalf("the refresh brought the logged-out session back (%d stored)", n)
+	}
+}
+
+func TestStoredSessionsFailClosedWhenStorageFails(t *testing.T) {
+	storage := teststorage.New(t.TempDir())
+	hs := newHarness(t, withStorage(storage), withStoredSessions())
+	hs.login(hs.browser, "/")
+	storage.FailAll.Store(true)
+	resp, body := apiGet(hs, hs.browser, "/app/")
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "store_unavailable") {
+		t.Fatalf("status %d, Retry-After %q, body %s; want 503 store_unavailable", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if n := hs.upstreamCount(); n != 0 {
+		t.Fatalf("%d requests reached the upstream while storage failed", n)
+	}
+	// Logout can't end the stored session: it says so instead of
+	// pretending.
+	if body := logout(t, hs, hs.browser, ""); !strings.Contains(body, "unavailable") {
+		t.Fatalf("logout while storage fails: %s", body)
+	}
+	storage.FailAll.Store(false)
+	if resp, _ := hs.get(hs.browser, "/app/"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("after storage recovered: status %d; the session should have survived", resp.StatusCode)
+	}
+}
+
+func TestCookieSessionsMoveToStorageWhenSwitchedOn(t *testing.T) {
+	hs := newHarness(t)
+	hs.login(hs.browser, "/")
+	before := cookieIn(t, hs, hs.browser, "spotify_auth")
+	// Same secret, now with session_store storage: as after a reload.
+	data, _ := json.Marshal(hs.h)
+	h := &Handler{storage: hs.h.storage}
+	_ = json.Unmarshal(data, h)
+	h.SessionStore = sessionStoreStorage
+	hs.h, _ = provisionCtx(t, h)
+	if resp, _ := hs.get(hs.browser, "/app/"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	after := cookieIn(t, hs, hs.browser, "spotify_auth")
+	if after == before || len(after) > 200 || storedSessions(t, hs.h.storage) != 1 {
+		t.Fatalf("cookie session not moved to storage (cookie %d → %d bytes)", len(before), len(after))
+	}
+	// And back: a reference still resolves with the default store.
+	h = &Handler{storage: hs.h.storage}
+	_ = json.Unmarshal(data, h)
+	hs.h, _ = provisionCtx(t, h)
+	if resp, _ := hs.get(hs.browser, "/app/"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("back to cookie sessions: status %d", resp.StatusCode)
+	}
+}
+
+func TestLogoutEverywhereWithCookieSessionsSaysWhatItDid(t *testing.T) {
+	hs := newHarness(t)
+	hs.login(hs.browser, "/")
+	body := logout(t, hs, hs.browser, "?everywhere=1")
+	if !strings.Contains(body, "logged out in this browser") || !strings.Contains(body, "only in cookies") {
+		t.Fatalf("page: %s", body)
+	}
+}
+
+func TestSweepDeletesOnlyWhatHasExpired(t *testing.T) {
+	hs := newHarness(t, withStoredSessions())
+	hs.login(hs.browser, "/")
+	hs.nearlyExpire(hs.browser)
+	if resp, _ := hs.get(hs.browser, "/app/"); resp.StatusCode != http.StatusOK { // publishes a result
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	ctx := context.Background()
+	results := func() int {
+		keys, _ := hs.h.storage.List(ctx, refreshResultPrefix, false)
+		return len(keys)
+	}
+	if results() != 1 {
+		t.Fatalf("%d published refresh results, want 1", results())
+	}
+	now := time.Now()
+	hs.h.maintainOnce(ctx, now, true)
+	if results() != 1 || storedSessions(t, hs.h.storage) != 1 {
+		t.Fatal("the sweep removed live entries")
+	}
+	hs.h.maintainOnce(ctx, now.Add(3*refreshResultTTL), true)
+	if results() != 0 || storedSessions(t, hs.h.storage) != 1 {
+		t.Fatalf("after the result's window: %d results, %d sessions; want 0 and 1", results(), storedSessions(t, hs.h.storage))
+	}
+	hs.h.maintainOnce(ctx, now.Add(time.Duration(hs.h.SessionLifetime)+time.Hour), true)
+	if n := storedSessions(t, hs.h.storage); n != 0 {
+		t.Fatalf("%d stored sessions after their lifetime, want 0", n)
+	}
+}
+
+// Helpers.
+
+func storedSessions(t *testing.T, storage certmagic.Storage) int {
+	t.Helper()
+	keys, err := storage.List(context.Background(), storedSessionPrefix, true)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, k := range keys {
+		if info, err := storage.Stat(context.Background(), k); err == nil && info.IsTerminal {
+			n++
+		}
+	}
+	return n
+}
+
+func cookieIn(t *testing.T, hs *harness, c *http.Client, name string) string {
+	t.Helper()
+	u, _ := url.Parse(hs.srv.URL)
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == name {
+			return ck.Value
+		}
+	}
+	t.Fatalf("no %s cookie", name)
+	return ""
+}
+
+func setCookieIn(t *testing.T, hs *harness, c *http.Client, name, value string) {
+	t.Helper()
+	u, _ := url.Parse(hs.srv.URL)
+	c.Jar.SetCookies(u, []*http.Cookie{{Name: name, Value: value, Path: "/"}})
+}
+
+// logout posts the logout form (query e.g. "?everywhere=1") and returns the page.
+func logout(t *testing.T, hs *harness, c *http.Client, query string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, hs.url(EndpointPrefix+"logout"+query), nil)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	_, body := hs.do(c, req)
+	return body
+}
+
+func mustKeyring(t *testing.T, key []byte) *keyring {
+	kr, err := newKeyring([][]byte{key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kr
+}

@@ -1,0 +1,16 @@
+// Command testcaddy is Caddy with the plugin and the recording test
+// storage compiled in: the binary the multi-instance tests start twice.
+package main
+
+import (
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/caddyspotify/caddy-spotify-auth"
+	_ "github.com/caddyspotify/caddy-spotify-auth/internal/teststorage"
+)
+
+func main() {
+	caddycmd.Main()
+}
