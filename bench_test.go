@@ -68,6 +68,20 @@ func BenchmarkServeHTTP(b *testing.B) {
 	benchServe(b, h, base, cookie, "text/html", nil)
 }
 
+// BenchmarkServeHTTPStoredSession: the hot path with session_store
+// storage, which reads the session from Caddy's (file_system) storage.
+func BenchmarkServeHTTPStoredSession(b *testing.B) {
+	h, base := benchHandler(b)
+	h.storeSessions = true
+	s := validSession(time.Hour)
+	ref, err := h.storeSession(context.Background(), &s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cookie := "spotify_auth=" + h.sealers().sessions.seal(ref, h.cookies.aad) + "; theme=dark"
+	benchServe(b, h, base, cookie, "text/html", nil)
+}
+
 // BenchmarkServeHTTPNoCookie: a stranger's navigation, redirected to log in.
 func BenchmarkServeHTTPNoCookie(b *testing.B) {
 	h, base := benchHandler(b)

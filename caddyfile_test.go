@@ -88,6 +88,7 @@ func TestEveryCaddyfileOptionReachesTheJSONConfig(t *testing.T) {
 		api_url          http://127.0.0.1:9
 		timeout          3s
 		refresh_leeway   2m
+		session_store    storage
 	}
 	respond "ok"
 }`)
@@ -108,7 +109,7 @@ func TestEveryCaddyfileOptionReachesTheJSONConfig(t *testing.T) {
 		SessionLifetime: caddy.Duration(24 * time.Hour), TokenHeader: "X-Spotify-Token",
 		AuthorizeURL: "http://127.0.0.1:9/authorize", TokenURL: "http://127.0.0.1:9/api/token",
 		APIURL: "http://127.0.0.1:9", Timeout: caddy.Duration(3 * time.Second),
-		RefreshLeeway: caddy.Duration(2 * time.Minute),
+		RefreshLeeway: caddy.Duration(2 * time.Minute), SessionStore: "storage",
 	}
 	gj, _ := json.Marshal(got)
 	wj, _ := json.Marshal(want)
@@ -120,6 +121,16 @@ func TestEveryCaddyfileOptionReachesTheJSONConfig(t *testing.T) {
 	m, _ := json.Marshal(matchers[0])
 	if string(m) != `[{"path":["/app/*"]},{"path":["/auth/callback","/oauth2/spotify/login","/oauth2/spotify/logout","/oauth2/spotify/userinfo"]}]` {
 		t.Fatalf("route matchers %s", m)
+	}
+}
+
+func TestKeyRotationReachesTheJSONConfig(t *testing.T) {
+	out, err := adapt(t, ":8080 {\n\tspotify_auth {\n\t\tclient_id a\n\t\tkey_rotation 720h\n\t}\n}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hs, _ := handlersIn(t, out); len(hs) != 1 || time.Duration(hs[0].KeyRotation) != 720*time.Hour {
+		t.Fatalf("key_rotation not in %s", out)
 	}
 }
 
@@ -166,6 +177,9 @@ func TestConfigErrorsNameTheOption(t *testing.T) {
 		{"bad header name", "client_id a\ntoken_header X:Token", "token_header"},
 		{"bad show_dialog", "client_id a\nshow_dialog maybe", "show_dialog"},
 		{"refresh_leeway too long", "client_id a\nrefresh_leeway 45m", "refresh_leeway: must be at most 30m"},
+		{"unknown session store", "client_id a\nsession_store redis", `session_store "redis": must be cookie or storage`},
+		{"key rotation with a cookie secret", "client_id a\ncookie_secret 0123456789abcdef0123456789abcdef\nkey_rotation 720h", "key_rotation applies only to generated keys"},
+		{"key rotation too often", "client_id a\nkey_rotation 10m", "key_rotation must be at least 1h"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := adapt(t, ":8080 {\n\tspotify_auth {\n"+tc.block+"\n\t}\n}")

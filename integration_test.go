@@ -331,7 +331,7 @@ func TestNoSecretReachesTheLogs(t *testing.T) {
 }
 
 // TestReloadsKeepSessionsAndLeakNothing reloads the config 50 times, each
-// time with a change, and checks the session survives and the goroutine
+// time with a change (the response, and where sessions live), and checks the session survives and the goroutine
 // count stays flat.
 func TestReloadsKeepSessionsAndLeakNothing(t *testing.T) {
 	fake := newFake(t)
@@ -339,9 +339,16 @@ func TestReloadsKeepSessionsAndLeakNothing(t *testing.T) {
 	tc := caddytest.NewTester(t)
 	config := func(i int) string {
 		// No cookie_secret: the key generated into storage must survive.
+		// Every other config keeps sessions in storage, so the session
+		// also moves between cookie and storage and back.
+		store := "cookie"
+		if i%2 == 1 {
+			store = "storage"
+		}
 		return globalOptions(storage) + site + ` {
 	spotify_auth {
 		` + fakeOptions(fake) + `
+		session_store ` + store + `
 	}
 	respond "reload ` + strconv.Itoa(i) + ` for {http.auth.user.id}"
 }`
