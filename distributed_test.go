@@ -2,6 +2,7 @@ package spotifyauth
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -156,6 +157,7 @@ func TestOneRefreshAcrossInstances(t *testing.T) {
 			if _, _, valid := hs.fake.AccessTokenInfo(results[0].token); !valid {
 				t.Fatal("the new token is not valid at Spotify")
 			}
+			storageHoldsNone(t, storage, results[0].token, old.RefreshToken, hs.session(hs.browser).RefreshToken)
 			if n := hs.fake.Counts().Refreshes - before; n != 1 {
 				t.Fatalf("%d refreshes at Spotify for 40 requests on 2 instances, want 1", n)
 			}
@@ -299,6 +301,11 @@ func TestStoredSessionsEndEverywhereOnLogout(t *testing.T) {
 			if n := storedSessions(t, storage); n != 1 {
 				t.Fatalf("%d stored sessions after one login, want 1", n)
 			}
+			// What the storage holds is sealed: no token, and not the
+			// reference a cookie would need.
+			sess := hs.session(hs.browser)
+			ref, _ := hs.h.sealers().sessions.open(value, hs.h.cookies.aad)
+			storageHoldsNone(t, storage, sess.AccessToken, sess.RefreshToken, value, string(ref[1+refUserLen:]), hex.EncodeToString(ref[1+refUserLen:]))
 
 			// A copy of the cookie works on the other instance...
 			thief := newBrowser(t)
@@ -479,6 +486,31 @@ func TestSweepDeletesOnlyWhatHasExpired(t *testing.T) {
 }
 
 // Helpers.
+
+// storageHoldsNone fails if any entry in storage contains any of secrets.
+func storageHoldsNone(t *testing.T, storage certmagic.Storage, secrets ...string) {
+	t.Helper()
+	keys, err := storage.List(context.Background(), "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, k := range keys {
+		data, err := storage.Load(context.Background(), k)
+		if err != nil {
+			continue // a directory
+		}
+		n++
+		for _, secret := range secrets {
+			if secret != "" && strings.Contains(string(data)+k, secret) {
+				t.Fatalf("storage entry %s holds a secret in the clear", k)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("storage holds nothing to check")
+	}
+}
 
 func storedSessions(t *testing.T, storage certmagic.Storage) int {
 	t.Helper()
