@@ -50,6 +50,18 @@ var storageKinds = []struct {
 // reach it.
 func (hs *harness) addInstance() (*Handler, *prometheus.Registry) {
 	hs.t.Helper()
+	h, reg := hs.sameConfig(nil)
+	h.shared = newSharedState() // another process shares no memory
+	hs.mu.Lock()
+	hs.instances = append(hs.instances, h)
+	hs.mu.Unlock()
+	return h, reg
+}
+
+// sameConfig provisions a new handler with the harness handler's config
+// and storage, changed by change if given, as a reload would.
+func (hs *harness) sameConfig(change func(*Handler)) (*Handler, *prometheus.Registry) {
+	hs.t.Helper()
 	data, err := json.Marshal(hs.h)
 	if err != nil {
 		hs.t.Fatal(err)
@@ -58,12 +70,10 @@ func (hs *harness) addInstance() (*Handler, *prometheus.Registry) {
 	if err := json.Unmarshal(data, h); err != nil {
 		hs.t.Fatal(err)
 	}
-	h, reg := provisionCtx(hs.t, h)
-	h.shared = newSharedState() // another process shares no memory
-	hs.mu.Lock()
-	hs.instances = append(hs.instances, h)
-	hs.mu.Unlock()
-	return h, reg
+	if change != nil {
+		change(h)
+	}
+	return provisionCtx(hs.t, h)
 }
 
 // onInstance is the header pair sending a request to instance n (0: the
@@ -425,11 +435,7 @@ func TestCookieSessionsMoveToStorageWhenSwitchedOn(t *testing.T) {
 	hs.login(hs.browser, "/")
 	before := cookieIn(t, hs, hs.browser, "spotify_auth")
 	// Same secret, now with session_store storage: as after a reload.
-	data, _ := json.Marshal(hs.h)
-	h := &Handler{storage: hs.h.storage}
-	_ = json.Unmarshal(data, h)
-	h.SessionStore = sessionStoreStorage
-	hs.h, _ = provisionCtx(t, h)
+	hs.h, _ = hs.sameConfig(func(h *Handler) { h.SessionStore = sessionStoreStorage })
 	if resp, _ := hs.get(hs.browser, "/app/"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
@@ -438,9 +444,7 @@ func TestCookieSessionsMoveToStorageWhenSwitchedOn(t *testing.T) {
 		t.Fatalf("cookie session not moved to storage (cookie %d → %d bytes)", len(before), len(after))
 	}
 	// And back: a reference still resolves with the default store.
-	h = &Handler{storage: hs.h.storage}
-	_ = json.Unmarshal(data, h)
-	hs.h, _ = provisionCtx(t, h)
+	hs.h, _ = hs.sameConfig(func(h *Handler) { h.SessionStore = "" })
 	if resp, _ := hs.get(hs.browser, "/app/"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("back to cookie sessions: status %d", resp.StatusCode)
 	}

@@ -158,6 +158,19 @@ func TestTwoCaddyProcessesShareSessionsAndRefreshOnce(t *testing.T) {
 			}
 			t.Logf("A killed; B served %d requests in a row, refreshing once on its own", bServed)
 
+			// A restarted (a rolling restart): the session works on it at
+			// once, with no login and no refresh.
+			before = fake.Counts().Refreshes
+			logins := fake.Counts().CodeExchanges
+			a = startCaddy(t, bin, "A", ports[0], storage, fake)
+			a.waitReady(t)
+			if status, body := a.get(t, browser, "/app/"); status != http.StatusOK || !strings.HasPrefix(body, "A Bearer ") {
+				t.Fatalf("restarted A: %d %q", status, body)
+			}
+			if c := fake.Counts(); c.Refreshes != before || c.CodeExchanges != logins {
+				t.Fatalf("the restart cost %d refreshes and %d logins", c.Refreshes-before, c.CodeExchanges-logins)
+			}
+
 			if kind == "recording" {
 				calls := readCallLog(t, callLog)
 				if calls["Store "+keyStorageKey] != 1 {
