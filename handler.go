@@ -107,6 +107,9 @@ func (h *Handler) ensureFresh(w http.ResponseWriter, r *http.Request, sess sessi
 		fresh, err = h.refresh(r.Context(), key, sess)
 	}
 	if err == nil {
+		// A shared result may come from another copy of this session:
+		// save it where this one lives.
+		fresh.storeKey = sess.storeKey
 		err = h.setSessionCookie(w, r, &fresh)
 		if err == errNoSession {
 			// Logged out (elsewhere) while the refresh ran.
