@@ -33,6 +33,7 @@ func (h *Handler) serveApp(w http.ResponseWriter, r *http.Request, next caddyhtt
 	vals[0], vals[1] = tok.value, tok.expiry
 	r.Header[h.tokenHeader] = vals[0:1:1]
 	r.Header["X-Spotify-Token-Expires"] = vals[1:2:2]
+	markPassed(r, h.headerVar)
 	return next.ServeHTTP(w, r)
 }
 

@@ -55,7 +55,9 @@ func init() {
 //
 // The route it emits matches the given matcher OR the handler's own
 // endpoints (/oauth2/spotify/* and the redirect URI's path), so login,
-// callback and logout work whatever the matcher protects.
+// callback and logout work whatever the matcher protects. A second route,
+// without matcher, strips managed headers and our cookies from every other
+// request of the site (see Strip).
 func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	if !h.Next() {
 		return nil, h.ArgErr()
@@ -87,7 +89,16 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 		MatcherSetsRaw: matcherSets,
 		HandlersRaw:    []json.RawMessage{caddyconfig.JSONModuleObject(handler, "handler", "spotify_auth", nil)},
 	}
-	return []httpcaddyfile.ConfigValue{{Class: "route", Value: route}}, nil
+	// Managed headers and our cookies are removed from every request of
+	// the site, not only the gated ones. A route without matcher sorts
+	// after the gate's own (Caddy puts matched routes of one directive
+	// first), which is where it must be: it removes the cookies the gate
+	// reads.
+	strip := caddyhttp.Route{
+		HandlersRaw: []json.RawMessage{caddyconfig.JSONModuleObject(
+			Strip{TokenHeader: handler.TokenHeader, CookieName: handler.CookieName}, "handler", "spotify_auth_strip", nil)},
+	}
+	return []httpcaddyfile.ConfigValue{{Class: "route", Value: route}, {Class: "route", Value: strip}}, nil
 }
 
 // configuredCallbackPath is the callback path as configured, before

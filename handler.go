@@ -47,6 +47,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// Whatever happens next, the client's own versions of our headers
 	// must never reach the upstream.
 	stripManagedHeaders(r.Header, h.tokenHeader)
+	scrubTrailers(r, h.tokenHeader)
 
 	if h.appMode {
 		return h.serveApp(w, r, next)
@@ -86,7 +87,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	h.passUpstream(r, &sess)
-	return next.ServeHTTP(&rejectWatcher{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, shared: h.shared, token: sess.AccessToken}, r)
+	return next.ServeHTTP(&upstreamWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, shared: h.shared, token: sess.AccessToken, cookies: h.cookies}, r)
 }
 
 // ensureFresh refreshes the session's token if it is near expiry (or the
@@ -151,23 +152,6 @@ func (h *Handler) ensureFresh(w http.ResponseWriter, r *http.Request, sess sessi
 	return sess, true
 }
 
-// rejectWatcher notices the upstream answering 401 with
-// `WWW-Authenticate: Bearer error="invalid_token"`: its Spotify call found
-// the token dead (e.g. access revoked), so the session's next request
-// refreshes instead of passing the dead token on until it expires.
-type rejectWatcher struct {
-	caddyhttp.ResponseWriterWrapper
-	shared *sharedState
-	token  string
-}
-
-func (w *rejectWatcher) WriteHeader(status int) {
-	if status == http.StatusUnauthorized && strings.Contains(w.Header().Get("WWW-Authenticate"), "invalid_token") {
-		w.shared.markRejected(w.token)
-	}
-	w.ResponseWriterWrapper.WriteHeader(status)
-}
-
 // passUpstream puts the token and identity on the request and removes the
 // handler's cookies from it.
 func (h *Handler) passUpstream(r *http.Request, s *session) {
@@ -202,6 +186,7 @@ func (h *Handler) passUpstream(r *http.Request, s *session) {
 	}
 	stripOurCookies(r.Header, h.cookies)
 	setPlaceholders(r, s)
+	markPassed(r, h.headerVar)
 }
 
 // userHeaderNames are the identity headers, in the order passUpstream

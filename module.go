@@ -178,6 +178,7 @@ type Handler struct {
 	callbackPath  string
 	redirectURL   *url.URL // nil when derived per request
 	tokenHeader   string   // canonical form
+	headerVar     string   // request variable: the gate set tokenHeader
 	leeway        int64    // RefreshLeeway in seconds
 	rules         accessRules
 	userHeaders   bool
@@ -269,6 +270,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.tokenHeader = http.CanonicalHeaderKey(h.TokenHeader)
 	h.bearer = h.tokenHeader == "Authorization"
+	h.headerVar = varHeaderPrefix + h.tokenHeader
 	if !h.bearer {
 		h.logger.Warn("Caddy redacts only Authorization (and cookies) in its logs: at DEBUG level, reverse_proxy logs "+
 			"the upstream request's headers, token included; keep DEBUG off in production or use token_header Authorization",
@@ -388,11 +390,11 @@ func (h *Handler) checkConfig() error {
 			return fmt.Errorf("%s: %w", u.name, err)
 		}
 	}
-	if h.CookieName != "" && !validCookieName(h.CookieName) {
-		return fmt.Errorf("cookie_name %q: only letters, digits, '-' and '_' are allowed", h.CookieName)
+	if err := checkCookieName(h.CookieName); err != nil {
+		return err
 	}
-	if h.TokenHeader != "" && !validHeaderName(h.TokenHeader) {
-		return fmt.Errorf("token_header %q is not a valid header name", h.TokenHeader)
+	if err := checkTokenHeader(h.TokenHeader); err != nil {
+		return err
 	}
 	if h.SessionLifetime < 0 {
 		return errors.New("session_lifetime must be positive")
@@ -445,6 +447,20 @@ var knownScopes = map[string]bool{
 	"user-read-recently-played": true, "user-library-modify": true,
 	"user-library-read": true, "user-read-email": true,
 	"user-read-private": true, "user-personalized": true,
+}
+
+func checkCookieName(name string) error {
+	if name != "" && !validCookieName(name) {
+		return fmt.Errorf("cookie_name %q: only letters, digits, '-' and '_' are allowed", name)
+	}
+	return nil
+}
+
+func checkTokenHeader(name string) error {
+	if name != "" && !validHeaderName(name) {
+		return fmt.Errorf("token_header %q is not a valid header name", name)
+	}
+	return nil
 }
 
 func checkScopes(scopes []string) error {

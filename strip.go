@@ -1,0 +1,137 @@
+package spotifyauth
+
+import (
+	"io"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	caddy.RegisterModule(Strip{})
+}
+
+// Request variables the gate sets when it lets a request through, so a
+// Strip that runs after it keeps what the gate put on the request.
+const (
+	varPassed       = "spotify_auth.passed"
+	varHeaderPrefix = "spotify_auth.set:"
+)
+
+// Strip keeps everything the plugin manages away from the upstream on
+// every request of a site, gated or not: the token header, every
+// X-Spotify-* header (also as trailers) and the plugin's cookies. Without
+// it a request outside the gate's matcher (`/app` for `/app/*`, `/`, an
+// encoded traversal) would reach an upstream with a client's own
+// X-Spotify-User-Id.
+//
+// The Caddyfile directive adds it by itself, in a route with no matcher
+// right after the gate's route. In JSON config, add that route yourself:
+// `{"handle": [{"handler": "spotify_auth_strip"}]}` after the route of
+// every `spotify_auth` handler, with the same `token_header` and
+// `cookie_name` if those are not the defaults. It must come after the
+// gate, which needs the cookies it removes.
+type Strip struct {
+	// The token header of the `spotify_auth` handler this belongs to.
+	// Default: `Authorization`.
+	TokenHeader string `json:"token_header,omitempty"`
+	// The session cookie name of that handler. Default: `spotify_auth`.
+	CookieName string `json:"cookie_name,omitempty"`
+
+	tokenHeader string
+	headerVar   string
+	cookies     cookieNames
+}
+
+// CaddyModule returns the Caddy module information.
+func (Strip) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.spotify_auth_strip",
+		New: func() caddy.Module { return new(Strip) },
+	}
+}
+
+// Provision sets the defaults.
+func (s *Strip) Provision(caddy.Context) error {
+	if s.TokenHeader == "" {
+		s.TokenHeader = DefaultTokenHeader
+	}
+	if s.CookieName == "" {
+		s.CookieName = DefaultCookieName
+	}
+	s.tokenHeader = http.CanonicalHeaderKey(s.TokenHeader)
+	s.headerVar = varHeaderPrefix + s.tokenHeader
+	s.cookies = newCookieNames(s.CookieName, false)
+	return nil
+}
+
+// Validate checks the names.
+func (s *Strip) Validate() error {
+	if err := checkTokenHeader(s.TokenHeader); err != nil {
+		return err
+	}
+	return checkCookieName(s.CookieName)
+}
+
+// ServeHTTP removes what a client sent under our names, keeping only what
+// a gate set on this request.
+func (s *Strip) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	ctx := r.Context()
+	passed := caddyhttp.GetVar(ctx, varPassed) != nil
+	ownHeaderSet := caddyhttp.GetVar(ctx, s.headerVar) != nil
+	for k := range r.Header {
+		if !ownHeaderSet && headerNameIs(k, s.tokenHeader) || !passed && headerNameHasPrefix(k, "x-spotify-") {
+			delete(r.Header, k)
+		}
+	}
+	stripOurCookies(r.Header, s.cookies)
+	// Trailers are never ours: the gate sets headers only.
+	scrubTrailers(r, s.tokenHeader)
+	return next.ServeHTTP(w, r)
+}
+
+// markPassed records on the request that a gate let it through with its
+// token header, for the Strip routes that follow.
+func markPassed(r *http.Request, headerVar string) {
+	caddyhttp.SetVar(r.Context(), varPassed, true)
+	caddyhttp.SetVar(r.Context(), headerVar, true)
+}
+
+// scrubTrailers keeps managed names out of the request's trailers, both
+// those declared now and those that arrive with the end of the body (the
+// reverse proxy forwards what the trailer map holds at EOF).
+func scrubTrailers(r *http.Request, tokenHeader string) {
+	if r.Trailer == nil {
+		return
+	}
+	stripManagedHeaders(r.Trailer, tokenHeader)
+	if r.Body != nil && r.Body != http.NoBody {
+		if _, done := r.Body.(*trailerScrubber); !done {
+			r.Body = &trailerScrubber{ReadCloser: r.Body, trailer: r.Trailer, tokenHeader: tokenHeader}
+		}
+	}
+}
+
+// trailerScrubber removes managed names from the trailers once they have
+// been read, before any reader further out sees the end of the body.
+type trailerScrubber struct {
+	io.ReadCloser
+	trailer     http.Header
+	tokenHeader string
+}
+
+func (b *trailerScrubber) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		stripManagedHeaders(b.trailer, b.tokenHeader)
+	}
+	return n, err
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Strip)(nil)
+	_ caddy.Validator             = (*Strip)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Strip)(nil)
+)
