@@ -260,9 +260,9 @@ func TestAuthenticatedAnswersStayOutOfSharedCaches(t *testing.T) {
 		return resp
 	}
 	cases := []struct {
-		name          string
-		upstreamCC    string
-		wantCC        string
+		name           string
+		upstreamCC     string
+		wantCC         string
 		wantVaryCookie bool
 	}{
 		{"an answer without Cache-Control becomes private and varies by cookie", "", "private", true},
