@@ -226,7 +226,11 @@ func TestPlaceholdersInSecretsAreResolvedFromEnvAndFiles(t *testing.T) {
 	}
 	// The file's secret seals: a sealer built from it directly opens it.
 	sealed := h.sealers().sessions.seal([]byte("x"), []byte("c"))
-	if _, err := testSealer(t, secretB).open(sealed, []byte("c")); err != nil {
+	kr, err := newKeyring([][]byte{[]byte(secretB)}, h.app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kr.sessions.open(sealed, []byte("c")); err != nil {
 		t.Fatalf("cookie secret from file not used: %v", err)
 	}
 }

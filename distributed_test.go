@@ -291,7 +291,7 @@ func TestGeneratedKeysRotateWithoutLoggingAnyoneOut(t *testing.T) {
 		}
 	}
 	u, _ := url.Parse(hs.srv.URL)
-	hs.browser.Jar.SetCookies(u, []*http.Cookie{{Name: "spotify_auth", Value: mustKeyring(t, firstKey).sessions.seal(oldSession.marshal(), hs.h.cookies.aad), Path: "/"}})
+	hs.browser.Jar.SetCookies(u, []*http.Cookie{{Name: "spotify_auth", Value: mustKeyring(t, firstKey, hs.h.app).sessions.seal(oldSession.marshal(), hs.h.cookies.aad), Path: "/"}})
 	if resp, _ := apiGet(hs, hs.browser, "/app/"); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("a cookie under the aged-out key: status %d, want 401", resp.StatusCode)
 	}
@@ -558,8 +558,8 @@ func logout(t *testing.T, hs *harness, c *http.Client, query string) string {
 	return body
 }
 
-func mustKeyring(t *testing.T, key []byte) *keyring {
-	kr, err := newKeyring([][]byte{key})
+func mustKeyring(t *testing.T, key []byte, app string) *keyring {
+	kr, err := newKeyring([][]byte{key}, app)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -48,10 +49,21 @@ type keyring struct {
 	results  *sealer // refresh results published in storage
 	stored   *sealer // server-side sessions in storage
 	secrets  [][]byte
+	app      string
 }
 
-func newKeyring(secrets [][]byte) (*keyring, error) {
-	k := &keyring{secrets: secrets}
+// appBinding names the Spotify app a handler logs users into. Every key
+// is derived for one app, so whatever is sealed for one (sessions, login
+// states, stored sessions, published refreshes) is nothing to another
+// that shares the secret or the generated key: a staging site's cookie,
+// made against a fake Spotify or another client, never opens production.
+func appBinding(clientID, authorizeURL, tokenURL, apiURL string) string {
+	return strings.Join([]string{clientID, authorizeURL, tokenURL, apiURL}, "\x00")
+}
+
+// newKeyring derives the sealers for one Spotify app (see appBinding).
+func newKeyring(secrets [][]byte, app string) (*keyring, error) {
+	k := &keyring{secrets: secrets, app: app}
 	for _, s := range []struct {
 		dst     **sealer
 		purpose string
@@ -62,7 +74,7 @@ func newKeyring(secrets [][]byte) (*keyring, error) {
 		{&k.stored, purposeStoredSession},
 	} {
 		var err error
-		if *s.dst, err = newSealer(secrets, s.purpose); err != nil {
+		if *s.dst, err = newSealer(secrets, s.purpose+"\x00"+app); err != nil {
 			return nil, err
 		}
 	}
@@ -214,7 +226,7 @@ func (h *Handler) reloadKeys(ctx context.Context, now time.Time) error {
 	if h.sealers().sameSecrets(order) {
 		return nil
 	}
-	kr, err := newKeyring(order)
+	kr, err := newKeyring(order, h.app)
 	if err != nil {
 		return err
 	}

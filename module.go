@@ -179,6 +179,7 @@ type Handler struct {
 	redirectURL   *url.URL // nil when derived per request
 	tokenHeader   string   // canonical form
 	headerVar     string   // request variable: the gate set tokenHeader
+	app           string   // appBinding: what keys are derived for
 	leeway        int64    // RefreshLeeway in seconds
 	rules         accessRules
 	userHeaders   bool
@@ -244,7 +245,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		secrets = sk.sealingOrder(now)
 		h.generatedKeys = true
 	}
-	kr, err := newKeyring(secrets)
+	h.app = appBinding(h.ClientID, h.AuthorizeURL, h.TokenURL, h.APIURL)
+	kr, err := newKeyring(secrets, h.app)
 	if err != nil {
 		return err
 	}
