@@ -450,13 +450,66 @@ func TestCookieSessionsMoveToStorageWhenSwitchedOn(t *testing.T) {
 	}
 }
 
-func TestLogoutEverywhereWithCookieSessionsSaysWhatItDid(t *testing.T) {
-	hs := newHarness(t)
-	hs.login(hs.browser, "/")
-	body := logout(t, hs, hs.browser, "?everywhere=1")
-	if !strings.Contains(body, "logged out in this browser") || !strings.Contains(body, "only in cookies") {
-		t.Fatalf("page: %s", body)
-	}
+// TestLogoutEverywhereEndsEveryCopyOnEveryInstance: with cookie sessions a
+// copied cookie dies at once on the instance that served the logout and
+// at the other's next re-read; with session_store storage a copy of a
+// cookie-mode session (from before the switch) is not moved in again.
+func TestLogoutEverywhereEndsEveryCopyOnEveryInstance(t *testing.T) {
+	ctx := context.Background()
+	t.Run("cookie sessions", func(t *testing.T) {
+		hs := newHarness(t)
+		other, _ := hs.addInstance()
+		hs.login(hs.browser, "/")
+		thief := newBrowser(t)
+		setCookieIn(t, hs, thief, "spotify_auth", cookieIn(t, hs, hs.browser, "spotify_auth"))
+		for n := range 2 {
+			if resp, _ := hs.get(thief, "/app/", onInstance(n)...); resp.StatusCode != http.StatusOK {
+				t.Fatalf("copied cookie on instance %d: %d", n, resp.StatusCode)
+			}
+		}
+		body := logout(t, hs, hs.browser, "?everywhere=1")
+		if !strings.Contains(body, "logged out everywhere") {
+			t.Fatalf("page: %s", body)
+		}
+		if resp, _ := hs.get(thief, "/app/"); resp.StatusCode != http.StatusFound {
+			t.Fatalf("copied cookie on the instance that logged out: %d, want 302", resp.StatusCode)
+		}
+		// The other instance learns at its next re-read (every
+		// revocationReread); this is that re-read.
+		if err := other.rereadRevocations(ctx, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if resp, _ := hs.get(thief, "/app/", onInstance(1)...); resp.StatusCode != http.StatusFound {
+			t.Fatalf("copied cookie on the other instance after its re-read: %d, want 302", resp.StatusCode)
+		}
+		storageHoldsNone(t, hs.h.storage, spotifytest.DefaultUser.ID)
+		// The user logs in again, and that session works everywhere.
+		hs.login(thief, "/")
+		for n := range 2 {
+			if resp, _ := hs.get(thief, "/app/", onInstance(n)...); resp.StatusCode != http.StatusOK {
+				t.Fatalf("a new login on instance %d after logout everywhere: %d", n, resp.StatusCode)
+			}
+		}
+	})
+	t.Run("a cookie-mode copy under session_store storage", func(t *testing.T) {
+		hs := newHarness(t, withStoredSessions())
+		cookieMode, _ := hs.sameConfig(func(h *Handler) { h.SessionStore = "" })
+		hs.instances = append(hs.instances, cookieMode)
+		// A session made before the switch, and a copy of it.
+		hs.login(hs.browser, "/", onInstance(1)...)
+		thief := newBrowser(t)
+		setCookieIn(t, hs, thief, "spotify_auth", cookieIn(t, hs, hs.browser, "spotify_auth"))
+		if resp, _ := hs.get(hs.browser, "/app/"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("moving in: %d", resp.StatusCode)
+		}
+		logout(t, hs, hs.browser, "?everywhere=1")
+		if resp, _ := hs.get(thief, "/app/"); resp.StatusCode != http.StatusFound {
+			t.Fatalf("the cookie-mode copy after logout everywhere: %d, want 302", resp.StatusCode)
+		}
+		if n := storedSessions(t, hs.h.storage); n != 0 {
+			t.Fatalf("%d stored sessions after logout everywhere and a replay, want 0", n)
+		}
+	})
 }
 
 func TestSweepDeletesOnlyWhatHasExpired(t *testing.T) {

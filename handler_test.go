@@ -222,9 +222,9 @@ func (hs *harness) url(path string) string {
 
 // startLogin requests a protected path and returns the authorize URL the
 // handler redirected to.
-func (hs *harness) startLogin(c *http.Client, path string) string {
+func (hs *harness) startLogin(c *http.Client, path string, headers ...string) string {
 	hs.t.Helper()
-	resp, _ := hs.get(c, path)
+	resp, _ := hs.get(c, path, headers...)
 	if resp.StatusCode != http.StatusFound {
 		hs.t.Fatalf("GET %s: status %d, want 302 to Spotify", path, resp.StatusCode)
 	}
@@ -237,13 +237,13 @@ func (hs *harness) startLogin(c *http.Client, path string) string {
 
 // login runs the whole flow for path in browser c and returns where the
 // callback sent the browser.
-func (hs *harness) login(c *http.Client, path string) string {
+func (hs *harness) login(c *http.Client, path string, headers ...string) string {
 	hs.t.Helper()
-	callback, err := hs.fake.Approve(hs.startLogin(c, path), spotifytest.DefaultUser.ID)
+	callback, err := hs.fake.Approve(hs.startLogin(c, path, headers...), spotifytest.DefaultUser.ID)
 	if err != nil {
 		hs.t.Fatalf("approve: %v", err)
 	}
-	resp, body := hs.get(c, callback)
+	resp, body := hs.get(c, callback, headers...)
 	if resp.StatusCode != http.StatusFound {
 		hs.t.Fatalf("callback: status %d, body %s", resp.StatusCode, body)
 	}

@@ -48,6 +48,7 @@ type keyring struct {
 	states   *sealer // login state cookies
 	results  *sealer // refresh results published in storage
 	stored   *sealer // server-side sessions in storage
+	marks    *sealer // revocation marks in storage
 	secrets  [][]byte
 	app      string
 }
@@ -72,6 +73,7 @@ func newKeyring(secrets [][]byte, app string) (*keyring, error) {
 		{&k.states, purposeState},
 		{&k.results, purposeRefreshResult},
 		{&k.stored, purposeStoredSession},
+		{&k.marks, purposeRevocation},
 	} {
 		var err error
 		if *s.dst, err = newSealer(secrets, s.purpose+"\x00"+app); err != nil {

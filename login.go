@@ -261,7 +261,7 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 		return session{}, &authError{Kind: errLoginRejected, Message: "Spotify returned a malformed user id"}
 	}
 	return session{
-		Created:      now.Unix(),
+		Created:      now.UnixMilli(),
 		Expires:      now.Add(time.Duration(h.SessionLifetime)).Unix(),
 		TokenExpires: tokenExpiry(tok, now),
 		AccessToken:  tok.AccessToken,
@@ -314,7 +314,7 @@ func (h *Handler) consumeState(w http.ResponseWriter, r *http.Request, state str
 }
 
 // handleLogout shows a logout button (GET) or ends the session (POST).
-// With everywhere=1 it ends all of the user's stored sessions too.
+// With everywhere=1 it ends all of the user's sessions, in every browser.
 func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
@@ -350,6 +350,16 @@ func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, r, asAuthError(err), "")
 			return
 		}
+		if err == nil && everywhere {
+			// The mark ends copies of the session that storage does not
+			// hold: cookie sessions, and cookie sessions from before
+			// session_store storage that would otherwise move in again.
+			if err := h.revokeSessions(r.Context(), sess.UserID, time.Now()); err != nil {
+				h.logger.Error("logout everywhere: recording the revocation", zap.String("user_id", sess.UserID), zap.Error(err))
+				h.fail(w, r, &authError{Kind: errStoreUnavailable, Message: "Logout could not reach the session store", Err: err}, "")
+				return
+			}
+		}
 		if err == nil {
 			n, err := h.deleteStored(r.Context(), &sess, everywhere)
 			if err != nil {
@@ -359,9 +369,7 @@ func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			h.logger.Info("logout", zap.String("user_id", sess.UserID), zap.Bool("everywhere", everywhere), zap.Int("stored_sessions_ended", n))
-			if everywhere && !h.storeSessions {
-				msg = "You are logged out in this browser. Other browsers stay logged in until their sessions expire: this site keeps sessions only in cookies."
-			} else if everywhere {
+			if everywhere {
 				msg = "You are logged out everywhere."
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -170,6 +171,7 @@ type Handler struct {
 	httpClient    *http.Client
 	spotify       *spotifyClient
 	keys          *atomic.Pointer[keyring] // a pointer: Handler is copied by value
+	revocations   *revocations
 	generatedKeys bool                     // keys from storage, re-read in the background
 	storeSessions bool
 	storage       certmagic.Storage // set before Provision only by tests
@@ -308,13 +310,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.shared = shared.(*sharedState)
 
+	h.revocations = &revocations{}
+	if err := h.rereadRevocations(ctx, time.Now()); err != nil {
+		h.logger.Warn("reading session revocations from storage; retrying in the background", zap.Error(err))
+	}
+
 	// Background work lives as long as this config: Cleanup stops it.
 	var mctx context.Context
 	mctx, h.stopMaintain = context.WithCancel(ctx)
 	h.maintainDone = make(chan struct{})
 	go func() {
 		defer close(h.maintainDone)
-		h.maintain(mctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { h.maintain(mctx) })
+		wg.Go(func() { h.watchRevocations(mctx) })
+		wg.Wait()
 	}()
 	return nil
 }

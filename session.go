@@ -24,6 +24,7 @@ const (
 	// Storage entries: published refresh results and stored sessions.
 	purposeRefreshResult = "caddy-spotify-auth refresh result v1"
 	purposeStoredSession = "caddy-spotify-auth stored session v1"
+	purposeRevocation    = "caddy-spotify-auth revocation mark v1"
 )
 
 const (
@@ -125,7 +126,7 @@ func (s *sealer) open(value string, aad []byte) ([]byte, error) {
 // substrings of one decoded string, so opening a session costs one
 // allocation for all of them.
 type session struct {
-	Created      int64 // unix seconds
+	Created      int64 // login time, unix milliseconds (compared with revocation marks)
 	Expires      int64 // session end, unix seconds
 	TokenExpires int64 // access token expiry, unix seconds
 	AccessToken  string

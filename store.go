@@ -163,7 +163,7 @@ func (h *Handler) session(r *http.Request, now time.Time) (session, error) {
 	} else if s, err = unmarshalSession(pt); err != nil {
 		return session{}, errNoSession
 	}
-	if s.Expires <= now.Unix() {
+	if s.Expires <= now.Unix() || h.revoked(&s) {
 		return session{}, errNoSession
 	}
 	return s, nil

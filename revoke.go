@@ -1,0 +1,180 @@
+package spotifyauth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"maps"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Revocation marks: "every session of this user that began before T is
+// void". Logging out everywhere and the operator's revoke write one into
+// storage; every instance honours it, for cookie sessions as for stored
+// ones. The request path reads only an in-memory copy, which each
+// instance re-reads from storage every revocationReread.
+
+const (
+	revocationPrefix = "spotify_auth/revoked/"
+	// revocationReread bounds how long another instance keeps accepting
+	// a revoked session (README states it).
+	revocationReread = 30 * time.Second
+)
+
+// revocationMark is what storage holds, sealed for the app, under
+// revocationPrefix + a hash of client and user.
+type revocationMark struct {
+	UserID string `json:"u"`
+	Before int64  `json:"b"` // unix milliseconds
+}
+
+// revocations is the in-memory copy: user id → sessions created before
+// this (unix milliseconds) are void. Replaced whole, read lock-free.
+type revocations struct {
+	byUser atomic.Pointer[map[string]int64]
+	mu     sync.Mutex // serializes replacing byUser
+	// seen (maintenance goroutine only) is what each storage key held at
+	// its last reading, so unchanged marks are not loaded again.
+	seen map[string]seenMark
+}
+
+type seenMark struct {
+	modified time.Time
+	mark     revocationMark
+}
+
+// revoked reports whether s began before a revocation of its user.
+func (h *Handler) revoked(s *session) bool {
+	m := h.revocations.byUser.Load()
+	if m == nil {
+		return false
+	}
+	before, ok := (*m)[s.UserID]
+	return ok && s.Created < before
+}
+
+func (h *Handler) revocationKey(userID string) string {
+	sum := sha256.Sum256([]byte(h.ClientID + "\x00" + userID))
+	return revocationPrefix + hex.EncodeToString(sum[:refUserLen])
+}
+
+// revokeSessions voids every session of userID that began before now, on
+// this instance at once and on the others at their next re-read.
+func (h *Handler) revokeSessions(ctx context.Context, userID string, now time.Time) error {
+	ctx = context.WithoutCancel(ctx)
+	key := h.revocationKey(userID)
+	mark := revocationMark{UserID: userID, Before: now.UnixMilli()}
+	data, err := json.Marshal(mark)
+	if err != nil {
+		return err
+	}
+	if err := h.storage.Store(ctx, key, []byte(h.sealers().marks.seal(data, []byte(key)))); err != nil {
+		return err
+	}
+	h.applyRevocations(func(m map[string]int64) { m[userID] = max(m[userID], mark.Before) })
+	return nil
+}
+
+func (h *Handler) applyRevocations(change func(map[string]int64)) {
+	h.revocations.mu.Lock()
+	defer h.revocations.mu.Unlock()
+	next := map[string]int64{}
+	if cur := h.revocations.byUser.Load(); cur != nil {
+		maps.Copy(next, *cur)
+	}
+	change(next)
+	h.revocations.byUser.Store(&next)
+}
+
+func (h *Handler) loadMark(ctx context.Context, key string) (revocationMark, bool) {
+	var mark revocationMark
+	data, err := h.storage.Load(ctx, key)
+	if err != nil {
+		return mark, false
+	}
+	plain, err := h.sealers().marks.open(string(data), []byte(key))
+	if err != nil || json.Unmarshal(plain, &mark) != nil || mark.UserID == "" || h.revocationKey(mark.UserID) != key {
+		return mark, false // another app's, or not a mark
+	}
+	return mark, true
+}
+
+// rereadRevocations refreshes the in-memory copy from storage, loading
+// only marks that changed, and deletes marks older than any session. A
+// mark dated in the future (clock skew, or a forged one) counts as now,
+// so it can never lock a user out of logging in again.
+func (h *Handler) rereadRevocations(ctx context.Context, now time.Time) error {
+	keys, err := h.storage.List(ctx, revocationPrefix, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		keys, err = nil, nil
+	}
+	if err != nil {
+		return err
+	}
+	r := h.revocations
+	seen := make(map[string]seenMark, len(keys))
+	byUser := make(map[string]int64, len(keys))
+	for _, k := range keys {
+		info, err := h.storage.Stat(ctx, k)
+		if err != nil || !info.IsTerminal {
+			continue
+		}
+		sm, ok := r.seen[k]
+		if !ok || !sm.modified.Equal(info.Modified) {
+			mark, ok := h.loadMark(ctx, k)
+			if !ok {
+				continue
+			}
+			sm = seenMark{modified: info.Modified, mark: mark}
+		}
+		if now.Sub(time.UnixMilli(sm.mark.Before)) > h.revocationKeep() {
+			_ = h.storage.Delete(ctx, k) // every session it voided has expired
+			continue
+		}
+		seen[k] = sm
+		byUser[sm.mark.UserID] = max(byUser[sm.mark.UserID], min(sm.mark.Before, now.UnixMilli()))
+	}
+	r.seen = seen
+	// Marks this instance wrote itself stay, even if storage lost them.
+	h.applyRevocations(func(m map[string]int64) {
+		for u, b := range m {
+			byUser[u] = max(byUser[u], b)
+		}
+		clear(m)
+		maps.Copy(m, byUser)
+		for u, b := range m {
+			if now.Sub(time.UnixMilli(b)) > h.revocationKeep() {
+				delete(m, u)
+			}
+		}
+	})
+	return nil
+}
+
+// revocationKeep is how long a mark matters: sessions it voids end by then.
+func (h *Handler) revocationKeep() time.Duration {
+	return time.Duration(h.SessionLifetime) + 10*time.Minute
+}
+
+// watchRevocations re-reads the marks until ctx ends.
+func (h *Handler) watchRevocations(ctx context.Context) {
+	tick := time.NewTicker(revocationReread)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if err := h.rereadRevocations(ctx, now); err != nil && ctx.Err() == nil {
+				h.logger.Warn("re-reading session revocations from storage; keeping the ones known", zap.Error(err))
+			}
+		}
+	}
+}
