@@ -172,7 +172,7 @@ type Handler struct {
 	spotify       *spotifyClient
 	keys          *atomic.Pointer[keyring] // a pointer: Handler is copied by value
 	revocations   *revocations
-	generatedKeys bool                     // keys from storage, re-read in the background
+	generatedKeys bool // keys from storage, re-read in the background
 	storeSessions bool
 	storage       certmagic.Storage // set before Provision only by tests
 	stopMaintain  context.CancelFunc
