@@ -19,9 +19,6 @@ import (
 // Storage layout and timing. Variables so tests can shorten them.
 var (
 	refreshResultPrefix = "spotify_auth/refresh/"
-	// refreshResultTTL is how long a published refresh result is reused,
-	// as for the in-process cache.
-	refreshResultTTL = recentRefreshTTL
 	// resultPollInterval is how often an instance waiting for another's
 	// refresh looks for its result: sooner than the lock would tell it
 	// (file_system storage re-checks a held lock only every second).
@@ -33,6 +30,10 @@ var (
 	// server-side sessions.
 	sessionSweepInterval = time.Hour
 )
+
+// refreshResultKeep is when the sweep deletes a published result: its
+// access token (an hour with Spotify) has expired by then.
+const refreshResultKeep = 2 * time.Hour
 
 // coordinationWarnInterval keeps a broken storage lock from flooding the log.
 const coordinationWarnInterval = time.Minute
@@ -60,10 +61,11 @@ func (tr refreshResult) applyTo(sess session) session {
 // refresh token's hash) calls Spotify and publishes the result; the others
 // pick that result up. If the storage can't lock (or the holder vanished
 // for longer than a refresh can take), this instance refreshes on its
-// own rather than fail a session that can be saved.
-func (h *Handler) refreshAcrossInstances(ctx context.Context, key, refreshToken string) (refreshResult, error) {
+// own rather than fail a session that can be saved. published says the
+// result came from another instance (and so may be due again).
+func (h *Handler) refreshAcrossInstances(ctx context.Context, key, refreshToken string) (tr refreshResult, published bool, err error) {
 	if tr, ok := h.publishedRefresh(ctx, key); ok {
-		return tr, nil
+		return tr, true, nil
 	}
 	lockName := "spotify_auth_refresh_" + key
 	lockCtx, cancel := context.WithTimeout(ctx, time.Duration(h.Timeout)+2*time.Second)
@@ -81,20 +83,20 @@ func (h *Handler) refreshAcrossInstances(ctx context.Context, key, refreshToken 
 				defer h.unlock(ctx, lockName)
 			}
 			if tr, ok := h.publishedRefresh(ctx, key); ok {
-				return tr, nil
+				return tr, true, nil
 			}
 			tr, err := h.callRefresh(ctx, key, refreshToken)
 			if err == nil {
 				h.publishRefresh(ctx, key, tr)
 			}
-			return tr, err
+			return tr, false, err
 		case <-poll.C:
 			if tr, ok := h.publishedRefresh(ctx, key); ok {
 				cancel()
 				if <-locked == nil {
 					h.unlock(ctx, lockName)
 				}
-				return tr, nil
+				return tr, true, nil
 			}
 		}
 	}
@@ -135,8 +137,10 @@ func (h *Handler) publishRefresh(ctx context.Context, key string, tr refreshResu
 	}
 }
 
-// publishedRefresh returns another instance's recent result for this
-// refresh token, if there is one still worth using.
+// publishedRefresh returns another instance's result for this refresh
+// token while its access token lives (a browser that missed the refreshed
+// cookie comes back with the old one); one that is due again is followed
+// by the caller.
 func (h *Handler) publishedRefresh(ctx context.Context, key string) (refreshResult, bool) {
 	var tr refreshResult
 	sk := refreshResultPrefix + key
@@ -151,8 +155,7 @@ func (h *Handler) publishedRefresh(ctx context.Context, key string) (refreshResu
 	if err != nil || json.Unmarshal(plain, &tr) != nil || tr.AccessToken == "" {
 		return tr, false
 	}
-	now := time.Now().Unix()
-	if now-tr.At > int64(refreshResultTTL/time.Second) || tr.TokenExpires-h.leeway <= now {
+	if tr.TokenExpires <= time.Now().Unix() {
 		return tr, false
 	}
 	h.metrics.refreshesShared.Inc()
@@ -207,7 +210,7 @@ func (h *Handler) maintainOnce(ctx context.Context, now time.Time, sweepSessions
 		}
 	}
 	h.sweep(ctx, refreshResultPrefix, false, func(key string, modified time.Time) bool {
-		return now.Sub(modified) > 2*refreshResultTTL
+		return now.Sub(modified) > refreshResultKeep
 	})
 	if sweepSessions {
 		h.sweep(ctx, storedSessionPrefix, true, func(key string, modified time.Time) bool {

@@ -532,7 +532,7 @@ func TestSweepDeletesOnlyWhatHasExpired(t *testing.T) {
 	if results() != 1 || storedSessions(t, hs.h.storage) != 1 {
 		t.Fatal("the sweep removed live entries")
 	}
-	hs.h.maintainOnce(ctx, now.Add(3*refreshResultTTL), true)
+	hs.h.maintainOnce(ctx, now.Add(refreshResultKeep+time.Minute), true)
 	if results() != 0 || storedSessions(t, hs.h.storage) != 1 {
 		t.Fatalf("after the result's window: %d results, %d sessions; want 0 and 1", results(), storedSessions(t, hs.h.storage))
 	}

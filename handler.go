@@ -267,27 +267,57 @@ func isNavigation(r *http.Request) bool {
 // token still works, so it is not tried again yet.
 var errRefreshPaused = errors.New("refresh paused after a failure")
 
+// maxRefreshHops bounds how far a stale cookie follows the refreshes
+// its copies made since it was set.
+const maxRefreshHops = 4
+
 // refresh renews the session's access token, once per session however
-// many requests need it at the same moment.
+// many requests need it at the same moment. A cookie whose refresh
+// happened already (its answer never reached the browser) gets that
+// result, and follows it if that is due again.
 func (h *Handler) refresh(ctx context.Context, key string, sess session) (session, error) {
 	if sess.RefreshToken == "" {
 		return session{}, &authError{Kind: errRefreshRevoked, Message: "session has no refresh token"}
 	}
-	if fresh, ok := h.shared.recentRefresh(key, time.Now(), h.leeway); ok {
-		return fresh, nil
-	}
 	// The shared call must not die with whichever request started it.
 	ctx = context.WithoutCancel(ctx)
+	first := key
+	for hop := 0; ; hop++ {
+		fresh, earlier, err := h.refreshOnce(ctx, key, sess)
+		if err != nil {
+			return session{}, err
+		}
+		if !earlier || hop == maxRefreshHops || fresh.TokenExpires-h.leeway > time.Now().Unix() {
+			if key != first {
+				h.shared.rememberRefresh(first, fresh, time.Now()) // one hop next time
+			}
+			return fresh, nil
+		}
+		sess, key = fresh, refreshKey(fresh.RefreshToken)
+	}
+}
+
+// refreshOnce returns what refreshing this refresh token gives: a result
+// remembered here or published by another instance (earlier), or a new
+// one from Spotify.
+func (h *Handler) refreshOnce(ctx context.Context, key string, sess session) (session, bool, error) {
+	if fresh, ok := h.shared.recentRefresh(key, time.Now()); ok {
+		return fresh, true, nil
+	}
+	type result struct {
+		sess    session
+		earlier bool
+	}
 	v, err, _ := h.shared.refreshes.Do(key, func() (any, error) {
 		now := time.Now()
-		if fresh, ok := h.shared.recentRefresh(key, now, h.leeway); ok {
-			return fresh, nil
+		if fresh, ok := h.shared.recentRefresh(key, now); ok {
+			return result{fresh, true}, nil
 		}
 		if err := h.shared.checkBackoff(now); err != nil {
 			h.metrics.refreshFailures.WithLabelValues(errRateLimited.String()).Inc()
 			return nil, err
 		}
-		tr, err := h.refreshAcrossInstances(ctx, key, sess.RefreshToken)
+		tr, published, err := h.refreshAcrossInstances(ctx, key, sess.RefreshToken)
 		if err != nil {
 			return nil, err
 		}
@@ -296,13 +326,16 @@ func (h *Handler) refresh(ctx context.Context, key string, sess session) (sessio
 		}
 		fresh := tr.applyTo(sess)
 		h.shared.rememberRefresh(key, fresh, now)
-		h.logger.Debug("refreshed access token", zap.String("user_id", sess.UserID))
-		return fresh, nil
+		if !published {
+			h.logger.Debug("refreshed access token", zap.String("user_id", sess.UserID))
+		}
+		return result{fresh, published}, nil
 	})
 	if err != nil {
-		return session{}, err
+		return session{}, false, err
 	}
-	return v.(session), nil
+	r := v.(result)
+	return r.sess, r.earlier, nil
 }
 
 // fail answers a failed auth step: the one place where failure kinds

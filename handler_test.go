@@ -109,7 +109,7 @@ func provisionCtx(t *testing.T, h *Handler) (*Handler, *prometheus.Registry) {
 // memory and in storage, as if their time had passed.
 func forgetRefreshes(tb testing.TB, h *Handler) {
 	h.shared.mu.Lock()
-	clear(h.shared.recent)
+	h.shared.recent = newFIFOMap[session](maxRecentRefresh)
 	h.shared.mu.Unlock()
 	keys, _ := h.storage.List(context.Background(), refreshResultPrefix, false)
 	for _, k := range keys {

@@ -261,7 +261,7 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 		return session{}, &authError{Kind: errLoginRejected, Message: "Spotify returned a malformed user id"}
 	}
 	return session{
-		Created:      now.UnixMilli(),
+		Created:      now.UnixNano(),
 		Expires:      now.Add(time.Duration(h.SessionLifetime)).Unix(),
 		TokenExpires: tokenExpiry(tok, now),
 		AccessToken:  tok.AccessToken,

@@ -32,11 +32,11 @@ const (
 // revocationPrefix + a hash of client and user.
 type revocationMark struct {
 	UserID string `json:"u"`
-	Before int64  `json:"b"` // unix milliseconds
+	Before int64  `json:"b"` // unix nanoseconds
 }
 
 // revocations is the in-memory copy: user id → sessions created before
-// this (unix milliseconds) are void. Replaced whole, read lock-free.
+// this (unix nanoseconds) are void. Replaced whole, read lock-free.
 type revocations struct {
 	byUser atomic.Pointer[map[string]int64]
 	mu     sync.Mutex // serializes replacing byUser
@@ -70,7 +70,7 @@ func (h *Handler) revocationKey(userID string) string {
 func (h *Handler) revokeSessions(ctx context.Context, userID string, now time.Time) error {
 	ctx = context.WithoutCancel(ctx)
 	key := h.revocationKey(userID)
-	mark := revocationMark{UserID: userID, Before: now.UnixMilli()}
+	mark := revocationMark{UserID: userID, Before: now.UnixNano()}
 	data, err := json.Marshal(mark)
 	if err != nil {
 		return err
@@ -134,12 +134,12 @@ func (h *Handler) rereadRevocations(ctx context.Context, now time.Time) error {
 			}
 			sm = seenMark{modified: info.Modified, mark: mark}
 		}
-		if now.Sub(time.UnixMilli(sm.mark.Before)) > h.revocationKeep() {
+		if now.Sub(time.Unix(0, sm.mark.Before)) > h.revocationKeep() {
 			_ = h.storage.Delete(ctx, k) // every session it voided has expired
 			continue
 		}
 		seen[k] = sm
-		byUser[sm.mark.UserID] = max(byUser[sm.mark.UserID], min(sm.mark.Before, now.UnixMilli()))
+		byUser[sm.mark.UserID] = max(byUser[sm.mark.UserID], min(sm.mark.Before, now.UnixNano()))
 	}
 	r.seen = seen
 	// Marks this instance wrote itself stay, even if storage lost them.
@@ -150,7 +150,7 @@ func (h *Handler) rereadRevocations(ctx context.Context, now time.Time) error {
 		clear(m)
 		maps.Copy(m, byUser)
 		for u, b := range m {
-			if now.Sub(time.UnixMilli(b)) > h.revocationKeep() {
+			if now.Sub(time.Unix(0, b)) > h.revocationKeep() {
 				delete(m, u)
 			}
 		}

@@ -126,7 +126,7 @@ func (s *sealer) open(value string, aad []byte) ([]byte, error) {
 // substrings of one decoded string, so opening a session costs one
 // allocation for all of them.
 type session struct {
-	Created      int64 // login time, unix milliseconds (compared with revocation marks)
+	Created      int64 // login time, unix nanoseconds (compared with revocation marks)
 	Expires      int64 // session end, unix seconds
 	TokenExpires int64 // access token expiry, unix seconds
 	AccessToken  string

@@ -156,7 +156,7 @@ func TestCookieNamesOfTheHandlerAreRecognised(t *testing.T) {
 }
 
 func TestLoadSessionRefusesExpiredSessions(t *testing.T) {
-	h := &Handler{cookies: newCookieNames("s", false), keys: new(atomic.Pointer[keyring])}
+	h := &Handler{cookies: newCookieNames("s", false), keys: new(atomic.Pointer[keyring]), revocations: &revocations{}}
 	h.keys.Store(&keyring{sessions: testSealer(t, secretA)})
 	s := sampleSession()
 	now := time.Unix(s.Expires, 0)

@@ -17,9 +17,12 @@ var sharedPool = caddy.NewUsagePool()
 
 // Bounds on the in-memory caches, so no input can grow them without limit.
 const (
-	maxUsedStates     = 100_000
-	maxRecentRefresh  = 100_000
-	recentRefreshTTL  = time.Minute
+	maxUsedStates    = 100_000
+	maxRecentRefresh = 100_000
+	// minRecentRefresh is the least a refresh result is kept; it is kept
+	// until its own access token expires if that is later (see
+	// rememberRefresh).
+	minRecentRefresh  = time.Minute
 	usedStateLifetime = stateLifetime
 )
 
@@ -31,10 +34,10 @@ type sharedState struct {
 	backoffUntil atomic.Int64
 
 	mu        sync.Mutex
-	usedState map[string]time.Time           // state hash → when it stops mattering
-	recent    map[string]recentRefreshResult // refresh token hash → result
-	paused    map[string]time.Time           // refresh token hash → no retry before
-	rejected  map[string]struct{}            // access tokens the upstream found invalid
+	usedState map[string]time.Time // state hash → when it stops mattering
+	recent    *fifoMap[session]    // refresh token hash → what its refresh produced
+	paused    map[string]time.Time // refresh token hash → no retry before
+	rejected  map[string]struct{}  // access tokens the upstream found invalid
 	// nRejected lets the hot path skip the map (and its lock) when empty.
 	nRejected atomic.Int32
 
@@ -45,15 +48,10 @@ type sharedState struct {
 	coordinationWarned atomic.Int64
 }
 
-type recentRefreshResult struct {
-	sess    session
-	expires time.Time
-}
-
 func newSharedState() *sharedState {
 	return &sharedState{
 		usedState: make(map[string]time.Time),
-		recent:    make(map[string]recentRefreshResult),
+		recent:    newFIFOMap[session](maxRecentRefresh),
 		paused:    make(map[string]time.Time),
 		rejected:  make(map[string]struct{}),
 	}
@@ -83,28 +81,27 @@ func (s *sharedState) useState(key string, now time.Time) bool {
 }
 
 // recentRefresh returns the session a refresh produced for this refresh
-// token a moment ago, so requests still carrying the old cookie reuse it
-// instead of refreshing again with a token Spotify may have rotated away.
-func (s *sharedState) recentRefresh(key string, now time.Time, leeway int64) (session, bool) {
+// token, so requests still carrying the old cookie reuse it instead of
+// refreshing again with a token Spotify may have rotated away. The result
+// may itself be due for refresh by now: the caller follows it.
+func (s *sharedState) recentRefresh(key string, now time.Time) (session, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, ok := s.recent[key]
-	if !ok || !now.Before(r.expires) || r.sess.TokenExpires-leeway <= now.Unix() {
-		return session{}, false
-	}
-	return r.sess, true
+	return s.recent.get(key, now)
 }
 
+// rememberRefresh keeps a refresh's result until its access token expires
+// (an hour with Spotify), so a browser that never got the refreshed
+// cookie (a request aborted, a tab closed) is not logged out: its old
+// refresh token is dead at Spotify once rotated.
 func (s *sharedState) rememberRefresh(key string, sess session, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.recent) >= maxRecentRefresh {
-		pruneExpired(s.recent, now, func(r recentRefreshResult) time.Time { return r.expires })
+	until := time.Unix(sess.TokenExpires, 0)
+	if least := now.Add(minRecentRefresh); until.Before(least) {
+		until = least
 	}
-	if len(s.recent) >= maxRecentRefresh {
-		clear(s.recent)
-	}
-	s.recent[key] = recentRefreshResult{sess: sess, expires: now.Add(recentRefreshTTL)}
+	s.recent.put(key, sess, until)
 }
 
 // pauseRefresh stops refresh attempts for a session for a moment after a
