@@ -297,6 +297,9 @@ func TestTokenEndpoint(t *testing.T) {
 		{"a cross-site fetch is refused", []string{"Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"}, 403},
 		{"a same-site (other subdomain) fetch is refused", []string{"Sec-Fetch-Site", "same-site"}, 403},
 		{"another origin without fetch metadata is refused", []string{"Origin", "https://evil.example"}, 403},
+		{"the same host over another scheme is refused", []string{"Origin", strings.Replace(hs.srv.URL, "http://", "https://", 1)}, 403},
+		{"the same host on another port is refused", []string{"Origin", strings.TrimSuffix(hs.srv.URL, hs.srv.URL[strings.LastIndex(hs.srv.URL, ":"):]) + ":1"}, 403},
+		{"the same host on no port is refused", []string{"Origin", hs.srv.URL[:strings.LastIndex(hs.srv.URL, ":")]}, 403},
 		{"a request with no origin at all is refused", nil, 403},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -348,6 +351,32 @@ func TestAppModeFetchesOneTokenForManyRequests(t *testing.T) {
 	// Its login endpoints are not there: app mode has no users.
 	if resp, _ := hs.get(newBrowser(t), "/oauth2/spotify/login"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("/oauth2/spotify/login in app mode: %d, want it passed through", resp.StatusCode)
+	}
+}
+
+// TestAppModeRoutesWithDifferentTokenHeadersGetTheirOwnFormat: two app-mode
+// routes of one client share the cached token, not its formatting.
+func TestAppModeRoutesWithDifferentTokenHeadersGetTheirOwnFormat(t *testing.T) {
+	hs := newHarness(t, withSecret("app-secret-value"), func(h *Handler, _ *spotifytest.Client) { h.Mode = modeApp })
+	custom, _ := hs.sameConfig(func(h *Handler) { h.TokenHeader = "X-Music-Token" })
+	hs.routes = map[string]*Handler{"/custom/": custom}
+	for range 2 { // whichever route fetches the token first
+		for _, path := range []string{"/custom/x", "/bearer/x"} {
+			if resp, _ := apiGet(hs, newBrowser(t), path); resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s: %d", path, resp.StatusCode)
+			}
+			up := hs.lastUpstream()
+			if path == "/custom/x" {
+				if tok := up.Header.Get("X-Music-Token"); strings.HasPrefix(tok, "Bearer ") || tok == "" {
+					t.Fatalf("X-Music-Token: %q, want the bare token", tok)
+				}
+			} else if !strings.HasPrefix(up.Header.Get("Authorization"), "Bearer ") {
+				t.Fatalf("Authorization: %q, want a Bearer token", up.Header.Get("Authorization"))
+			}
+		}
+	}
+	if n := hs.fake.Counts().ClientCredentials; n != 1 {
+		t.Fatalf("%d client-credentials calls, want 1 (shared)", n)
 	}
 }
 

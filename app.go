@@ -14,7 +14,8 @@ import (
 // appToken is a client-credentials token, shared by every request of one
 // app (client id) in this process.
 type appToken struct {
-	value   string // as the token header carries it ("Bearer ..." or bare)
+	bare    string // for a custom token_header
+	bearer  string // "Bearer ...", for Authorization
 	expiry  string // RFC 3339
 	expires int64  // unix seconds
 }
@@ -30,7 +31,10 @@ func (h *Handler) serveApp(w http.ResponseWriter, r *http.Request, next caddyhtt
 		return nil
 	}
 	vals := make([]string, 2)
-	vals[0], vals[1] = tok.value, tok.expiry
+	vals[0], vals[1] = tok.bare, tok.expiry
+	if h.bearer {
+		vals[0] = tok.bearer
+	}
 	r.Header[h.tokenHeader] = vals[0:1:1]
 	r.Header["X-Spotify-Token-Expires"] = vals[1:2:2]
 	markPassed(r, h.headerVar)
@@ -71,10 +75,9 @@ func (h *Handler) appToken(ctx context.Context) (*appToken, error) {
 		}
 		h.metrics.refreshes.Inc()
 		exp := tokenExpiry(tok, now)
-		t := &appToken{value: tok.AccessToken, expiry: time.Unix(exp, 0).UTC().Format(time.RFC3339), expires: exp}
-		if h.bearer {
-			t.value = "Bearer " + tok.AccessToken
-		}
+		// Shared by every route of this client, whatever its token_header.
+		t := &appToken{bare: tok.AccessToken, bearer: "Bearer " + tok.AccessToken,
+			expiry: time.Unix(exp, 0).UTC().Format(time.RFC3339), expires: exp}
 		h.shared.app.Store(t)
 		return t, nil
 	})

@@ -424,6 +424,15 @@ func sameOrigin(r *http.Request, nonBrowserOK bool) bool {
 	if origin == "" {
 		return site != "" || nonBrowserOK
 	}
-	u, err := url.Parse(origin)
-	return err == nil && u.Host == r.Host
+	return origin == requestOrigin(r)
+}
+
+// requestOrigin is the request's own origin as a browser spells it in
+// Origin: scheme, host and the port unless it is the scheme's default.
+func requestOrigin(r *http.Request) string {
+	scheme, defaultPort := "http", ":80"
+	if r.TLS != nil {
+		scheme, defaultPort = "https", ":443"
+	}
+	return scheme + "://" + strings.TrimSuffix(strings.ToLower(r.Host), defaultPort)
 }
