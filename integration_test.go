@@ -88,7 +88,7 @@ func loginThroughCaddy(t *testing.T, c *http.Client, fake *spotifytest.Server, p
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
 	}
-	callback, err := fake.Approve(resp.Header.Get("Location"), spotifytest.DefaultUser.ID)
+	callback, err := fake.Approve(resp.Header.Get("Location"), spotifytest.DefaultUserID)
 	if err != nil {
 		t.Fatal(err)
 	}

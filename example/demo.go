@@ -79,7 +79,7 @@ func start(ctx context.Context, opts options) (_ *demo, err error) {
 		d.cleanups = append(d.cleanups, d.fake.Close)
 		d.fake.AddClient(spotifytest.Client{ID: fakeClientID, RedirectURIs: []string{d.RedirectURI}})
 		if opts.AutoApprove {
-			d.fake.SetAutoApprove(spotifytest.DefaultUser.ID)
+			d.fake.SetAutoApprove(spotifytest.DefaultUserID)
 		}
 		d.APIURL = d.fake.APIURL()
 		cfg.Fake = d.fake

@@ -55,7 +55,7 @@ func main() {
 		if opts.AutoApprove {
 			consent = "logins are approved automatically"
 		}
-		fmt.Printf("Fake Spotify at %s (user %q; %s).\n", d.fake.URL, spotifytest.DefaultUser.DisplayName, consent)
+		fmt.Printf("Fake Spotify at %s (user %q; %s).\n", d.fake.URL, spotifytest.DefaultUser().DisplayName, consent)
 		fmt.Println("Set SPOTIFY_CLIENT_ID to use real Spotify instead.")
 	}
 	fmt.Printf("Open %s and log in with Spotify. Ctrl-C stops the demo.\n", d.AppURL)
