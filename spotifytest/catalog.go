@@ -347,4 +347,3 @@ func (s *Server) artistsJSON(as []Artist) []any {
 	}
 	return out
 }
-
