@@ -38,6 +38,7 @@ func main() {
 	d, err := start(ctx, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
+		fmt.Fprintln(os.Stderr, "Pick another address with -addr, e.g. -addr 127.0.0.1:8081.")
 		os.Exit(1)
 	}
 	if opts.RealSpotify {
