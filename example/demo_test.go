@@ -235,7 +235,7 @@ func TestUpstreamExplainsWebAPIFailuresWithoutShowingTheToken(t *testing.T) {
 	tests := []struct {
 		name       string
 		scopes     []string
-		spoil     func(fake *spotifytest.Server, token string)
+		spoil      func(fake *spotifytest.Server, token string)
 		wantStatus int
 		wantInPage string
 	}{
