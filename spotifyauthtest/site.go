@@ -79,8 +79,8 @@ type config struct {
 	realID       string
 	realSecret   string
 	realSpotify  bool
+	siteLines    []string
 	storage      string
-	quietStorage bool
 }
 
 // WithScopes sets the scopes spotify_auth asks for. Default: none.
@@ -98,6 +98,14 @@ func WithMatcher(matcher string) Option {
 // string, e.g. "required_scopes streaming" or "token_endpoint".
 func WithDirectives(lines ...string) Option {
 	return func(c *config) { c.directives = append(c.directives, lines...) }
+}
+
+// WithSiteDirectives adds directives to the site block, one per string,
+// e.g. `respond /health "ok"` or `header X-Frame-Options DENY`. Caddy
+// orders them as usual: spotify_auth runs before respond, handle,
+// file_server and reverse_proxy.
+func WithSiteDirectives(lines ...string) Option {
+	return func(c *config) { c.siteLines = append(c.siteLines, lines...) }
 }
 
 // WithPublicClient registers the app without a client secret: the plugin
@@ -124,8 +132,9 @@ func WithRealSpotify(clientID, clientSecret string) Option {
 var running sync.Mutex // held while a Site runs: Caddy's config is process-wide
 
 // Start runs a Site for the test: Caddy with spotify_auth in front of
-// upstream (a base URL such as httptest.Server's URL) against fake (nil
-// starts a new fake, closed when the test ends). Caddy stops when the test
+// upstream (a base URL such as httptest.Server's URL; "" for none, when
+// WithSiteDirectives answers) against fake (nil starts a new fake, closed
+// when the test ends). Caddy stops when the test
 // ends. Start fails the test if Caddy cannot start.
 func Start(t testing.TB, fake *spotifytest.Server, upstream string, opts ...Option) *Site {
 	t.Helper()
@@ -174,9 +183,11 @@ func New(fake *spotifytest.Server, upstream string, opts ...Option) (*Site, erro
 }
 
 func start(fake *spotifytest.Server, upstream string, c config) (_ *Site, err error) {
-	up, err := upstreamAddress(upstream)
-	if err != nil {
-		return nil, err
+	var up string
+	if upstream != "" {
+		if up, err = upstreamAddress(upstream); err != nil {
+			return nil, err
+		}
 	}
 	if !running.TryLock() {
 		return nil, errors.New("spotifyauthtest: another Site is running in this process; Caddy's config is process-wide, " +
@@ -297,7 +308,14 @@ func (c config) caddyfile(s *Site, host, upstream, secret string) string {
 	for _, d := range c.directives {
 		b.WriteString(d + "\n")
 	}
-	fmt.Fprintf(&b, "}\n\nreverse_proxy %s\n}\n", upstream)
+	b.WriteString("}\n\n")
+	for _, line := range c.siteLines {
+		b.WriteString(line + "\n")
+	}
+	if upstream != "" {
+		fmt.Fprintf(&b, "reverse_proxy %s\n", upstream)
+	}
+	b.WriteString("}\n")
 	return b.String()
 }
 

@@ -193,3 +193,27 @@ func TestBadUpstreamsAndAddressesAreRefused(t *testing.T) {
 		})
 	}
 }
+
+func TestSiteDirectivesAnswerBehindTheGateWithoutAnUpstream(t *testing.T) {
+	site := spotifyauthtest.Start(t, nil, "",
+		spotifyauthtest.WithMatcher("/app/*"),
+		spotifyauthtest.WithSiteDirectives(`respond /app/* "app for {http.auth.user.id}"`, `respond "public"`))
+	if strings.Contains(site.Caddyfile, "reverse_proxy") {
+		t.Errorf("a Site without upstream proxies:\n%s", site.Caddyfile)
+	}
+	read := func(c *http.Client, path string) (int, string) {
+		resp, err := c.Get(site.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if status, body := read(site.NewBrowser(), "/"); status != 200 || body != "public" {
+		t.Errorf("public path: %d %q", status, body)
+	}
+	if status, body := read(site.Client(t, spotifytest.DefaultUserID), "/app/x"); status != 200 || body != "app for testuser" {
+		t.Errorf("protected path after login: %d %q", status, body)
+	}
+}
