@@ -407,7 +407,9 @@ func (s *Site) LogIn(c *http.Client, userID string) error {
 	resp.Body.Close()
 	authURL := resp.Header.Get("Location")
 	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(authURL, s.Fake.AuthorizeURL()+"?") {
-		return fmt.Errorf("spotifyauthtest: login answered %d to %q, want a redirect to the fake's /authorize", resp.StatusCode, authURL)
+		// The query (state, PKCE challenge) stays out of the message.
+		where, _, _ := strings.Cut(authURL, "?")
+		return fmt.Errorf("spotifyauthtest: login answered %d to %q, want a redirect to the fake's /authorize", resp.StatusCode, where)
 	}
 	callback, err := s.Fake.Approve(authURL, userID)
 	if err != nil {
