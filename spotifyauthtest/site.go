@@ -71,16 +71,16 @@ type Site struct {
 type Option func(*config)
 
 type config struct {
-	matcher      string
-	scopes       []string
-	directives   []string
-	public       bool
-	addr         string
-	realID       string
-	realSecret   string
-	realSpotify  bool
-	siteLines    []string
-	storage      string
+	matcher     string
+	scopes      []string
+	directives  []string
+	public      bool
+	addr        string
+	realID      string
+	realSecret  string
+	realSpotify bool
+	siteLines   []string
+	storage     string
 }
 
 // WithScopes sets the scopes spotify_auth asks for. Default: none.
