@@ -103,7 +103,7 @@ type User struct {
 	Device string
 }
 
-// DefaultUserID is the ID of DefaultUser.
+// DefaultUserID is the ID of DefaultUser().
 const DefaultUserID = "testuser"
 
 // DefaultUser returns the user every new Server knows: "testuser", "Test
@@ -149,7 +149,7 @@ type refreshToken struct {
 }
 
 // NewServer starts a fake Spotify on 127.0.0.1 at a free port. It knows
-// DefaultUser and no clients: register apps with AddClient. Like
+// DefaultUser() and no clients: register apps with AddClient. Like
 // httptest.NewServer it panics if it cannot listen.
 func NewServer() *Server {
 	s := &Server{
