@@ -180,3 +180,20 @@ func ExampleEncodeHeaderText() {
 	// Zo%C3%AB%20%2B%20%C3%9Cn%C3%AFcode%2FTest
 	// Zoë + Ünïcode/Test
 }
+
+// ExampleServer_IssueTokens gives a registered app a refreshable token,
+// for code that refreshes on its own.
+func ExampleServer_IssueTokens() {
+	s := spotifytest.NewServer()
+	defer s.Close()
+	s.AddClient(spotifytest.Client{ID: "app", Secret: "shh"})
+
+	tok := s.IssueTokens("app", spotifytest.DefaultUserID, "user-top-read")
+	fmt.Println(tok.AccessToken != "", tok.RefreshToken != "", tok.Scopes)
+
+	// A revoked refresh token answers invalid_grant at the token endpoint.
+	fmt.Println(s.RevokeRefreshToken(tok.RefreshToken))
+	// Output:
+	// true true [user-top-read]
+	// true
+}
