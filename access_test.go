@@ -173,7 +173,7 @@ func TestTwoRoutesShareOneLoginAndAskOnlyForTheMissingScopes(t *testing.T) {
 			t.Errorf("incremental consent asked for %v, missing %s", sc, want)
 		}
 	}
-	cb, _ := hs.fake.Approve(authURL, spotifytest.DefaultUser.ID)
+	cb, _ := hs.fake.Approve(authURL, spotifytest.DefaultUserID)
 	if resp, _ := hs.get(hs.browser, cb); resp.Header.Get("Location") != "/player/" {
 		t.Fatalf("callback sent to %q", resp.Header.Get("Location"))
 	}

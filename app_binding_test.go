@@ -66,7 +66,7 @@ func TestASessionBelongsToOneApp(t *testing.T) {
 				// A login state from production's login is refused by
 				// staging before any token exchange.
 				c := newBrowser(t)
-				callback, err := hs.fake.Approve(hs.startLogin(c, "/app/"), spotifytest.DefaultUser.ID)
+				callback, err := hs.fake.Approve(hs.startLogin(c, "/app/"), spotifytest.DefaultUserID)
 				if err != nil {
 					t.Fatal(err)
 				}

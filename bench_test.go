@@ -134,7 +134,7 @@ func fakeRefreshToken(b *testing.B, fake *spotifytest.Server) string {
 		Endpoint:    oauth2.Endpoint{AuthURL: fake.AuthorizeURL(), TokenURL: fake.TokenURL(), AuthStyle: oauth2.AuthStyleInParams},
 	}
 	verifier := oauth2.GenerateVerifier()
-	cb, err := fake.Approve(cfg.AuthCodeURL("state-1234567890", oauth2.S256ChallengeOption(verifier)), spotifytest.DefaultUser.ID)
+	cb, err := fake.Approve(cfg.AuthCodeURL("state-1234567890", oauth2.S256ChallengeOption(verifier)), spotifytest.DefaultUserID)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -482,7 +482,7 @@ func TestLogoutEverywhereEndsEveryCopyOnEveryInstance(t *testing.T) {
 		if resp, _ := hs.get(thief, "/app/", onInstance(1)...); resp.StatusCode != http.StatusFound {
 			t.Fatalf("copied cookie on the other instance after its re-read: %d, want 302", resp.StatusCode)
 		}
-		storageHoldsNone(t, hs.h.storage, spotifytest.DefaultUser.ID)
+		storageHoldsNone(t, hs.h.storage, spotifytest.DefaultUserID)
 		// The user logs in again, and that session works everywhere.
 		hs.login(thief, "/")
 		for n := range 2 {

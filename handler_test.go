@@ -239,7 +239,7 @@ func (hs *harness) startLogin(c *http.Client, path string, headers ...string) st
 // callback sent the browser.
 func (hs *harness) login(c *http.Client, path string, headers ...string) string {
 	hs.t.Helper()
-	callback, err := hs.fake.Approve(hs.startLogin(c, path, headers...), spotifytest.DefaultUser.ID)
+	callback, err := hs.fake.Approve(hs.startLogin(c, path, headers...), spotifytest.DefaultUserID)
 	if err != nil {
 		hs.t.Fatalf("approve: %v", err)
 	}
@@ -273,7 +273,7 @@ func TestLoginFlowHandsTheUpstreamAWorkingToken(t *testing.T) {
 				t.Errorf("redirect_uri = %q", q.Get("redirect_uri"))
 			}
 
-			callback, err := hs.fake.Approve(authURL, spotifytest.DefaultUser.ID)
+			callback, err := hs.fake.Approve(authURL, spotifytest.DefaultUserID)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -302,16 +302,16 @@ func TestLoginFlowHandsTheUpstreamAWorkingToken(t *testing.T) {
 			if !ok {
 				t.Fatalf("upstream Authorization = %q", up.Header.Get("Authorization"))
 			}
-			if user, _, valid := hs.fake.AccessTokenInfo(token); !valid || user != spotifytest.DefaultUser.ID {
+			if user, _, valid := hs.fake.AccessTokenInfo(token); !valid || user != spotifytest.DefaultUserID {
 				t.Errorf("upstream token is not a valid token of the user (user %q, valid %v)", user, valid)
 			}
-			if got := up.Header.Get("X-Spotify-User-Id"); got != spotifytest.DefaultUser.ID {
+			if got := up.Header.Get("X-Spotify-User-Id"); got != spotifytest.DefaultUserID {
 				t.Errorf("X-Spotify-User-Id = %q", got)
 			}
 			hs.mu.Lock()
 			id, _ := hs.repl[len(hs.repl)-1].GetString("http.auth.user.id")
 			hs.mu.Unlock()
-			if id != spotifytest.DefaultUser.ID {
+			if id != spotifytest.DefaultUserID {
 				t.Errorf("{http.auth.user.id} = %q", id)
 			}
 			if c := hs.fake.Counts(); c.Me != 1 || c.CodeExchanges != 1 {
@@ -332,7 +332,7 @@ func mustQuery(t *testing.T, raw string) url.Values {
 
 func TestSessionCookieAttributes(t *testing.T) {
 	hs := newHarness(t)
-	callback, _ := hs.fake.Approve(hs.startLogin(hs.browser, "/"), spotifytest.DefaultUser.ID)
+	callback, _ := hs.fake.Approve(hs.startLogin(hs.browser, "/"), spotifytest.DefaultUserID)
 	resp, _ := hs.get(hs.browser, callback)
 	var found bool
 	for _, c := range resp.Cookies() {
@@ -356,7 +356,7 @@ func TestSeveralTabsLoggingInAtOnceAllSucceed(t *testing.T) {
 	}
 	// Approve in another order than they were started.
 	for _, i := range []int{2, 0, 1} {
-		callback, err := hs.fake.Approve(authURLs[i], spotifytest.DefaultUser.ID)
+		callback, err := hs.fake.Approve(authURLs[i], spotifytest.DefaultUserID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -374,8 +374,8 @@ func TestCallbacksWithoutAMatchingLoginAreRefusedBeforeAnyTokenExchange(t *testi
 	// A login started in the victim's browser, and one in the attacker's.
 	victimAuth := hs.startLogin(hs.browser, "/")
 	attackerAuth := hs.startLogin(other, "/")
-	attackerCallback, _ := hs.fake.Approve(attackerAuth, spotifytest.DefaultUser.ID)
-	victimCallback, _ := hs.fake.Approve(victimAuth, spotifytest.DefaultUser.ID)
+	attackerCallback, _ := hs.fake.Approve(attackerAuth, spotifytest.DefaultUserID)
+	victimCallback, _ := hs.fake.Approve(victimAuth, spotifytest.DefaultUserID)
 	code := mustQuery(t, attackerCallback).Get("code")
 	victimState := mustQuery(t, victimCallback).Get("state")
 
@@ -407,7 +407,7 @@ func TestCallbacksWithoutAMatchingLoginAreRefusedBeforeAnyTokenExchange(t *testi
 func TestACallbackCannotBeReplayed(t *testing.T) {
 	hs := newHarness(t)
 	authURL := hs.startLogin(hs.browser, "/")
-	callback, _ := hs.fake.Approve(authURL, spotifytest.DefaultUser.ID)
+	callback, _ := hs.fake.Approve(authURL, spotifytest.DefaultUserID)
 
 	// Keep a copy of the state cookie, as an attacker replaying it would.
 	req, _ := http.NewRequest(http.MethodGet, hs.url(callback), nil)
@@ -706,7 +706,7 @@ func TestRevokedRefreshTokenEndsTheSession(t *testing.T) {
 	hs := newHarness(t)
 	hs.fake.SetAccessTokenLifetime(time.Minute)
 	hs.login(hs.browser, "/")
-	hs.fake.RevokeRefreshTokens(spotifytest.DefaultUser.ID)
+	hs.fake.RevokeRefreshTokens(spotifytest.DefaultUserID)
 	resp, _ := hs.get(hs.browser, "/app/")
 	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), hs.fake.AuthorizeURL()) {
 		t.Fatalf("status %d to %q, want 302 to Spotify", resp.StatusCode, resp.Header.Get("Location"))
@@ -736,7 +736,7 @@ func TestLoginFailuresShowAPageWithARetryLink(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hs := newHarness(t)
-			callback, _ := hs.fake.Approve(hs.startLogin(hs.browser, "/app/"), spotifytest.DefaultUser.ID)
+			callback, _ := hs.fake.Approve(hs.startLogin(hs.browser, "/app/"), spotifytest.DefaultUserID)
 			hs.fake.InjectFault(tc.ep, tc.fault)
 			resp, body := hs.get(hs.browser, callback)
 			if resp.StatusCode != tc.status {

@@ -21,6 +21,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/caddyspotify/caddy-spotify-auth"
+	"github.com/caddyspotify/caddy-spotify-auth/spotifyauthtest"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
@@ -88,7 +89,7 @@ func loginThroughCaddy(t *testing.T, c *http.Client, fake *spotifytest.Server, p
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
 	}
-	callback, err := fake.Approve(resp.Header.Get("Location"), spotifytest.DefaultUser.ID)
+	callback, err := fake.Approve(resp.Header.Get("Location"), spotifytest.DefaultUserID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,30 +157,32 @@ func TestCaddyKeepsRespondFileServerAndHandleBehindTheGate(t *testing.T) {
 }
 
 func TestCaddyMatcherProtectsOnlyItsPathsAndEndpointsStillWork(t *testing.T) {
-	fake := newFake(t)
-	tc := caddytest.NewTester(t)
-	tc.InitServer(globalOptions(t.TempDir())+site+` {
-	spotify_auth /app/* {
-		`+fakeOptions(fake)+`
-		cookie_secret 0123456789abcdef0123456789abcdef
-	}
-	respond /app/* "app for {http.auth.user.id}"
-	respond "public"
-}`, "caddyfile")
+	// On the kit an app's own tests use: no fixed ports, no admin API.
+	s := spotifyauthtest.Start(t, nil, "",
+		spotifyauthtest.WithMatcher("/app/*"),
+		spotifyauthtest.WithDirectives("cookie_secret 0123456789abcdef0123456789abcdef"),
+		spotifyauthtest.WithSiteDirectives(`respond /app/* "app for {http.auth.user.id}"`, `respond "public"`))
 
-	c := caddyBrowser(t, tc)
-	if resp, body := navigate(t, c, site+"/"); resp.StatusCode != http.StatusOK || body != "public" {
+	c := s.NewBrowser()
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if resp, body := navigate(t, c, s.URL+"/"); resp.StatusCode != http.StatusOK || body != "public" {
 		t.Fatalf("public page: %d %q", resp.StatusCode, body)
 	}
 	// The login endpoint answers although /oauth2/ is outside /app/*.
-	resp, _ := navigate(t, c, site+"/oauth2/spotify/login?rd="+url.QueryEscape("/app/x"))
-	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), fake.AuthorizeURL()) {
+	resp, _ := navigate(t, c, s.URL+"/oauth2/spotify/login?rd="+url.QueryEscape("/app/x"))
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), s.Fake.AuthorizeURL()) {
 		t.Fatalf("login endpoint: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	if body := loginThroughCaddy(t, c, fake, "/app/x"); body != "app for testuser" {
-		t.Fatalf("app page %q", body)
+	if resp, body := navigate(t, c, s.URL+"/app/x"); resp.StatusCode != http.StatusFound {
+		t.Fatalf("GET /app/x without a session: %d %q", resp.StatusCode, body)
 	}
-	resp, body := navigate(t, c, site+"/oauth2/spotify/logout")
+	if err := s.LogIn(c, spotifytest.DefaultUserID); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := navigate(t, c, s.URL+"/app/x"); resp.StatusCode != http.StatusOK || body != "app for testuser" {
+		t.Fatalf("app page: %d %q", resp.StatusCode, body)
+	}
+	resp, body := navigate(t, c, s.URL+"/oauth2/spotify/logout")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Log out") {
 		t.Fatalf("logout page: %d %s", resp.StatusCode, body)
 	}

@@ -273,7 +273,7 @@ func TestARevokedRefreshTokenSendsBrowsersToLoginAndAPICallsA401(t *testing.T) {
 	s := hs.session(hs.browser)
 	s.TokenExpires = time.Now().Add(-time.Minute).Unix()
 	cookie := hs.setSession(hs.browser, s)
-	hs.fake.RevokeRefreshTokens(spotifytest.DefaultUser.ID)
+	hs.fake.RevokeRefreshTokens(spotifytest.DefaultUserID)
 
 	resp, body := apiGet(hs, newBrowser(t), "/api/x?cookie") // no cookie: baseline 401
 	if resp.StatusCode != http.StatusUnauthorized {

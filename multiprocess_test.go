@@ -321,7 +321,7 @@ func multiLogin(t *testing.T, c *http.Client, fake *spotifytest.Server, p *caddy
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	callback, err := fake.Approve(resp.Header.Get("Location"), spotifytest.DefaultUser.ID)
+	callback, err := fake.Approve(resp.Header.Get("Location"), spotifytest.DefaultUserID)
 	if err != nil {
 		t.Fatalf("approve: %v", err)
 	}

@@ -25,7 +25,7 @@ func TestEveryRedirectPayloadStaysOnTheSiteForLoginAndLogout(t *testing.T) {
 		// callback's Location.
 		c := newBrowser(t)
 		authURL := hs.startLogin(c, "/oauth2/spotify/login?rd="+url.QueryEscape(rd))
-		callback, err := hs.fake.Approve(authURL, spotifytest.DefaultUser.ID)
+		callback, err := hs.fake.Approve(authURL, spotifytest.DefaultUserID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -81,7 +81,7 @@ func TestOversizedAndMalformedInputGetsAClearAnswer(t *testing.T) {
 	hs := newHarness(t)
 	// A valid login state, to test a bad code behind a good state.
 	authURL := hs.startLogin(hs.browser, "/")
-	goodCallback, _ := hs.fake.Approve(authURL, spotifytest.DefaultUser.ID)
+	goodCallback, _ := hs.fake.Approve(authURL, spotifytest.DefaultUserID)
 	state := mustQuery(t, goodCallback).Get("state")
 
 	big := strings.Repeat("A", 64<<10)
@@ -177,7 +177,7 @@ func TestAForgedHostCannotStealTheCode(t *testing.T) {
 		if got := mustQuery(t, authURL).Get("redirect_uri"); !strings.HasPrefix(got, "http://evil.example/") {
 			t.Fatalf("redirect_uri %q", got)
 		}
-		if cb, err := hs.fake.Approve(authURL, spotifytest.DefaultUser.ID); err == nil {
+		if cb, err := hs.fake.Approve(authURL, spotifytest.DefaultUserID); err == nil {
 			t.Fatalf("Spotify issued a code to a forged host: %s", cb)
 		}
 		if c := hs.fake.Counts(); c.Approvals != 0 {

@@ -179,7 +179,7 @@ func TestNoManagedHeaderOrCookieReachesAnyUpstreamOnAnyPath(t *testing.T) {
 	}
 	resp.Body.Close()
 	got := upstream.last(t)
-	if got.Header.Get("X-Spotify-User-Id") != spotifytest.DefaultUser.ID || !strings.HasPrefix(got.Header.Get("Authorization"), "Bearer ") {
+	if got.Header.Get("X-Spotify-User-Id") != spotifytest.DefaultUserID || !strings.HasPrefix(got.Header.Get("Authorization"), "Bearer ") {
 		t.Fatalf("a logged-in request lost the plugin's headers: %v", got.Header)
 	}
 	token := strings.TrimPrefix(got.Header.Get("Authorization"), "Bearer ")
@@ -236,7 +236,7 @@ func TestJSONConfigWithTheStripRouteKeepsUngatedPathsClean(t *testing.T) {
 	resp.Body.Close()
 	assertNothingManaged(t, "/app", upstream.last(t))
 	loginThroughCaddy(t, c, fake, "/app/")
-	if got := upstream.last(t); got.Header.Get("X-Spotify-User-Id") != spotifytest.DefaultUser.ID {
+	if got := upstream.last(t); got.Header.Get("X-Spotify-User-Id") != spotifytest.DefaultUserID {
 		t.Fatalf("JSON gate after strip route: %v", got.Header)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -27,24 +26,13 @@ func startDemo(t *testing.T, autoApprove bool) *demo {
 	return d
 }
 
-// newBrowser is an HTTP client with a cookie jar that, like a browser,
-// follows redirects and asks for HTML, so spotify_auth sends it to log in
-// rather than answering 401.
-func newBrowser(t *testing.T) *http.Client {
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &http.Client{Jar: jar}
-}
-
+// get loads a page and returns the answer and its body.
 func get(t *testing.T, c *http.Client, rawURL string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Accept", "text/html")
 	return do(t, c, req)
 }
 
@@ -62,9 +50,18 @@ func do(t *testing.T, c *http.Client, req *http.Request) (*http.Response, string
 	return resp, string(body)
 }
 
+func wantInPage(t *testing.T, body string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q:\n%s", want, body)
+		}
+	}
+}
+
 func TestDemoLogsInShowsSpotifyDataAndLogsOut(t *testing.T) {
 	d := startDemo(t, true)
-	browser := newBrowser(t)
+	browser := d.site.NewBrowser()
 	var hops []string
 	browser.CheckRedirect = func(req *http.Request, _ []*http.Request) error {
 		hops = append(hops, req.URL.Scheme+"://"+req.URL.Host+req.URL.Path)
@@ -79,32 +76,27 @@ func TestDemoLogsInShowsSpotifyDataAndLogsOut(t *testing.T) {
 	if fmt.Sprint(hops) != fmt.Sprint(wantHops) {
 		t.Errorf("redirects went through %q, want %q", hops, wantHops)
 	}
-	for _, want := range []string{
-		"Hello, Test User!",
-		"<code>testuser</code>", // from X-Spotify-User-Id
-		"test@example.com",      // /v1/me with user-read-email
-		"The Loopbacks",         // /v1/me/top/artists
-		"Ada &amp; the Lovelaces",
-		`action="/oauth2/spotify/logout"`,
-	} {
-		if !strings.Contains(body, want) {
-			t.Errorf("app page lacks %q:\n%s", want, body)
-		}
-	}
+	wantInPage(t, body, "Hello, Test User!", "<code>testuser</code>", "test@example.com",
+		"The Loopbacks", "Ada &amp; the Lovelaces", `action="/oauth2/spotify/logout"`)
 	if strings.Contains(body, "Bearer") {
 		t.Errorf("app page shows the token:\n%s", body)
 	}
-	if c := d.fake.Counts(); c.CodeExchanges != 1 || c.Me < 1 {
-		t.Errorf("fake saw %d code exchanges and %d /v1/me calls, want 1 and at least 1", c.CodeExchanges, c.Me)
-	}
 
-	// Spotify dropping the token (a revoked app) is explained, with a way
-	// to log in again, instead of failing the page.
+	// Spotify dropping the token: the app answers 401 with the hint and a
+	// page to try again (no automatic reload); trying again gets a
+	// refreshed token and the data.
 	d.fake.ExpireAccessTokens()
 	resp, body = get(t, browser, d.AppURL)
-	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Spotify no longer accepts your login") ||
-		!strings.Contains(body, "Log in again") {
-		t.Errorf("after the token expired at Spotify: %d\n%s", resp.StatusCode, body)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
+		t.Errorf("after the token expired at Spotify: %d %q, want 401 with the invalid_token hint", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	wantInPage(t, body, "Try again", "Log in again")
+	if strings.Contains(body, "http-equiv") {
+		t.Errorf("the 401 page reloads itself:\n%s", body)
+	}
+	resp, body = get(t, browser, d.AppURL)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "The Loopbacks") || d.fake.Counts().Refreshes != 1 {
+		t.Errorf("trying again: %d after %d refreshes\n%s", resp.StatusCode, d.fake.Counts().Refreshes, body)
 	}
 
 	// Log out as the page's form does; the browser lands on the public page.
@@ -126,9 +118,23 @@ func TestDemoLogsInShowsSpotifyDataAndLogsOut(t *testing.T) {
 	}
 }
 
+func TestDemoShowsEachUserTheirOwnData(t *testing.T) {
+	d := startDemo(t, false)
+	d.fake.AddUser(spotifytest.User{ID: "alice", DisplayName: "Alice Ø", Email: "alice@example.com",
+		TopArtists: []spotifytest.Artist{{Name: "Alice and the Channels", Genres: []string{"go-pop"}}}})
+
+	_, body := get(t, d.site.Client(t, "alice"), d.AppURL)
+	wantInPage(t, body, "Hello, Alice Ø!", "alice@example.com", "Alice and the Channels", "go-pop")
+	if strings.Contains(body, "The Loopbacks") {
+		t.Errorf("alice's page shows the default user's artists:\n%s", body)
+	}
+	_, body = get(t, d.site.Client(t, spotifytest.DefaultUserID), d.AppURL)
+	wantInPage(t, body, "Hello, Test User!", "The Loopbacks")
+}
+
 func TestDemoShowsTheConsentPageWithoutAutoApprove(t *testing.T) {
 	d := startDemo(t, false)
-	browser := newBrowser(t)
+	browser := d.site.NewBrowser()
 
 	resp, body := get(t, browser, d.AppURL)
 	authURL := resp.Request.URL.String()
@@ -146,6 +152,26 @@ func TestDemoShowsTheConsentPageWithoutAutoApprove(t *testing.T) {
 	}
 }
 
+func TestDemoWithRealSpotifySendsUsersToSpotify(t *testing.T) {
+	t.Setenv("SPOTIFY_CLIENT_ID", "demo-client-id")
+	t.Setenv("SPOTIFY_CLIENT_SECRET", "")
+	d, err := start(t.Context(), options{Addr: "127.0.0.1:0", RealSpotify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Stop)
+	if !strings.Contains(d.site.Caddyfile, "client_id {env.SPOTIFY_CLIENT_ID}") || strings.Contains(d.site.Caddyfile, "authorize_url") {
+		t.Errorf("real Spotify config:\n%s", d.site.Caddyfile)
+	}
+	browser := d.site.NewBrowser()
+	browser.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, _ := get(t, browser, d.AppURL)
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound ||
+		!strings.HasPrefix(loc, "https://accounts.spotify.com/authorize?") || !strings.Contains(loc, "client_id=demo-client-id") {
+		t.Errorf("/app/ with real Spotify: %d to %q", resp.StatusCode, loc)
+	}
+}
+
 func TestDemoRefusesUnusableAddresses(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -156,7 +182,7 @@ func TestDemoRefusesUnusableAddresses(t *testing.T) {
 	tests := []struct {
 		name, addr, wantErr string
 	}{
-		{"a busy port is named with a way out", busy.Addr().String(), "already in use"},
+		{"a busy port is named", busy.Addr().String(), "already in use"},
 		{"localhost is refused as Spotify refuses it", "localhost:8080", "loopback IP literal"},
 		{"all interfaces are refused", "0.0.0.0:8080", "loopback IP literal"},
 		{"an address without port is refused", "127.0.0.1", "missing port"},
@@ -175,62 +201,79 @@ func TestDemoRefusesUnusableAddresses(t *testing.T) {
 	}
 }
 
-func TestDemoCaddyfilesAdaptWithoutWarnings(t *testing.T) {
+// The sample app's own unit tests: no Caddy, the request as spotify_auth
+// forwards it, the fake's Web API.
+
+func newFake(t *testing.T) *spotifytest.Server {
 	fake := spotifytest.NewServer()
-	defer fake.Close()
-	for name, cfg := range map[string]caddyConfig{
-		"fake Spotify": {Fake: fake},
-		"real Spotify": {},
-	} {
-		t.Run(name, func(t *testing.T) {
-			cfg.Host, cfg.SiteURL, cfg.Upstream, cfg.Storage = "127.0.0.1", "http://127.0.0.1:8080", "127.0.0.1:3000", t.TempDir()
-			cfg.RedirectURI = cfg.SiteURL + "/oauth2/spotify/callback"
-			_, warnings, err := adaptCaddyfile(cfg.caddyfile())
-			if err != nil || len(warnings) > 0 {
-				t.Errorf("adapt: %v, warnings %v\n%s", err, warnings, cfg.caddyfile())
-			}
-		})
-	}
+	t.Cleanup(fake.Close)
+	return fake
 }
 
-// secretToken stands for an access token: it must never reach a page.
-const secretToken = "BQDsecret-access-token"
+func serveApp(fake *spotifytest.Server, req *http.Request) (*httptest.ResponseRecorder, string) {
+	rec := httptest.NewRecorder()
+	newUpstream(fake.APIURL()).ServeHTTP(rec, req)
+	return rec, rec.Body.String()
+}
+
+func TestUpstreamShowsTheForwardedUsersTopArtists(t *testing.T) {
+	fake := newFake(t)
+	fake.AddUser(spotifytest.User{ID: "zoe", DisplayName: "Zoë & Co", TopArtists: []spotifytest.Artist{{Name: "Zed Leppelin"}}})
+
+	req := fake.NewForwardedRequest("GET", "/app/", "zoe", "user-top-read")
+	rec, page := serveApp(fake, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("%d\n%s", rec.Code, page)
+	}
+	wantInPage(t, page, "Hello, Zoë &amp; Co!", "<code>zoe</code>", "Zed Leppelin")
+	if strings.Contains(page, "The Loopbacks") || strings.Contains(page, strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer ")) {
+		t.Errorf("page shows another user's data or the token:\n%s", page)
+	}
+}
 
 func TestUpstreamExplainsWebAPIFailuresWithoutShowingTheToken(t *testing.T) {
 	tests := []struct {
 		name       string
-		status     int
-		body       string
+		scopes     []string
+		spoil      func(fake *spotifytest.Server, token string)
+		wantStatus int
 		wantInPage string
 	}{
-		{"a rejected token offers a new login", 401, `{"error":{"status":401,"message":"The access token expired"}}`, `<button type="submit">Log in again</button>`},
-		{"a missing scope or allowlist is explained", 403, `{"error":{"status":403,"message":"Insufficient client scope"}}`, "not on the app&#39;s user list"},
-		{"rate limiting asks for patience", 429, `{"error":{"status":429,"message":"API rate limit exceeded"}}`, "rate limiting"},
-		{"a non-JSON failure shows the status", 502, `<html>Bad gateway</html>`, "Spotify answered 502 Bad Gateway"},
+		{"a rejected token asks to try again, with the hint", []string{"user-top-read"},
+			func(fake *spotifytest.Server, token string) { fake.ExpireAccessToken(token) },
+			http.StatusUnauthorized, `Try again</a>`},
+		{"a missing scope is explained", nil, nil, http.StatusOK, "not on the app&#39;s user list"},
+		{"rate limiting asks for patience", []string{"user-top-read"},
+			func(fake *spotifytest.Server, _ string) {
+				fake.InjectFault(spotifytest.EndpointAPI, spotifytest.Fault{Path: "/v1/me/top/artists", Status: 429, RetryAfter: "5"})
+			}, http.StatusOK, "rate limiting"},
+		{"a non-JSON failure shows the status", []string{"user-top-read"},
+			func(fake *spotifytest.Server, _ string) {
+				fake.InjectFault(spotifytest.EndpointAPI, spotifytest.Fault{Path: "/v1/me/top/artists", Status: 502, Body: "<html>Bad gateway</html>"})
+			}, http.StatusOK, "Spotify answered 502 Bad Gateway"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.Header.Get("Authorization") != "Bearer "+secretToken {
-					t.Errorf("API got Authorization %q", r.Header.Get("Authorization"))
-				}
-				w.WriteHeader(tt.status)
-				io.WriteString(w, tt.body)
-			}))
-			defer api.Close()
-
-			req := httptest.NewRequest(http.MethodGet, "/app/", nil)
-			req.Header.Set("Authorization", "Bearer "+secretToken)
-			req.Header.Set("X-Spotify-User-Id", "someone")
-			rec := httptest.NewRecorder()
-			newUpstream(api.URL).ServeHTTP(rec, req)
-
-			page := rec.Body.String()
-			if rec.Code != http.StatusOK || !strings.Contains(page, tt.wantInPage) || !strings.Contains(page, "someone") {
-				t.Errorf("%d, want 200 mentioning %q and the user id:\n%s", rec.Code, tt.wantInPage, page)
+			fake := newFake(t)
+			f := fake.Forward(spotifytest.DefaultUserID, tt.scopes...)
+			if tt.spoil != nil {
+				tt.spoil(fake, f.AccessToken)
 			}
-			if strings.Contains(page, secretToken) {
+			req := httptest.NewRequest("GET", "/app/", nil)
+			f.Apply(req)
+			rec, page := serveApp(fake, req)
+			if rec.Code != tt.wantStatus || !strings.Contains(page, tt.wantInPage) || !strings.Contains(page, "testuser") {
+				t.Errorf("%d, want %d mentioning %q and the user id:\n%s", rec.Code, tt.wantStatus, tt.wantInPage, page)
+			}
+			hint := strings.Contains(rec.Header().Get("WWW-Authenticate"), `error="invalid_token"`)
+			if hint != (tt.wantStatus == http.StatusUnauthorized) {
+				t.Errorf("WWW-Authenticate %q", rec.Header().Get("WWW-Authenticate"))
+			}
+			if strings.Contains(page, f.AccessToken) {
 				t.Errorf("page shows the token:\n%s", page)
+			}
+			if got := fake.APIRequests(); len(got) != 1 || got[0].Path != "/v1/me/top/artists" || got[0].UserID != spotifytest.DefaultUserID {
+				t.Errorf("Web API calls %+v, want one /v1/me/top/artists as the user", got)
 			}
 		})
 	}

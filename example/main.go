@@ -38,6 +38,7 @@ func main() {
 	d, err := start(ctx, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
+		fmt.Fprintln(os.Stderr, "Pick another address with -addr, e.g. -addr 127.0.0.1:8081.")
 		os.Exit(1)
 	}
 	if opts.RealSpotify {
@@ -55,7 +56,7 @@ func main() {
 		if opts.AutoApprove {
 			consent = "logins are approved automatically"
 		}
-		fmt.Printf("Fake Spotify at %s (user %q; %s).\n", d.fake.URL, spotifytest.DefaultUser.DisplayName, consent)
+		fmt.Printf("Fake Spotify at %s (user %q; %s).\n", d.fake.URL, spotifytest.DefaultUser().DisplayName, consent)
 		fmt.Println("Set SPOTIFY_CLIENT_ID to use real Spotify instead.")
 	}
 	fmt.Printf("Open %s and log in with Spotify. Ctrl-C stops the demo.\n", d.AppURL)

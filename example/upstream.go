@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -46,13 +47,14 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // could hold the token.
 type appPage struct {
 	UserID  string // from X-Spotify-User-Id
-	Name    string
-	Email   string
+	Name    string // from X-Spotify-User-Name, decoded
+	Email   string // from X-Spotify-User-Email (only with user-read-email)
 	Artists []artist
 	// Problem explains why some data is missing; Relogin offers a fresh
 	// login when Spotify no longer accepts the token.
 	Problem string
 	Relogin bool
+	Retry   string // the page's own URL, for "Try again"
 }
 
 type artist struct {
@@ -66,30 +68,39 @@ func (u *upstream) serveApp(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "No Spotify token: this app must run behind Caddy's spotify_auth.", http.StatusUnauthorized)
 		return
 	}
-	p := appPage{UserID: r.Header.Get("X-Spotify-User-Id")}
-
-	var me struct {
-		ID          string  `json:"id"`
-		DisplayName *string `json:"display_name"` // null for some accounts
-		Email       string  `json:"email"`        // only with user-read-email
+	p := appPage{
+		UserID: r.Header.Get("X-Spotify-User-Id"),
+		Name:   headerText(r.Header.Get("X-Spotify-User-Name")),
+		Email:  headerText(r.Header.Get("X-Spotify-User-Email")),
+		Retry:  r.URL.RequestURI(),
 	}
-	err := u.get(r.Context(), auth, "/v1/me", &me)
-	if err == nil {
-		p.Name, p.Email = me.ID, me.Email
-		if me.DisplayName != nil && *me.DisplayName != "" {
-			p.Name = *me.DisplayName
-		}
-		var top struct {
-			Items []artist `json:"items"`
-		}
-		if err = u.get(r.Context(), auth, "/v1/me/top/artists?limit=5", &top); err == nil {
-			p.Artists = top.Items
-		}
+	var top struct {
+		Items []artist `json:"items"`
 	}
+	err := u.get(r.Context(), auth, "/v1/me/top/artists?limit=5", &top)
 	if err != nil {
 		p.Problem, p.Relogin = explain(err)
+		if p.Relogin {
+			// The hint to spotify_auth: this token is dead, refresh it on
+			// the next request. The page asks the user to try again and
+			// never reloads by itself, so a token Spotify keeps refusing
+			// cannot send the browser round in a loop.
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			renderStatus(w, http.StatusUnauthorized, appTemplate, p)
+			return
+		}
 	}
+	p.Artists = top.Items
 	render(w, appTemplate, p)
+}
+
+// headerText decodes an X-Spotify-* text header, which spotify_auth
+// percent-encodes (RFC 3986) so that any UTF-8 name is header-safe.
+func headerText(v string) string {
+	if s, err := url.PathUnescape(v); err == nil {
+		return s
+	}
+	return v
 }
 
 // apiError is a Web API error answer: {"error":{"status":401,"message":"..."}}.
@@ -145,7 +156,7 @@ func explain(err error) (problem string, relogin bool) {
 	case http.StatusUnauthorized:
 		// spotify_auth refreshes tokens before they expire, so this means
 		// the user revoked the app or Spotify dropped the token.
-		return "Spotify no longer accepts your login (" + ae.Message + "). Log in again.", true
+		return "Spotify did not accept your login (" + ae.Message + "). Try again; if that fails too, log in again.", true
 	case http.StatusForbidden:
 		return "Spotify refused the request (" + ae.Message + "): a missing scope, or in development mode the account is not on the app's user list.", false
 	case http.StatusTooManyRequests:
@@ -156,6 +167,10 @@ func explain(err error) (problem string, relogin bool) {
 }
 
 func render(w http.ResponseWriter, t *template.Template, data any) {
+	renderStatus(w, http.StatusOK, t, data)
+}
+
+func renderStatus(w http.ResponseWriter, status int, t *template.Template, data any) {
 	var b strings.Builder
 	if err := t.Execute(&b, data); err != nil {
 		http.Error(w, "template error", http.StatusInternalServerError)
@@ -164,6 +179,7 @@ func render(w http.ResponseWriter, t *template.Template, data any) {
 	// Pages carry personal data: keep them out of shared caches.
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
 	_, _ = io.WriteString(w, b.String())
 }
 
@@ -186,7 +202,8 @@ var homeTemplate = template.Must(template.New("home").Parse(pageHead + `<h1>Publ
 var appTemplate = template.Must(template.New("app").Parse(pageHead + `<h1>Hello, {{with .Name}}{{.}}{{else}}{{.UserID}}{{end}}!</h1>
 <p><small>Spotify user id from the <code>X-Spotify-User-Id</code> header: <code>{{.UserID}}</code>{{with .Email}}; email: {{.}}{{end}}</small></p>
 {{with .Problem}}<p class="problem">{{.}}</p>{{end}}
-{{if .Relogin}}<form method="post" action="/oauth2/spotify/logout"><input type="hidden" name="rd" value="/app/"><button type="submit">Log in again</button></form>{{end}}
+{{if .Relogin}}<p><a class="button" href="{{.Retry}}">Try again</a></p>
+<form method="post" action="/oauth2/spotify/logout"><input type="hidden" name="rd" value="/app/"><button type="submit">Log in again</button></form>{{end}}
 {{with .Artists}}<h2>Your top artists</h2>
 <ol>{{range .}}<li>{{.Name}}{{with .Genres}} <small>({{range $i, $g := .}}{{if $i}}, {{end}}{{$g}}{{end}})</small>{{end}}</li>
 {{end}}</ol>

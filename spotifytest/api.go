@@ -1,10 +1,7 @@
 package spotifytest
 
 import (
-	"crypto/sha256"
 	"encoding/json"
-	"fmt"
-	"math/big"
 	"net/http"
 	"net/url"
 	"slices"
@@ -13,49 +10,112 @@ import (
 	"time"
 )
 
+// route is a Web API endpoint of the fake.
+type route struct {
+	method string
+	// appToken: an app token (client credentials) may call it, as for
+	// Spotify's catalogue endpoints.
+	appToken bool
+	serve    func(w http.ResponseWriter, r *http.Request, at *accessToken, u *User, id string)
+}
+
+// routeFor finds the endpoint for a path and method. id is the {id} of
+// /v1/{tracks,artists,albums}/{id}. found is false for an unknown path;
+// allowed lists the methods the path takes.
+func (s *Server) routeFor(path, method string) (rt route, id string, allowed string, found bool) {
+	var routes []route
+	switch path {
+	case "/v1/me":
+		routes = []route{{method: http.MethodGet, serve: s.serveMe}}
+	case "/v1/me/top/artists":
+		routes = []route{{method: http.MethodGet, serve: s.serveTopArtists}}
+	case "/v1/me/top/tracks":
+		routes = []route{{method: http.MethodGet, serve: s.serveTopTracks}}
+	case "/v1/me/player":
+		routes = []route{{method: http.MethodGet, serve: s.servePlayer}}
+	case "/v1/me/player/play":
+		routes = []route{{method: http.MethodPut, serve: s.servePlay}}
+	case "/v1/me/player/pause":
+		routes = []route{{method: http.MethodPut, serve: s.servePause}}
+	case "/v1/me/player/recently-played":
+		routes = []route{{method: http.MethodGet, serve: s.serveRecentlyPlayed}}
+	case "/v1/me/playlists":
+		routes = []route{{method: http.MethodGet, serve: s.servePlaylists}}
+	case "/v1/me/tracks":
+		routes = []route{{method: http.MethodGet, serve: s.serveSavedTracks}}
+	case "/v1/search":
+		routes = []route{{method: http.MethodGet, appToken: true, serve: s.serveSearch}}
+	default:
+		kind, rest, ok := strings.Cut(strings.TrimPrefix(path, "/v1/"), "/")
+		if !ok || rest == "" || strings.Contains(rest, "/") {
+			return route{}, "", "", false
+		}
+		switch kind {
+		case "tracks":
+			routes = []route{{method: http.MethodGet, appToken: true, serve: s.serveTrack}}
+		case "artists":
+			routes = []route{{method: http.MethodGet, appToken: true, serve: s.serveArtist}}
+		case "albums":
+			routes = []route{{method: http.MethodGet, appToken: true, serve: s.serveAlbum}}
+		default:
+			return route{}, "", "", false
+		}
+		id = rest
+	}
+	var methods []string
+	for _, rt := range routes {
+		if rt.method == method || rt.method == http.MethodGet && method == http.MethodHead {
+			return rt, id, "", true
+		}
+		methods = append(methods, rt.method)
+	}
+	return route{}, id, strings.Join(methods, ", "), true
+}
+
 // handleAPI serves the Web API: every /v1/* path.
 func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	s.counts.APICalls++
-	if r.URL.Path == "/v1/me" {
-		s.counts.Me++
-	}
-	s.mu.Unlock()
+	s.recordAPI(r)
 	if s.applyFault(w, r, EndpointAPI, nil) {
 		return
 	}
-
-	var serve func(http.ResponseWriter, *http.Request, *accessToken)
-	switch r.URL.Path {
-	case "/v1/me":
-		serve = s.serveMe
-	case "/v1/me/top/artists":
-		serve = func(w http.ResponseWriter, r *http.Request, at *accessToken) { s.serveTop(w, r, at, s.topArtists()) }
-	case "/v1/me/top/tracks":
-		serve = func(w http.ResponseWriter, r *http.Request, at *accessToken) { s.serveTop(w, r, at, s.topTracks()) }
-	default:
+	rt, id, allowed, found := s.routeFor(r.URL.Path, r.Method)
+	switch {
+	case !found:
 		writeAPIError(w, http.StatusNotFound, "Service not found")
 		return
-	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET")
+	case allowed != "":
+		w.Header().Set("Allow", allowed)
 		writeAPIError(w, http.StatusMethodNotAllowed, "Method not allowed")
 		return
 	}
-	at, ok := s.authenticate(w, r)
+	at, ok := s.authenticate(w, r, rt.appToken)
 	if !ok {
 		return
 	}
-	serve(w, r, at)
+	var u *User
+	if at.userID != "" {
+		s.mu.Lock()
+		stored, known := s.users[at.userID]
+		s.mu.Unlock()
+		if !known {
+			writeAPIError(w, http.StatusNotFound, "Non existing id: '"+at.userID+"'")
+			return
+		}
+		u = &stored
+	}
+	rt.serve(w, r, at, u, id)
 }
 
 // authenticate checks the bearer token and answers the error itself if it
-// is not good for user data.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*accessToken, bool) {
+// is not good for the endpoint. App tokens (client credentials, no user)
+// pass only where appToken is true.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, appToken bool) (*accessToken, bool) {
 	const invalidToken = `Bearer realm="spotify", error="invalid_token"`
 	authz := r.Header.Get("Authorization")
 	if authz == "" {
-		w.Header().Set("WWW-Authenticate", invalidToken)
+		// RFC 6750 §3.1: a request without any credentials gets no error
+		// code, so a client does not take it for a dead token.
+		w.Header().Set("WWW-Authenticate", `Bearer realm="spotify"`)
 		writeAPIError(w, http.StatusUnauthorized, "No token provided")
 		return nil, false
 	}
@@ -74,7 +134,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*accessTo
 	}
 	s.mu.Unlock()
 	switch {
-	case !known:
+	case !known || at.revoked:
 		w.Header().Set("WWW-Authenticate", invalidToken)
 		writeAPIError(w, http.StatusUnauthorized, "Invalid access token")
 		return nil, false
@@ -82,7 +142,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*accessTo
 		w.Header().Set("WWW-Authenticate", invalidToken)
 		writeAPIError(w, http.StatusUnauthorized, "The access token expired")
 		return nil, false
-	case at.userID == "":
+	case at.userID == "" && !appToken:
 		// An app token (client credentials) has no user. Spotify answers
 		// /v1/me and other user endpoints with 401 "Unauthorized." then.
 		// The token itself is fine, so no error="invalid_token": a client
@@ -114,14 +174,7 @@ func writeAPIJSON(w http.ResponseWriter, v any) {
 }
 
 // serveMe serves GET /v1/me: the profile fields the token's scopes allow.
-func (s *Server) serveMe(w http.ResponseWriter, _ *http.Request, at *accessToken) {
-	s.mu.Lock()
-	u, ok := s.users[at.userID]
-	s.mu.Unlock()
-	if !ok {
-		writeAPIError(w, http.StatusNotFound, "Non existing id: '"+at.userID+"'")
-		return
-	}
+func (s *Server) serveMe(w http.ResponseWriter, _ *http.Request, at *accessToken, u *User, _ string) {
 	me := map[string]any{
 		"id":            u.ID,
 		"display_name":  nil,
@@ -150,44 +203,82 @@ func (s *Server) serveMe(w http.ResponseWriter, _ *http.Request, at *accessToken
 	writeAPIJSON(w, me)
 }
 
-// serveTop serves GET /v1/me/top/{artists,tracks} in Spotify's paging
-// shape. The canned items do not depend on time_range.
-func (s *Server) serveTop(w http.ResponseWriter, r *http.Request, at *accessToken, items []map[string]any) {
-	if !slices.Contains(at.scopes, "user-top-read") {
-		writeAPIError(w, http.StatusForbidden, "Insufficient client scope")
+// serveTopArtists and serveTopTracks serve GET /v1/me/top/{artists,tracks}
+// in Spotify's paging shape. The items do not depend on time_range.
+func (s *Server) serveTopArtists(w http.ResponseWriter, r *http.Request, at *accessToken, u *User, _ string) {
+	s.serveTop(w, r, at, func() []any { return s.artistsJSON(u.topArtists()) })
+}
+
+func (s *Server) serveTopTracks(w http.ResponseWriter, r *http.Request, at *accessToken, u *User, _ string) {
+	s.serveTop(w, r, at, func() []any {
+		s.mu.Lock()
+		c := s.catalog()
+		s.mu.Unlock()
+		return s.fullTracks(c, u.topTracks())
+	})
+}
+
+func (s *Server) serveTop(w http.ResponseWriter, r *http.Request, at *accessToken, items func() []any) {
+	if !requireScope(w, at, "user-top-read") {
 		return
 	}
-	q := r.URL.Query()
-	limit, offset := 20, 0
+	switch r.URL.Query().Get("time_range") {
+	case "", "short_term", "medium_term", "long_term":
+	default:
+		writeAPIError(w, http.StatusBadRequest, "Invalid time range")
+		return
+	}
+	s.servePage(w, r, items(), 20, 50)
+}
+
+// requireScope answers 403 unless the token has the scope.
+func requireScope(w http.ResponseWriter, at *accessToken, scope string) bool {
+	if !slices.Contains(at.scopes, scope) {
+		writeAPIError(w, http.StatusForbidden, "Insufficient client scope")
+		return false
+	}
+	return true
+}
+
+// parsePaging reads limit (1 to maxLimit, default def) and offset.
+func parsePaging(q url.Values, def, maxLimit int) (limit, offset int, problem string) {
+	limit = def
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 50 {
-			writeAPIError(w, http.StatusBadRequest, "Invalid limit")
-			return
+		if err != nil || n < 1 || n > maxLimit {
+			return 0, 0, "Invalid limit"
 		}
 		limit = n
 	}
 	if v := q.Get("offset"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			writeAPIError(w, http.StatusBadRequest, "Invalid offset")
-			return
+			return 0, 0, "Invalid offset"
 		}
 		offset = n
 	}
-	timeRange := q.Get("time_range")
-	switch timeRange {
-	case "", "short_term", "medium_term", "long_term":
-	default:
-		writeAPIError(w, http.StatusBadRequest, "Invalid time range")
+	return limit, offset, ""
+}
+
+// servePage answers a paging object of items, from the request's limit and
+// offset.
+func (s *Server) servePage(w http.ResponseWriter, r *http.Request, items []any, def, maxLimit int) {
+	limit, offset, problem := parsePaging(r.URL.Query(), def, maxLimit)
+	if problem != "" {
+		writeAPIError(w, http.StatusBadRequest, problem)
 		return
 	}
+	writeAPIJSON(w, s.paging(r.URL.Path, r.URL.Query(), items, limit, offset))
+}
+
+// paging is Spotify's paging object: href, items, limit, offset, total,
+// next and previous, the links keeping the other query parameters.
+func (s *Server) paging(path string, query url.Values, items []any, limit, offset int) map[string]any {
 	pageURL := func(off int) string {
-		v := url.Values{"limit": {strconv.Itoa(limit)}, "offset": {strconv.Itoa(off)}}
-		if timeRange != "" {
-			v.Set("time_range", timeRange)
-		}
-		return s.URL + r.URL.Path + "?" + v.Encode()
+		v := cloneValues(query)
+		v.Set("limit", strconv.Itoa(limit))
+		v.Set("offset", strconv.Itoa(off))
+		return s.URL + path + "?" + v.Encode()
 	}
 	total := len(items)
 	page := items[min(offset, total):min(offset+limit, total)]
@@ -198,7 +289,7 @@ func (s *Server) serveTop(w http.ResponseWriter, r *http.Request, at *accessToke
 	if offset > 0 {
 		previous = pageURL(max(offset-limit, 0))
 	}
-	writeAPIJSON(w, map[string]any{
+	return map[string]any{
 		"href":     pageURL(offset),
 		"items":    page,
 		"limit":    limit,
@@ -206,106 +297,5 @@ func (s *Server) serveTop(w http.ResponseWriter, r *http.Request, at *accessToke
 		"total":    total,
 		"next":     next,
 		"previous": previous,
-	})
-}
-
-// fakeID derives a stable 22-character base62 Spotify ID from a name.
-func fakeID(name string) string {
-	const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	sum := sha256.Sum256([]byte(name))
-	n := new(big.Int).SetBytes(sum[:])
-	b62 := big.NewInt(62)
-	mod := new(big.Int)
-	id := make([]byte, 22)
-	for i := range id {
-		n.DivMod(n, b62, mod)
-		id[i] = base62[mod.Int64()]
 	}
-	return string(id)
-}
-
-type cannedArtist struct {
-	name       string
-	genres     []string
-	popularity int
-	followers  int
-}
-
-type cannedTrack struct {
-	name        string
-	artist      int // index into cannedArtists
-	album       string
-	releaseDate string
-	durationMS  int
-	popularity  int
-	explicit    bool
-}
-
-var cannedArtists = []cannedArtist{
-	{"The Loopbacks", []string{"indie rock", "garage rock"}, 71, 812345},
-	{"Ada & the Lovelaces", []string{"synth-pop", "electropop"}, 64, 402117},
-	{"Null Pointer Orchestra", []string{"post-rock", "ambient"}, 58, 150932},
-	{"Race Condition", []string{"punk", "hardcore punk"}, 49, 61020},
-	{"The Mutex Brothers", []string{"blues rock"}, 42, 23871},
-}
-
-var cannedTracks = []cannedTrack{
-	{"Port 0", 0, "Ephemeral Ports", "2021-03-12", 201000, 68, false},
-	{"Handshake", 1, "Three-Way", "2019-10-04", 187400, 61, false},
-	{"Segfault Lullaby", 2, "Undefined Behaviour", "2018-06-01", 412800, 55, false},
-	{"Data Race", 3, "Happens-Before", "2022-01-21", 134500, 47, true},
-	{"Lock Contention Blues", 4, "Deadlock", "2017-09-15", 263300, 40, false},
-}
-
-// object is the common part of a catalogue object of the kind.
-func (s *Server) object(kind, name string) map[string]any {
-	id := fakeID(kind + ":" + name)
-	return map[string]any{
-		"id":            id,
-		"name":          name,
-		"type":          kind,
-		"uri":           "spotify:" + kind + ":" + id,
-		"href":          s.URL + "/v1/" + kind + "s/" + id,
-		"external_urls": map[string]string{"spotify": "https://open.spotify.com/" + kind + "/" + id},
-	}
-}
-
-func (s *Server) topArtists() []map[string]any {
-	out := make([]map[string]any, 0, len(cannedArtists))
-	for _, a := range cannedArtists {
-		obj := s.object("artist", a.name)
-		obj["genres"] = slices.Clone(a.genres)
-		obj["popularity"] = a.popularity
-		obj["followers"] = map[string]any{"href": nil, "total": a.followers}
-		obj["images"] = []any{}
-		out = append(out, obj)
-	}
-	return out
-}
-
-func (s *Server) topTracks() []map[string]any {
-	out := make([]map[string]any, 0, len(cannedTracks))
-	for i, t := range cannedTracks {
-		artist := s.object("artist", cannedArtists[t.artist].name)
-		album := s.object("album", t.album)
-		album["album_type"] = "album"
-		album["total_tracks"] = 10
-		album["images"] = []any{}
-		album["release_date"] = t.releaseDate
-		album["release_date_precision"] = "day"
-		album["artists"] = []any{artist}
-		obj := s.object("track", t.name)
-		obj["artists"] = []any{artist}
-		obj["album"] = album
-		obj["disc_number"] = 1
-		obj["track_number"] = 1
-		obj["duration_ms"] = t.durationMS
-		obj["explicit"] = t.explicit
-		obj["popularity"] = t.popularity
-		obj["is_local"] = false
-		obj["preview_url"] = nil
-		obj["external_ids"] = map[string]string{"isrc": fmt.Sprintf("SEXYZ24%05d", i+1)}
-		out = append(out, obj)
-	}
-	return out
 }

@@ -9,7 +9,7 @@
 //
 // # Usage
 //
-//	s := spotifytest.NewServer() // listens on 127.0.0.1:0; knows DefaultUser
+//	s := spotifytest.NewServer() // listens on 127.0.0.1:0; knows DefaultUser()
 //	defer s.Close()
 //	s.AddClient(spotifytest.Client{ID: "app", Secret: "shh",
 //		RedirectURIs: []string{"http://127.0.0.1:8080/callback"}})
@@ -44,25 +44,52 @@
 //     {"error":"...","error_description":"..."}: 400, or 401 for
 //     invalid_client. Codes are consumed by the first exchange attempt,
 //     successful or not.
-//   - GET /v1/me, GET /v1/me/top/artists, GET /v1/me/top/tracks with
-//     "Authorization: Bearer <token>". /v1/me shows email only with scope
-//     user-read-email, and country, product and explicit_content only with
-//     user-read-private. The top endpoints need user-top-read (else 403
-//     "Insufficient client scope") and return canned items in Spotify's
-//     paging shape. Errors are nested, {"error":{"status":401,"message":
-//     "The access token expired"}}; a 401 carries WWW-Authenticate. An app
-//     token (client credentials) gets 401 "Unauthorized." on these user
-//     endpoints, as from Spotify. Unknown /v1 paths: 404 "Service not found".
+//   - The Web API, with "Authorization: Bearer <token>", from each user's
+//     own data (User.TopTracks and friends; nil fields get the canned
+//     defaults, DefaultTopTracks and DefaultTopArtists):
+//     GET /v1/me (email only with scope user-read-email; country, product
+//     and explicit_content only with user-read-private);
+//     GET /v1/me/top/{artists,tracks} (user-top-read);
+//     GET /v1/me/player (user-read-playback-state; 204 without an active
+//     device, User.Device), PUT /v1/me/player/play and /pause
+//     (user-modify-playback-state; 404 reason NO_ACTIVE_DEVICE without a
+//     device, 403 PREMIUM_REQUIRED for other products, 403 when pausing a
+//     paused player);
+//     GET /v1/me/player/recently-played (user-read-recently-played; cursor
+//     paging with before/after);
+//     GET /v1/me/playlists (private ones only with playlist-read-private);
+//     GET /v1/me/tracks (user-library-read);
+//     and, for user and app tokens alike, GET /v1/search (q, type
+//     track,artist,album) and GET /v1/{tracks,artists,albums}/{id} over
+//     every track the server knows. Lists use Spotify's paging object
+//     (limit, offset, total, next, previous). A missing scope is 403
+//     "Insufficient client scope". Errors are nested, {"error":{"status":
+//     401,"message":"The access token expired"}}; a 401 carries
+//     WWW-Authenticate, with error="invalid_token" only when a token was
+//     sent (RFC 6750 §3.1). An app token (client credentials) gets 401
+//     "Unauthorized." on user endpoints, as from Spotify. Unknown /v1
+//     paths: 404 "Service not found".
 //
 // # Faults and counters
 //
 // InjectFault makes an endpoint (EndpointAuthorize, EndpointToken,
-// EndpointAPI) slow (Delay), fail (Status, with RetryAfter and Body; the
-// default body is Spotify-shaped) or drop the connection (Drop), for the
-// next Times requests or until ClearFaults. Faulted requests still count.
-// Counts, TokenRequests and AuthorizeRequests record every call, so tests
-// can assert, say, that exactly one refresh happened and how the client
-// authenticated.
+// EndpointAPI), or one path of it (Fault.Path), slow (Delay), fail
+// (Status, with RetryAfter and Body; the default body is Spotify-shaped)
+// or drop the connection (Drop), for the next Times requests or until
+// ClearFaults. Faulted requests still count. Counts, TokenRequests,
+// AuthorizeRequests, APIRequests (method, path, query, user) and
+// APIRequestCount (per path) record every call, so tests can assert, say,
+// that exactly one refresh happened and how the client authenticated.
+//
+// # Unit tests of an upstream app
+//
+// IssueToken returns a working access token of a user in one line
+// (IssueTokens adds a refresh token for a registered app).
+// NewForwardedRequest builds a request exactly as the spotify_auth plugin
+// forwards it to the upstream (token header, X-Spotify-* identity headers
+// with the display name percent-encoded, X-Spotify-Token-Expires), for
+// testing a handler with httptest.NewRecorder and no Caddy. For
+// end-to-end tests through a real Caddy, see package spotifyauthtest.
 //
 // # Tokens
 //
@@ -73,5 +100,7 @@
 // SetRotateRefreshTokens chooses between rotating refresh tokens (the old
 // one dies at once) and omitting refresh_token from refresh answers.
 // RevokeRefreshTokens and ExpireAccessTokens simulate a user revoking the
-// app and tokens timing out; AccessTokenInfo tells whom a token belongs to.
+// app and tokens timing out; ExpireAccessToken, ExpireUserAccessTokens,
+// RevokeAccessToken, RevokeUserAccessTokens and RevokeRefreshToken target
+// one token or one user. AccessTokenInfo tells whom a token belongs to.
 package spotifytest

@@ -110,7 +110,7 @@ func ExampleServer_SetRotateRefreshTokens() {
 	defer s.Close()
 	s.AddClient(spotifytest.Client{ID: "app", Secret: "secret", RedirectURIs: []string{"http://127.0.0.1:8080/cb"}})
 	s.SetRotateRefreshTokens(true)
-	s.SetAutoApprove(spotifytest.DefaultUser.ID)
+	s.SetAutoApprove(spotifytest.DefaultUserID)
 
 	conf := &oauth2.Config{
 		ClientID: "app", ClientSecret: "secret", RedirectURL: "http://127.0.0.1:8080/cb",

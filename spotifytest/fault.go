@@ -3,6 +3,7 @@ package spotifytest
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,6 +48,11 @@ type Fault struct {
 	// Times is how many requests the fault applies to; 0 = every request
 	// until ClearFaults.
 	Times int
+	// Path limits the fault to requests for this URL path, e.g. "/v1/me"
+	// (so the plugin's login can fail while an app's own calls succeed, or
+	// the reverse); a trailing "*" matches every path it is a prefix of:
+	// "/v1/tracks/*". "" = every path of the endpoint.
+	Path string
 }
 
 type activeFault struct {
@@ -55,8 +61,9 @@ type activeFault struct {
 }
 
 // InjectFault adds a fault for an endpoint. Faults of one endpoint queue up
-// in order: the first applies to its Times requests, then the next one
-// takes over. A fault with Times 0 stays first until ClearFaults.
+// in order: a request gets the first fault whose Path matches it, which
+// applies to its Times requests before the next matching one takes over.
+// A fault with Times 0 stays until ClearFaults.
 func (s *Server) InjectFault(ep Endpoint, f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -71,21 +78,23 @@ func (s *Server) ClearFaults() {
 }
 
 // takeFault claims the endpoint's current fault for one request.
-func (s *Server) takeFault(ep Endpoint) (Fault, bool) {
+func (s *Server) takeFault(ep Endpoint, path string) (Fault, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := s.faults[ep]
-	if len(q) == 0 {
-		return Fault{}, false
-	}
-	af := q[0]
-	if af.f.Times > 0 {
-		af.left--
-		if af.left <= 0 {
-			s.faults[ep] = q[1:]
+	for i, af := range q {
+		if af.f.Path != "" && !pathMatches(af.f.Path, path) {
+			continue
 		}
+		if af.f.Times > 0 {
+			af.left--
+			if af.left <= 0 {
+				s.faults[ep] = slices.Delete(q, i, i+1)
+			}
+		}
+		return af.f, true
 	}
-	return af.f, true
+	return Fault{}, false
 }
 
 // applyFault applies the endpoint's current fault, if any. It reports
@@ -94,7 +103,7 @@ func (s *Server) takeFault(ep Endpoint) (Fault, bool) {
 // finishes the request, so that counters are right by the time the client
 // sees the outcome.
 func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, ep Endpoint, failed func()) bool {
-	f, ok := s.takeFault(ep)
+	f, ok := s.takeFault(ep, r.URL.Path)
 	if !ok {
 		return false
 	}

@@ -52,6 +52,10 @@ type Server struct {
 	counts          Counts
 	tokenRequests   []TokenRequest
 	authRequests    []url.Values
+	apiRequests     []APIRequest
+	pathCounts      map[string]int
+	players         map[string]*player // by user ID
+	started         time.Time          // anchors the fake listening history
 }
 
 // Client is an app registered with the fake, as in Spotify's developer
@@ -79,12 +83,37 @@ type User struct {
 	// scopes are the requested ones that are also in GrantScopes. A non-nil
 	// empty slice grants nothing.
 	GrantScopes []string
+
+	// The user's listening data, served by the Web API. nil means the
+	// canned defaults (see DefaultTopArtists); a non-nil empty slice means
+	// none, as for a new account.
+	TopArtists []Artist // /v1/me/top/artists; nil: DefaultTopArtists()
+	TopTracks  []Track  // /v1/me/top/tracks; nil: DefaultTopTracks()
+	// SavedTracks (/v1/me/tracks) and RecentlyPlayed
+	// (/v1/me/player/recently-played, most recent first); nil: the top
+	// tracks.
+	SavedTracks    []Track
+	RecentlyPlayed []Track
+	// Playlists (/v1/me/playlists); nil: one public playlist, "<display
+	// name or ID>'s Mix", holding the top tracks.
+	Playlists []Playlist
+	// Device is the name of the user's active Spotify Connect device. ""
+	// (the default) means none: GET /v1/me/player answers 204 and player
+	// commands 404 NO_ACTIVE_DEVICE, as from Spotify.
+	Device string
 }
 
-// DefaultUser is the user every new Server knows. It is preselected on the
-// consent page and is the user of Approve(authURL, ""). Changing this
-// variable affects servers created afterwards.
-var DefaultUser = User{ID: "testuser", DisplayName: "Test User", Email: "test@example.com", Country: "SE", Product: "premium"}
+// DefaultUserID is the ID of DefaultUser().
+const DefaultUserID = "testuser"
+
+// DefaultUser returns the user every new Server knows: "testuser", "Test
+// User", test@example.com, SE, premium, with the canned listening data. It
+// is preselected on the consent page and is the user of Approve(authURL,
+// ""). Each call returns a fresh copy, so no test can change what another
+// test's server knows.
+func DefaultUser() User {
+	return User{ID: DefaultUserID, DisplayName: "Test User", Email: "test@example.com", Country: "SE", Product: "premium"}
+}
 
 type client struct {
 	id           string
@@ -106,7 +135,8 @@ type accessToken struct {
 	userID   string // "" for client credentials (app) tokens
 	scopes   []string
 	expires  time.Time
-	expired  bool // set by ExpireAccessTokens
+	expired  bool // set by ExpireAccessTokens and friends
+	revoked  bool // set by RevokeAccessToken(s): answered as unknown
 }
 
 type refreshToken struct {
@@ -119,7 +149,7 @@ type refreshToken struct {
 }
 
 // NewServer starts a fake Spotify on 127.0.0.1 at a free port. It knows
-// DefaultUser and no clients: register apps with AddClient. Like
+// DefaultUser() and no clients: register apps with AddClient. Like
 // httptest.NewServer it panics if it cannot listen.
 func NewServer() *Server {
 	s := &Server{
@@ -133,9 +163,12 @@ func NewServer() *Server {
 		accessTokens:   make(map[string]*accessToken),
 		refreshTokens:  make(map[string]*refreshToken),
 		faults:         make(map[Endpoint][]*activeFault),
+		pathCounts:     make(map[string]int),
+		players:        make(map[string]*player),
+		started:        time.Now().UTC().Truncate(time.Second),
 	}
-	s.AddUser(DefaultUser)
-	s.defaultUserID = DefaultUser.ID
+	s.AddUser(DefaultUser())
+	s.defaultUserID = DefaultUserID
 	mux := http.NewServeMux()
 	mux.HandleFunc("/authorize", s.handleAuthorize)
 	mux.HandleFunc("/api/token", s.handleToken)
@@ -195,9 +228,7 @@ func (s *Server) AddUser(u User) {
 	if u.ID == "" {
 		panic("spotifytest: AddUser: empty user ID")
 	}
-	if u.GrantScopes != nil {
-		u.GrantScopes = slices.Clone(u.GrantScopes)
-	}
+	u = u.clone()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.users[u.ID]; !ok {
@@ -318,7 +349,7 @@ func (s *Server) AccessTokenInfo(token string) (userID string, scopes []string, 
 }
 
 func (at *accessToken) valid(now time.Time) bool {
-	return !at.expired && now.Before(at.expires)
+	return !at.expired && !at.revoked && now.Before(at.expires)
 }
 
 // Counts counts the requests a Server has seen, whatever their outcome and
@@ -345,14 +376,16 @@ func (s *Server) Counts() Counts {
 	return s.counts
 }
 
-// ResetCounts zeroes the counters and forgets the recorded TokenRequests
-// and AuthorizeRequests.
+// ResetCounts zeroes the counters and forgets the recorded TokenRequests,
+// AuthorizeRequests and APIRequests.
 func (s *Server) ResetCounts() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.counts = Counts{}
 	s.tokenRequests = nil
 	s.authRequests = nil
+	s.apiRequests = nil
+	clear(s.pathCounts)
 }
 
 // TokenRequest is a request to the token endpoint as the server saw it.
@@ -438,7 +471,9 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = w.Write([]byte(strings.Join([]string{
 		"spotifytest: a fake Spotify accounts service and Web API",
-		"GET/POST /authorize, POST /api/token, GET /v1/me, GET /v1/me/top/artists, GET /v1/me/top/tracks",
+		"GET/POST /authorize, POST /api/token, GET /v1/me, GET /v1/me/top/{artists,tracks},",
+		"GET/PUT /v1/me/player{,/play,/pause}, GET /v1/me/player/recently-played, GET /v1/me/playlists,",
+		"GET /v1/me/tracks, GET /v1/search, GET /v1/{tracks,artists,albums}/{id}",
 		"",
 	}, "\n")))
 }

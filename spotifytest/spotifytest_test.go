@@ -224,7 +224,7 @@ func TestAuthorizeNeverRedirectsOnClientOrRedirectURIErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			q := authQuery(confID, "user-read-email", "xyz", challengeOf(verifier))
 			tc.mutate(q)
-			h.s.SetAutoApprove(spotifytest.DefaultUser.ID) // must not matter
+			h.s.SetAutoApprove(spotifytest.DefaultUserID) // must not matter
 			defer h.s.SetAutoApprove("")
 			resp, body := h.get(h.authURL(q))
 			if resp.StatusCode != http.StatusBadRequest {
@@ -326,7 +326,7 @@ func TestConsentPageShowsScopesUsersAndEscapesEverything(t *testing.T) {
 		t.Errorf("page is not escaped:\n%s", page)
 	}
 	users := radioRE.FindAllStringSubmatch(page, -1)
-	if len(users) != 2 || users[0][1] != spotifytest.DefaultUser.ID || users[0][2] == "" || users[1][2] != "" {
+	if len(users) != 2 || users[0][1] != spotifytest.DefaultUserID || users[0][2] == "" || users[1][2] != "" {
 		t.Errorf("user picker %q: want DefaultUser first and checked, then mallory", users)
 	}
 	hidden := map[string]string{}
@@ -348,7 +348,7 @@ func TestConsentFormApprovesAndDenies(t *testing.T) {
 		action   string
 		wantUser string
 	}{
-		{"approving with the preselected user logs in DefaultUser", "", "approve", spotifytest.DefaultUser.ID},
+		{"approving with the preselected user logs in DefaultUser", "", "approve", spotifytest.DefaultUserID},
 		{"approving as another user logs in that user", "alice", "approve", "alice"},
 		{"denying redirects with access_denied", "", "deny", ""},
 	}
@@ -863,7 +863,7 @@ func TestRefresh(t *testing.T) {
 		rt := h.loginConf("user-read-email").str("refresh_token")
 		code := h.codeFor(authQuery(confID, "", "s", challengeOf(verifier)), "other")
 		otherRes := h.token(url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirectURI}, "code_verifier": {verifier}}, confID, confSecret)
-		h.s.RevokeRefreshTokens(spotifytest.DefaultUser.ID)
+		h.s.RevokeRefreshTokens(spotifytest.DefaultUserID)
 		wantOAuthError(t, refresh(h, rt), 400, "invalid_grant")
 		if res := refresh(h, otherRes.str("refresh_token")); res.status != 200 {
 			t.Fatalf("other user's token refused: %v", res.body)
@@ -922,7 +922,7 @@ func TestMeShowsWhatTheScopesAllow(t *testing.T) {
 			if me.status != 200 {
 				t.Fatalf("got %d %v", me.status, me.body)
 			}
-			d := spotifytest.DefaultUser
+			d := spotifytest.DefaultUser()
 			want := map[string]any{
 				"id": d.ID, "display_name": d.DisplayName, "type": "user", "uri": "spotify:user:" + d.ID,
 				"href": h.s.APIURL() + "/v1/users/" + d.ID, "email": d.Email, "country": d.Country, "product": d.Product,
@@ -978,8 +978,13 @@ func TestWebAPIAuthenticationErrors(t *testing.T) {
 			}
 			res := h.do(req)
 			wantAPIError(t, res, tc.status, tc.message)
-			if tc.status == 401 && res.header.Get("WWW-Authenticate") != wwwAuth {
-				t.Errorf("WWW-Authenticate %q", res.header.Get("WWW-Authenticate"))
+			// RFC 6750 §3.1: no credentials, no error code.
+			want := wwwAuth
+			if tc.header == "" {
+				want = `Bearer realm="spotify"`
+			}
+			if tc.status == 401 && res.header.Get("WWW-Authenticate") != want {
+				t.Errorf("WWW-Authenticate %q, want %q", res.header.Get("WWW-Authenticate"), want)
 			}
 		})
 	}
@@ -1392,7 +1397,7 @@ func TestWorksWithOAuth2Library(t *testing.T) {
 				t.Errorf("counts %+v", c)
 			}
 
-			h.s.RevokeRefreshTokens(spotifytest.DefaultUser.ID)
+			h.s.RevokeRefreshTokens(spotifytest.DefaultUserID)
 			_, err = ts.Token()
 			var re *oauth2.RetrieveError
 			if !errors.As(err, &re) || re.ErrorCode != "invalid_grant" {

@@ -30,7 +30,7 @@ func main() {
 	s := spotifytest.NewServer()
 	defer s.Close()
 	s.AddClient(spotifytest.Client{ID: *clientID, RedirectURIs: []string{*redirectURI}})
-	s.SetAutoApprove(spotifytest.DefaultUser.ID)
+	s.SetAutoApprove(spotifytest.DefaultUserID)
 	s.SetAccessTokenLifetime(*lifetime)
 	fmt.Printf("URL %s\n", s.URL)
 
