@@ -51,7 +51,3 @@ func (f *fifoMap[V]) put(key string, value V, until time.Time) {
 		}
 	}
 }
-
-func (f *fifoMap[V]) delete(key string) { delete(f.entries, key) }
-
-func (f *fifoMap[V]) len() int { return len(f.entries) }
