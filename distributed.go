@@ -16,8 +16,8 @@ import (
 // and, with session_store storage, the sessions themselves. Only the
 // certmagic.Storage interface is used, so any storage module works.
 
-// Storage layout and timing. Variables so tests can shorten them.
-var (
+// Storage layout and timing.
+const (
 	refreshResultPrefix = "spotify_auth/refresh/"
 	// resultPollInterval is how often an instance waiting for another's
 	// refresh looks for its result: sooner than the lock would tell it

@@ -20,14 +20,11 @@ import (
 // instances sharing the storage share the keys.
 const keyStorageKey = "spotify_auth/session_keys.json"
 
-// Timing of generated-key rotation. Variables so tests can shorten them.
-var (
-	// keyActivationDelay is how long a new key only opens before it also
-	// seals: longer than maintenanceInterval (how often instances re-read
-	// keys), so every instance knows the key before any cookie sealed
-	// with it arrives.
-	keyActivationDelay = 2*time.Minute + 30*time.Second
-)
+// keyActivationDelay is how long a new generated key only opens before it
+// also seals: longer than maintenanceInterval (how often instances re-read
+// keys), so every instance knows the key before any cookie sealed with it
+// arrives.
+const keyActivationDelay = 2*time.Minute + 30*time.Second
 
 // minKeyRotation keeps rotation far above the reload cadence.
 const minKeyRotation = time.Hour
