@@ -111,7 +111,7 @@ func (h *Handler) callRefresh(ctx context.Context, key, refreshToken string) (re
 		ae := classifyTokenError(err, "refresh")
 		h.shared.noteRateLimit(ae, time.Now())
 		if ae.Kind != errRefreshRevoked {
-			h.shared.pauseRefresh(key, time.Now(), h.retryPause)
+			h.shared.pauseRefresh(key, time.Now(), refreshRetryPause)
 		}
 		h.metrics.refreshFailures.WithLabelValues(ae.Kind.String()).Inc()
 		return refreshResult{}, ae

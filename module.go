@@ -186,7 +186,6 @@ type Handler struct {
 	rules         accessRules
 	userHeaders   bool
 	appMode       bool
-	retryPause    time.Duration
 	metrics       *metrics
 	bearer        bool
 	cookies       cookieNames
@@ -268,7 +267,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.rules = h.newAccessRules()
 	h.userHeaders = h.UserHeaders == nil || *h.UserHeaders
 	h.appMode = h.Mode == modeApp
-	h.retryPause = refreshRetryPause
 	if h.metrics, err = newMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
