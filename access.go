@@ -84,6 +84,9 @@ const (
 func (h *Handler) deny(w http.ResponseWriter, r *http.Request, s *session) {
 	h.metrics.answered(http.StatusForbidden)
 	h.logger.Info("access denied by rules", zap.String("user_id", s.UserID))
+	if h.handOff(r, http.StatusForbidden, "this Spotify account is not allowed here") {
+		return
+	}
 	if !isNavigation(r) {
 		writeJSON(w, http.StatusForbidden, apiError{Error: "forbidden", Description: "this Spotify account is not allowed here"})
 		return
@@ -154,6 +157,9 @@ func (h *Handler) askForScopes(w http.ResponseWriter, r *http.Request, s *sessio
 	returnTo := safeReturnPath(r.URL.RequestURI())
 	if !isNavigation(r) {
 		h.metrics.answered(http.StatusForbidden)
+		if h.handOff(r, http.StatusForbidden, "this needs the Spotify scopes "+strings.Join(missing, " ")) {
+			return
+		}
 		writeJSON(w, http.StatusForbidden, apiError{Error: "insufficient_scope",
 			Description: "this needs the Spotify scopes " + strings.Join(missing, " "),
 			LoginURL:    loginURL(returnTo)})

@@ -40,6 +40,14 @@ const (
 // ServeHTTP answers the handler's own endpoints and lets through only
 // requests with a valid session, carrying the user's access token.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	err := h.serve(w, r, next)
+	if err == nil && h.errorRoutes {
+		return handedOff(r)
+	}
+	return err
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if p := r.URL.Path; !h.appMode && (p == h.callbackPath || strings.HasPrefix(p, EndpointPrefix)) {
 		return h.serveEndpoint(w, r)
 	}
@@ -234,6 +242,9 @@ func (h *Handler) challenge(w http.ResponseWriter, r *http.Request) error {
 	hdr := w.Header()
 	setPageHeaders(hdr)
 	hdr["Www-Authenticate"] = []string{all[bodyLen:]}
+	if h.handOff(r, http.StatusUnauthorized, "log in with Spotify first") {
+		return nil
+	}
 	hdr["Content-Type"] = []string{"application/json"}
 	w.WriteHeader(http.StatusUnauthorized)
 	_, _ = io.WriteString(w, all[:bodyLen])
@@ -369,6 +380,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, ae *authError, re
 		if !isNavigation(r) {
 			retryURL = loginURL(safeReturnPath(retryURL))
 		}
+	}
+	if h.handOff(r, status, ae.Message) {
+		return
 	}
 	if isNavigation(r) || r.URL.Path == h.callbackPath || strings.HasPrefix(r.URL.Path, EndpointPrefix) {
 		msg := ae.Message

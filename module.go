@@ -182,6 +182,7 @@ type Handler struct {
 	tokenHeader   string   // canonical form
 	headerVar     string   // request variable: the gate set tokenHeader
 	app           string   // appBinding: what keys are derived for
+	errorRoutes   bool     // the site has handle_errors: answers go there
 	leeway        int64    // RefreshLeeway in seconds
 	rules         accessRules
 	userHeaders   bool
@@ -206,6 +207,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Spotify client.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.errorRoutes = siteHasErrorRoutes(ctx)
 
 	// Secrets come from the environment or files, never from a request.
 	repl := caddy.NewReplacer()

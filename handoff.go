@@ -1,0 +1,39 @@
+package spotifyauth
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// varHandedOff holds the error an answer became, for ServeHTTP to return.
+const varHandedOff = "spotify_auth.error"
+
+// siteHasErrorRoutes tells whether the server being provisioned has a
+// handle_errors block: the HTTP app provisions each server's routes with
+// that server in the context.
+func siteHasErrorRoutes(ctx caddy.Context) bool {
+	srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	return ok && srv != nil && srv.Errors != nil && len(srv.Errors.Routes) > 0
+}
+
+// handOff lets the site's handle_errors render an answer, as Caddy's own
+// auth modules do: if the site has one, it records the answer as a
+// caddyhttp.Error and reports true, and the caller writes nothing. The
+// headers the caller set (WWW-Authenticate, Retry-After) stay on the
+// response; {err.status_code} and {err.message} carry the rest.
+func (h *Handler) handOff(r *http.Request, status int, message string) bool {
+	if !h.errorRoutes {
+		return false
+	}
+	caddyhttp.SetVar(r.Context(), varHandedOff, caddyhttp.Error(status, errors.New(message)))
+	return true
+}
+
+// handedOff returns the error handOff recorded for this request, if any.
+func handedOff(r *http.Request) error {
+	err, _ := caddyhttp.GetVar(r.Context(), varHandedOff).(error)
+	return err
+}
