@@ -266,13 +266,15 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 		TokenExpires: tokenExpiry(tok, now),
 		AccessToken:  tok.AccessToken,
 		RefreshToken: tok.RefreshToken,
-		Scopes:       grantedScopes(tok, ""),
-		UserID:       prof.ID,
-		DisplayName:  truncate(prof.DisplayName, 256),
-		Email:        truncate(prof.Email, 256),
-		Product:      truncate(prof.Product, 32),
-		Country:      truncate(prof.Country, 8),
-		Requested:    ls.Scopes,
+		// No "scope" in the answer means what was asked for was granted
+		// (RFC 6749 section 5.1).
+		Scopes:      grantedScopes(tok, ls.Scopes),
+		UserID:      prof.ID,
+		DisplayName: truncate(prof.DisplayName, 256),
+		Email:       truncate(prof.Email, 256),
+		Product:     truncate(prof.Product, 32),
+		Country:     truncate(prof.Country, 8),
+		Requested:   ls.Scopes,
 	}, nil
 }
 

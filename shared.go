@@ -31,7 +31,7 @@ type sharedState struct {
 	backoffUntil atomic.Int64
 
 	mu        sync.Mutex
-	usedState map[string]time.Time           // state hash → when it stops mattering
+	usedState usedStates                     // login states already used
 	recent    map[string]recentRefreshResult // refresh token hash → result
 	paused    map[string]time.Time           // refresh token hash → no retry before
 	rejected  map[string]struct{}            // access tokens the upstream found invalid
@@ -52,7 +52,6 @@ type recentRefreshResult struct {
 
 func newSharedState() *sharedState {
 	return &sharedState{
-		usedState: make(map[string]time.Time),
 		recent:    make(map[string]recentRefreshResult),
 		paused:    make(map[string]time.Time),
 		rejected:  make(map[string]struct{}),
@@ -67,19 +66,13 @@ func (s *sharedState) Destruct() error { return nil }
 func (s *sharedState) useState(key string, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if until, ok := s.usedState[key]; ok && now.Before(until) {
-		return false
-	}
-	if len(s.usedState) >= maxUsedStates {
-		pruneExpired(s.usedState, now, func(t time.Time) time.Time { return t })
-	}
-	if len(s.usedState) >= maxUsedStates {
-		// Still full of live entries: a flood. The state cookie's own
-		// expiry still bounds replays, so forgetting is safe.
-		clear(s.usedState)
-	}
-	s.usedState[key] = now.Add(usedStateLifetime)
-	return true
+	return s.usedState.use(key, now)
+}
+
+func (s *sharedState) usedStateCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.usedState.len()
 }
 
 // recentRefresh returns the session a refresh produced for this refresh
