@@ -193,7 +193,9 @@ func (h *Handler) passUpstream(r *http.Request, s *session) {
 	r.Header[h.tokenHeader] = vals[0:1:1]
 	r.Header["X-Spotify-Token-Expires"] = vals[1:2:2]
 	if h.userHeaders {
-		vals[2], vals[3], vals[4], vals[5], vals[6] = s.UserID, encodeHeaderText(s.DisplayName), headerSafe(s.Email), s.Product, s.Scopes
+		// Sessions made before profile fields were cleaned at login may
+		// still hold control characters: headerSafe encodes those.
+		vals[2], vals[3], vals[4], vals[5], vals[6] = headerSafe(s.UserID), encodeHeaderText(s.DisplayName), headerSafe(s.Email), headerSafe(s.Product), headerSafe(s.Scopes)
 		for i, name := range userHeaderNames {
 			if v := vals[2+i]; v != "" {
 				r.Header[name] = vals[2+i : 3+i : 3+i]
@@ -390,7 +392,7 @@ func tokenExpiry(tok *oauth2.Token, now time.Time) int64 {
 // "scope" keeps what was granted before.
 func grantedScopes(tok *oauth2.Token, previous string) string {
 	if s, ok := tok.Extra("scope").(string); ok && s != "" {
-		return s
+		return cleanScopes(s)
 	}
 	return previous
 }
@@ -414,15 +416,6 @@ func stateID(state string) string {
 func refreshKey(refreshToken string) string {
 	sum := sha256.Sum256([]byte(refreshToken))
 	return hex.EncodeToString(sum[:16])
-}
-
-func printableASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return s != ""
 }
 
 func validHost(host string) bool {

@@ -257,8 +257,9 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 		h.shared.noteRateLimit(err, time.Now())
 		return session{}, err
 	}
-	if !printableASCII(prof.ID) {
-		return session{}, &authError{Kind: errLoginRejected, Message: "Spotify returned a malformed user id"}
+	if !validUserID(prof.ID) {
+		return session{}, &authError{Kind: errLoginRejected, Message: "Spotify returned a user id this site cannot accept " +
+			"(Spotify user ids are ASCII letters, digits, '.', '_' and '-')"}
 	}
 	return session{
 		Created:      now.Unix(),
@@ -270,10 +271,10 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 		// (RFC 6749 section 5.1).
 		Scopes:      grantedScopes(tok, ls.Scopes),
 		UserID:      prof.ID,
-		DisplayName: truncate(prof.DisplayName, 256),
-		Email:       truncate(prof.Email, 256),
-		Product:     truncate(prof.Product, 32),
-		Country:     truncate(prof.Country, 8),
+		DisplayName: profileText(prof.DisplayName, maxDisplayNameLen),
+		Email:       profileText(prof.Email, maxEmailLen),
+		Product:     profileWord(prof.Product, maxProductLen),
+		Country:     profileWord(prof.Country, 2),
 		Requested:   ls.Scopes,
 	}, nil
 }

@@ -52,6 +52,7 @@ type recentRefreshResult struct {
 
 func newSharedState() *sharedState {
 	return &sharedState{
+		usedState: usedStates{until: make(map[string]time.Time)},
 		recent:    make(map[string]recentRefreshResult),
 		paused:    make(map[string]time.Time),
 		rejected:  make(map[string]struct{}),
