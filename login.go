@@ -63,6 +63,7 @@ type loginState struct {
 	ReturnTo    string `json:"r"`
 	RedirectURI string `json:"u"`
 	Created     int64  `json:"c"`
+	StartedMs   int64  `json:"m,omitempty"`  // unix milliseconds: orders logins for eviction
 	Scopes      string `json:"sc,omitempty"` // requested
 	Required    string `json:"rq,omitempty"`
 	Reconsent   bool   `json:"rc,omitempty"`
@@ -79,13 +80,15 @@ func (h *Handler) startLoginWith(w http.ResponseWriter, r *http.Request, lr logi
 		h.fail(w, r, asAuthError(err), "")
 		return
 	}
+	now := time.Now()
 	ls := loginState{
 		State:       randomToken(32),
 		Verifier:    oauth2.GenerateVerifier(),
-		ReturnTo:    lr.returnTo,
+		ReturnTo:    stateReturnPath(lr.returnTo),
 		RedirectURI: redirectURI,
-		Created:     time.Now().Unix(),
-		Scopes:      strings.Join(lr.scopes, " "),
+		Created:     now.Unix(),
+		StartedMs:   now.UnixMilli(),
+		Scopes:      h.stateScopes(lr.scopes),
 		Required:    strings.Join(lr.required, " "),
 		Reconsent:   lr.reconsent,
 	}
@@ -95,7 +98,8 @@ func (h *Handler) startLoginWith(w http.ResponseWriter, r *http.Request, lr logi
 		return
 	}
 	name := h.cookies.state(r, stateID(ls.State))
-	http.SetCookie(w, h.cookieTemplate(r, name, h.sealers().states.seal(plain, []byte(name)), h.callbackPath, stateLifetime))
+	h.evictOldLogins(w, r, now)
+	http.SetCookie(w, h.stateCookie(r, name, h.sealers().states.seal(plain, []byte(name)), stateLifetime))
 
 	opts := []oauth2.AuthCodeOption{
 		oauth2.S256ChallengeOption(ls.Verifier),
@@ -295,7 +299,10 @@ func (h *Handler) consumeState(w http.ResponseWriter, r *http.Request, state str
 	if !ok {
 		return ls, errors.New("no login in progress in this browser for this state")
 	}
-	http.SetCookie(w, h.cookieTemplate(r, name, "", h.callbackPath, -1))
+	http.SetCookie(w, h.stateCookie(r, name, "", -1))
+	if len(raw) > maxStateCookieLen {
+		return ls, errors.New("login cookie is oversized")
+	}
 	plain, err := h.sealers().states.open(raw, []byte(name))
 	if err != nil {
 		return ls, errors.New("login cookie cannot be opened")

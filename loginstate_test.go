@@ -1,8 +1,13 @@
 package spotifyauth
 
 import (
+	"crypto/tls"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,5 +61,140 @@ func TestTheUsedStateMemoryForgetsOnlyItsOldestEntriesWhenFull(t *testing.T) {
 	later := now.Add(usedStateLifetime + time.Second)
 	if !s.useState("state-1", later) {
 		t.Fatal("an expired used state still blocks")
+	}
+}
+
+// stateCookiesIn returns the browser's login state cookies for the site
+// and their total size as sent (name=value; ).
+func stateCookiesIn(t *testing.T, hs *harness, c *http.Client) (n, bytes int) {
+	t.Helper()
+	u, _ := url.Parse(hs.srv.URL + DefaultCallbackPath)
+	for _, ck := range c.Jar.Cookies(u) {
+		if strings.Contains(ck.Name, "_state_") {
+			n++
+			bytes += len(ck.Name) + 1 + len(ck.Value) + 2
+		}
+	}
+	return n, bytes
+}
+
+func TestPlantedLoginsCannotLockAUserOut(t *testing.T) {
+	hs := newHarness(t)
+	long := "/" + strings.Repeat("a", 2000)
+	for range 10 {
+		resp, _ := hs.get(hs.browser, EndpointPrefix+"login?rd="+url.QueryEscape(long))
+		if resp.StatusCode != http.StatusFound {
+			t.Fatalf("planting a login: %d", resp.StatusCode)
+		}
+	}
+	n, size := stateCookiesIn(t, hs, hs.browser)
+	t.Logf("after ten planted logins: %d state cookies, %d bytes", n, size)
+	if n > maxConcurrentLogins {
+		t.Fatalf("%d state cookies, want at most %d", n, maxConcurrentLogins)
+	}
+	if size > 4096 {
+		t.Fatalf("state cookies take %d bytes of every request, want at most 4096", size)
+	}
+	if loc := hs.login(hs.browser, "/app/"); loc != "/app/" {
+		t.Fatalf("normal login after the planted ones landed on %q", loc)
+	}
+	if resp, _ := hs.get(hs.browser, "/app/"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("after login: %d", resp.StatusCode)
+	}
+}
+
+func TestALongReturnPathIsCutToItsPathOrTheRoot(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"/short?x=1", "/short?x=1"},
+		{"/p?" + strings.Repeat("q", 2000), "/p"},
+		{"/" + strings.Repeat("p", 2000), "/"},
+	} {
+		if got := stateReturnPath(tc.in); got != tc.want {
+			t.Errorf("stateReturnPath(%.20q...) = %.20q, want %.20q", tc.in, got, tc.want)
+		}
+	}
+	hs := newHarness(t)
+	if loc := hs.login(hs.browser, "/p?"+strings.Repeat("q", 1000)); loc != "/p" {
+		t.Fatalf("login with a long query landed on %.40q, want /p", loc)
+	}
+}
+
+func TestFourTabsLoggingInAtOnceAllSucceedAndAFifthEvictsTheOldest(t *testing.T) {
+	hs := newHarness(t)
+	var authURLs []string
+	for i := range maxConcurrentLogins + 1 {
+		authURLs = append(authURLs, hs.startLogin(hs.browser, fmt.Sprintf("/tab/%d", i)))
+		time.Sleep(2 * time.Millisecond) // distinct start times
+	}
+	for i := maxConcurrentLogins; i >= 0; i-- {
+		callback, err := hs.fake.Approve(authURLs[i], spotifytest.DefaultUser.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, _ := hs.get(hs.browser, callback)
+		want := http.StatusFound
+		if i == 0 {
+			want = http.StatusBadRequest // the oldest made room for the fifth
+		}
+		if resp.StatusCode != want {
+			t.Fatalf("tab %d: %d, want %d", i, resp.StatusCode, want)
+		}
+	}
+}
+
+// tlsRequest is a request as Caddy hands it over HTTPS.
+func tlsRequest(target string, cookies ...string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "https://site.example"+target, nil)
+	r.TLS = &tls.ConnectionState{}
+	r.Header.Set("Accept", "text/html")
+	for _, c := range cookies {
+		r.Header.Add("Cookie", c)
+	}
+	return r
+}
+
+func TestOverHTTPSTheStateCookieIsHostOnlySoASiblingCannotPlantOne(t *testing.T) {
+	hs := newHarness(t, func(h *Handler, c *spotifytest.Client) {
+		h.CookieDomain = "site.example"
+		c.RedirectURIs = append(c.RedirectURIs, "https://site.example"+DefaultCallbackPath)
+	})
+	// The attacker starts a login in their own browser.
+	w := httptest.NewRecorder()
+	hs.serve(w, tlsRequest("/"))
+	if w.Code != http.StatusFound {
+		t.Fatalf("login start: %d", w.Code)
+	}
+	cookies := w.Result().Cookies()
+	if len(cookies) != 1 {
+		t.Fatalf("login start set %d cookies, want 1", len(cookies))
+	}
+	sc := cookies[0]
+	if !strings.HasPrefix(sc.Name, "__Host-") || !sc.Secure || sc.Path != "/" || sc.Domain != "" || !sc.HttpOnly {
+		t.Fatalf("state cookie %q: Secure=%v Path=%q Domain=%q HttpOnly=%v, want __Host-, Secure, Path=/, no Domain",
+			sc.Name, sc.Secure, sc.Path, sc.Domain, sc.HttpOnly)
+	}
+	callback, err := hs.fake.Approve(w.Header().Get("Location"), spotifytest.DefaultUser.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, _ := url.Parse(callback)
+	// A sibling subdomain can set cookies with Domain=site.example, but
+	// not __Host- ones: it plants the state under every other name.
+	id := strings.TrimPrefix(sc.Name, "__Host-spotify_auth_state_")
+	for _, name := range []string{"__Secure-spotify_auth_state_" + id, "spotify_auth_state_" + id} {
+		w := httptest.NewRecorder()
+		hs.serve(w, tlsRequest(cb.RequestURI(), name+"="+sc.Value))
+		if w.Code != http.StatusBadRequest {
+			t.Fatalf("callback with a state planted as %s: %d, want 400", name, w.Code)
+		}
+	}
+	if n := hs.fake.Counts().CodeExchanges; n != 0 {
+		t.Fatalf("%d code exchanges for planted states, want 0", n)
+	}
+	// The real cookie, set by this host, completes the login.
+	w = httptest.NewRecorder()
+	hs.serve(w, tlsRequest(cb.RequestURI(), sc.Name+"="+sc.Value))
+	if w.Code != http.StatusFound || w.Header().Get("Location") != "/" {
+		t.Fatalf("callback with the host's own state cookie: %d to %q", w.Code, w.Header().Get("Location"))
 	}
 }

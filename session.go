@@ -262,11 +262,13 @@ func (c cookieNames) session(r *http.Request) string {
 	return c.plain
 }
 
-// stateCookie names the per-login cookie: one per login attempt, so tabs
-// logging in at the same time don't overwrite each other.
+// state names the per-login cookie: one per login attempt, so tabs
+// logging in at the same time don't overwrite each other. Over HTTPS it is
+// __Host-, never __Secure-, which a sibling subdomain could set
+// (see loginstate.go).
 func (c cookieNames) state(r *http.Request, id string) string {
 	if r.TLS != nil {
-		return "__Secure-" + c.base + "_state_" + id
+		return "__Host-" + c.base + "_state_" + id
 	}
 	return c.base + "_state_" + id
 }
