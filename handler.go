@@ -346,6 +346,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, ae *authError, re
 	case errStoreUnavailable:
 		status, title, code = http.StatusServiceUnavailable, "Sessions are unavailable", "store_unavailable"
 		setRetryAfter(w.Header(), unavailableRetryAfter)
+	case errTooManyLogins:
+		status, title, code = http.StatusTooManyRequests, "Too many logins", "too_many_logins"
+		setRetryAfter(w.Header(), max(ae.RetryAfter, time.Second))
 	}
 	h.metrics.answered(status)
 	if retryURL == "" {

@@ -192,6 +192,9 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if !h.admitExchange(w, r, ls.ReturnTo, now) {
+		return
+	}
 	sess, err := h.completeLogin(r.Context(), code, ls, now)
 	if err != nil {
 		ae := asAuthError(err)
@@ -244,13 +247,18 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 	if err := h.shared.checkBackoff(now); err != nil {
 		return session{}, err
 	}
+	if err := h.shared.exchanges.checkBackoff(now); err != nil {
+		return session{}, err
+	}
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, h.httpClient)
 	tok, err := h.oauth.Exchange(ctx, code,
 		oauth2.VerifierOption(ls.Verifier),
 		oauth2.SetAuthURLParam("redirect_uri", ls.RedirectURI))
 	if err != nil {
 		ae := classifyTokenError(err, "code exchange")
-		h.shared.noteRateLimit(ae, time.Now())
+		// A login's 429 pauses logins only, not refreshes of sessions
+		// that already exist.
+		h.shared.exchanges.noteRateLimit(ae, time.Now())
 		return session{}, ae
 	}
 	if tok.RefreshToken == "" {
@@ -258,7 +266,7 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 	}
 	prof, err := h.spotify.me(ctx, tok.AccessToken)
 	if err != nil {
-		h.shared.noteRateLimit(err, time.Now())
+		h.shared.exchanges.noteRateLimit(err, time.Now())
 		return session{}, err
 	}
 	if !validUserID(prof.ID) {

@@ -40,6 +40,8 @@ type sharedState struct {
 
 	app atomic.Pointer[appToken] // mode app: the current app token
 
+	exchanges exchangeLimiter // code exchanges strangers can cause
+
 	// coordinationWarned (unix seconds) rate-limits the warning that
 	// storage failed to coordinate a refresh.
 	coordinationWarned atomic.Int64
