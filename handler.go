@@ -65,7 +65,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.storeSessions && sess.storeKey == "" {
 		// A cookie session from before session_store storage: move it
 		// to storage, so logout can end it everywhere.
-		if err := h.setSessionCookie(w, r, &sess); err != nil {
+		if err := h.migrateSession(w, r, &sess); err != nil {
 			h.logger.Error("moving a session to storage", zap.Error(err))
 			h.fail(w, r, asAuthError(err), "")
 			return nil

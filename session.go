@@ -379,9 +379,16 @@ func (h *Handler) setSessionCookie(w http.ResponseWriter, r *http.Request, s *se
 		}
 		plain = ref
 	}
+	h.writeSessionCookie(w, r, plain, s.Expires)
+	return nil
+}
+
+// writeSessionCookie seals plain (a session, or a reference to a stored
+// one) into the session cookie, expiring chunks of a longer value.
+func (h *Handler) writeSessionCookie(w http.ResponseWriter, r *http.Request, plain []byte, expires int64) {
 	name := h.cookies.session(r)
 	parts := splitChunks(h.sealers().sessions.seal(plain, h.cookies.aad))
-	maxAge := time.Until(time.Unix(s.Expires, 0))
+	maxAge := time.Until(time.Unix(expires, 0))
 	for i, p := range parts {
 		n := name
 		if i > 0 {
@@ -394,7 +401,6 @@ func (h *Handler) setSessionCookie(w http.ResponseWriter, r *http.Request, s *se
 			http.SetCookie(w, h.cookieTemplate(r, chunkName(name, i), "", "/", -1))
 		}
 	}
-	return nil
 }
 
 // clearSessionCookie expires the session cookie and all of its chunks.
