@@ -92,14 +92,14 @@ func (h *Handler) startLoginWith(w http.ResponseWriter, r *http.Request, lr logi
 		Required:    strings.Join(lr.required, " "),
 		Reconsent:   lr.reconsent,
 	}
-	plain, err := json.Marshal(ls)
+	name := h.cookies.state(r, stateID(ls.State))
+	sealed, err := h.sealState(name, &ls)
 	if err != nil {
 		h.fail(w, r, &authError{Kind: errMisconfigured, Message: "Could not start the login.", Err: err}, "")
 		return
 	}
-	name := h.cookies.state(r, stateID(ls.State))
 	h.evictOldLogins(w, r, now)
-	http.SetCookie(w, h.stateCookie(r, name, h.sealers().states.seal(plain, []byte(name)), stateLifetime))
+	http.SetCookie(w, h.stateCookie(r, name, sealed, stateLifetime))
 
 	opts := []oauth2.AuthCodeOption{
 		oauth2.S256ChallengeOption(ls.Verifier),

@@ -1,7 +1,9 @@
 package spotifyauth
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -29,11 +31,12 @@ const (
 	// A longer one is cut back to its path without the query, or to "/".
 	maxStateReturnLen = 512
 	// maxStateScopesLen bounds the scopes kept in a state cookie; beyond
-	// it only the route's own scopes are asked for.
-	maxStateScopesLen = 1024
+	// it only the route's own scopes are asked for. (All of Spotify's
+	// scopes together take about 420 bytes.)
+	maxStateScopesLen = 512
 	// maxStateCookieLen is the largest sealed state cookie value; larger
 	// ones are not ours.
-	maxStateCookieLen = 3072
+	maxStateCookieLen = 2048
 	// maxStateCookiesScanned bounds the work on a request that carries
 	// many cookies named like ours.
 	maxStateCookiesScanned = 32
@@ -72,6 +75,32 @@ func (h *Handler) stateScopes(scopes []string) string {
 		return s
 	}
 	return strings.Join(unionScopes(h.Scopes, h.RequiredScopes), " ")
+}
+
+// sealState seals ls for the cookie called name, within
+// maxStateCookieLen: what does not fit gives way, the return path first
+// (the login then lands on "/"), then scopes beyond the route's own.
+func (h *Handler) sealState(name string, ls *loginState) (string, error) {
+	for attempt := 0; ; attempt++ {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false) // "&" in a return path stays one byte
+		if err := enc.Encode(ls); err != nil {
+			return "", err
+		}
+		sealed := h.sealers().states.seal(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), []byte(name))
+		if len(sealed) <= maxStateCookieLen {
+			return sealed, nil
+		}
+		switch attempt {
+		case 0:
+			ls.ReturnTo = "/"
+		case 1:
+			ls.Scopes = strings.Join(unionScopes(h.Scopes, h.RequiredScopes), " ")
+		default:
+			return "", errors.New("the login state does not fit in a cookie: shorten redirect_uri or the callback path")
+		}
+	}
 }
 
 type pendingLogin struct {

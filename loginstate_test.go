@@ -198,3 +198,34 @@ func TestOverHTTPSTheStateCookieIsHostOnlySoASiblingCannotPlantOne(t *testing.T)
 		t.Fatalf("callback with the host's own state cookie: %d to %q", w.Code, w.Header().Get("Location"))
 	}
 }
+
+func TestAStateCookieStaysSmallWithEveryScopeAndAnAwkwardReturnPath(t *testing.T) {
+	var all []string
+	for sc := range knownScopes {
+		all = append(all, sc)
+	}
+	hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) {
+		h.Scopes = all
+		h.RequiredScopes = all
+	})
+	for _, rd := range []string{
+		"/p?" + strings.Repeat("&", maxStateReturnLen-3), // HTML-escaped by encoding/json it would be 6 bytes each
+		"/p?" + strings.Repeat("%22", 170),
+		"/" + strings.Repeat("a", 2000),
+	} {
+		resp, _ := hs.get(hs.browser, EndpointPrefix+"login?rd="+url.QueryEscape(rd))
+		if resp.StatusCode != http.StatusFound {
+			t.Fatalf("login start: %d", resp.StatusCode)
+		}
+		for _, c := range resp.Cookies() {
+			if strings.Contains(c.Name, "_state_") && len(c.Value) > maxStateCookieLen {
+				t.Fatalf("state cookie of %d bytes, want at most %d", len(c.Value), maxStateCookieLen)
+			}
+		}
+	}
+	n, size := stateCookiesIn(t, hs, hs.browser)
+	t.Logf("worst case with every scope: %d state cookies, %d bytes", n, size)
+	if size > maxConcurrentLogins*(maxStateCookieLen+64) {
+		t.Fatalf("%d bytes of state cookies", size)
+	}
+}
