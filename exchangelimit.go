@@ -72,8 +72,6 @@ type clientBucket struct {
 	lastUsed time.Time
 }
 
-var errTooManyExchanges = errors.New("too many logins")
-
 // allow takes one exchange from the client's bucket and the overall one.
 // It returns how long to wait if either is empty.
 func (e *exchangeLimiter) allow(client string, cfg *LoginRateLimit, now time.Time) (bool, time.Duration) {
