@@ -26,22 +26,53 @@ func (h *Handler) newAccessRules() accessRules {
 	lower := func(in []string) []string {
 		out := make([]string, len(in))
 		for i, s := range in {
-			out[i] = strings.ToLower(s)
+			out[i] = asciiLower(s)
 		}
 		return out
 	}
 	countries := make([]string, len(h.AllowCountries))
 	for i, c := range h.AllowCountries {
-		countries[i] = strings.ToUpper(c)
+		countries[i] = asciiUpper(c)
+	}
+	if len(h.AllowEmails) > 0 && len(h.AllowUsers) == 0 {
+		h.logger.Warn("allow_emails without allow_users: Spotify does not verify the email it reports, so anyone can " +
+			"create an account claiming an allowed address that has no Spotify account yet; " +
+			"allow_emails is a convenience, allow_users (Spotify user ids) is the identity check")
 	}
 	return accessRules{users: h.AllowUsers, emails: lower(h.AllowEmails), products: lower(h.AllowProducts), countries: countries}
 }
 
+// allows compares case-insensitively in ASCII only. Unicode case folding
+// would let look-alikes in: the Kelvin sign K (U+212A) lowercases to "k".
 func (a *accessRules) allows(s *session) bool {
 	return (len(a.users) == 0 || slices.Contains(a.users, s.UserID)) &&
-		(len(a.emails) == 0 || s.Email != "" && slices.Contains(a.emails, strings.ToLower(s.Email))) &&
-		(len(a.products) == 0 || slices.Contains(a.products, strings.ToLower(s.Product))) &&
-		(len(a.countries) == 0 || slices.Contains(a.countries, strings.ToUpper(s.Country)))
+		(len(a.emails) == 0 || s.Email != "" && slices.Contains(a.emails, asciiLower(s.Email))) &&
+		(len(a.products) == 0 || slices.Contains(a.products, asciiLower(s.Product))) &&
+		(len(a.countries) == 0 || slices.Contains(a.countries, asciiUpper(s.Country)))
+}
+
+// asciiLower maps A-Z to a-z and leaves every other byte as it is, so a
+// non-ASCII character never equals an ASCII one.
+func asciiLower(s string) string { return asciiMap(s, 'A', 'Z', 'a'-'A') }
+
+// asciiUpper maps a-z to A-Z and leaves every other byte as it is.
+func asciiUpper(s string) string { return asciiMap(s, 'a', 'z', 'A'-'a') }
+
+func asciiMap(s string, from, to byte, delta int) string {
+	i := 0
+	for i < len(s) && (s[i] < from || s[i] > to) {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
+	b := []byte(s)
+	for ; i < len(b); i++ {
+		if b[i] >= from && b[i] <= to {
+			b[i] = byte(int(b[i]) + delta)
+		}
+	}
+	return string(b)
 }
 
 // checkAccessConfig rejects rules that can never match because Spotify

@@ -51,6 +51,7 @@ func init() {
 //		mode             user|app
 //		session_store    cookie|storage
 //		key_rotation     <duration>
+//		login_rate_limit <per_client> [<overall>]
 //	}
 //
 // The route it emits matches the given matcher OR the handler's own
@@ -217,6 +218,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.SessionStore, err = one()
 		case "key_rotation":
 			err = parseDuration(opt, args, &h.KeyRotation)
+		case "login_rate_limit":
+			h.LoginRateLimit, err = parseLoginRateLimit(args)
 		case "token_header":
 			if h.TokenHeader, err = one(); err == nil && !validHeaderName(h.TokenHeader) {
 				err = fmt.Errorf("token_header %q is not a valid header name", h.TokenHeader)

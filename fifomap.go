@@ -51,3 +51,5 @@ func (f *fifoMap[V]) put(key string, value V, until time.Time) {
 		}
 	}
 }
+
+func (f *fifoMap[V]) len() int { return len(f.entries) }

@@ -74,7 +74,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if h.storeSessions && sess.storeKey == "" {
 		// A cookie session from before session_store storage: move it
 		// to storage, so logout can end it everywhere.
-		if err := h.setSessionCookie(w, r, &sess); err != nil {
+		if err := h.migrateSession(w, r, &sess); err != nil {
 			h.logger.Error("moving a session to storage", zap.Error(err))
 			h.fail(w, r, asAuthError(err), "")
 			return nil
@@ -185,7 +185,9 @@ func (h *Handler) passUpstream(r *http.Request, s *session) {
 	r.Header[h.tokenHeader] = vals[0:1:1]
 	r.Header["X-Spotify-Token-Expires"] = vals[1:2:2]
 	if h.userHeaders {
-		vals[2], vals[3], vals[4], vals[5], vals[6] = s.UserID, encodeHeaderText(s.DisplayName), headerSafe(s.Email), s.Product, s.Scopes
+		// Sessions made before profile fields were cleaned at login may
+		// still hold control characters: headerSafe encodes those.
+		vals[2], vals[3], vals[4], vals[5], vals[6] = headerSafe(s.UserID), encodeHeaderText(s.DisplayName), headerSafe(s.Email), headerSafe(s.Product), headerSafe(s.Scopes)
 		for i, name := range userHeaderNames {
 			if v := vals[2+i]; v != "" {
 				r.Header[name] = vals[2+i : 3+i : 3+i]
@@ -373,6 +375,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, ae *authError, re
 	case errStoreUnavailable:
 		status, title, code = http.StatusServiceUnavailable, "Sessions are unavailable", "store_unavailable"
 		setRetryAfter(w.Header(), unavailableRetryAfter)
+	case errTooManyLogins:
+		status, title, code = http.StatusTooManyRequests, "Too many logins", "too_many_logins"
+		setRetryAfter(w.Header(), max(ae.RetryAfter, time.Second))
 	}
 	h.metrics.answered(status)
 	if retryURL == "" {
@@ -422,7 +427,7 @@ func tokenExpiry(tok *oauth2.Token, now time.Time) int64 {
 // "scope" keeps what was granted before.
 func grantedScopes(tok *oauth2.Token, previous string) string {
 	if s, ok := tok.Extra("scope").(string); ok && s != "" {
-		return s
+		return cleanScopes(s)
 	}
 	return previous
 }
@@ -446,15 +451,6 @@ func stateID(state string) string {
 func refreshKey(refreshToken string) string {
 	sum := sha256.Sum256([]byte(refreshToken))
 	return hex.EncodeToString(sum[:16])
-}
-
-func printableASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return s != ""
 }
 
 func validHost(host string) bool {

@@ -752,6 +752,7 @@ func TestLoginFailuresShowAPageWithARetryLink(t *testing.T) {
 			// a 429, once its Retry-After has passed).
 			hs.fake.ClearFaults()
 			hs.h.shared.backoffUntil.Store(0)
+			hs.h.shared.exchanges.backoffUntil.Store(0)
 			if loc := hs.login(hs.browser, "/app/"); loc != "/app/" {
 				t.Fatalf("second login landed on %q", loc)
 			}

@@ -63,6 +63,7 @@ type loginState struct {
 	ReturnTo    string `json:"r"`
 	RedirectURI string `json:"u"`
 	Created     int64  `json:"c"`
+	StartedMs   int64  `json:"m,omitempty"`  // unix milliseconds: orders logins for eviction
 	Scopes      string `json:"sc,omitempty"` // requested
 	Required    string `json:"rq,omitempty"`
 	Reconsent   bool   `json:"rc,omitempty"`
@@ -79,23 +80,26 @@ func (h *Handler) startLoginWith(w http.ResponseWriter, r *http.Request, lr logi
 		h.fail(w, r, asAuthError(err), "")
 		return
 	}
+	now := time.Now()
 	ls := loginState{
 		State:       randomToken(32),
 		Verifier:    oauth2.GenerateVerifier(),
-		ReturnTo:    lr.returnTo,
+		ReturnTo:    stateReturnPath(lr.returnTo),
 		RedirectURI: redirectURI,
-		Created:     time.Now().Unix(),
-		Scopes:      strings.Join(lr.scopes, " "),
+		Created:     now.Unix(),
+		StartedMs:   now.UnixMilli(),
+		Scopes:      h.stateScopes(lr.scopes),
 		Required:    strings.Join(lr.required, " "),
 		Reconsent:   lr.reconsent,
 	}
-	plain, err := json.Marshal(ls)
+	name := h.cookies.state(r, stateID(ls.State))
+	sealed, err := h.sealState(name, &ls)
 	if err != nil {
 		h.fail(w, r, &authError{Kind: errMisconfigured, Message: "Could not start the login.", Err: err}, "")
 		return
 	}
-	name := h.cookies.state(r, stateID(ls.State))
-	http.SetCookie(w, h.cookieTemplate(r, name, h.sealers().states.seal(plain, []byte(name)), h.callbackPath, stateLifetime))
+	h.evictOldLogins(w, r, now)
+	http.SetCookie(w, h.stateCookie(r, name, sealed, stateLifetime))
 
 	opts := []oauth2.AuthCodeOption{
 		oauth2.S256ChallengeOption(ls.Verifier),
@@ -188,6 +192,9 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if !h.admitExchange(w, r, ls.ReturnTo, now) {
+		return
+	}
 	sess, err := h.completeLogin(r.Context(), code, ls, now)
 	if err != nil {
 		ae := asAuthError(err)
@@ -240,13 +247,18 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 	if err := h.shared.checkBackoff(now); err != nil {
 		return session{}, err
 	}
+	if err := h.shared.exchanges.checkBackoff(now); err != nil {
+		return session{}, err
+	}
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, h.httpClient)
 	tok, err := h.oauth.Exchange(ctx, code,
 		oauth2.VerifierOption(ls.Verifier),
 		oauth2.SetAuthURLParam("redirect_uri", ls.RedirectURI))
 	if err != nil {
 		ae := classifyTokenError(err, "code exchange")
-		h.shared.noteRateLimit(ae, time.Now())
+		// A login's 429 pauses logins only, not refreshes of sessions
+		// that already exist.
+		h.shared.exchanges.noteRateLimit(ae, time.Now())
 		return session{}, ae
 	}
 	if tok.RefreshToken == "" {
@@ -254,11 +266,12 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 	}
 	prof, err := h.spotify.me(ctx, tok.AccessToken)
 	if err != nil {
-		h.shared.noteRateLimit(err, time.Now())
+		h.shared.exchanges.noteRateLimit(err, time.Now())
 		return session{}, err
 	}
-	if !printableASCII(prof.ID) {
-		return session{}, &authError{Kind: errLoginRejected, Message: "Spotify returned a malformed user id"}
+	if !validUserID(prof.ID) {
+		return session{}, &authError{Kind: errLoginRejected, Message: "Spotify returned a user id this site cannot accept " +
+			"(Spotify user ids are ASCII letters, digits, '.', '_' and '-')"}
 	}
 	return session{
 		Created:      now.UnixNano(),
@@ -266,13 +279,15 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 		TokenExpires: tokenExpiry(tok, now),
 		AccessToken:  tok.AccessToken,
 		RefreshToken: tok.RefreshToken,
-		Scopes:       grantedScopes(tok, ""),
-		UserID:       prof.ID,
-		DisplayName:  truncate(prof.DisplayName, 256),
-		Email:        truncate(prof.Email, 256),
-		Product:      truncate(prof.Product, 32),
-		Country:      truncate(prof.Country, 8),
-		Requested:    ls.Scopes,
+		// No "scope" in the answer means what was asked for was granted
+		// (RFC 6749 section 5.1).
+		Scopes:      grantedScopes(tok, ls.Scopes),
+		UserID:      prof.ID,
+		DisplayName: profileText(prof.DisplayName, maxDisplayNameLen),
+		Email:       profileText(prof.Email, maxEmailLen),
+		Product:     profileWord(prof.Product, maxProductLen),
+		Country:     profileWord(prof.Country, 2),
+		Requested:   ls.Scopes,
 	}, nil
 }
 
@@ -292,7 +307,10 @@ func (h *Handler) consumeState(w http.ResponseWriter, r *http.Request, state str
 	if !ok {
 		return ls, errors.New("no login in progress in this browser for this state")
 	}
-	http.SetCookie(w, h.cookieTemplate(r, name, "", h.callbackPath, -1))
+	http.SetCookie(w, h.stateCookie(r, name, "", -1))
+	if len(raw) > maxStateCookieLen {
+		return ls, errors.New("login cookie is oversized")
+	}
 	plain, err := h.sealers().states.open(raw, []byte(name))
 	if err != nil {
 		return ls, errors.New("login cookie cannot be opened")

@@ -162,6 +162,12 @@ type Handler struct {
 	// readable by script is only as safe as the page is from XSS.
 	TokenEndpoint bool `json:"token_endpoint,omitempty"`
 
+	// Bounds the code exchanges (one Spotify token call each) that login
+	// callbacks may cause, per client address and overall, so strangers
+	// cannot spend the app's Spotify rate limit. Default 20 per client and
+	// 300 overall per minute.
+	LoginRateLimit *LoginRateLimit `json:"login_rate_limit,omitempty"`
+
 	// `user` (default): every request needs a logged-in user. `app`: no
 	// login; requests get an app access token from the client
 	// credentials flow (needs client_secret), for catalog and search APIs.

@@ -263,11 +263,13 @@ func (c cookieNames) session(r *http.Request) string {
 	return c.plain
 }
 
-// stateCookie names the per-login cookie: one per login attempt, so tabs
-// logging in at the same time don't overwrite each other.
+// state names the per-login cookie: one per login attempt, so tabs
+// logging in at the same time don't overwrite each other. Over HTTPS it is
+// __Host-, never __Secure-, which a sibling subdomain could set
+// (see loginstate.go).
 func (c cookieNames) state(r *http.Request, id string) string {
 	if r.TLS != nil {
-		return "__Secure-" + c.base + "_state_" + id
+		return "__Host-" + c.base + "_state_" + id
 	}
 	return c.base + "_state_" + id
 }
@@ -378,9 +380,16 @@ func (h *Handler) setSessionCookie(w http.ResponseWriter, r *http.Request, s *se
 		}
 		plain = ref
 	}
+	h.writeSessionCookie(w, r, plain, s.Expires)
+	return nil
+}
+
+// writeSessionCookie seals plain (a session, or a reference to a stored
+// one) into the session cookie, expiring chunks of a longer value.
+func (h *Handler) writeSessionCookie(w http.ResponseWriter, r *http.Request, plain []byte, expires int64) {
 	name := h.cookies.session(r)
 	parts := splitChunks(h.sealers().sessions.seal(plain, h.cookies.aad))
-	maxAge := time.Until(time.Unix(s.Expires, 0))
+	maxAge := time.Until(time.Unix(expires, 0))
 	for i, p := range parts {
 		n := name
 		if i > 0 {
@@ -393,7 +402,6 @@ func (h *Handler) setSessionCookie(w http.ResponseWriter, r *http.Request, s *se
 			http.SetCookie(w, h.cookieTemplate(r, chunkName(name, i), "", "/", -1))
 		}
 	}
-	return nil
 }
 
 // clearSessionCookie expires the session cookie and all of its chunks.

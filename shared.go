@@ -34,7 +34,7 @@ type sharedState struct {
 	backoffUntil atomic.Int64
 
 	mu        sync.Mutex
-	usedState map[string]time.Time // state hash → when it stops mattering
+	usedState *fifoMap[struct{}]   // state hash → used (until it stops mattering)
 	recent    *fifoMap[session]    // refresh token hash → what its refresh produced
 	paused    map[string]time.Time // refresh token hash → no retry before
 	rejected  map[string]struct{}  // access tokens the upstream found invalid
@@ -43,6 +43,8 @@ type sharedState struct {
 
 	app atomic.Pointer[appToken] // mode app: the current app token
 
+	exchanges exchangeLimiter // code exchanges strangers can cause
+
 	// coordinationWarned (unix seconds) rate-limits the warning that
 	// storage failed to coordinate a refresh.
 	coordinationWarned atomic.Int64
@@ -50,7 +52,7 @@ type sharedState struct {
 
 func newSharedState() *sharedState {
 	return &sharedState{
-		usedState: make(map[string]time.Time),
+		usedState: newFIFOMap[struct{}](maxUsedStates),
 		recent:    newFIFOMap[session](maxRecentRefresh),
 		paused:    make(map[string]time.Time),
 		rejected:  make(map[string]struct{}),
@@ -65,19 +67,19 @@ func (s *sharedState) Destruct() error { return nil }
 func (s *sharedState) useState(key string, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if until, ok := s.usedState[key]; ok && now.Before(until) {
+	if _, used := s.usedState.get(key, now); used {
 		return false
 	}
-	if len(s.usedState) >= maxUsedStates {
-		pruneExpired(s.usedState, now, func(t time.Time) time.Time { return t })
-	}
-	if len(s.usedState) >= maxUsedStates {
-		// Still full of live entries: a flood. The state cookie's own
-		// expiry still bounds replays, so forgetting is safe.
-		clear(s.usedState)
-	}
-	s.usedState[key] = now.Add(usedStateLifetime)
+	// All entries live equally long, so the oldest are the first to go
+	// when a flood fills the memory, never the recent ones.
+	s.usedState.put(key, struct{}{}, now.Add(usedStateLifetime))
 	return true
+}
+
+func (s *sharedState) usedStateCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.usedState.len()
 }
 
 // recentRefresh returns the session a refresh produced for this refresh

@@ -42,6 +42,7 @@ const (
 	errBadRequest                            // malformed input
 	errMisconfigured                         // config that cannot work with the request
 	errStoreUnavailable                      // session_store storage: Caddy's storage failed
+	errTooManyLogins                         // code exchanges over login_rate_limit
 )
 
 // String names the kind for logs and metric labels.
@@ -65,6 +66,8 @@ func (k errKind) String() string {
 		return "misconfigured"
 	case errStoreUnavailable:
 		return "store_unavailable"
+	case errTooManyLogins:
+		return "too_many_logins"
 	}
 	return "unknown"
 }

@@ -96,6 +96,9 @@ func (h *Handler) storeSession(ctx context.Context, s *session) ([]byte, error) 
 	if err := h.storage.Store(ctx, key, []byte(sealed)); err != nil {
 		return nil, &authError{Kind: errStoreUnavailable, Message: "Sessions cannot be saved right now", Err: err}
 	}
+	if ref != nil {
+		h.capStoredSessions(ctx, s.UserID, key)
+	}
 	s.storeKey = key
 	return ref, nil
 }

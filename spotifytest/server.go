@@ -44,6 +44,7 @@ type Server struct {
 	refreshLifetime time.Duration
 	codeLifetime    time.Duration
 	rotate          bool
+	omitScope       bool
 	tokenLength     int
 	codes           map[string]*authCode
 	accessTokens    map[string]*accessToken
@@ -285,6 +286,15 @@ func (s *Server) SetRotateRefreshTokens(on bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rotate = on
+}
+
+// SetOmitScope makes token responses leave out "scope", which RFC 6749
+// section 5.1 allows when the granted scopes are the requested ones.
+// Off (the default): every token response lists the granted scopes.
+func (s *Server) SetOmitScope(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.omitScope = on
 }
 
 // SetCodeLifetime sets how long authorization codes issued from now on stay

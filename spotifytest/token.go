@@ -249,13 +249,17 @@ func (s *Server) exchangeCode(form url.Values, clientID string, authenticated bo
 	}
 	at := s.newAccessToken(clientID, ac.userID, ac.scopes, now)
 	rt := s.newRefreshToken(refreshToken{clientID: clientID, userID: ac.userID, scopes: ac.scopes, granted: now, public: !authenticated})
-	return map[string]any{
+	resp := map[string]any{
 		"access_token":  at,
 		"token_type":    "Bearer",
 		"scope":         strings.Join(ac.scopes, " "),
 		"expires_in":    expiresIn(s.accessLifetime),
 		"refresh_token": rt,
-	}, nil
+	}
+	if s.omitScope {
+		delete(resp, "scope")
+	}
+	return resp, nil
 }
 
 // refresh serves grant_type=refresh_token.
@@ -285,6 +289,9 @@ func (s *Server) refresh(form url.Values, clientID string, authenticated bool) (
 		"token_type":   "Bearer",
 		"scope":        strings.Join(rt.scopes, " "),
 		"expires_in":   expiresIn(s.accessLifetime),
+	}
+	if s.omitScope {
+		delete(resp, "scope")
 	}
 	if s.rotate {
 		delete(s.refreshTokens, old)

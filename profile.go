@@ -1,0 +1,101 @@
+package spotifyauth
+
+import (
+	"strings"
+	"unicode/utf8"
+)
+
+// Profile fields come from Spotify's /v1/me and reach upstream headers
+// and placeholders (which operators may put into headers or paths). Each
+// is checked or cleaned once, when the session is made, so no value can
+// break a header (a CR/LF makes Go's reverse proxy refuse the request:
+// a 502 on every request of that user) or walk out of a path.
+
+// maxUserIDLen bounds a Spotify user id. Ids are base-62 strings today;
+// older accounts have user names, which Spotify restricted to letters,
+// digits, '.', '_' and '-'.
+const maxUserIDLen = 128
+
+// Bounds on the free-text fields.
+const (
+	maxDisplayNameLen = 256
+	maxEmailLen       = 256
+	maxProductLen     = 32
+)
+
+// validUserID reports whether id is a plausible Spotify user id: ASCII
+// letters and digits, with '.', '_' and '-' inside. It never holds '/',
+// '%', a space or a control character, and never starts with '.', so it
+// is safe in a header and as one path segment.
+func validUserID(id string) bool {
+	if id == "" || len(id) > maxUserIDLen || !isAlnum(id[0]) {
+		return false
+	}
+	for i := 1; i < len(id); i++ {
+		if c := id[i]; !isAlnum(c) && c != '.' && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// profileText cleans a free-text field (display name, email): valid
+// UTF-8, no control characters (C0, DEL, C1), at most n bytes.
+func profileText(s string, n int) string {
+	if len(s) > n {
+		s = s[:n]
+	}
+	s = strings.ToValidUTF8(s, "")
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r >= 0x7f && r < 0xa0 || r == utf8.RuneError {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// profileWord keeps a one-word field (product, country) only if it is
+// ASCII letters, digits, '_' and '-', at most n bytes; else it is
+// dropped, as Spotify's optional fields may be.
+func profileWord(s string, n int) string {
+	if len(s) > n {
+		return ""
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isAlnum(c) && c != '_' && c != '-' {
+			return ""
+		}
+	}
+	return s
+}
+
+// cleanScopes keeps the well-formed scope tokens of a space-separated
+// list (RFC 6749 section 3.3: printable ASCII but '"' and '\').
+func cleanScopes(list string) string {
+	ok := true
+	for i := 0; i < len(list) && ok; i++ {
+		ok = isScopeChar(list[i]) || list[i] == ' '
+	}
+	if ok {
+		return list
+	}
+	var kept []string
+	for _, sc := range strings.Fields(list) {
+		good := true
+		for i := 0; i < len(sc) && good; i++ {
+			good = isScopeChar(sc[i])
+		}
+		if good {
+			kept = append(kept, sc)
+		}
+	}
+	return strings.Join(kept, " ")
+}
+
+func isScopeChar(c byte) bool {
+	return c == 0x21 || c >= 0x23 && c <= 0x5b || c >= 0x5d && c <= 0x7e
+}
