@@ -18,7 +18,8 @@ import (
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
-var nopNext = caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+// nopNext answers as an upstream would, so the response wrapper runs too.
+var nopNext = caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error { w.WriteHeader(http.StatusOK); return nil })
 
 // benchServe runs one request per iteration with the given Cookie header.
 func benchServe(b *testing.B, h *Handler, base *http.Request, cookie, accept string, perIter func()) {
