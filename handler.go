@@ -513,8 +513,8 @@ func foldHeaderByte(c byte) byte {
 // stripOurCookies keeps the handler's cookies from the upstream.
 func stripOurCookies(hdr http.Header, names cookieNames) {
 	lines := hdr["Cookie"]
-	if len(lines) == 0 {
-		return
+	if !hasOurCookie(lines, names) {
+		return // the common case after the gate: nothing to rebuild
 	}
 	var kept []string
 	for _, line := range lines {
@@ -545,4 +545,18 @@ func stripOurCookies(hdr http.Header, names cookieNames) {
 		return
 	}
 	hdr["Cookie"] = kept
+}
+
+func hasOurCookie(lines []string, names cookieNames) bool {
+	for _, line := range lines {
+		for len(line) > 0 {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if names.ours(name) {
+				return true
+			}
+		}
+	}
+	return false
 }
