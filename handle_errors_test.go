@@ -18,7 +18,7 @@ func TestHandleErrorsRendersTheAnswers(t *testing.T) {
 	fake := newFake(t)
 	fake.AddUser(spotifytest.User{ID: "mallory", DisplayName: "Mallory"})
 	tc := caddytest.NewTester(t)
-	tc.InitServer(globalOptions(t.TempDir())+site+` {
+	tc.InitServer(globalOptions(caddyStorage(t))+site+` {
 	spotify_auth /app/* {
 		`+fakeOptions(fake)+`
 		allow_users `+spotifytest.DefaultUserID+`
@@ -93,7 +93,7 @@ func TestHandleErrorsRendersTheAnswers(t *testing.T) {
 func TestWithoutHandleErrorsTheBuiltInAnswersStay(t *testing.T) {
 	fake := newFake(t)
 	tc := caddytest.NewTester(t)
-	tc.InitServer(globalOptions(t.TempDir())+site+` {
+	tc.InitServer(globalOptions(caddyStorage(t))+site+` {
 	spotify_auth /app/* {
 		`+fakeOptions(fake)+`
 	}

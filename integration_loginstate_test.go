@@ -15,7 +15,7 @@ import (
 func TestCaddyTenPlantedLoginsThenANormalLoginCompletes(t *testing.T) {
 	fake := newFake(t)
 	tc := caddytest.NewTester(t)
-	tc.InitServer(globalOptions(t.TempDir())+site+` {
+	tc.InitServer(globalOptions(caddyStorage(t))+site+` {
 	spotify_auth /app/* {
 		`+fakeOptions(fake)+`
 		cookie_secret 0123456789abcdef0123456789abcdef

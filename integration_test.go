@@ -31,6 +31,18 @@ import (
 
 const site = "http://127.0.0.1:9080"
 
+// caddyStorage is a storage directory for an in-process Caddy. That Caddy
+// runs on after the test (until the next test loads its config) and may
+// still write there, so removal is best effort, not t.TempDir's check.
+func caddyStorage(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "spotify-auth-caddy-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
+}
+
 func globalOptions(storage string, extra ...string) string {
 	return fmt.Sprintf(`{
 	admin localhost:2999

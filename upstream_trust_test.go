@@ -64,7 +64,7 @@ func (u *recordingUpstream) last(t *testing.T) seenRequest {
 // upstream.
 func demoShapeSite(t *testing.T, fake *spotifytest.Server, upstream string, extra string) *caddytest.Tester {
 	tc := caddytest.NewTester(t)
-	tc.InitServer(globalOptions(t.TempDir())+site+` {
+	tc.InitServer(globalOptions(caddyStorage(t))+site+` {
 	spotify_auth /app/* {
 		`+fakeOptions(fake)+`
 		`+extra+`
