@@ -118,7 +118,7 @@ func loginThroughCaddy(t *testing.T, c *http.Client, fake *spotifytest.Server, p
 
 func TestCaddyKeepsRespondFileServerAndHandleBehindTheGate(t *testing.T) {
 	fake := newFake(t)
-	storage := t.TempDir()
+	storage := caddyStorage(t)
 	root := t.TempDir()
 	if err := os.WriteFile(filepath.Join(root, "secret.txt"), []byte("file secret"), 0o600); err != nil {
 		t.Fatal(err)
@@ -246,7 +246,7 @@ func TestNoSecretReachesTheLogs(t *testing.T) {
 				_, _ = io.WriteString(w, "upstream ok")
 			}))
 			defer upstream.Close()
-			logDir, storage := t.TempDir(), t.TempDir()
+			logDir, storage := t.TempDir(), caddyStorage(t)
 			tc := caddytest.NewTester(t)
 			tc.InitServer(globalOptions(storage, "log {\n\t\toutput file "+logDir+"/caddy.log\n\t\tlevel DEBUG\n\t}")+fmt.Sprintf(`%s {
 	log {
@@ -350,7 +350,7 @@ func TestNoSecretReachesTheLogs(t *testing.T) {
 // count stays flat.
 func TestReloadsKeepSessionsAndLeakNothing(t *testing.T) {
 	fake := newFake(t)
-	storage := t.TempDir()
+	storage := caddyStorage(t)
 	tc := caddytest.NewTester(t)
 	config := func(i int) string {
 		// No cookie_secret: the key generated into storage must survive.
