@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
@@ -58,8 +59,8 @@ func TestASessionBelongsToOneApp(t *testing.T) {
 
 				// A session sealed by staging is no session for production.
 				s := hs.session(hs.browser)
-				sealed := staging.sealers().sessions.seal(s.marshal(), staging.cookies.aad)
-				if _, err := hs.h.sealers().sessions.open(sealed, hs.h.cookies.aad); err == nil {
+				sealed := staging.sealers().sessions.Seal(s.marshal(), staging.cookies.aad)
+				if _, err := hs.h.sealers().sessions.Open(sealed, hs.h.cookies.aad); err == nil {
 					t.Fatal("production opened a session sealed by staging")
 				}
 
@@ -80,12 +81,12 @@ func TestASessionBelongsToOneApp(t *testing.T) {
 				}
 
 				// Stored sessions and published refresh results too.
-				for purpose, pair := range map[string][2]*sealer{
+				for purpose, pair := range map[string][2]*seal.Sealer{
 					"state":          {hs.h.sealers().states, staging.sealers().states},
 					"stored session": {hs.h.sealers().stored, staging.sealers().stored},
 					"refresh result": {hs.h.sealers().results, staging.sealers().results},
 				} {
-					if _, err := pair[0].open(pair[1].seal([]byte("x"), nil), nil); err == nil {
+					if _, err := pair[0].Open(pair[1].Seal([]byte("x"), nil), nil); err == nil {
 						t.Errorf("production opened a %s sealed by staging", purpose)
 					}
 				}

@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"golang.org/x/oauth2"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
@@ -65,7 +66,7 @@ func validSession(expires time.Duration) session {
 func BenchmarkServeHTTP(b *testing.B) {
 	h, base := benchHandler(b)
 	s := validSession(time.Hour)
-	cookie := "spotify_auth=" + h.sealers().sessions.seal(s.marshal(), h.cookies.aad) + "; theme=dark"
+	cookie := "spotify_auth=" + h.sealers().sessions.Seal(s.marshal(), h.cookies.aad) + "; theme=dark"
 	benchServe(b, h, base, cookie, "text/html", nil)
 }
 
@@ -79,7 +80,7 @@ func BenchmarkServeHTTPStoredSession(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cookie := "spotify_auth=" + h.sealers().sessions.seal(ref, h.cookies.aad) + "; theme=dark"
+	cookie := "spotify_auth=" + h.sealers().sessions.Seal(ref, h.cookies.aad) + "; theme=dark"
 	benchServe(b, h, base, cookie, "text/html", nil)
 }
 
@@ -94,7 +95,7 @@ func BenchmarkServeHTTPThreeChunks(b *testing.B) {
 	h, base := benchHandler(b)
 	s := validSession(time.Hour)
 	s.AccessToken = strings.Repeat("T", 2*maxChunkLen)
-	parts := splitChunks(h.sealers().sessions.seal(s.marshal(), h.cookies.aad))
+	parts := splitChunks(h.sealers().sessions.Seal(s.marshal(), h.cookies.aad))
 	if len(parts) != 3 {
 		b.Fatalf("%d chunks", len(parts))
 	}
@@ -115,7 +116,7 @@ func BenchmarkServeHTTPRefresh(b *testing.B) {
 	refreshToken := fakeRefreshToken(b, fake)
 	s := validSession(time.Minute) // inside the leeway
 	s.RefreshToken = refreshToken
-	cookie := "spotify_auth=" + h.sealers().sessions.seal(s.marshal(), h.cookies.aad)
+	cookie := "spotify_auth=" + h.sealers().sessions.Seal(s.marshal(), h.cookies.aad)
 	benchServe(b, h, base, cookie, "text/html", func() {
 		// Forget the last result so every iteration really refreshes.
 		forgetRefreshes(b, h)
@@ -157,7 +158,7 @@ func BenchmarkInvalidCookieFlood(b *testing.B) {
 	for i := range cookies {
 		raw := make([]byte, 400)
 		_, _ = rand.Read(raw)
-		raw[0] = sealVersion
+		raw[0] = seal.Version
 		cookies[i] = "spotify_auth=" + base64.RawURLEncoding.EncodeToString(raw)
 	}
 	w := &discardWriter{h: http.Header{}}

@@ -225,12 +225,12 @@ func TestPlaceholdersInSecretsAreResolvedFromEnvAndFiles(t *testing.T) {
 		t.Fatalf("client_id = %q", h.ClientID)
 	}
 	// The file's secret seals: a sealer built from it directly opens it.
-	sealed := h.sealers().sessions.seal([]byte("x"), []byte("c"))
+	sealed := h.sealers().sessions.Seal([]byte("x"), []byte("c"))
 	kr, err := newKeyring([][]byte{[]byte(secretB)}, h.app)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kr.sessions.open(sealed, []byte("c")); err != nil {
+	if _, err := kr.sessions.Open(sealed, []byte("c")); err != nil {
 		t.Fatalf("cookie secret from file not used: %v", err)
 	}
 }

@@ -131,7 +131,7 @@ func (h *Handler) publishRefresh(ctx context.Context, key string, tr refreshResu
 		return
 	}
 	sk := refreshResultPrefix + key
-	sealed := h.sealers().results.seal(data, []byte(sk))
+	sealed := h.sealers().results.Seal(data, []byte(sk))
 	if err := h.storage.Store(ctx, sk, []byte(sealed)); err != nil {
 		h.warnCoordination(err)
 	}
@@ -151,7 +151,7 @@ func (h *Handler) publishedRefresh(ctx context.Context, key string) (refreshResu
 		}
 		return tr, false
 	}
-	plain, err := h.sealers().results.open(string(data), []byte(sk))
+	plain, err := h.sealers().results.Open(string(data), []byte(sk))
 	if err != nil || json.Unmarshal(plain, &tr) != nil || tr.AccessToken == "" {
 		return tr, false
 	}

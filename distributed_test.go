@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/teststorage"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
@@ -246,7 +247,7 @@ func TestGeneratedKeysRotateWithoutLoggingAnyoneOut(t *testing.T) {
 			}
 		}
 	}
-	sealingKey := func(h *Handler) [keyIDLen]byte { return h.sealers().sessions.keys[0].id }
+	sealingKey := func(h *Handler) seal.KeyID { return h.sealers().sessions.SealingKey() }
 	reload := func(when string, at time.Time, hs ...*Handler) {
 		t.Helper()
 		for _, h := range hs {
@@ -291,7 +292,7 @@ func TestGeneratedKeysRotateWithoutLoggingAnyoneOut(t *testing.T) {
 		}
 	}
 	u, _ := url.Parse(hs.srv.URL)
-	hs.browser.Jar.SetCookies(u, []*http.Cookie{{Name: "spotify_auth", Value: mustKeyring(t, firstKey, hs.h.app).sessions.seal(oldSession.marshal(), hs.h.cookies.aad), Path: "/"}})
+	hs.browser.Jar.SetCookies(u, []*http.Cookie{{Name: "spotify_auth", Value: mustKeyring(t, firstKey, hs.h.app).sessions.Seal(oldSession.marshal(), hs.h.cookies.aad), Path: "/"}})
 	if resp, _ := apiGet(hs, hs.browser, "/app/"); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("a cookie under the aged-out key: status %d, want 401", resp.StatusCode)
 	}
@@ -314,7 +315,7 @@ func TestStoredSessionsEndEverywhereOnLogout(t *testing.T) {
 			// What the storage holds is sealed: no token, and not the
 			// reference a cookie would need.
 			sess := hs.session(hs.browser)
-			ref, _ := hs.h.sealers().sessions.open(value, hs.h.cookies.aad)
+			ref, _ := hs.h.sealers().sessions.Open(value, hs.h.cookies.aad)
 			storageHoldsNone(t, storage, sess.AccessToken, sess.RefreshToken, value, string(ref[1+refUserLen:]), hex.EncodeToString(ref[1+refUserLen:]))
 
 			// A copy of the cookie works on the other instance...

@@ -437,7 +437,7 @@ func TestAnExpiredLoginStateIsRefused(t *testing.T) {
 	ls, _ := json.Marshal(loginState{State: state, Verifier: "v", ReturnTo: "/", RedirectURI: hs.srv.URL + DefaultCallbackPath,
 		Created: time.Now().Add(-stateLifetime - time.Minute).Unix()})
 	resp, _ := hs.get(newBrowser(t), DefaultCallbackPath+"?code=x&state="+state,
-		"Cookie", name+"="+hs.h.sealers().states.seal(ls, []byte(name)))
+		"Cookie", name+"="+hs.h.sealers().states.Seal(ls, []byte(name)))
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("status %d, want 400", resp.StatusCode)
 	}
@@ -536,10 +536,10 @@ func TestTamperedOrForeignCookiesMeanNoSession(t *testing.T) {
 		"truncated":                 good[:len(good)-5],
 		"empty":                     "",
 		"garbage":                   "not-a-session",
-		"sealed under another key":  otherKey.sealers().sessions.seal(sess.marshal(), []byte("spotify_auth")),
-		"sealed for another cookie": hs.h.sealers().sessions.seal(sess.marshal(), []byte("other_cookie")),
-		"a state cookie's sealing":  hs.h.sealers().states.seal(sess.marshal(), []byte("spotify_auth")),
-		"expired session":           hs.h.sealers().sessions.seal(expired.marshal(), []byte("spotify_auth")),
+		"sealed under another key":  otherKey.sealers().sessions.Seal(sess.marshal(), []byte("spotify_auth")),
+		"sealed for another cookie": hs.h.sealers().sessions.Seal(sess.marshal(), []byte("other_cookie")),
+		"a state cookie's sealing":  hs.h.sealers().states.Seal(sess.marshal(), []byte("spotify_auth")),
+		"expired session":           hs.h.sealers().sessions.Seal(expired.marshal(), []byte("spotify_auth")),
 		"chunk count without parts": "3." + good,
 	} {
 		t.Run(name, func(t *testing.T) {

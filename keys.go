@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 	"go.uber.org/zap"
 )
 
@@ -41,11 +42,11 @@ type storedKey struct {
 // keyring holds the sealers derived from the current keys, one per
 // purpose. It is replaced whole when the keys change.
 type keyring struct {
-	sessions *sealer // session cookies
-	states   *sealer // login state cookies
-	results  *sealer // refresh results published in storage
-	stored   *sealer // server-side sessions in storage
-	marks    *sealer // revocation marks in storage
+	sessions *seal.Sealer // session cookies
+	states   *seal.Sealer // login state cookies
+	results  *seal.Sealer // refresh results published in storage
+	stored   *seal.Sealer // server-side sessions in storage
+	marks    *seal.Sealer // revocation marks in storage
 	secrets  [][]byte
 	app      string
 }
@@ -63,7 +64,7 @@ func appBinding(clientID, authorizeURL, tokenURL, apiURL string) string {
 func newKeyring(secrets [][]byte, app string) (*keyring, error) {
 	k := &keyring{secrets: secrets, app: app}
 	for _, s := range []struct {
-		dst     **sealer
+		dst     **seal.Sealer
 		purpose string
 	}{
 		{&k.sessions, purposeSession},
@@ -73,7 +74,7 @@ func newKeyring(secrets [][]byte, app string) (*keyring, error) {
 		{&k.marks, purposeRevocation},
 	} {
 		var err error
-		if *s.dst, err = newSealer(secrets, s.purpose+"\x00"+app); err != nil {
+		if *s.dst, err = seal.New(secrets, s.purpose+"\x00"+app); err != nil {
 			return nil, err
 		}
 	}

@@ -42,7 +42,7 @@ func (hs *harness) setSession(c *http.Client, s session) string {
 		return ""
 	}
 	u, _ := url.Parse(hs.srv.URL)
-	value := hs.h.sealers().sessions.seal(s.marshal(), hs.h.cookies.aad)
+	value := hs.h.sealers().sessions.Seal(s.marshal(), hs.h.cookies.aad)
 	c.Jar.SetCookies(u, []*http.Cookie{{Name: "spotify_auth", Value: value, Path: "/"}})
 	return value
 }

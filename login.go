@@ -311,7 +311,7 @@ func (h *Handler) consumeState(w http.ResponseWriter, r *http.Request, state str
 	if len(raw) > maxStateCookieLen {
 		return ls, errors.New("login cookie is oversized")
 	}
-	plain, err := h.sealers().states.open(raw, []byte(name))
+	plain, err := h.sealers().states.Open(raw, []byte(name))
 	if err != nil {
 		return ls, errors.New("login cookie cannot be opened")
 	}

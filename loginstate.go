@@ -88,7 +88,7 @@ func (h *Handler) sealState(name string, ls *loginState) (string, error) {
 		if err := enc.Encode(ls); err != nil {
 			return "", err
 		}
-		sealed := h.sealers().states.seal(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), []byte(name))
+		sealed := h.sealers().states.Seal(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), []byte(name))
 		if len(sealed) <= maxStateCookieLen {
 			return sealed, nil
 		}
@@ -149,7 +149,7 @@ func (h *Handler) stateStarted(name, value string, now time.Time) int64 {
 	if len(value) > maxStateCookieLen {
 		return 0
 	}
-	plain, err := h.sealers().states.open(value, []byte(name))
+	plain, err := h.sealers().states.Open(value, []byte(name))
 	if err != nil {
 		return 0
 	}

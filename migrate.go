@@ -54,7 +54,7 @@ func (h *Handler) migrateSession(w http.ResponseWriter, r *http.Request, s *sess
 		if err != errNoSession {
 			return err
 		}
-		sealed := h.sealers().stored.seal(s.marshal(), []byte(key))
+		sealed := h.sealers().stored.Seal(s.marshal(), []byte(key))
 		if err := h.storage.Store(ctx, key, []byte(sealed)); err != nil {
 			return &authError{Kind: errStoreUnavailable, Message: "Sessions cannot be saved right now", Err: err}
 		}
@@ -99,7 +99,7 @@ func (h *Handler) capStoredSessions(ctx context.Context, userID, keep string) {
 		if err != nil {
 			continue
 		}
-		pt, err := h.sealers().stored.open(string(data), []byte(k))
+		pt, err := h.sealers().stored.Open(string(data), []byte(k))
 		if err != nil {
 			continue // not a session of this site's keys: not ours to delete
 		}

@@ -75,7 +75,7 @@ func (h *Handler) revokeSessions(ctx context.Context, userID string, now time.Ti
 	if err != nil {
 		return err
 	}
-	if err := h.storage.Store(ctx, key, []byte(h.sealers().marks.seal(data, []byte(key)))); err != nil {
+	if err := h.storage.Store(ctx, key, []byte(h.sealers().marks.Seal(data, []byte(key)))); err != nil {
 		return err
 	}
 	h.applyRevocations(func(m map[string]int64) { m[userID] = max(m[userID], mark.Before) })
@@ -99,7 +99,7 @@ func (h *Handler) loadMark(ctx context.Context, key string) (revocationMark, boo
 	if err != nil {
 		return mark, false
 	}
-	plain, err := h.sealers().marks.open(string(data), []byte(key))
+	plain, err := h.sealers().marks.Open(string(data), []byte(key))
 	if err != nil || json.Unmarshal(plain, &mark) != nil || mark.UserID == "" || h.revocationKey(mark.UserID) != key {
 		return mark, false // another app's, or not a mark
 	}

@@ -259,7 +259,7 @@ func BenchmarkServeHTTPTamperedCookie(b *testing.B) {
 	h, base := benchHandler(b)
 	sess := sampleSession()
 	sess.Expires = time.Now().Add(time.Hour).Unix()
-	sealed := []byte(h.sealers().sessions.seal(sess.marshal(), h.cookies.aad))
+	sealed := []byte(h.sealers().sessions.Seal(sess.marshal(), h.cookies.aad))
 	sealed[len(sealed)/2] ^= 1
 	cookie := "spotify_auth=" + string(sealed)
 	benchServe(b, h, base, cookie, "application/json", nil)

@@ -1,19 +1,12 @@
 package spotifyauth
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/hkdf"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
-	"unsafe"
 )
 
 // Key purposes: one derived key per use, so a state cookie can never be
@@ -26,101 +19,6 @@ const (
 	purposeStoredSession = "caddy-spotify-auth stored session v1"
 	purposeRevocation    = "caddy-spotify-auth revocation mark v1"
 )
-
-const (
-	sealVersion  = 1
-	keyIDLen     = 4
-	nonceLen     = 12
-	sealOverhead = 1 + keyIDLen + nonceLen + 16 // version, key id, nonce, GCM tag
-)
-
-var errUnsealable = errors.New("cookie cannot be opened")
-
-// cookieEncoding is strict so that every sealed value has exactly one
-// accepted spelling: flipping a padding bit must not leave it valid.
-var cookieEncoding = base64.RawURLEncoding.Strict()
-
-// sealer seals and opens cookie values with AES-256-GCM. The first key
-// seals; every key opens, which is what makes secret rotation painless.
-type sealer struct {
-	keys []sealKey
-}
-
-type sealKey struct {
-	id   [keyIDLen]byte
-	aead cipher.AEAD
-}
-
-func newSealer(secrets [][]byte, purpose string) (*sealer, error) {
-	if len(secrets) == 0 {
-		return nil, errors.New("no cookie secret")
-	}
-	s := &sealer{}
-	for _, secret := range secrets {
-		// HKDF turns a passphrase-like secret into a uniform key and
-		// separates purposes; done once here, never per request.
-		material, err := hkdf.Key(sha256.New, secret, []byte("caddy-spotify-auth"), purpose, 32+keyIDLen)
-		if err != nil {
-			return nil, err
-		}
-		block, err := aes.NewCipher(material[:32])
-		if err != nil {
-			return nil, err
-		}
-		aead, err := cipher.NewGCM(block)
-		if err != nil {
-			return nil, err
-		}
-		var k sealKey
-		copy(k.id[:], material[32:])
-		k.aead = aead
-		s.keys = append(s.keys, k)
-	}
-	return s, nil
-}
-
-// seal encrypts plaintext bound to aad and returns it base64url encoded.
-func (s *sealer) seal(plaintext, aad []byte) string {
-	k := s.keys[0]
-	buf := make([]byte, 1+keyIDLen+nonceLen, sealOverhead+len(plaintext))
-	buf[0] = sealVersion
-	copy(buf[1:], k.id[:])
-	nonce := buf[1+keyIDLen:]
-	if _, err := rand.Read(nonce); err != nil {
-		panic("crypto/rand failed: " + err.Error()) // never happens on supported platforms
-	}
-	buf = k.aead.Seal(buf, nonce, plaintext, aad)
-	return cookieEncoding.EncodeToString(buf)
-}
-
-// open decodes and decrypts a value made by seal. Any failure is
-// errUnsealable: callers treat it as "no cookie".
-func (s *sealer) open(value string, aad []byte) ([]byte, error) {
-	if len(value) < cookieEncoding.EncodedLen(sealOverhead) || len(value) > maxSealedLen {
-		return nil, errUnsealable
-	}
-	buf := make([]byte, cookieEncoding.DecodedLen(len(value)))
-	// Decode only reads its source, so the string's bytes can be used
-	// without a copy.
-	n, err := cookieEncoding.Decode(buf, unsafe.Slice(unsafe.StringData(value), len(value)))
-	if err != nil || n < sealOverhead || buf[0] != sealVersion {
-		return nil, errUnsealable
-	}
-	buf = buf[:n]
-	for i := range s.keys {
-		k := &s.keys[i]
-		if [keyIDLen]byte(buf[1:1+keyIDLen]) != k.id {
-			continue
-		}
-		nonce := buf[1+keyIDLen : sealOverhead-16]
-		pt, err := k.aead.Open(buf[sealOverhead-16:sealOverhead-16], nonce, buf[sealOverhead-16:], aad)
-		if err != nil {
-			return nil, errUnsealable
-		}
-		return pt, nil
-	}
-	return nil, errUnsealable
-}
 
 // session is what the session cookie carries. Field values are
 // substrings of one decoded string, so opening a session costs one
@@ -301,8 +199,9 @@ func cookieValue(h http.Header, name string) (string, bool) {
 	return "", false
 }
 
-// readChunked reads a possibly chunked cookie value. A chunked value's
-// first part starts with "<count>." ('.' is not in the base64url alphabet).
+// readChunked reads a possibly chunked cookie value, at most maxSealedLen
+// long (checked before any decoding). A chunked value's first part starts
+// with "<count>." ('.' is not in the base64url alphabet).
 func readChunked(h http.Header, name string) (string, bool) {
 	first, ok := cookieValue(h, name)
 	if !ok {
@@ -310,7 +209,7 @@ func readChunked(h http.Header, name string) (string, bool) {
 	}
 	countStr, rest, chunked := strings.Cut(first, ".")
 	if !chunked {
-		return first, true
+		return first, len(first) <= maxSealedLen
 	}
 	count, err := strconv.Atoi(countStr)
 	if err != nil || count < 2 || count > maxChunks {
@@ -321,7 +220,7 @@ func readChunked(h http.Header, name string) (string, bool) {
 	b.WriteString(rest)
 	for i := 1; i < count; i++ {
 		part, ok := cookieValue(h, chunkName(name, i))
-		if !ok {
+		if !ok || b.Len()+len(part) > maxSealedLen {
 			return "", false
 		}
 		b.WriteString(part)
@@ -388,7 +287,7 @@ func (h *Handler) setSessionCookie(w http.ResponseWriter, r *http.Request, s *se
 // one) into the session cookie, expiring chunks of a longer value.
 func (h *Handler) writeSessionCookie(w http.ResponseWriter, r *http.Request, plain []byte, expires int64) {
 	name := h.cookies.session(r)
-	parts := splitChunks(h.sealers().sessions.seal(plain, h.cookies.aad))
+	parts := splitChunks(h.sealers().sessions.Seal(plain, h.cookies.aad))
 	maxAge := time.Until(time.Unix(expires, 0))
 	for i, p := range parts {
 		n := name

@@ -2,6 +2,7 @@ package spotifyauth
 
 import (
 	"bytes"
+	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -9,13 +10,13 @@ import (
 	"time"
 )
 
-func testSealer(t testing.TB, secrets ...string) *sealer {
+func testSealer(t testing.TB, secrets ...string) *seal.Sealer {
 	t.Helper()
 	var bs [][]byte
 	for _, s := range secrets {
 		bs = append(bs, []byte(s))
 	}
-	s, err := newSealer(bs, purposeSession)
+	s, err := seal.New(bs, purposeSession)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,37 +67,37 @@ func TestMalformedSessionBytesAreRejected(t *testing.T) {
 
 func TestSealedValuesOpenOnlyWithAKeyAndAssociatedDataThatMatch(t *testing.T) {
 	a := testSealer(t, secretA)
-	sealed := a.seal([]byte("hello"), []byte("cookie"))
+	sealed := a.Seal([]byte("hello"), []byte("cookie"))
 
-	if pt, err := a.open(sealed, []byte("cookie")); err != nil || string(pt) != "hello" {
+	if pt, err := a.Open(sealed, []byte("cookie")); err != nil || string(pt) != "hello" {
 		t.Fatalf("open with same key: %q, %v", pt, err)
 	}
-	if _, err := a.open(sealed, []byte("other-cookie")); err == nil {
+	if _, err := a.Open(sealed, []byte("other-cookie")); err == nil {
 		t.Error("opened with another cookie name as associated data")
 	}
-	if _, err := testSealer(t, secretB).open(sealed, []byte("cookie")); err == nil {
+	if _, err := testSealer(t, secretB).Open(sealed, []byte("cookie")); err == nil {
 		t.Error("opened with another key")
 	}
-	state, _ := newSealer([][]byte{[]byte(secretA)}, purposeState)
-	if _, err := state.open(sealed, []byte("cookie")); err == nil {
+	state, _ := seal.New([][]byte{[]byte(secretA)}, purposeState)
+	if _, err := state.Open(sealed, []byte("cookie")); err == nil {
 		t.Error("a session value opened as a state value")
 	}
 	// Rotation: a ring whose first key is new still opens old values.
-	if pt, err := testSealer(t, secretB, secretA).open(sealed, []byte("cookie")); err != nil || string(pt) != "hello" {
+	if pt, err := testSealer(t, secretB, secretA).Open(sealed, []byte("cookie")); err != nil || string(pt) != "hello" {
 		t.Errorf("rotated ring failed to open a value sealed with the old key: %v", err)
 	}
 }
 
 func TestEveryBitFlipOrTruncationOfASealedValueIsRejected(t *testing.T) {
 	s := testSealer(t, secretA)
-	sealed := s.seal((&session{AccessToken: "a", UserID: "u"}).marshal(), []byte("c"))
+	sealed := s.Seal((&session{AccessToken: "a", UserID: "u"}).marshal(), []byte("c"))
 	for i := range sealed {
 		b := []byte(sealed)
 		b[i] ^= 0x01
-		if _, err := s.open(string(b), []byte("c")); err == nil && string(b) != sealed {
+		if _, err := s.Open(string(b), []byte("c")); err == nil && string(b) != sealed {
 			t.Fatalf("flipped byte %d accepted", i)
 		}
-		if _, err := s.open(sealed[:i], []byte("c")); err == nil {
+		if _, err := s.Open(sealed[:i], []byte("c")); err == nil {
 			t.Fatalf("truncation to %d accepted", i)
 		}
 	}
@@ -161,7 +162,7 @@ func TestLoadSessionRefusesExpiredSessions(t *testing.T) {
 	s := sampleSession()
 	now := time.Unix(s.Expires, 0)
 	r, _ := http.NewRequest("GET", "http://127.0.0.1/", nil)
-	r.Header.Set("Cookie", "s="+h.sealers().sessions.seal(s.marshal(), h.cookies.aad))
+	r.Header.Set("Cookie", "s="+h.sealers().sessions.Seal(s.marshal(), h.cookies.aad))
 	if _, ok := h.loadSession(r, now.Add(-time.Second)); !ok {
 		t.Fatal("valid session refused")
 	}
@@ -175,13 +176,13 @@ func TestLoadSessionRefusesExpiredSessions(t *testing.T) {
 func FuzzOpenSession(f *testing.F) {
 	s := testSealer(f, secretA)
 	good := sampleSession()
-	f.Add(s.seal(good.marshal(), []byte("c")))
+	f.Add(s.Seal(good.marshal(), []byte("c")))
 	f.Add("")
 	f.Add("AQ")
 	f.Add(strings.Repeat("A", 60))
 	f.Add("3.abc")
 	f.Fuzz(func(t *testing.T, value string) {
-		pt, err := s.open(value, []byte("c"))
+		pt, err := s.Open(value, []byte("c"))
 		if err != nil {
 			return
 		}
@@ -215,10 +216,10 @@ func FuzzUnmarshalSession(f *testing.F) {
 func BenchmarkOpenSession(b *testing.B) {
 	s := testSealer(b, secretA)
 	good := sampleSession()
-	sealed := s.seal(good.marshal(), []byte("c"))
+	sealed := s.Seal(good.marshal(), []byte("c"))
 	b.ReportAllocs()
 	for b.Loop() {
-		pt, err := s.open(sealed, []byte("c"))
+		pt, err := s.Open(sealed, []byte("c"))
 		if err != nil {
 			b.Fatal(err)
 		}

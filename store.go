@@ -66,7 +66,7 @@ func (h *Handler) loadStored(ctx context.Context, ref []byte) (session, error) {
 	if err != nil {
 		return session{}, &authError{Kind: errStoreUnavailable, Message: "Sessions cannot be read right now", Err: err}
 	}
-	pt, err := h.sealers().stored.open(string(data), []byte(key))
+	pt, err := h.sealers().stored.Open(string(data), []byte(key))
 	if err != nil {
 		return session{}, errNoSession
 	}
@@ -92,7 +92,7 @@ func (h *Handler) storeSession(ctx context.Context, s *session) ([]byte, error) 
 	} else if !h.storage.Exists(ctx, key) {
 		return nil, errNoSession
 	}
-	sealed := h.sealers().stored.seal(s.marshal(), []byte(key))
+	sealed := h.sealers().stored.Seal(s.marshal(), []byte(key))
 	if err := h.storage.Store(ctx, key, []byte(sealed)); err != nil {
 		return nil, &authError{Kind: errStoreUnavailable, Message: "Sessions cannot be saved right now", Err: err}
 	}
@@ -137,7 +137,7 @@ func (h *Handler) storedSessionExpired(ctx context.Context, key string, now time
 	if err != nil {
 		return false
 	}
-	pt, err := h.sealers().stored.open(string(data), []byte(key))
+	pt, err := h.sealers().stored.Open(string(data), []byte(key))
 	if err != nil {
 		return false
 	}
@@ -152,7 +152,7 @@ func (h *Handler) session(r *http.Request, now time.Time) (session, error) {
 	if !ok {
 		return session{}, errNoSession
 	}
-	pt, err := h.sealers().sessions.open(raw, h.cookies.aad)
+	pt, err := h.sealers().sessions.Open(raw, h.cookies.aad)
 	if err != nil {
 		return session{}, errNoSession
 	}
