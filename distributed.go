@@ -110,7 +110,7 @@ func (h *Handler) callRefresh(ctx context.Context, key, refreshToken string) (re
 	if err != nil {
 		ae := classifyTokenError(err, "refresh")
 		h.shared.noteRateLimit(ae, time.Now())
-		if ae.Kind != errRefreshRevoked {
+		if ae.Kind != kindRefreshRevoked {
 			h.shared.pauseRefresh(key, time.Now(), refreshRetryPause)
 		}
 		h.metrics.refreshFailures.WithLabelValues(ae.Kind.String()).Inc()

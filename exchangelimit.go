@@ -123,7 +123,7 @@ func perMinute(n int) rate.Limit { return rate.Limit(float64(n) / 60) }
 // checkBackoff fails fast while Spotify has asked code exchanges to wait.
 func (e *exchangeLimiter) checkBackoff(now time.Time) error {
 	if wait := time.Duration(e.backoffUntil.Load() - now.UnixNano()); wait > 0 {
-		return &authError{Kind: errRateLimited, Message: "Spotify is rate limiting logins to this app", RetryAfter: wait}
+		return &authError{Kind: kindRateLimited, Message: "Spotify is rate limiting logins to this app", RetryAfter: wait}
 	}
 	return nil
 }
@@ -131,7 +131,7 @@ func (e *exchangeLimiter) checkBackoff(now time.Time) error {
 // noteRateLimit remembers a 429 met during a login.
 func (e *exchangeLimiter) noteRateLimit(err error, now time.Time) {
 	var ae *authError
-	if !errors.As(err, &ae) || ae.Kind != errRateLimited {
+	if !errors.As(err, &ae) || ae.Kind != kindRateLimited {
 		return
 	}
 	until := now.Add(ae.RetryAfter).UnixNano()
@@ -168,10 +168,10 @@ func (h *Handler) admitExchange(w http.ResponseWriter, r *http.Request, returnTo
 	if ok {
 		return true
 	}
-	h.metrics.loginFailures.WithLabelValues(errTooManyLogins.String()).Inc()
+	h.metrics.loginFailures.WithLabelValues(kindTooManyLogins.String()).Inc()
 	h.logger.Warn("login refused: too many code exchanges from this client or in total",
 		zap.String("client", clientAddress(r)), zap.Duration("retry_after", wait))
-	h.fail(w, r, &authError{Kind: errTooManyLogins, RetryAfter: wait,
+	h.fail(w, r, &authError{Kind: kindTooManyLogins, RetryAfter: wait,
 		Message: "Too many logins from your network or in total right now, so this one was not sent to Spotify"}, loginURL(returnTo))
 	return false
 }

@@ -140,7 +140,7 @@ func (h *Handler) ensureFresh(w http.ResponseWriter, r *http.Request, sess sessi
 			h.shared.pauseRefresh(key, now, forcedRefreshInterval)
 		}
 		return fresh, true
-	case errKindOf(err) == errRefreshRevoked:
+	case kindOf(err) == kindRefreshRevoked:
 		h.logger.Info("refresh token no longer valid; session ended",
 			zap.String("user_id", sess.UserID), zap.Error(err))
 		h.clearSessionCookie(w, r)
@@ -290,7 +290,7 @@ const maxRefreshHops = 4
 // result, and follows it if that is due again.
 func (h *Handler) refresh(ctx context.Context, key string, sess session) (session, error) {
 	if sess.RefreshToken == "" {
-		return session{}, &authError{Kind: errRefreshRevoked, Message: "session has no refresh token"}
+		return session{}, &authError{Kind: kindRefreshRevoked, Message: "session has no refresh token"}
 	}
 	// The shared call must not die with whichever request started it.
 	ctx = context.WithoutCancel(ctx)
@@ -327,7 +327,7 @@ func (h *Handler) refreshOnce(ctx context.Context, key string, sess session) (se
 			return result{fresh, true}, nil
 		}
 		if err := h.shared.checkBackoff(now); err != nil {
-			h.metrics.refreshFailures.WithLabelValues(errRateLimited.String()).Inc()
+			h.metrics.refreshFailures.WithLabelValues(kindRateLimited.String()).Inc()
 			return nil, err
 		}
 		tr, published, err := h.refreshAcrossInstances(ctx, key, sess.RefreshToken)
@@ -349,71 +349,6 @@ func (h *Handler) refreshOnce(ctx context.Context, key string, sess session) (se
 	}
 	r := v.(result)
 	return r.sess, r.earlier, nil
-}
-
-// fail answers a failed auth step: the one place where failure kinds
-// become statuses. Browsers get a page with a retry link, others JSON.
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, ae *authError, retryURL string) {
-	status, title, code := http.StatusInternalServerError, "Login failed", "internal_error"
-	switch ae.Kind {
-	case errStateInvalid:
-		status, title, code = http.StatusBadRequest, "Login expired", "invalid_state"
-	case errLoginDenied:
-		status, title, code = http.StatusForbidden, "Login cancelled", "access_denied"
-	case errLoginRejected:
-		status, title, code = http.StatusForbidden, "Spotify refused the login", "login_rejected"
-	case errSpotifyUnavailable:
-		status, title, code = http.StatusServiceUnavailable, "Spotify is unreachable", "spotify_unavailable"
-		setRetryAfter(w.Header(), max(ae.RetryAfter, unavailableRetryAfter))
-	case errRateLimited:
-		status, title, code = http.StatusServiceUnavailable, "Spotify is busy", "spotify_rate_limited"
-		setRetryAfter(w.Header(), max(ae.RetryAfter, time.Second))
-	case errBadRequest:
-		status, title, code = http.StatusBadRequest, "Bad request", "bad_request"
-	case errMisconfigured:
-		status, title, code = http.StatusInternalServerError, "Login is misconfigured", "misconfigured"
-	case errStoreUnavailable:
-		status, title, code = http.StatusServiceUnavailable, "Sessions are unavailable", "store_unavailable"
-		setRetryAfter(w.Header(), unavailableRetryAfter)
-	case errTooManyLogins:
-		status, title, code = http.StatusTooManyRequests, "Too many logins", "too_many_logins"
-		setRetryAfter(w.Header(), max(ae.RetryAfter, time.Second))
-	}
-	h.metrics.answered(status)
-	if retryURL == "" {
-		retryURL = r.URL.RequestURI()
-		if !isNavigation(r) {
-			retryURL = loginURL(safeReturnPath(retryURL))
-		}
-	}
-	if h.handOff(r, status, ae.Message) {
-		return
-	}
-	if isNavigation(r) || r.URL.Path == h.callbackPath || strings.HasPrefix(r.URL.Path, EndpointPrefix) {
-		msg := ae.Message
-		if status == http.StatusServiceUnavailable {
-			msg += ". Please try again in a moment."
-		}
-		writePage(w, status, page{Title: title, Message: msg, LinkURL: safeReturnPath(retryURL), LinkText: "Try again"})
-		return
-	}
-	writeJSON(w, status, apiError{Error: code, Description: ae.Message})
-}
-
-func asAuthError(err error) *authError {
-	var ae *authError
-	if errors.As(err, &ae) {
-		return ae
-	}
-	return &authError{Kind: errSpotifyUnavailable, Message: "Spotify could not be reached", Err: err}
-}
-
-func errKindOf(err error) errKind {
-	var ae *authError
-	if errors.As(err, &ae) {
-		return ae.Kind
-	}
-	return 0
 }
 
 func tokenExpiry(tok *oauth2.Token, now time.Time) int64 {

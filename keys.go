@@ -242,3 +242,14 @@ func (h *Handler) keyKeep() time.Duration {
 
 // sealers returns the current sealers.
 func (h *Handler) sealers() *keyring { return h.keys.Load() }
+
+// Key purposes: one derived key per use, so a state cookie can never be
+// replayed as a session cookie or the other way round.
+const (
+	purposeSession = "caddy-spotify-auth session v1"
+	purposeState   = "caddy-spotify-auth state v1"
+	// Storage entries: published refresh results and stored sessions.
+	purposeRefreshResult = "caddy-spotify-auth refresh result v1"
+	purposeStoredSession = "caddy-spotify-auth stored session v1"
+	purposeRevocation    = "caddy-spotify-auth revocation mark v1"
+)

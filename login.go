@@ -25,7 +25,7 @@ func (h *Handler) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil || len(q["rd"]) > 1 {
-		h.fail(w, r, &authError{Kind: errBadRequest, Message: "The login link is malformed."}, loginURL("/"))
+		h.fail(w, r, &authError{Kind: kindBadRequest, Message: "The login link is malformed."}, loginURL("/"))
 		return
 	}
 	lr := h.defaultLoginRequest(r, safeReturnPath(q.Get("rd")))
@@ -95,7 +95,7 @@ func (h *Handler) startLoginWith(w http.ResponseWriter, r *http.Request, lr logi
 	name := h.cookies.state(r, stateID(ls.State))
 	sealed, err := h.sealState(name, &ls)
 	if err != nil {
-		h.fail(w, r, &authError{Kind: errMisconfigured, Message: "Could not start the login.", Err: err}, "")
+		h.fail(w, r, &authError{Kind: kindMisconfigured, Message: "Could not start the login.", Err: err}, "")
 		return
 	}
 	h.evictOldLogins(w, r, now)
@@ -123,7 +123,7 @@ func (h *Handler) redirectURIFor(r *http.Request) (string, error) {
 		return h.RedirectURI, nil
 	}
 	if !validHost(r.Host) {
-		return "", &authError{Kind: errBadRequest, Message: "The request's Host header is not valid."}
+		return "", &authError{Kind: kindBadRequest, Message: "The request's Host header is not valid."}
 	}
 	scheme := "http"
 	if r.TLS != nil {
@@ -136,7 +136,7 @@ func (h *Handler) redirectURIFor(r *http.Request) (string, error) {
 			"Serve this site over HTTPS or set redirect_uri."
 		h.logger.Warn("derived redirect URI will be refused by Spotify", zap.String("redirect_uri", uri))
 		if h.AuthorizeURL == DefaultAuthorizeURL {
-			return "", &authError{Kind: errMisconfigured, Message: msg}
+			return "", &authError{Kind: kindMisconfigured, Message: msg}
 		}
 	}
 	return uri, nil
@@ -155,7 +155,7 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil || len(q["state"]) > 1 || len(q["code"]) > 1 || len(q["error"]) > 1 {
-		h.fail(w, r, &authError{Kind: errBadRequest, Message: "The login callback is malformed."}, loginURL("/"))
+		h.fail(w, r, &authError{Kind: kindBadRequest, Message: "The login callback is malformed."}, loginURL("/"))
 		return
 	}
 	now := time.Now()
@@ -166,29 +166,29 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 			returnTo = ls.ReturnTo
 		}
 		if e == "access_denied" {
-			h.metrics.loginFailures.WithLabelValues(errLoginDenied.String()).Inc()
+			h.metrics.loginFailures.WithLabelValues(kindLoginDenied.String()).Inc()
 			h.logger.Info("login declined at Spotify")
-			h.fail(w, r, &authError{Kind: errLoginDenied, Message: "You declined to log in with Spotify, so this page stays closed."}, loginURL(returnTo))
+			h.fail(w, r, &authError{Kind: kindLoginDenied, Message: "You declined to log in with Spotify, so this page stays closed."}, loginURL(returnTo))
 			return
 		}
 		e = oauthErrorCode(e)
-		h.metrics.loginFailures.WithLabelValues(errLoginRejected.String()).Inc()
+		h.metrics.loginFailures.WithLabelValues(kindLoginRejected.String()).Inc()
 		h.logger.Warn("Spotify returned an error to the callback", zap.String("error", e))
-		h.fail(w, r, &authError{Kind: errLoginRejected, Message: "Spotify reported an error: " + e + "."}, loginURL(returnTo))
+		h.fail(w, r, &authError{Kind: kindLoginRejected, Message: "Spotify reported an error: " + e + "."}, loginURL(returnTo))
 		return
 	}
 
 	ls, err := h.consumeState(w, r, q.Get("state"), now)
 	if err != nil {
-		h.metrics.loginFailures.WithLabelValues(errStateInvalid.String()).Inc()
+		h.metrics.loginFailures.WithLabelValues(kindStateInvalid.String()).Inc()
 		h.logger.Info("login callback refused", zap.String("reason", err.Error()))
-		h.fail(w, r, &authError{Kind: errStateInvalid, Message: "This login link is invalid, was already used, has expired, or was started in another browser."}, loginURL("/"))
+		h.fail(w, r, &authError{Kind: kindStateInvalid, Message: "This login link is invalid, was already used, has expired, or was started in another browser."}, loginURL("/"))
 		return
 	}
 	code := q.Get("code")
 	if code == "" || len(code) > maxCodeLen {
-		h.metrics.loginFailures.WithLabelValues(errBadRequest.String()).Inc()
-		h.fail(w, r, &authError{Kind: errBadRequest, Message: "The login callback carries no valid code."}, loginURL(ls.ReturnTo))
+		h.metrics.loginFailures.WithLabelValues(kindBadRequest.String()).Inc()
+		h.fail(w, r, &authError{Kind: kindBadRequest, Message: "The login callback carries no valid code."}, loginURL(ls.ReturnTo))
 		return
 	}
 
@@ -198,8 +198,8 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 	sess, err := h.completeLogin(r.Context(), code, ls, now)
 	if err != nil {
 		ae := asAuthError(err)
-		if ae.Kind == errRefreshRevoked {
-			ae.Kind = errLoginRejected // invalid_grant on a code: expired or already used
+		if ae.Kind == kindRefreshRevoked {
+			ae.Kind = kindLoginRejected // invalid_grant on a code: expired or already used
 		}
 		h.metrics.loginFailures.WithLabelValues(ae.Kind.String()).Inc()
 		h.logger.Warn("login failed", zap.Stringer("reason", ae.Kind), zap.String("detail", ae.Message), zap.Error(ae.Err))
@@ -207,7 +207,7 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := h.setSessionCookie(w, r, &sess); err != nil {
-		h.metrics.loginFailures.WithLabelValues(errStoreUnavailable.String()).Inc()
+		h.metrics.loginFailures.WithLabelValues(kindStoreUnavailable.String()).Inc()
 		h.logger.Error("login failed: saving the session", zap.Error(err))
 		h.fail(w, r, asAuthError(err), loginURL(ls.ReturnTo))
 		return
@@ -262,7 +262,7 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 		return session{}, ae
 	}
 	if tok.RefreshToken == "" {
-		return session{}, &authError{Kind: errLoginRejected, Message: "Spotify issued no refresh token"}
+		return session{}, &authError{Kind: kindLoginRejected, Message: "Spotify issued no refresh token"}
 	}
 	prof, err := h.spotify.me(ctx, tok.AccessToken)
 	if err != nil {
@@ -270,7 +270,7 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 		return session{}, err
 	}
 	if !validUserID(prof.ID) {
-		return session{}, &authError{Kind: errLoginRejected, Message: "Spotify returned a user id this site cannot accept " +
+		return session{}, &authError{Kind: kindLoginRejected, Message: "Spotify returned a user id this site cannot accept " +
 			"(Spotify user ids are ASCII letters, digits, '.', '_' and '-')"}
 	}
 	return session{
@@ -374,7 +374,7 @@ func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 			// session_store storage that would otherwise move in again.
 			if err := h.revokeSessions(r.Context(), sess.UserID, time.Now()); err != nil {
 				h.logger.Error("logout everywhere: recording the revocation", zap.String("user_id", sess.UserID), zap.Error(err))
-				h.fail(w, r, &authError{Kind: errStoreUnavailable, Message: "Logout could not reach the session store", Err: err}, "")
+				h.fail(w, r, &authError{Kind: kindStoreUnavailable, Message: "Logout could not reach the session store", Err: err}, "")
 				return
 			}
 		}
@@ -383,7 +383,7 @@ func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				// Fail closed: the user must know the session may live on.
 				h.logger.Error("logout: deleting stored sessions", zap.String("user_id", sess.UserID), zap.Error(err))
-				h.fail(w, r, &authError{Kind: errStoreUnavailable, Message: "Logout could not reach the session store", Err: err}, "")
+				h.fail(w, r, &authError{Kind: kindStoreUnavailable, Message: "Logout could not reach the session store", Err: err}, "")
 				return
 			}
 			h.logger.Info("logout", zap.String("user_id", sess.UserID), zap.Bool("everywhere", everywhere), zap.Int("stored_sessions_ended", n))

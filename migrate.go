@@ -56,7 +56,7 @@ func (h *Handler) migrateSession(w http.ResponseWriter, r *http.Request, s *sess
 		}
 		sealed := h.sealers().stored.Seal(s.marshal(), []byte(key))
 		if err := h.storage.Store(ctx, key, []byte(sealed)); err != nil {
-			return &authError{Kind: errStoreUnavailable, Message: "Sessions cannot be saved right now", Err: err}
+			return &authError{Kind: kindStoreUnavailable, Message: "Sessions cannot be saved right now", Err: err}
 		}
 		s.storeKey = key
 		h.capStoredSessions(ctx, s.UserID, key)
@@ -66,7 +66,7 @@ func (h *Handler) migrateSession(w http.ResponseWriter, r *http.Request, s *sess
 	// cookie session over the stored one after a refresh updated it.
 	lock := "spotify_auth_migrate_" + strings.ReplaceAll(key[len(storedSessionPrefix):], "/", "_")
 	err := withStorageLock(ctx, h.storage, lock, h.logger, store)
-	if err != nil && errKindOf(err) == 0 {
+	if err != nil && kindOf(err) == 0 {
 		// Only taking the lock failed: a storage without locks.
 		h.logger.Debug("moving a session to storage without a lock", zap.Error(err))
 		err = store()

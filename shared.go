@@ -162,7 +162,7 @@ func (s *sharedState) backoff(now time.Time) time.Duration {
 // noteRateLimit remembers a 429 so this instance stops calling Spotify.
 func (s *sharedState) noteRateLimit(err error, now time.Time) {
 	var ae *authError
-	if !errors.As(err, &ae) || ae.Kind != errRateLimited {
+	if !errors.As(err, &ae) || ae.Kind != kindRateLimited {
 		return
 	}
 	until := now.Add(ae.RetryAfter).UnixNano()
@@ -177,7 +177,7 @@ func (s *sharedState) noteRateLimit(err error, now time.Time) {
 // checkBackoff fails fast while Spotify has asked us to wait.
 func (s *sharedState) checkBackoff(now time.Time) error {
 	if wait := s.backoff(now); wait > 0 {
-		return &authError{Kind: errRateLimited, Message: "Spotify is rate limiting this app", RetryAfter: wait}
+		return &authError{Kind: kindRateLimited, Message: "Spotify is rate limiting this app", RetryAfter: wait}
 	}
 	return nil
 }

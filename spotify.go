@@ -28,74 +28,12 @@ func newHTTPClient(timeout time.Duration) *http.Client {
 	return &http.Client{Timeout: timeout, Transport: t}
 }
 
-// errKind is a failure that matters to the user; each maps to one answer
-// in one place (see Handler.fail).
-type errKind int
-
-const (
-	errStateInvalid       errKind = iota + 1 // callback without a matching login in this browser
-	errLoginDenied                           // user pressed Cancel at Spotify
-	errLoginRejected                         // Spotify refused the code exchange or the app
-	errSpotifyUnavailable                    // 5xx, timeout, connection error, bad JSON
-	errRateLimited                           // 429: wait for Retry-After
-	errRefreshRevoked                        // invalid_grant on refresh: log in again
-	errBadRequest                            // malformed input
-	errMisconfigured                         // config that cannot work with the request
-	errStoreUnavailable                      // session_store storage: Caddy's storage failed
-	errTooManyLogins                         // code exchanges over login_rate_limit
-)
-
-// String names the kind for logs and metric labels.
-func (k errKind) String() string {
-	switch k {
-	case errStateInvalid:
-		return "state_invalid"
-	case errLoginDenied:
-		return "access_denied"
-	case errLoginRejected:
-		return "rejected"
-	case errSpotifyUnavailable:
-		return "spotify_unavailable"
-	case errRateLimited:
-		return "rate_limited"
-	case errRefreshRevoked:
-		return "invalid_grant"
-	case errBadRequest:
-		return "bad_request"
-	case errMisconfigured:
-		return "misconfigured"
-	case errStoreUnavailable:
-		return "store_unavailable"
-	case errTooManyLogins:
-		return "too_many_logins"
-	}
-	return "unknown"
-}
-
 // defaultRetryAfter applies when Spotify rate limits without saying for
 // how long; maxRetryAfter caps what it says.
 const (
 	defaultRetryAfter = 30 * time.Second
 	maxRetryAfter     = time.Hour
 )
-
-// authError is the error type of the auth path. Message is safe to show
-// to users: it never holds a token, code, secret or cookie value.
-type authError struct {
-	Kind       errKind
-	Message    string
-	RetryAfter time.Duration
-	Err        error // for the log; also free of secrets
-}
-
-func (e *authError) Error() string {
-	if e.Err != nil {
-		return e.Message + ": " + e.Err.Error()
-	}
-	return e.Message
-}
-
-func (e *authError) Unwrap() error { return e.Err }
 
 // spotifyClient calls the Spotify Web API.
 type spotifyClient struct {
@@ -126,18 +64,18 @@ func (c *spotifyClient) me(ctx context.Context, accessToken string) (userProfile
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return p, &authError{Kind: errSpotifyUnavailable, Message: "Spotify's Web API could not be reached", Err: scrubURLError(err)}
+		return p, &authError{Kind: kindSpotifyUnavailable, Message: "Spotify's Web API could not be reached", Err: scrubURLError(err)}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAPIBody))
 	if err != nil {
-		return p, &authError{Kind: errSpotifyUnavailable, Message: "reading Spotify's answer failed", Err: err}
+		return p, &authError{Kind: kindSpotifyUnavailable, Message: "reading Spotify's answer failed", Err: err}
 	}
 	if resp.StatusCode != http.StatusOK {
 		return p, apiStatusError(resp, body)
 	}
 	if err := json.Unmarshal(body, &p); err != nil || p.ID == "" {
-		return p, &authError{Kind: errSpotifyUnavailable, Message: "Spotify's profile answer was malformed", Err: err}
+		return p, &authError{Kind: kindSpotifyUnavailable, Message: "Spotify's profile answer was malformed", Err: err}
 	}
 	return p, nil
 }
@@ -154,15 +92,15 @@ func apiStatusError(resp *http.Response, body []byte) error {
 	detail := fmt.Errorf("GET /v1/me: HTTP %d %s", resp.StatusCode, truncate(e.Error.Message, 200))
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
-		return &authError{Kind: errRateLimited, Message: "Spotify is rate limiting this app",
+		return &authError{Kind: kindRateLimited, Message: "Spotify is rate limiting this app",
 			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After")), Err: detail}
 	case resp.StatusCode >= 500:
-		return &authError{Kind: errSpotifyUnavailable, Message: "Spotify's Web API is failing", Err: detail}
+		return &authError{Kind: kindSpotifyUnavailable, Message: "Spotify's Web API is failing", Err: detail}
 	case resp.StatusCode == http.StatusForbidden:
 		// Development-mode apps admit only users on their allowlist.
-		return &authError{Kind: errLoginRejected, Message: "Spotify refused this account for this app (in development mode, the account must be added to the app's user list in Spotify's dashboard)", Err: detail}
+		return &authError{Kind: kindLoginRejected, Message: "Spotify refused this account for this app (in development mode, the account must be added to the app's user list in Spotify's dashboard)", Err: detail}
 	default:
-		return &authError{Kind: errLoginRejected, Message: "Spotify rejected the profile request", Err: detail}
+		return &authError{Kind: kindLoginRejected, Message: "Spotify rejected the profile request", Err: detail}
 	}
 }
 
@@ -173,20 +111,20 @@ func classifyTokenError(err error, what string) *authError {
 		detail := fmt.Errorf("%s: HTTP %d %s", what, re.Response.StatusCode, truncate(re.ErrorCode, 64))
 		switch {
 		case re.Response.StatusCode == http.StatusTooManyRequests:
-			return &authError{Kind: errRateLimited, Message: "Spotify is rate limiting this app",
+			return &authError{Kind: kindRateLimited, Message: "Spotify is rate limiting this app",
 				RetryAfter: parseRetryAfter(re.Response.Header.Get("Retry-After")), Err: detail}
 		case re.Response.StatusCode >= 500:
-			return &authError{Kind: errSpotifyUnavailable, Message: "Spotify's accounts service is failing", Err: detail}
+			return &authError{Kind: kindSpotifyUnavailable, Message: "Spotify's accounts service is failing", Err: detail}
 		case re.ErrorCode == "invalid_grant":
-			return &authError{Kind: errRefreshRevoked, Message: "Spotify no longer accepts this grant", Err: detail}
+			return &authError{Kind: kindRefreshRevoked, Message: "Spotify no longer accepts this grant", Err: detail}
 		case re.ErrorCode == "":
 			// A 4xx without an OAuth error body is not Spotify speaking.
-			return &authError{Kind: errSpotifyUnavailable, Message: "Spotify's accounts service answered unexpectedly", Err: detail}
+			return &authError{Kind: kindSpotifyUnavailable, Message: "Spotify's accounts service answered unexpectedly", Err: detail}
 		default:
-			return &authError{Kind: errLoginRejected, Message: "Spotify rejected the request (" + truncate(re.ErrorCode, 64) + ")", Err: detail}
+			return &authError{Kind: kindLoginRejected, Message: "Spotify rejected the request (" + truncate(re.ErrorCode, 64) + ")", Err: detail}
 		}
 	}
-	return &authError{Kind: errSpotifyUnavailable, Message: "Spotify's accounts service could not be reached", Err: scrubURLError(err)}
+	return &authError{Kind: kindSpotifyUnavailable, Message: "Spotify's accounts service could not be reached", Err: scrubURLError(err)}
 }
 
 // scrubURLError drops the URL from a transport error: token endpoint URLs

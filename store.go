@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"io/fs"
-	"net/http"
 	"time"
 )
 
@@ -64,7 +63,7 @@ func (h *Handler) loadStored(ctx context.Context, ref []byte) (session, error) {
 		return session{}, errNoSession
 	}
 	if err != nil {
-		return session{}, &authError{Kind: errStoreUnavailable, Message: "Sessions cannot be read right now", Err: err}
+		return session{}, &authError{Kind: kindStoreUnavailable, Message: "Sessions cannot be read right now", Err: err}
 	}
 	pt, err := h.sealers().stored.Open(string(data), []byte(key))
 	if err != nil {
@@ -94,7 +93,7 @@ func (h *Handler) storeSession(ctx context.Context, s *session) ([]byte, error) 
 	}
 	sealed := h.sealers().stored.Seal(s.marshal(), []byte(key))
 	if err := h.storage.Store(ctx, key, []byte(sealed)); err != nil {
-		return nil, &authError{Kind: errStoreUnavailable, Message: "Sessions cannot be saved right now", Err: err}
+		return nil, &authError{Kind: kindStoreUnavailable, Message: "Sessions cannot be saved right now", Err: err}
 	}
 	if ref != nil {
 		h.capStoredSessions(ctx, s.UserID, key)
@@ -143,31 +142,4 @@ func (h *Handler) storedSessionExpired(ctx context.Context, key string, now time
 	}
 	s, err := unmarshalSession(pt)
 	return err == nil && s.Expires <= now.Unix()
-}
-
-// session returns the request's session: errNoSession if it has none
-// usable, or a storage error (session_store storage) that must fail closed.
-func (h *Handler) session(r *http.Request, now time.Time) (session, error) {
-	raw, ok := readChunked(r.Header, h.cookies.session(r))
-	if !ok {
-		return session{}, errNoSession
-	}
-	pt, err := h.sealers().sessions.Open(raw, h.cookies.aad)
-	if err != nil {
-		return session{}, errNoSession
-	}
-	var s session
-	if len(pt) > 0 && pt[0] == refFormat {
-		// Resolved in either store mode, so switching back to cookies
-		// does not log out sessions made under storage.
-		if s, err = h.loadStored(r.Context(), pt); err != nil {
-			return session{}, err
-		}
-	} else if s, err = unmarshalSession(pt); err != nil {
-		return session{}, errNoSession
-	}
-	if s.Expires <= now.Unix() || h.revoked(&s) {
-		return session{}, errNoSession
-	}
-	return s, nil
 }
