@@ -2,13 +2,10 @@ package spotifyauth
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -203,24 +200,6 @@ func (h *Handler) passUpstream(r *http.Request, s *session) {
 // fills them. All match the X-Spotify- prefix that is always stripped.
 var userHeaderNames = [...]string{"X-Spotify-User-Id", "X-Spotify-User-Name", "X-Spotify-User-Email", "X-Spotify-Product", "X-Spotify-Scopes"}
 
-func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
-	switch r.URL.Path {
-	case h.callbackPath:
-		h.handleCallback(w, r)
-	case EndpointPrefix + "login":
-		h.handleLogin(w, r)
-	case EndpointPrefix + "logout":
-		h.handleLogout(w, r)
-	case EndpointPrefix + "userinfo":
-		h.handleUserinfo(w, r)
-	case EndpointPrefix + "token":
-		h.handleToken(w, r)
-	default:
-		writePage(w, http.StatusNotFound, page{Title: "Not found", Message: "There is no such login endpoint."})
-	}
-	return nil
-}
-
 // challenge answers a request that has no session: browsers are sent to
 // log in, everything else gets 401 with the login URL.
 func (h *Handler) challenge(w http.ResponseWriter, r *http.Request) error {
@@ -367,45 +346,11 @@ func grantedScopes(tok *oauth2.Token, previous string) string {
 	return previous
 }
 
-// randomToken returns n random bytes, base64url encoded.
-func randomToken(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// stateID names a login's cookie after a hash of its state, so the state
-// itself never appears in a cookie name.
-func stateID(state string) string {
-	sum := sha256.Sum256([]byte(state))
-	return base64.RawURLEncoding.EncodeToString(sum[:9])
-}
-
 // refreshKey identifies a session across its requests without keeping
 // the refresh token itself in memory maps.
 func refreshKey(refreshToken string) string {
 	sum := sha256.Sum256([]byte(refreshToken))
 	return hex.EncodeToString(sum[:16])
-}
-
-func validHost(host string) bool {
-	if host == "" || len(host) > 255 {
-		return false
-	}
-	for i := 0; i < len(host); i++ {
-		c := host[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == ':' || c == '[' || c == ']') {
-			return false
-		}
-	}
-	return true
-}
-
-func hostOnly(hostport string) string {
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		return h
-	}
-	return hostport
 }
 
 // stripManagedHeaders removes every header the handler sets, compared

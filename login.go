@@ -2,9 +2,13 @@ package spotifyauth
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -331,79 +335,6 @@ func (h *Handler) consumeState(w http.ResponseWriter, r *http.Request, state str
 	return ls, nil
 }
 
-// handleLogout shows a logout button (GET) or ends the session (POST).
-// With everywhere=1 it ends all of the user's sessions, in every browser.
-func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		q := r.URL.Query()
-		p := page{
-			Title:      "Log out",
-			Message:    "Log out of this site? You stay logged in to Spotify itself.",
-			FormAction: EndpointPrefix + "logout",
-			FormRD:     safeReturnPathOrEmpty(q.Get("rd")),
-			ButtonText: "Log out",
-		}
-		if q.Get("everywhere") == "1" {
-			p.Message = "Log out of this site in every browser and device? You stay logged in to Spotify itself."
-			p.FormAction += "?everywhere=1"
-			p.ButtonText = "Log out everywhere"
-		}
-		writePage(w, http.StatusOK, p)
-	case http.MethodPost:
-		if !sameOrigin(r, true) {
-			writePage(w, http.StatusForbidden, page{Title: "Forbidden", Message: "Logout must come from this site."})
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, 4096)
-		rd := ""
-		if err := r.ParseForm(); err == nil {
-			rd = safeReturnPathOrEmpty(r.Form.Get("rd"))
-		}
-		everywhere := r.Form.Get("everywhere") == "1"
-		msg := "You are logged out."
-		sess, err := h.session(r, time.Now())
-		if err != nil && err != errNoSession {
-			h.logger.Error("logout: loading the session from storage", zap.Error(err))
-			h.fail(w, r, asAuthError(err), "")
-			return
-		}
-		if err == nil && everywhere {
-			// The mark ends copies of the session that storage does not
-			// hold: cookie sessions, and cookie sessions from before
-			// session_store storage that would otherwise move in again.
-			if err := h.revokeSessions(r.Context(), sess.UserID, time.Now()); err != nil {
-				h.logger.Error("logout everywhere: recording the revocation", zap.String("user_id", sess.UserID), zap.Error(err))
-				h.fail(w, r, &authError{Kind: kindStoreUnavailable, Message: "Logout could not reach the session store", Err: err}, "")
-				return
-			}
-		}
-		if err == nil {
-			n, err := h.deleteStored(r.Context(), &sess, everywhere)
-			if err != nil {
-				// Fail closed: the user must know the session may live on.
-				h.logger.Error("logout: deleting stored sessions", zap.String("user_id", sess.UserID), zap.Error(err))
-				h.fail(w, r, &authError{Kind: kindStoreUnavailable, Message: "Logout could not reach the session store", Err: err}, "")
-				return
-			}
-			h.logger.Info("logout", zap.String("user_id", sess.UserID), zap.Bool("everywhere", everywhere), zap.Int("stored_sessions_ended", n))
-			if everywhere {
-				msg = "You are logged out everywhere."
-			}
-		}
-		h.clearSessionCookie(w, r)
-		if rd != "" {
-			setPageHeaders(w.Header())
-			http.Redirect(w, r, rd, http.StatusSeeOther)
-			return
-		}
-		writePage(w, http.StatusOK, page{Title: "Logged out", Message: msg, LinkURL: loginURL("/"), LinkText: "Log in again"})
-	default:
-		w.Header().Set("Allow", "GET, HEAD, POST")
-		writePage(w, http.StatusMethodNotAllowed, page{Title: "Method not allowed", Message: "Use POST to log out."})
-	}
-}
-
 // oauthErrorCode passes on an OAuth error code only if it looks like one
 // (RFC 6749 codes are short snake_case words); the callback's query is
 // anybody's to write.
@@ -426,31 +357,36 @@ func safeReturnPathOrEmpty(rd string) string {
 	return safeReturnPath(rd)
 }
 
-// sameOrigin reports whether a request came from a page of this site,
-// from the browser's fetch metadata (Sec-Fetch-Site) or else its Origin.
-// nonBrowserOK admits what no page can forge: a request carrying neither
-// header (not a browser) or one the user typed (Sec-Fetch-Site: none).
-// Logout admits those; the token endpoint, which hands out a token, does not.
-func sameOrigin(r *http.Request, nonBrowserOK bool) bool {
-	site := r.Header.Get("Sec-Fetch-Site")
-	switch {
-	case site == "same-origin", site == "none" && nonBrowserOK:
-	case site != "":
-		return false
-	}
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return site != "" || nonBrowserOK
-	}
-	return origin == requestOrigin(r)
+// randomToken returns n random bytes, base64url encoded.
+func randomToken(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// requestOrigin is the request's own origin as a browser spells it in
-// Origin: scheme, host and the port unless it is the scheme's default.
-func requestOrigin(r *http.Request) string {
-	scheme, defaultPort := "http", ":80"
-	if r.TLS != nil {
-		scheme, defaultPort = "https", ":443"
+// stateID names a login's cookie after a hash of its state, so the state
+// itself never appears in a cookie name.
+func stateID(state string) string {
+	sum := sha256.Sum256([]byte(state))
+	return base64.RawURLEncoding.EncodeToString(sum[:9])
+}
+
+func validHost(host string) bool {
+	if host == "" || len(host) > 255 {
+		return false
 	}
-	return scheme + "://" + strings.TrimSuffix(strings.ToLower(r.Host), defaultPort)
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == ':' || c == '[' || c == ']') {
+			return false
+		}
+	}
+	return true
+}
+
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
 }
