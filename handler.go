@@ -40,6 +40,9 @@ const (
 // ServeHTTP answers the handler's own endpoints and lets through only
 // requests with a valid session, carrying the user's access token.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.WebAPI {
+		return h.serveWebAPI(w, r, next)
+	}
 	if p := r.URL.Path; !h.appMode && (p == h.callbackPath || strings.HasPrefix(p, EndpointPrefix)) {
 		return h.serveEndpoint(w, r)
 	}
@@ -205,6 +208,8 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
 		h.handleUserinfo(w, r)
 	case EndpointPrefix + "token":
 		h.handleToken(w, r)
+	case EndpointPrefix + "auth":
+		h.handleAuth(w, r)
 	default:
 		writePage(w, http.StatusNotFound, page{Title: "Not found", Message: "There is no such login endpoint."})
 	}
@@ -215,14 +220,14 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
 // log in, everything else gets 401 with the login URL.
 func (h *Handler) challenge(w http.ResponseWriter, r *http.Request) error {
 	if isNavigation(r) {
-		h.startLogin(w, r, safeReturnPath(r.URL.RequestURI()))
+		h.startLogin(w, r, returnPath(r))
 		return nil
 	}
 	h.metrics.unauthorized.Inc()
 	// This answer is what every stranger and every tampered cookie gets:
 	// built with appends, no JSON encoder. A query-escaped URL needs no
 	// JSON or header escaping.
-	login := loginURL(safeReturnPath(r.URL.RequestURI()))
+	login := loginURL(returnPath(r))
 	const bodyStart = `{"error":"unauthenticated","error_description":"log in with Spotify first","login_url":"`
 	const challengeStart = `Spotify realm="spotify_auth", login_url="`
 	buf := make([]byte, 0, len(bodyStart)+len(challengeStart)+2*len(login)+5)
@@ -247,7 +252,7 @@ func loginURL(returnTo string) string {
 // isNavigation tells a browser loading a page (which can follow a login
 // redirect) from a script or API client (which can't).
 func isNavigation(r *http.Request) bool {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead || answersJSON(r) {
 		return false
 	}
 	if r.Header.Get("X-Requested-With") != "" {
@@ -367,10 +372,10 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, ae *authError, re
 	if retryURL == "" {
 		retryURL = r.URL.RequestURI()
 		if !isNavigation(r) {
-			retryURL = loginURL(safeReturnPath(retryURL))
+			retryURL = loginURL(returnPath(r))
 		}
 	}
-	if isNavigation(r) || r.URL.Path == h.callbackPath || strings.HasPrefix(r.URL.Path, EndpointPrefix) {
+	if isNavigation(r) || !answersJSON(r) && (r.URL.Path == h.callbackPath || strings.HasPrefix(r.URL.Path, EndpointPrefix)) {
 		msg := ae.Message
 		if status == http.StatusServiceUnavailable {
 			msg += ". Please try again in a moment."

@@ -167,6 +167,20 @@ type Handler struct {
 	// credentials flow (needs client_secret), for catalog and search APIs.
 	Mode string `json:"mode,omitempty"`
 
+	// Make this handler the gate of a Web API proxy route: every request
+	// it sees is a same-origin call of the site's scripts, sent on (by the
+	// reverse_proxy that must follow it in the route) with the user's
+	// token and nothing else of the session. The Caddyfile's
+	// `web_api <prefix>` builds that route; see webapi.go.
+	WebAPI bool `json:"web_api,omitempty"`
+
+	// Serve /oauth2/spotify/auth for nginx's auth_request and Traefik's
+	// forwardAuth: 200 with the upstream's headers as response headers,
+	// 401 with the login URL. Default off.
+	AuthEndpoint bool `json:"auth_endpoint,omitempty"`
+
+	webAPIPrefix string // Caddyfile `web_api <prefix>`: the route to emit
+
 	oauth         *oauth2.Config
 	httpClient    *http.Client
 	spotify       *spotifyClient
@@ -326,6 +340,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		wg.Go(func() { h.watchRevocations(mctx) })
 		wg.Wait()
 	}()
+	registerLive(h)
 	return nil
 }
 
@@ -337,6 +352,7 @@ func (h *Handler) Validate() error {
 // Cleanup stops the background work and releases the shared state taken
 // in Provision.
 func (h *Handler) Cleanup() error {
+	unregisterLive(h)
 	if h.stopMaintain != nil {
 		h.stopMaintain()
 		<-h.maintainDone
@@ -418,6 +434,9 @@ func (h *Handler) checkConfig() error {
 		return fmt.Errorf("refresh_leeway must be between 0 and %s", maxRefreshLeeway)
 	}
 	if err := h.checkAccessConfig(); err != nil {
+		return err
+	}
+	if err := h.checkEndpointsConfig(); err != nil {
 		return err
 	}
 	return h.checkStoreConfig()
