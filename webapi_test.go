@@ -218,7 +218,7 @@ func TestWebAPIRetriesOnceWithAFreshToken(t *testing.T) {
 	}
 
 	resp, body := ws.call(t, c, apiCall{method: "PUT", path: "/spotify-api/v1/me/player/play",
-		body: `{"uris":["spotify:track:` + spotifytest.DefaultTopTracks()[0].ID() + `"]}`,
+		body:   `{"uris":["spotify:track:` + spotifytest.DefaultTopTracks()[0].ID() + `"]}`,
 		header: map[string]string{"Sec-Fetch-Site": "same-origin", "Content-Type": "application/json"}})
 	counts := ws.fake.Counts()
 	if counts.Refreshes != 1 || ws.fake.APIRequestCount("/v1/me/player/play") != 2 {
