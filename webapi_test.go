@@ -250,3 +250,23 @@ func TestWebAPIRetriesOnceWithAFreshToken(t *testing.T) {
 		t.Errorf("the call went %d times to Spotify with %d refreshes, want once and none", n, r)
 	}
 }
+
+// TestWebAPIHonoursLogoutEverywhereAtOnce: the web_api route has a gate
+// of its own; a revocation made through the site's gate (logout
+// everywhere) ends the session there at once too.
+func TestWebAPIHonoursLogoutEverywhereAtOnce(t *testing.T) {
+	ws := startWebAPISite(t)
+	laptop := ws.Client(t, spotifytest.DefaultUserID)
+	phone := ws.Client(t, spotifytest.DefaultUserID)
+	if resp, body := ws.call(t, laptop, apiCall{method: "GET", path: "/spotify-api/v1/me", header: sameOriginFetch}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("before: %d %s", resp.StatusCode, body)
+	}
+	resp, _ := ws.call(t, phone, apiCall{method: "POST", path: "/oauth2/spotify/logout", body: "everywhere=1",
+		header: map[string]string{"Origin": ws.URL, "Content-Type": "application/x-www-form-urlencoded"}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("logout everywhere: %d", resp.StatusCode)
+	}
+	if resp, body := ws.call(t, laptop, apiCall{method: "GET", path: "/spotify-api/v1/me", header: sameOriginFetch}); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("web_api after logout everywhere: %d %s; want 401 at once", resp.StatusCode, body)
+	}
+}
