@@ -1,6 +1,7 @@
 package spotifyauth
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -122,21 +123,25 @@ func adminUserID(u *url.URL) (string, error) {
 	return id, nil
 }
 
-// live holds the provisioned handlers of the running configs, so the
-// admin module (not an HTTP handler) can reach their storage and keys.
-// During a reload the old config's handlers stay until their Cleanup.
+// live holds the provisioned handlers, each with the context of the
+// config it belongs to, so the admin module (not an HTTP handler) can
+// reach their storage and keys. During a reload the old config's handlers
+// stay until their Cleanup.
 var live struct {
 	sync.Mutex
-	handlers map[*Handler]struct{}
+	handlers map[*Handler]<-chan struct{}
 }
 
-func registerLive(h *Handler) {
+// registerLive records h with its config's context. Contexts of one
+// config differ (the HTTP app wraps one per server) but share its Done
+// channel, which names the config.
+func registerLive(h *Handler, cfg context.Context) {
 	live.Lock()
 	defer live.Unlock()
 	if live.handlers == nil {
-		live.handlers = map[*Handler]struct{}{}
+		live.handlers = map[*Handler]<-chan struct{}{}
 	}
-	live.handlers[h] = struct{}{}
+	live.handlers[h] = cfg.Done()
 }
 
 func unregisterLive(h *Handler) {
@@ -145,25 +150,38 @@ func unregisterLive(h *Handler) {
 	delete(live.handlers, h)
 }
 
-// liveHandlers returns the live handlers bound to app ("" for all).
+// liveHandlers returns the live handlers bound to app, of any config.
 func liveHandlers(app string) []*Handler {
 	live.Lock()
 	defer live.Unlock()
 	var out []*Handler
 	for h := range live.handlers {
-		if app == "" || h.app == app {
+		if h.app == app {
 			out = append(out, h)
 		}
 	}
 	return out
 }
 
-// liveUserHandlers returns one live user-mode handler per Spotify app
-// (optionally only clientID's): one revocation per app reaches them all.
+// liveUserHandlers returns one user-mode handler of the running config per
+// Spotify app (optionally only clientID's): one revocation per app reaches
+// them all.
 func liveUserHandlers(clientID string) []*Handler {
+	active := caddy.ActiveContext()
+	if active.Context == nil {
+		return nil // no config is running
+	}
+	live.Lock()
+	var running []*Handler
+	for h, cfg := range live.handlers {
+		if cfg == active.Done() {
+			running = append(running, h)
+		}
+	}
+	live.Unlock()
 	seen := map[string]bool{}
 	var out []*Handler
-	for _, h := range liveHandlers("") {
+	for _, h := range running {
 		if h.appMode || seen[h.app] || clientID != "" && h.ClientID != clientID {
 			continue
 		}

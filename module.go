@@ -340,7 +340,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		wg.Go(func() { h.watchRevocations(mctx) })
 		wg.Wait()
 	}()
-	registerLive(h)
+	registerLive(h, ctx.Context)
 	return nil
 }
 

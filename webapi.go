@@ -83,6 +83,10 @@ func (h *Handler) serveWebAPI(w http.ResponseWriter, r *http.Request, next caddy
 		return nil
 	}
 	keepForSpotify(r)
+	// The retry is a hook on the answer, not reverse_proxy's own retries:
+	// those re-send only after a failed dial (or for requests retry_match
+	// selects), never on the upstream's status, and handle_response
+	// cannot send the request again with another token.
 	for first := true; ; first = false {
 		r.Header["Authorization"] = []string{"Bearer " + sess.AccessToken}
 		if replay != nil {
