@@ -86,28 +86,35 @@ func (adminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 		}
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New(what)}
 	}
-	now := time.Now()
-	res := revokeResult{UserID: userID, RevokedBefore: now.UTC().Format(time.RFC3339Nano), Apps: []revokeApp{},
-		OtherInstancesWithin: revocationReread.String()}
-	logger := caddy.Log().Named("admin.api.spotify_auth")
-	for _, h := range handlers {
-		// Fail closed: an operator told "done" must be able to rely on it.
-		if err := h.revokeSessions(r.Context(), userID, now); err != nil {
-			logger.Error("revoking sessions", zap.String("client_id", h.ClientID), zap.String("user_id", userID), zap.Error(err))
-			return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable,
-				Err: fmt.Errorf("client_id %s: recording the revocation in storage failed; nothing is revoked on other instances: %v", h.ClientID, err)}
-		}
-		n, err := h.deleteStored(r.Context(), &session{UserID: userID}, true)
-		if err != nil {
-			logger.Error("deleting stored sessions", zap.String("client_id", h.ClientID), zap.String("user_id", userID), zap.Error(err))
-			return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable,
-				Err: fmt.Errorf("client_id %s: sessions are revoked, but deleting the stored ones failed: %v", h.ClientID, err)}
-		}
-		res.Apps = append(res.Apps, revokeApp{ClientID: h.ClientID, StoredSessionsDeleted: n})
+	res, err := revokeUser(r.Context(), handlers, userID, time.Now())
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
 	}
+	logger := caddy.Log().Named("admin.api.spotify_auth")
 	logger.Info("sessions revoked by the operator", zap.String("user_id", userID), zap.Int("apps", len(res.Apps)))
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(res)
+}
+
+// revokeUser ends userID's sessions for each handler's app: the mark
+// first (cookie sessions, every instance), then the stored sessions. It
+// fails closed: an operator told "done" must be able to rely on it.
+func revokeUser(ctx context.Context, handlers []*Handler, userID string, now time.Time) (revokeResult, error) {
+	res := revokeResult{UserID: userID, RevokedBefore: now.UTC().Format(time.RFC3339Nano), Apps: []revokeApp{},
+		OtherInstancesWithin: revocationReread.String()}
+	for _, h := range handlers {
+		if err := h.revokeSessions(ctx, userID, now); err != nil {
+			h.logger.Error("admin revoke: recording the revocation", zap.String("user_id", userID), zap.Error(err))
+			return res, fmt.Errorf("client_id %s: recording the revocation in storage failed; nothing is revoked on other instances: %v", h.ClientID, err)
+		}
+		n, err := h.deleteStored(ctx, &session{UserID: userID}, true)
+		if err != nil {
+			h.logger.Error("admin revoke: deleting stored sessions", zap.String("user_id", userID), zap.Error(err))
+			return res, fmt.Errorf("client_id %s: sessions are revoked, but deleting the stored ones failed: %v", h.ClientID, err)
+		}
+		res.Apps = append(res.Apps, revokeApp{ClientID: h.ClientID, StoredSessionsDeleted: n})
+	}
+	return res, nil
 }
 
 // adminUserID takes the user id from /spotify_auth/users/<id>/sessions.
@@ -150,14 +157,20 @@ func unregisterLive(h *Handler) {
 	delete(live.handlers, h)
 }
 
-// liveHandlers returns the live handlers bound to app, of any config.
-func liveHandlers(app string) []*Handler {
+// configSiblings returns the live handlers of h's config bound to its app
+// (h's web_api gate, the same app on other sites), h excluded. Instances
+// elsewhere, and other configs, learn from storage.
+func configSiblings(h *Handler) []*Handler {
 	live.Lock()
 	defer live.Unlock()
+	cfg, ok := live.handlers[h]
+	if !ok {
+		return nil
+	}
 	var out []*Handler
-	for h := range live.handlers {
-		if h.app == app {
-			out = append(out, h)
+	for o, ocfg := range live.handlers {
+		if o != h && ocfg == cfg && o.app == h.app {
+			out = append(out, o)
 		}
 	}
 	return out

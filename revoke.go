@@ -78,14 +78,12 @@ func (h *Handler) revokeSessions(ctx context.Context, userID string, now time.Ti
 	if err := h.storage.Store(ctx, key, []byte(h.sealers().marks.seal(data, []byte(key)))); err != nil {
 		return err
 	}
-	// At once on every handler of this app here: the site's gate, its
-	// web_api gate, the same app on other sites.
+	// At once on every handler of this app in this config: the site's
+	// gate, its web_api gate, the same app on other sites.
 	apply := func(m map[string]int64) { m[userID] = max(m[userID], mark.Before) }
 	h.applyRevocations(apply)
-	for _, o := range liveHandlers(h.app) {
-		if o != h {
-			o.applyRevocations(apply)
-		}
+	for _, o := range configSiblings(h) {
+		o.applyRevocations(apply)
 	}
 	return nil
 }
