@@ -106,9 +106,29 @@ func (h *Handler) serveWebAPI(w http.ResponseWriter, r *http.Request, next caddy
 			return nil
 		}
 		if sess.AccessToken == dead {
-			return aw.release()
+			var ok bool
+			if sess, ok = h.refreshedMeanwhile(w, r, sess); !ok {
+				return aw.release()
+			}
 		}
 	}
+}
+
+// refreshedMeanwhile takes the result of a refresh another call of the
+// session made a moment ago (calls fired together all find the token
+// dead; one refreshes), saving it where the session lives.
+func (h *Handler) refreshedMeanwhile(w http.ResponseWriter, r *http.Request, sess session) (session, bool) {
+	fresh, ok := h.shared.recentRefresh(refreshKey(sess.RefreshToken), time.Now())
+	if !ok || fresh.AccessToken == sess.AccessToken {
+		return sess, false
+	}
+	fresh.storeKey = sess.storeKey
+	if err := h.setSessionCookie(w, r, &fresh); err == errNoSession {
+		return sess, false // logged out meanwhile
+	} else if err != nil {
+		h.logger.Warn("web_api: saving the refreshed session", zap.String("user_id", sess.UserID), zap.Error(err))
+	}
+	return fresh, true
 }
 
 // webAPISameOrigin admits requests from the site's own pages: a

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyspotify/caddy-spotify-auth/spotifyauthtest"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
@@ -268,5 +269,42 @@ func TestWebAPIHonoursLogoutEverywhereAtOnce(t *testing.T) {
 	}
 	if resp, body := ws.call(t, laptop, apiCall{method: "GET", path: "/spotify-api/v1/me", header: sameOriginFetch}); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("web_api after logout everywhere: %d %s; want 401 at once", resp.StatusCode, body)
+	}
+}
+
+// TestWebAPIConcurrentCallsWithARevokedTokenAllRecover: a page firing
+// several calls at once with a token Spotify has just revoked gets every
+// answer with the fresh token, from one refresh.
+func TestWebAPIConcurrentCallsWithARevokedTokenAllRecover(t *testing.T) {
+	ws := startWebAPISite(t)
+	c := ws.Client(t, spotifytest.DefaultUserID)
+	token := ws.currentToken(t, c)
+	ws.fake.ResetCounts()
+	ws.fake.RevokeAccessToken(token)
+	// Each call takes a moment, so all hold their 401 at once.
+	ws.fake.InjectFault(spotifytest.EndpointAPI, spotifytest.Fault{Delay: 100 * time.Millisecond, Times: 4, Path: "/v1/me/top/*"})
+	var wg sync.WaitGroup
+	statuses := make([]int, 4)
+	for i := range statuses {
+		wg.Go(func() {
+			req, _ := http.NewRequest("GET", ws.URL+"/spotify-api/v1/me/top/artists", nil)
+			req.Header.Set("Sec-Fetch-Site", "same-origin")
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			statuses[i] = resp.StatusCode
+		})
+	}
+	wg.Wait()
+	for i, s := range statuses {
+		if s != http.StatusOK {
+			t.Errorf("call %d: %d, want 200 with the fresh token", i, s)
+		}
+	}
+	if n := ws.fake.Counts().Refreshes; n != 1 {
+		t.Errorf("%d refreshes, want 1", n)
 	}
 }
