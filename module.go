@@ -168,10 +168,14 @@ type Handler struct {
 	Mode string `json:"mode,omitempty"`
 
 	// Make this handler the gate of a Web API proxy route: every request
-	// it sees is a same-origin call of the site's scripts, sent on (by the
-	// reverse_proxy that must follow it in the route) with the user's
-	// token and nothing else of the session. The Caddyfile's
-	// `web_api <prefix>` builds that route; see webapi.go.
+	// it sees is a call of the site's own scripts (others get 403), sent
+	// on with the user's token and nothing else of the session by the
+	// reverse_proxy that must follow it in the route. The Caddyfile's
+	// `web_api <prefix>` builds that route; in JSON, match `<prefix>/*`,
+	// put it before the gate's route, and follow this handler (with the
+	// block's other fields) by a reverse_proxy to api_url with
+	// `rewrite.strip_path_prefix` `<prefix>`, `Host` set to the API's host
+	// and the X-Forwarded-* headers deleted.
 	WebAPI bool `json:"web_api,omitempty"`
 
 	// Serve /oauth2/spotify/auth for nginx's auth_request and Traefik's
