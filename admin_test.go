@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
@@ -21,6 +24,7 @@ import (
 type adminSite struct {
 	url, admin, storage string
 	fake                *spotifytest.Server
+	caddyfile           string
 }
 
 func startAdminSite(t *testing.T, sessionStore string) *adminSite {
@@ -36,7 +40,7 @@ func startAdminSite(t *testing.T, sessionStore string) *adminSite {
 	s := &adminSite{url: "http://127.0.0.1:" + strconv.Itoa(port), admin: "http://127.0.0.1:" + strconv.Itoa(adminPort),
 		storage: t.TempDir(), fake: fake}
 	fake.AddClient(spotifytest.Client{ID: "admin-app", Secret: "s3cret", RedirectURIs: []string{s.url + "/oauth2/spotify/callback"}})
-	runCaddy(t, fmt.Sprintf(`{
+	s.caddyfile = fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	persist_config off
 	auto_https off
@@ -59,7 +63,8 @@ func startAdminSite(t *testing.T, sessionStore string) *adminSite {
 	}
 	reverse_proxy %s
 }
-`, adminPort, s.storage, s.url, fake.AuthorizeURL(), fake.TokenURL(), fake.APIURL(), s.url, sessionStore, app.URL))
+`, adminPort, s.storage, s.url, fake.AuthorizeURL(), fake.TokenURL(), fake.APIURL(), s.url, sessionStore, app.URL)
+	runCaddy(t, s.caddyfile)
 	return s
 }
 
@@ -190,5 +195,19 @@ func TestAdminRevokeErrors(t *testing.T) {
 	}
 	if status, body := s.adminCall(t, "DELETE", "/spotify_auth/users/x/sessions?client_id=admin-app"); status != http.StatusOK {
 		t.Errorf("with the site's client_id: %d %s", status, body)
+	}
+
+	// After a config reload the endpoint acts on the new config's
+	// handlers (the old ones are cleaned up), and only once per app.
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(s.caddyfile), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatal(err)
+	}
+	status, body := s.adminCall(t, "DELETE", "/spotify_auth/users/x/sessions")
+	if status != http.StatusOK || strings.Count(body, `"client_id"`) != 1 {
+		t.Errorf("after a reload: %d %s; want one app revoked", status, body)
 	}
 }
