@@ -185,7 +185,7 @@ func unionScopes(lists ...[]string) []string {
 // what the session has and what this route needs (incremental consent);
 // an API call gets 403 with the URL that does it.
 func (h *Handler) askForScopes(w http.ResponseWriter, r *http.Request, s *session, missing []string) {
-	returnTo := safeReturnPath(r.URL.RequestURI())
+	returnTo := returnPath(r)
 	if !isNavigation(r) {
 		h.metrics.answered(http.StatusForbidden)
 		if h.handOff(r, http.StatusForbidden, "this needs the Spotify scopes "+strings.Join(missing, " ")) {

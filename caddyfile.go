@@ -52,13 +52,16 @@ func init() {
 //		session_store    cookie|storage
 //		key_rotation     <duration>
 //		login_rate_limit <per_client> [<overall>]
+//		web_api          <prefix>
+//		auth_endpoint    [on|off]
 //	}
 //
 // The route it emits matches the given matcher OR the handler's own
 // endpoints (/oauth2/spotify/* and the redirect URI's path), so login,
 // callback and logout work whatever the matcher protects. A second route,
 // without matcher, strips managed headers and our cookies from every other
-// request of the site (see Strip).
+// request of the site (see Strip). With web_api, a route for <prefix>/*
+// comes first: the gate in web_api mode, then reverse_proxy to api_url.
 func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	if !h.Next() {
 		return nil, h.ArgErr()
@@ -84,6 +87,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 		if handler.TokenEndpoint {
 			paths = append(paths, EndpointPrefix+"token")
 		}
+		if handler.AuthEndpoint {
+			paths = append(paths, EndpointPrefix+"auth")
+		}
 		matcherSets = []caddy.ModuleMap{userMatcher, {"path": h.JSON(paths)}}
 	}
 	route := caddyhttp.Route{
@@ -99,7 +105,17 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 		HandlersRaw: []json.RawMessage{caddyconfig.JSONModuleObject(
 			Strip{TokenHeader: handler.TokenHeader, CookieName: handler.CookieName}, "handler", "spotify_auth_strip", nil)},
 	}
-	return []httpcaddyfile.ConfigValue{{Class: "route", Value: route}, {Class: "route", Value: strip}}, nil
+	routes := []httpcaddyfile.ConfigValue{{Class: "route", Value: route}, {Class: "route", Value: strip}}
+	if handler.webAPIPrefix != "" {
+		// First: the sort keeps routes of one directive that both have
+		// matchers in this order, and puts it ahead of a gate without.
+		api, err := webAPIRoute(h, *handler, handler.webAPIPrefix)
+		if err != nil {
+			return nil, err
+		}
+		routes = append([]httpcaddyfile.ConfigValue{{Class: "route", Value: api}}, routes...)
+	}
+	return routes, nil
 }
 
 // configuredCallbackPath is the callback path as configured, before
@@ -210,6 +226,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "token_endpoint":
 			h.TokenEndpoint, err = onOff(args)
+		case "auth_endpoint":
+			h.AuthEndpoint, err = onOff(args)
+		case "web_api":
+			if h.webAPIPrefix, err = one(); err == nil {
+				err = checkWebAPIPrefix(h.webAPIPrefix)
+			}
 		case "mode":
 			if h.Mode, err = one(); err == nil && h.Mode != modeUser && h.Mode != modeApp {
 				err = fmt.Errorf("%q: want user or app", h.Mode)
@@ -246,6 +268,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Err(err.Error())
 	}
 	if err := h.checkStoreConfig(); err != nil {
+		return d.Err(err.Error())
+	}
+	if err := h.checkEndpointsConfig(); err != nil {
 		return d.Err(err.Error())
 	}
 	return nil

@@ -23,6 +23,8 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
 		h.handleUserinfo(w, r)
 	case EndpointPrefix + "token":
 		h.handleToken(w, r)
+	case EndpointPrefix + "auth":
+		h.handleAuth(w, r)
 	default:
 		writePage(w, http.StatusNotFound, page{Title: "Not found", Message: "There is no such login endpoint."})
 	}

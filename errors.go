@@ -103,13 +103,13 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, ae *authError, re
 	if retryURL == "" {
 		retryURL = r.URL.RequestURI()
 		if !isNavigation(r) {
-			retryURL = loginURL(safeReturnPath(retryURL))
+			retryURL = loginURL(returnPath(r))
 		}
 	}
 	if h.handOff(r, status, ae.Message) {
 		return
 	}
-	if isNavigation(r) || r.URL.Path == h.callbackPath || strings.HasPrefix(r.URL.Path, EndpointPrefix) {
+	if isNavigation(r) || !answersJSON(r) && (r.URL.Path == h.callbackPath || strings.HasPrefix(r.URL.Path, EndpointPrefix)) {
 		msg := ae.Message
 		if status == http.StatusServiceUnavailable {
 			msg += ". Please try again in a moment."

@@ -45,6 +45,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.WebAPI {
+		return h.serveWebAPI(w, r, next)
+	}
 	if p := r.URL.Path; !h.appMode && (p == h.callbackPath || strings.HasPrefix(p, EndpointPrefix)) {
 		return h.serveEndpoint(w, r)
 	}
@@ -204,14 +207,14 @@ var userHeaderNames = [...]string{"X-Spotify-User-Id", "X-Spotify-User-Name", "X
 // log in, everything else gets 401 with the login URL.
 func (h *Handler) challenge(w http.ResponseWriter, r *http.Request) error {
 	if isNavigation(r) {
-		h.startLogin(w, r, safeReturnPath(r.URL.RequestURI()))
+		h.startLogin(w, r, returnPath(r))
 		return nil
 	}
 	h.metrics.unauthorized.Inc()
 	// This answer is what every stranger and every tampered cookie gets:
 	// built with appends, no JSON encoder. A query-escaped URL needs no
 	// JSON or header escaping.
-	login := loginURL(safeReturnPath(r.URL.RequestURI()))
+	login := loginURL(returnPath(r))
 	const bodyStart = `{"error":"unauthenticated","error_description":"log in with Spotify first","login_url":"`
 	const challengeStart = `Spotify realm="spotify_auth", login_url="`
 	buf := make([]byte, 0, len(bodyStart)+len(challengeStart)+2*len(login)+5)
@@ -239,7 +242,7 @@ func loginURL(returnTo string) string {
 // isNavigation tells a browser loading a page (which can follow a login
 // redirect) from a script or API client (which can't).
 func isNavigation(r *http.Request) bool {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead || answersJSON(r) {
 		return false
 	}
 	if r.Header.Get("X-Requested-With") != "" {

@@ -173,6 +173,24 @@ type Handler struct {
 	// credentials flow (needs client_secret), for catalog and search APIs.
 	Mode string `json:"mode,omitempty"`
 
+	// Make this handler the gate of a Web API proxy route: every request
+	// it sees is a call of the site's own scripts (others get 403), sent
+	// on with the user's token and nothing else of the session by the
+	// reverse_proxy that must follow it in the route. The Caddyfile's
+	// `web_api <prefix>` builds that route; in JSON, match `<prefix>/*`,
+	// put it before the gate's route, and follow this handler (with the
+	// block's other fields) by a reverse_proxy to api_url with
+	// `rewrite.strip_path_prefix` `<prefix>`, `Host` set to the API's host
+	// and the X-Forwarded-* headers deleted.
+	WebAPI bool `json:"web_api,omitempty"`
+
+	// Serve /oauth2/spotify/auth for nginx's auth_request and Traefik's
+	// forwardAuth: 200 with the upstream's headers as response headers,
+	// 401 with the login URL. Default off.
+	AuthEndpoint bool `json:"auth_endpoint,omitempty"`
+
+	webAPIPrefix string // Caddyfile `web_api <prefix>`: the route to emit
+
 	oauth         *oauth2.Config
 	httpClient    *http.Client
 	spotify       *spotifyClient
@@ -332,6 +350,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		wg.Go(func() { h.watchRevocations(mctx) })
 		wg.Wait()
 	}()
+	registerLive(h, ctx.Context)
 	return nil
 }
 
@@ -343,6 +362,7 @@ func (h *Handler) Validate() error {
 // Cleanup stops the background work and releases the shared state taken
 // in Provision.
 func (h *Handler) Cleanup() error {
+	unregisterLive(h)
 	if h.stopMaintain != nil {
 		h.stopMaintain()
 		<-h.maintainDone
@@ -424,6 +444,9 @@ func (h *Handler) checkConfig() error {
 		return fmt.Errorf("refresh_leeway must be between 0 and %s", maxRefreshLeeway)
 	}
 	if err := h.checkAccessConfig(); err != nil {
+		return err
+	}
+	if err := h.checkEndpointsConfig(); err != nil {
 		return err
 	}
 	return h.checkStoreConfig()

@@ -78,7 +78,13 @@ func (h *Handler) revokeSessions(ctx context.Context, userID string, now time.Ti
 	if err := h.storage.Store(ctx, key, []byte(h.sealers().marks.Seal(data, []byte(key)))); err != nil {
 		return err
 	}
-	h.applyRevocations(func(m map[string]int64) { m[userID] = max(m[userID], mark.Before) })
+	// At once on every handler of this app in this config: the site's
+	// gate, its web_api gate, the same app on other sites.
+	apply := func(m map[string]int64) { m[userID] = max(m[userID], mark.Before) }
+	h.applyRevocations(apply)
+	for _, o := range configSiblings(h) {
+		o.applyRevocations(apply)
+	}
 	return nil
 }
 

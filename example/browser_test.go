@@ -14,6 +14,8 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
 // The browser test drives a real headless Chromium through the demo with
@@ -206,6 +208,11 @@ func TestBrowserLogsInThroughConsentPageAndOut(t *testing.T) {
 		t.Errorf("document.cookie shows the session cookie: %q", jsCookies)
 	}
 
+	// 2b. The page's own script lists the top tracks through /spotify-api
+	// (web_api): a same-origin fetch, no token in JavaScript, and Spotify
+	// got the user's token without the site's cookies.
+	wantTopTracks(t, tab, d)
+
 	// 3. A screenshot of the logged-in page, kept after the test.
 	png, err := chromedp.Run(tab, chromedp.CaptureScreenshot())
 	if err != nil {
@@ -291,4 +298,41 @@ func saveScreenshot(t *testing.T, name string, png []byte) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// wantTopTracks waits for the app page's script to fill in the top tracks
+// it fetched from /spotify-api, and checks what crossed to Spotify.
+func wantTopTracks(t *testing.T, ctx context.Context, d *demo) {
+	t.Helper()
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := chromedp.Do(wctx, chromedp.WaitVisible(chromedp.CSS(`#top-tracks li`))); err != nil {
+		p := readPage(t, ctx, "waiting for the script's top tracks")
+		t.Fatalf("the page's script listed no top tracks (%v): %s\n%s", err, p, p.Text)
+	}
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#top-tracks li")].map((li) => li.textContent)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := spotifytest.DefaultTopTracks()
+	if len(got) != 5 || !strings.HasPrefix(got[0], want[0].Name+" by ") {
+		t.Errorf("the script listed %q, want the user's 5 top tracks starting with %q", got, want[0].Name)
+	}
+	fetched, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](
+		`performance.getEntriesByType("resource").filter((e) => e.initiatorType === "fetch").map((e) => e.name)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fetched) != 1 || fetched[0] != d.SiteURL+webAPIPrefix+"/v1/me/top/tracks?limit=5" {
+		t.Errorf("the page fetched %q, want only %s%s/v1/me/top/tracks?limit=5", fetched, d.SiteURL, webAPIPrefix)
+	}
+	var call *spotifytest.APIRequest
+	for _, r := range d.fake.APIRequests() {
+		if r.Path == "/v1/me/top/tracks" {
+			call = &r
+		}
+	}
+	if call == nil || call.UserID != spotifytest.DefaultUserID || call.Header.Get("Cookie") != "" || call.Header.Get("Origin") != "" {
+		t.Errorf("Spotify got %+v, want the user's token and no cookie of the site", call)
+	}
 }

@@ -11,6 +11,10 @@ import (
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
+// webAPIPrefix is where the demo site proxies the Spotify Web API for the
+// page's scripts.
+const webAPIPrefix = "/spotify-api"
+
 // options configure a demo.
 type options struct {
 	// Addr is where Caddy listens: a loopback IP literal and a port (0
@@ -55,6 +59,9 @@ func start(ctx context.Context, opts options) (_ *demo, err error) {
 		// Only /app/* needs a login, so "/" shows that public paths pass.
 		spotifyauthtest.WithMatcher("/app/*"),
 		spotifyauthtest.WithScopes("user-read-email", "user-top-read"),
+		// The page's own script calls the Web API through the site, with
+		// no token in JavaScript (see topTracksScript).
+		spotifyauthtest.WithDirectives("web_api " + webAPIPrefix),
 	}
 	if opts.RealSpotify {
 		kitOpts = append(kitOpts, spotifyauthtest.WithRealSpotify("{env.SPOTIFY_CLIENT_ID}", "{env.SPOTIFY_CLIENT_SECRET}"))

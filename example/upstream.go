@@ -38,6 +38,11 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/app/", http.StatusMovedPermanently)
 	case "/app/":
 		u.serveApp(w, r)
+	case "/app/top-tracks.js":
+		// Behind the gate like the page: only a logged-in page loads it.
+		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = io.WriteString(w, topTracksScript)
 	default:
 		http.NotFound(w, r)
 	}
@@ -208,6 +213,46 @@ var appTemplate = template.Must(template.New("app").Parse(pageHead + `<h1>Hello,
 <ol>{{range .}}<li>{{.Name}}{{with .Genres}} <small>({{range $i, $g := .}}{{if $i}}, {{end}}{{$g}}{{end}})</small>{{end}}</li>
 {{end}}</ol>
 <p><small>Fetched from the Web API with the token Caddy forwarded in the <code>Authorization</code> header.</small></p>{{end}}
+<h2>Your top tracks</h2>
+<ol id="top-tracks"></ol>
+<p><small id="top-tracks-status">Loading with the page's own script&hellip;</small></p>
+<script src="/app/top-tracks.js"></script>
 <form method="post" action="/oauth2/spotify/logout"><input type="hidden" name="rd" value="/"><button type="submit">Log out</button></form>
 </body></html>
 `))
+
+// topTracksScript is the pattern for a page that calls the Web API
+// itself: fetch through the site's web_api prefix, same origin, with the
+// session cookie the browser sends by itself. The token never reaches
+// JavaScript, so an XSS on the page cannot take it away.
+const topTracksScript = `"use strict";
+(async () => {
+  const list = document.getElementById("top-tracks");
+  const status = document.getElementById("top-tracks-status");
+  try {
+    const res = await fetch("` + webAPIPrefix + `/v1/me/top/tracks?limit=5", {headers: {Accept: "application/json"}});
+    if (res.status === 401) {
+      // The session ended: the JSON answer says where to log in.
+      const login = (await res.json()).login_url;
+      status.textContent = "Your session ended. ";
+      const a = document.createElement("a");
+      a.href = login;
+      a.textContent = "Log in again";
+      status.appendChild(a);
+      return;
+    }
+    if (!res.ok) {
+      status.textContent = "Spotify answered " + res.status + ".";
+      return;
+    }
+    for (const track of (await res.json()).items) {
+      const li = document.createElement("li");
+      li.textContent = track.name + " by " + track.artists.map((a) => a.name).join(", ");
+      list.appendChild(li);
+    }
+    status.textContent = "Fetched by this page's script through ` + webAPIPrefix + `: the token never reached JavaScript.";
+  } catch (e) {
+    status.textContent = "Could not reach ` + webAPIPrefix + `: " + e;
+  }
+})();
+`

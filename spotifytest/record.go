@@ -19,6 +19,9 @@ type APIRequest struct {
 	// UserID is the user the bearer token was issued to, "" for an app
 	// token, an unknown token or none. The token itself is not kept.
 	UserID string
+	// Header is the request's headers without Authorization, so a test
+	// can check what a proxy in front of the fake let through.
+	Header http.Header
 }
 
 // recordAPI counts and records a Web API request.
@@ -42,7 +45,9 @@ func (s *Server) recordAPI(r *http.Request) {
 	if len(s.apiRequests) >= maxAPIRequests {
 		s.apiRequests = s.apiRequests[1:]
 	}
-	s.apiRequests = append(s.apiRequests, APIRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), UserID: userID})
+	hdr := r.Header.Clone()
+	delete(hdr, "Authorization")
+	s.apiRequests = append(s.apiRequests, APIRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), UserID: userID, Header: hdr})
 }
 
 // APIRequests returns the Web API requests the fake has served, oldest
@@ -54,6 +59,7 @@ func (s *Server) APIRequests() []APIRequest {
 	out := make([]APIRequest, len(s.apiRequests))
 	for i, ar := range s.apiRequests {
 		ar.Query = cloneValues(ar.Query)
+		ar.Header = ar.Header.Clone()
 		out[i] = ar
 	}
 	return out

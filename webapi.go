@@ -1,0 +1,348 @@
+package spotifyauth
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/rewrite"
+	"go.uber.org/zap"
+)
+
+// web_api: the page's scripts call the Spotify Web API through the site
+// (the "backend for frontend" pattern), so the token never reaches
+// JavaScript. The gate in web_api mode checks the request came from the
+// site's own pages, puts the user's token on it and removes everything
+// else; Caddy's reverse_proxy takes it to api_url.
+
+const (
+	// maxReplayBody bounds the request body kept to send again after a
+	// refresh; Spotify's PUT/POST bodies (player, playlists) are small.
+	maxReplayBody = 64 << 10
+	// maxHeldBody bounds the 401 answer held back while the token is
+	// refreshed: Spotify's error bodies are a few dozen bytes.
+	maxHeldBody = 16 << 10
+)
+
+// webAPIRequestHeaders are the request headers that go on to Spotify:
+// what its Web API reads. Everything else (cookies, the client's
+// Authorization, managed and custom headers) stays here.
+var webAPIRequestHeaders = []string{"Accept", "Accept-Language", "Content-Type", "If-None-Match", "If-Modified-Since", "User-Agent"}
+
+// forwardedHeaders are what reverse_proxy adds about the client; Spotify
+// has no use for the user's address.
+var forwardedHeaders = []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "Via"}
+
+// serveWebAPI is the gate of a web_api route: every request it sees is a
+// Web API call of the page's scripts. Answers of its own are always JSON.
+func (h *Handler) serveWebAPI(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	caddyhttp.SetVar(r.Context(), varAnswerJSON, true)
+	caddyhttp.SetVar(r.Context(), varReturnPath, "/") // a script's call has no page to return to
+	if !webAPISameOrigin(r) {
+		h.metrics.answered(http.StatusForbidden)
+		writeJSON(w, http.StatusForbidden, apiError{Error: "forbidden", Description: "the Web API proxy takes requests from this site's own pages only"})
+		return nil
+	}
+	now := time.Now()
+	sess, err := h.session(r, now)
+	if err == errNoSession {
+		return h.challenge(w, r)
+	}
+	if err != nil {
+		h.logger.Error("web_api: loading the session from storage", zap.Error(err))
+		h.fail(w, r, asAuthError(err), "")
+		return nil
+	}
+	if !h.rules.allows(&sess) {
+		h.deny(w, r, &sess)
+		return nil
+	}
+	if missing := h.neededScopes(&sess); len(missing) > 0 {
+		h.askForScopes(w, r, &sess, missing)
+		return nil
+	}
+	var ok bool
+	if sess, ok = h.ensureFresh(w, r, sess, now); !ok {
+		return nil
+	}
+	replay, err := replayableBody(r)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, apiError{Error: "bad_request", Description: "the request body could not be read"})
+		return nil
+	}
+	keepForSpotify(r)
+	// The retry is a hook on the answer, not reverse_proxy's own retries:
+	// those re-send only after a failed dial (or for requests retry_match
+	// selects), never on the upstream's status, and handle_response
+	// cannot send the request again with another token.
+	for first := true; ; first = false {
+		r.Header["Authorization"] = []string{"Bearer " + sess.AccessToken}
+		if replay != nil {
+			r.Body = replay()
+		}
+		aw := &webAPIWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
+			hdr: http.Header{}, hold: first && replay != nil, token: sess.AccessToken, h: h}
+		err := next.ServeHTTP(aw, r)
+		if !aw.held {
+			return err
+		}
+		// Spotify found the token dead (revoked, or expired early): one
+		// refresh, at most every few minutes per session, then once more.
+		dead := sess.AccessToken
+		h.shared.markRejected(dead)
+		if sess, ok = h.ensureFresh(w, r, sess, time.Now()); !ok {
+			return nil
+		}
+		if sess.AccessToken == dead {
+			var ok bool
+			if sess, ok = h.refreshedMeanwhile(w, r, sess); !ok {
+				return aw.release()
+			}
+		}
+	}
+}
+
+// refreshedMeanwhile takes the result of a refresh another call of the
+// session made a moment ago (calls fired together all find the token
+// dead; one refreshes), saving it where the session lives.
+func (h *Handler) refreshedMeanwhile(w http.ResponseWriter, r *http.Request, sess session) (session, bool) {
+	fresh, ok := h.shared.recentRefresh(refreshKey(sess.RefreshToken), time.Now())
+	if !ok || fresh.AccessToken == sess.AccessToken {
+		return sess, false
+	}
+	fresh.storeKey = sess.storeKey
+	if err := h.setSessionCookie(w, r, &fresh); err == errNoSession {
+		return sess, false // logged out meanwhile
+	} else if err != nil {
+		h.logger.Warn("web_api: saving the refreshed session", zap.String("user_id", sess.UserID), zap.Error(err))
+	}
+	return fresh, true
+}
+
+// webAPISameOrigin admits requests from the site's own pages: a
+// Sec-Fetch-Site of same-origin (or none: typed by the user), an Origin
+// of this site. A state-changing method must show one of the two, as
+// every browser's fetch does, so no cross-site form or client that hides
+// both can use the session.
+func webAPISameOrigin(r *http.Request) bool {
+	if !sameOrigin(r, true) {
+		return false
+	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	return r.Header.Get("Sec-Fetch-Site") != "" || r.Header.Get("Origin") != ""
+}
+
+// keepForSpotify removes from the request everything but what Spotify's
+// Web API reads: the site's cookies, the client's Authorization, managed
+// headers and trailers never cross.
+func keepForSpotify(r *http.Request) {
+	kept := make(http.Header, len(webAPIRequestHeaders)+1)
+	for _, name := range webAPIRequestHeaders {
+		if v, ok := r.Header[name]; ok {
+			kept[name] = v
+		}
+	}
+	r.Header = kept
+	r.Trailer = nil
+}
+
+// replayableBody reads a small body into memory so the call can be sent
+// again after a refresh. It returns nil (no replay) for a body too large
+// to keep, which then streams through once.
+func replayableBody(r *http.Request) (func() io.ReadCloser, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return func() io.ReadCloser { return http.NoBody }, nil
+	}
+	if r.ContentLength > maxReplayBody {
+		return nil, nil
+	}
+	head, err := io.ReadAll(io.LimitReader(r.Body, maxReplayBody+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(head) > maxReplayBody {
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(head), r.Body), r.Body}
+		return nil, nil
+	}
+	_ = r.Body.Close()
+	r.ContentLength = int64(len(head))
+	return func() io.ReadCloser { return io.NopCloser(bytes.NewReader(head)) }, nil
+}
+
+// webAPIWriter takes Spotify's answer: status, body and its headers
+// unchanged except that nothing of the session can come back (cookies,
+// managed headers, any header holding the token), and it stays out of
+// shared caches. While hold is set, a 401 invalid_token answer is kept
+// back so the call can be made again with a fresh token.
+type webAPIWriter struct {
+	caddyhttp.ResponseWriterWrapper
+	hdr         http.Header // Spotify's headers, until the status is known
+	h           *Handler
+	token       string
+	hold        bool
+	held        bool
+	wroteHeader bool
+	heldStatus  int
+	heldBody    bytes.Buffer
+}
+
+func (w *webAPIWriter) Header() http.Header { return w.hdr }
+
+func (w *webAPIWriter) WriteHeader(status int) {
+	if status < http.StatusOK || w.wroteHeader {
+		return // 1xx are not the answer; Spotify sends none anyway
+	}
+	w.wroteHeader = true
+	if status == http.StatusUnauthorized && strings.Contains(w.hdr.Get("WWW-Authenticate"), "invalid_token") {
+		if w.hold {
+			w.held, w.heldStatus = true, status
+			return
+		}
+		w.h.shared.markRejected(w.token) // the next call refreshes
+	}
+	w.sendHeader(status)
+}
+
+func (w *webAPIWriter) sendHeader(status int) {
+	out := w.ResponseWriter.Header()
+	for k, v := range w.hdr {
+		if webAPIResponseHeaderOK(k, v, w.token, w.h.tokenHeader) {
+			out[k] = v
+		}
+	}
+	keepPrivate(out, &w.h.cookies)
+	w.ResponseWriter.WriteHeader(status)
+}
+
+// webAPIResponseHeaderOK keeps Spotify's cookies (which would land on the
+// site's domain), managed names and anything holding the token out of the
+// answer.
+func webAPIResponseHeaderOK(name string, values []string, token, tokenHeader string) bool {
+	switch {
+	case headerNameIs(name, "Set-Cookie"), headerNameIs(name, "Set-Cookie2"), headerNameIs(name, "Authorization"),
+		headerNameIs(name, tokenHeader), headerNameHasPrefix(name, "x-spotify-"):
+		return false
+	}
+	for _, v := range values {
+		if token != "" && strings.Contains(v, token) {
+			return false
+		}
+	}
+	return true
+}
+
+func (w *webAPIWriter) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.held {
+		if room := maxHeldBody - w.heldBody.Len(); room > 0 {
+			w.heldBody.Write(b[:min(len(b), room)])
+		}
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// ReadFrom goes through Write, so a held answer stays held.
+func (w *webAPIWriter) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(struct{ io.Writer }{w}, r)
+}
+
+// FlushError is what reverse_proxy's streaming calls.
+func (w *webAPIWriter) FlushError() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.held {
+		return nil
+	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// release sends the held answer as it came, when no fresh token can be had.
+func (w *webAPIWriter) release() error {
+	w.held = false
+	w.sendHeader(w.heldStatus)
+	_, err := w.ResponseWriter.Write(w.heldBody.Bytes())
+	return err
+}
+
+// checkWebAPIPrefix checks the web_api path prefix: a plain path that no
+// endpoint of the plugin lives under.
+func checkWebAPIPrefix(prefix string) error {
+	if len(prefix) < 2 || prefix[0] != '/' || strings.HasSuffix(prefix, "/") || strings.ContainsAny(prefix, "*?#{}% \\") {
+		return fmt.Errorf("%q: want a path such as /spotify-api (no trailing slash, wildcard or placeholder)", prefix)
+	}
+	if hasPathPrefix(EndpointPrefix, prefix) || strings.HasPrefix(prefix+"/", EndpointPrefix) {
+		return fmt.Errorf("%q overlaps the login endpoints under %s", prefix, EndpointPrefix)
+	}
+	return nil
+}
+
+// hasPathPrefix reports whether path is prefix or below it.
+func hasPathPrefix(path, prefix string) bool {
+	return strings.HasPrefix(path, prefix) && (len(path) == len(prefix) || path[len(prefix)] == '/')
+}
+
+// webAPIRoute is the route `web_api <prefix>` adds to the site: for
+// <prefix>/*, the gate in web_api mode, then reverse_proxy to api_url
+// with the prefix stripped, the upstream's Host and no X-Forwarded-*.
+func webAPIRoute(h httpcaddyfile.Helper, gate Handler, prefix string) (caddyhttp.Route, error) {
+	apiURL := gate.APIURL
+	if apiURL == "" {
+		apiURL = DefaultAPIURL
+	}
+	if hasPlaceholder(apiURL) {
+		return caddyhttp.Route{}, h.Errf("web_api: api_url must be a literal URL (it becomes reverse_proxy's upstream), not %q", apiURL)
+	}
+	u, err := url.Parse(apiURL)
+	if err != nil || u.Host == "" || u.Scheme != "http" && u.Scheme != "https" {
+		return caddyhttp.Route{}, h.Errf("web_api: api_url %q is not an http(s) URL", apiURL)
+	}
+	if strings.Trim(u.Path, "/") != "" || u.RawQuery != "" {
+		return caddyhttp.Route{}, h.Errf("web_api: api_url %q must have no path (Spotify's is https://api.spotify.com)", apiURL)
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	proxy := reverseproxy.Handler{
+		Upstreams: reverseproxy.UpstreamPool{{Dial: net.JoinHostPort(u.Hostname(), port)}},
+		Rewrite:   &rewrite.Rewrite{StripPathPrefix: prefix},
+		Headers: &headers.Handler{Request: &headers.HeaderOps{
+			Set:    http.Header{"Host": []string{u.Host}},
+			Delete: forwardedHeaders,
+		}},
+	}
+	if u.Scheme == "https" {
+		proxy.TransportRaw = caddyconfig.JSONModuleObject(reverseproxy.HTTPTransport{TLS: &reverseproxy.TLSConfig{}}, "protocol", "http", nil)
+	}
+	gate.WebAPI = true
+	gate.AuthEndpoint = false
+	gate.TokenEndpoint = false
+	return caddyhttp.Route{
+		MatcherSetsRaw: []caddy.ModuleMap{{"path": h.JSON(caddyhttp.MatchPath{prefix + "/*"})}},
+		HandlersRaw: []json.RawMessage{
+			caddyconfig.JSONModuleObject(gate, "handler", "spotify_auth", nil),
+			caddyconfig.JSONModuleObject(proxy, "handler", "reverse_proxy", nil),
+		},
+	}, nil
+}
