@@ -327,6 +327,10 @@ func (h *Handler) Cleanup() error {
 		h.stopMaintain()
 		<-h.maintainDone
 	}
+	// The old config's connections to Spotify go with it.
+	if h.httpClient != nil {
+		h.httpClient.Transport.(*spotifyTransport).closeIdle()
+	}
 	if h.sharedKey != "" {
 		_, err := sharedPool.Delete(h.sharedKey)
 		return err
