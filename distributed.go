@@ -182,20 +182,22 @@ func (h *Handler) warnCoordination(err error) {
 // maintain runs the background work until ctx ends: re-reading generated
 // keys (another instance may have rotated them) and sweeping expired
 // entries out of storage.
+//
+// Every reload starts a new handler, so the schedule lives in the shared
+// state: counted from a fresh handler's start, reloads more frequent than
+// the interval would put the work off forever.
 func (h *Handler) maintain(ctx context.Context) {
-	tick := time.NewTicker(maintenanceInterval)
-	defer tick.Stop()
-	lastSessionSweep := time.Now()
+	next := h.shared.maintenance.start(time.Now())
+	timer := time.NewTimer(time.Until(next))
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-tick.C:
-			sweepSessions := h.storeSessions && now.Sub(lastSessionSweep) >= sessionSweepInterval
-			if sweepSessions {
-				lastSessionSweep = now
-			}
+		case now := <-timer.C:
+			sweepSessions := h.storeSessions && h.shared.maintenance.sessionSweepDue(now)
 			h.maintainOnce(ctx, now, sweepSessions)
+			timer.Reset(time.Until(h.shared.maintenance.ran(now)))
 		}
 	}
 }
@@ -209,6 +211,7 @@ func (h *Handler) maintainOnce(ctx context.Context, now time.Time, sweepSessions
 	h.sweep(ctx, refreshResultPrefix, false, func(key string, modified time.Time) bool {
 		return now.Sub(modified) > 2*refreshResultTTL
 	})
+	h.shared.pruneExpired(now)
 	if sweepSessions {
 		h.sweep(ctx, storedSessionPrefix, true, func(key string, modified time.Time) bool {
 			return now.Sub(modified) > time.Duration(h.SessionLifetime) && h.storedSessionExpired(ctx, key, now)

@@ -43,6 +43,8 @@ type sharedState struct {
 	// coordinationWarned (unix seconds) rate-limits the warning that
 	// storage failed to coordinate a refresh.
 	coordinationWarned atomic.Int64
+
+	maintenance maintenanceSchedule
 }
 
 type recentRefreshResult struct {
@@ -181,6 +183,55 @@ func (s *sharedState) checkBackoff(now time.Time) error {
 		return &authError{Kind: errRateLimited, Message: "Spotify is rate limiting this app", RetryAfter: wait}
 	}
 	return nil
+}
+
+// pruneExpired drops the entries whose time has passed, so the maps hold
+// only what still matters rather than growing until their cap.
+func (s *sharedState) pruneExpired(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pruneExpired(s.usedState, now, func(t time.Time) time.Time { return t })
+	pruneExpired(s.recent, now, func(r recentRefreshResult) time.Time { return r.expires })
+	pruneExpired(s.paused, now, func(t time.Time) time.Time { return t })
+}
+
+// maintenanceSchedule is when the background work of a client's configs
+// last ran, kept across reloads.
+type maintenanceSchedule struct {
+	mu               sync.Mutex
+	last             time.Time // last run, or when the first config started
+	lastSessionSweep time.Time
+}
+
+// start returns when a handler starting now runs its first maintenance:
+// an interval after the last run of any config before it.
+func (m *maintenanceSchedule) start(now time.Time) time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.last.IsZero() {
+		m.last, m.lastSessionSweep = now, now
+	}
+	return m.last.Add(maintenanceInterval)
+}
+
+// ran records a run and returns when the next is due.
+func (m *maintenanceSchedule) ran(now time.Time) time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.last = now
+	return now.Add(maintenanceInterval)
+}
+
+// sessionSweepDue reports whether the (hourly) sweep of stored sessions
+// is due, and if so counts it as done.
+func (m *maintenanceSchedule) sessionSweepDue(now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if now.Sub(m.lastSessionSweep) < sessionSweepInterval {
+		return false
+	}
+	m.lastSessionSweep = now
+	return true
 }
 
 func pruneExpired[V any](m map[string]V, now time.Time, expiry func(V) time.Time) {

@@ -44,7 +44,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
@@ -740,18 +739,16 @@ func printTable(w io.Writer, cfg config, rs []*result) {
 	fmt.Fprintf(w, "\n== soak: %s per run, %d sessions x %d requesters (%s apart), tokens live %s, refresh_leeway %s, rotation on;\n"+
 		"   %d reloads, a %s token-endpoint outage at 25 %%, a 429 (Retry-After: %d) at 70 %%\n\n",
 		cfg.duration, cfg.sessions, cfg.workers, cfg.think, cfg.tokenLifetime, cfg.leeway, cfg.reloads, cfg.outage, cfg.retryAfter)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
-	header := "\t"
+	table := [][]string{{""}}
 	for _, r := range rs {
-		header += r.name + "\t"
+		table[0] = append(table[0], r.name)
 	}
-	fmt.Fprintln(tw, header)
 	row := func(name string, f func(r *result) string) {
-		line := name + "\t"
+		line := []string{name}
 		for _, r := range rs {
-			line += f(r) + "\t"
+			line = append(line, f(r))
 		}
-		fmt.Fprintln(tw, line)
+		table = append(table, line)
 	}
 	pluginOnly := func(f func(r *result) string) func(r *result) string {
 		return func(r *result) string {
@@ -805,7 +802,40 @@ func printTable(w io.Writer, cfg config, rs []*result) {
 		return fmt.Sprintf("%d -> %d kB (%+d)", r.rssBefore, r.rssAfter, r.rssAfter-r.rssBefore)
 	})
 	row("Caddy log lines at ERROR", func(r *result) string { return strconv.Itoa(r.logProblems) })
-	tw.Flush()
+	printMarkdown(w, table)
+}
+
+// printMarkdown prints rows as a Markdown table, padded to line up.
+func printMarkdown(w io.Writer, rows [][]string) {
+	width := make([]int, len(rows[0]))
+	for _, r := range rows {
+		for i, c := range r {
+			width[i] = max(width[i], len(c))
+		}
+	}
+	line := func(cells []string) {
+		fmt.Fprint(w, "|")
+		for i, c := range cells {
+			if i == 0 {
+				fmt.Fprintf(w, " %-*s |", width[i], c)
+			} else {
+				fmt.Fprintf(w, " %*s |", width[i], c)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	line(rows[0])
+	sep := make([]string, len(width))
+	for i, n := range width {
+		sep[i] = strings.Repeat("-", n)
+		if i > 0 {
+			sep[i] = sep[i][1:] + ":"
+		}
+	}
+	line(sep)
+	for _, r := range rows[1:] {
+		line(r)
+	}
 }
 
 func (r *result) windowSummary() string {
