@@ -110,6 +110,7 @@ func (h *Handler) callRefresh(ctx context.Context, key, refreshToken string) (re
 		h.shared.noteRateLimit(ae, time.Now())
 		if ae.Kind != errRefreshRevoked {
 			h.shared.pauseRefresh(key, time.Now(), h.retryPause)
+			h.shared.noteRefreshFailure(key, time.Now())
 		}
 		h.metrics.refreshFailures.WithLabelValues(ae.Kind.String()).Inc()
 		return refreshResult{}, ae

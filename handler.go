@@ -25,6 +25,11 @@ const (
 	// refreshRetryPause is how long a session whose refresh failed is
 	// served with its still-valid token before refresh is tried again.
 	refreshRetryPause = 10 * time.Second
+	// expiredRetryInterval is how soon a session whose token has expired
+	// may retry a refresh that Spotify failed: requests in between get
+	// 503 at once, so clients retrying without pause cannot turn an
+	// outage into a storm of calls to Spotify.
+	expiredRetryInterval = time.Second
 	// forcedRefreshInterval bounds refreshes asked for by the upstream.
 	forcedRefreshInterval = 5 * time.Minute
 	// unavailableRetryAfter is what clients are told to wait when Spotify
@@ -301,6 +306,9 @@ func (h *Handler) refresh(ctx context.Context, key string, sess session) (sessio
 		if err := h.shared.checkBackoff(now); err != nil {
 			h.metrics.refreshFailures.WithLabelValues(errRateLimited.String()).Inc()
 			return nil, err
+		}
+		if sess.TokenExpires <= now.Unix() && h.shared.failedRecently(key, now) {
+			return nil, &authError{Kind: errSpotifyUnavailable, Message: "Spotify's accounts service failed a moment ago"}
 		}
 		tr, err := h.refreshAcrossInstances(ctx, key, sess.RefreshToken)
 		if err != nil {

@@ -35,6 +35,7 @@ type sharedState struct {
 	recent    map[string]recentRefreshResult // refresh token hash → result
 	paused    map[string]time.Time           // refresh token hash → no retry before
 	rejected  map[string]struct{}            // access tokens the upstream found invalid
+	failed    map[string]time.Time           // refresh token hash → last failed refresh
 	// nRejected lets the hot path skip the map (and its lock) when empty.
 	nRejected atomic.Int32
 
@@ -58,6 +59,7 @@ func newSharedState() *sharedState {
 		recent:    make(map[string]recentRefreshResult),
 		paused:    make(map[string]time.Time),
 		rejected:  make(map[string]struct{}),
+		failed:    make(map[string]time.Time),
 	}
 }
 
@@ -131,6 +133,28 @@ func (s *sharedState) refreshPaused(key string, now time.Time) bool {
 	return ok && now.Before(until)
 }
 
+// noteRefreshFailure records that Spotify failed a refresh of this session.
+func (s *sharedState) noteRefreshFailure(key string, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.failed) >= maxRecentRefresh {
+		pruneExpired(s.failed, now, func(t time.Time) time.Time { return t.Add(expiredRetryInterval) })
+	}
+	if len(s.failed) >= maxRecentRefresh {
+		clear(s.failed)
+	}
+	s.failed[key] = now
+}
+
+// failedRecently reports whether a refresh of this session failed less
+// than expiredRetryInterval ago.
+func (s *sharedState) failedRecently(key string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at, ok := s.failed[key]
+	return ok && now.Before(at.Add(expiredRetryInterval))
+}
+
 // markRejected records that the upstream found this access token invalid.
 func (s *sharedState) markRejected(token string) {
 	s.mu.Lock()
@@ -193,6 +217,7 @@ func (s *sharedState) pruneExpired(now time.Time) {
 	pruneExpired(s.usedState, now, func(t time.Time) time.Time { return t })
 	pruneExpired(s.recent, now, func(r recentRefreshResult) time.Time { return r.expires })
 	pruneExpired(s.paused, now, func(t time.Time) time.Time { return t })
+	pruneExpired(s.failed, now, func(t time.Time) time.Time { return t.Add(expiredRetryInterval) })
 }
 
 // maintenanceSchedule is when the background work of a client's configs

@@ -79,7 +79,7 @@ func main() {
 	flag.DurationVar(&cfg.tokenLifetime, "token-lifetime", envDuration("TOKEN_LIFETIME", 20*time.Second), "access token lifetime at the fake (env TOKEN_LIFETIME)")
 	flag.DurationVar(&cfg.leeway, "leeway", envDuration("LEEWAY", 5*time.Second), "the plugin's refresh_leeway (env LEEWAY)")
 	flag.IntVar(&cfg.reloads, "reloads", envInt("RELOADS", 4), "config reloads, evenly spread (env RELOADS)")
-	flag.DurationVar(&cfg.outage, "outage", envDuration("OUTAGE", 8*time.Second), "token endpoint outage (503) length (env OUTAGE)")
+	flag.DurationVar(&cfg.outage, "outage", envDuration("OUTAGE", 10*time.Second), "token endpoint outage (503) length (env OUTAGE)")
 	flag.IntVar(&cfg.retryAfter, "retry-after", envInt("RETRY_AFTER", 3), "Retry-After seconds of the 429 (env RETRY_AFTER)")
 	flag.BoolVar(&cfg.control, "control", envInt("CONTROL", 1) != 0, "also run the control without the plugin (env CONTROL)")
 	flag.IntVar(&cfg.basePort, "base-port", envInt("BASE_PORT", 18181), "Caddy's site port; +1 is its admin API (env BASE_PORT)")
@@ -279,8 +279,13 @@ func run(ctx context.Context, cfg config, withPlugin bool) (*result, error) {
 
 	// One transport per session: its connections are its own, as a
 	// browser's would be.
+	// Logins are spread over one token lifetime, so refreshes are too, as
+	// with real users.
 	sessions := make([]*soakSession, cfg.sessions)
 	for i := range sessions {
+		if withPlugin && i > 0 {
+			time.Sleep(cfg.tokenLifetime / time.Duration(cfg.sessions))
+		}
 		jar, _ := cookiejar.New(nil)
 		tr := &http.Transport{MaxIdleConnsPerHost: cfg.workers, IdleConnTimeout: time.Minute}
 		sessions[i] = &soakSession{i: i, site: site, fake: fake, client: &http.Client{
@@ -294,7 +299,7 @@ func run(ctx context.Context, cfg config, withPlugin bool) (*result, error) {
 		}
 	}
 	if withPlugin {
-		fmt.Printf("%d sessions logged in (one Spotify user each)\n", cfg.sessions)
+		fmt.Printf("%d sessions logged in (one Spotify user each), spread over %s\n", cfg.sessions, cfg.tokenLifetime)
 	}
 
 	time.Sleep(500 * time.Millisecond)
@@ -520,6 +525,9 @@ func (s *soakSession) load(ctx context.Context, res *result, think time.Duration
 			res.connErrors.Add(1)
 			res.mu.Lock()
 			res.connErrAt = append(res.connErrAt, t0)
+			if len(res.connErrAt) <= 3 {
+				fmt.Printf("  session %d: %v\n", s.i, err)
+			}
 			res.mu.Unlock()
 		case resp.StatusCode >= 200 && resp.StatusCode < 300:
 			res.ok2xx.Add(1)
