@@ -30,6 +30,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -122,7 +123,7 @@ func main() {
 		results = append(results, control)
 	}
 	printTable(os.Stdout, cfg, results)
-	if problems := plugin.problems(); len(problems) > 0 {
+	if problems := plugin.problems(cfg); len(problems) > 0 {
 		fmt.Println()
 		for _, p := range problems {
 			fmt.Println("FAIL:", p)
@@ -191,8 +192,14 @@ func (r *result) fiveXXOutside() (in, out int) {
 	return in, out
 }
 
-func (r *result) problems() []string {
+func (r *result) problems(cfg config) []string {
 	var p []string
+	// A session refreshes once per (lifetime - leeway); one more for the
+	// phase of its login, one more for a retry after a fault.
+	due := int(math.Ceil(cfg.duration.Seconds() / (cfg.tokenLifetime - cfg.leeway).Seconds()))
+	if _, _, most := r.tokenStats(); most > due+2 {
+		p = append(p, fmt.Sprintf("a session refreshed %d times, %d were due: a refresh storm", most, due))
+	}
 	if n := r.lost.Load(); n > 0 {
 		p = append(p, fmt.Sprintf("%d sessions lost (302/401/403 on a valid session)", n))
 	}
