@@ -142,7 +142,6 @@ type result struct {
 	lost            atomic.Int64 // 302/401/403 on a session that was valid
 	other           atomic.Int64 // any other status
 	connErrors      atomic.Int64 // no HTTP answer at all
-	connErrAtReload atomic.Int64 // of those, within a second of a reload
 
 	mu        sync.Mutex
 	fiveXX    []time.Time // start of every request answered 5xx
