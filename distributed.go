@@ -185,11 +185,10 @@ func (h *Handler) warnCoordination(err error) {
 // entries out of storage.
 //
 // Every reload starts a new handler, so the schedule lives in the shared
-// state: counted from a fresh handler's start, reloads more frequent than
-// the interval would put the work off forever.
-func (h *Handler) maintain(ctx context.Context) {
-	next := h.shared.maintenance.start(time.Now())
-	timer := time.NewTimer(time.Until(next))
+// state (first is from it): counted from a fresh handler's start, reloads
+// more frequent than the interval would put the work off forever.
+func (h *Handler) maintain(ctx context.Context, first time.Time) {
+	timer := time.NewTimer(time.Until(first))
 	defer timer.Stop()
 	for {
 		select {

@@ -308,9 +308,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	var mctx context.Context
 	mctx, h.stopMaintain = context.WithCancel(ctx)
 	h.maintainDone = make(chan struct{})
+	firstMaintenance := h.shared.maintenance.start(time.Now())
 	go func() {
 		defer close(h.maintainDone)
-		h.maintain(mctx)
+		h.maintain(mctx, firstMaintenance)
 	}()
 	return nil
 }
