@@ -30,6 +30,9 @@ const (
 	// 503 at once, so clients retrying without pause cannot turn an
 	// outage into a storm of calls to Spotify.
 	expiredRetryInterval = time.Second
+	// minTokenLeft (seconds) is the least life a token must have left to
+	// be passed upstream when it could not be refreshed.
+	minTokenLeft = 2
 	// forcedRefreshInterval bounds refreshes asked for by the upstream.
 	forcedRefreshInterval = 5 * time.Minute
 	// unavailableRetryAfter is what clients are told to wait when Spotify
@@ -106,7 +109,7 @@ func (h *Handler) ensureFresh(w http.ResponseWriter, r *http.Request, sess sessi
 	key := refreshKey(sess.RefreshToken)
 	var fresh session
 	var err error
-	if sess.TokenExpires > now.Unix() && h.shared.refreshPaused(key, now) {
+	if tokenUsable(sess, now) && h.shared.refreshPaused(key, now) {
 		err = errRefreshPaused
 	} else {
 		fresh, err = h.refresh(r.Context(), key, sess)
@@ -143,7 +146,7 @@ func (h *Handler) ensureFresh(w http.ResponseWriter, r *http.Request, sess sessi
 		_ = h.challenge(w, r)
 		return sess, false
 	case err == errRefreshPaused:
-	case sess.TokenExpires > now.Unix():
+	case tokenUsable(sess, now):
 		// The token still works: serve with it and try again later.
 		h.logger.Warn("refresh failed; using the current token until it expires",
 			zap.String("user_id", sess.UserID), zap.Error(err))
@@ -283,6 +286,14 @@ func isNavigation(r *http.Request) bool {
 	}
 }
 
+// tokenUsable reports whether the session's token may still be passed on
+// while its refresh fails: it must outlive the trip to the upstream and
+// the upstream's own call with it (the soak saw tokens in their last
+// milliseconds arrive dead).
+func tokenUsable(sess session, now time.Time) bool {
+	return sess.TokenExpires-minTokenLeft > now.Unix()
+}
+
 // errRefreshPaused: a refresh of this session failed a moment ago and its
 // token still works, so it is not tried again yet.
 var errRefreshPaused = errors.New("refresh paused after a failure")
@@ -307,7 +318,7 @@ func (h *Handler) refresh(ctx context.Context, key string, sess session) (sessio
 			h.metrics.refreshFailures.WithLabelValues(errRateLimited.String()).Inc()
 			return nil, err
 		}
-		if sess.TokenExpires <= now.Unix() && h.shared.failedRecently(key, now) {
+		if !tokenUsable(sess, now) && h.shared.failedRecently(key, now) {
 			return nil, &authError{Kind: errSpotifyUnavailable, Message: "Spotify's accounts service failed a moment ago"}
 		}
 		tr, err := h.refreshAcrossInstances(ctx, key, sess.RefreshToken)

@@ -344,7 +344,11 @@ func run(ctx context.Context, cfg config, withPlugin bool) (*result, error) {
 			res.reloadAt = append(res.reloadAt, t0)
 			res.reloadDur = append(res.reloadDur, d)
 			res.mu.Unlock()
-			logEvent(start, "reload %d (timeout %s, header X-Soak-Config %d): %s", n, cf.timeout(n), n, errOr(err, "done in "+d.Round(time.Millisecond).String()))
+			change := fmt.Sprintf("header X-Soak-Config %d", n)
+			if withPlugin {
+				change = fmt.Sprintf("timeout %s, ", cf.timeout(n)) + change
+			}
+			logEvent(start, "reload %d (%s): %s", n, change, errOr(err, "done in "+d.Round(time.Millisecond).String()))
 		}})
 	}
 	if withPlugin {
@@ -574,6 +578,17 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		user, _, valid := u.fake.AccessTokenInfo(tok)
 		if err != nil || i < 0 || i >= len(u.res.tokens) || !ok || !valid || user != sessionUser(i) {
 			u.res.badToken.Add(1)
+			why := "expired or unknown at the fake"
+			switch {
+			case !ok:
+				why = "no bearer token"
+			case user != "" && err == nil && user != sessionUser(i):
+				why = "another session's token"
+			}
+			// Rare by design: print each, with how long the token had
+			// left by the plugin's own account.
+			fmt.Printf("  bad token upstream (session %s): %s; X-Spotify-Token-Expires %s, now %s\n",
+				r.Header.Get("X-Soak-Session"), why, r.Header.Get("X-Spotify-Token-Expires"), time.Now().UTC().Format("15:04:05.000"))
 		} else {
 			u.res.mu.Lock()
 			u.res.tokens[i][tok] = struct{}{}
