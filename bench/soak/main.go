@@ -377,8 +377,8 @@ func run(ctx context.Context, cfg config, withPlugin bool) (*result, error) {
 			logEvent(start, "token endpoint: the next token request answers 429 with Retry-After: %d", cfg.retryAfter)
 		}})
 	}
-	// Windows are recorded up front too, so a 5xx seen while the outage
-	// is still on counts as inside it.
+	// 5xx answers are sorted into the fault windows after the run, once
+	// every window is known.
 	var ewg sync.WaitGroup
 	for _, e := range events {
 		ewg.Add(1)
