@@ -368,13 +368,22 @@ func run(ctx context.Context, cfg config, withPlugin bool) (*result, error) {
 			logEvent(start, "token endpoint back")
 		}}, event{at: cfg.duration * 7 / 10, do: func() {
 			t0 := time.Now()
+			failed := fake.Counts().TokenErrors
 			fake.InjectFault(spotifytest.EndpointToken, spotifytest.Fault{Status: http.StatusTooManyRequests,
 				RetryAfter: strconv.Itoa(cfg.retryAfter), Times: 1})
+			logEvent(start, "token endpoint: the next token request answers 429 with Retry-After: %d", cfg.retryAfter)
+			// The window runs from now until its effects are over, counted
+			// from when the 429 is actually served: the next refresh may
+			// be a while off.
+			for fake.Counts().TokenErrors == failed && loadCtx.Err() == nil {
+				time.Sleep(10 * time.Millisecond)
+			}
+			served := time.Now()
+			logEvent(start, "429 served")
 			ra := time.Duration(cfg.retryAfter) * time.Second
 			res.mu.Lock()
-			res.windows = append(res.windows, window{"429", t0, t0.Add(max(ra, refreshRetryPause) + time.Second)})
+			res.windows = append(res.windows, window{"429", t0, served.Add(max(ra, refreshRetryPause) + time.Second)})
 			res.mu.Unlock()
-			logEvent(start, "token endpoint: the next token request answers 429 with Retry-After: %d", cfg.retryAfter)
 		}})
 	}
 	// 5xx answers are sorted into the fault windows after the run, once
