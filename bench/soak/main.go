@@ -232,6 +232,14 @@ func run(ctx context.Context, cfg config, withPlugin bool) (*result, error) {
 	site := fmt.Sprintf("http://127.0.0.1:%d", sitePort)
 	redirectURI := site + "/oauth2/spotify/callback"
 
+	// Another server on these ports would answer in Caddy's place.
+	for _, p := range []int{sitePort, adminPort} {
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("port %d on 127.0.0.1 is in use; set BASE_PORT", p)
+		}
+	}
+
 	fake := spotifytest.NewServer()
 	defer fake.Close()
 	fake.AddClient(spotifytest.Client{ID: "soak", RedirectURIs: []string{redirectURI}})
