@@ -23,13 +23,15 @@ const (
 	// refresh looks for its result: sooner than the lock would tell it
 	// (file_system storage re-checks a held lock only every second).
 	resultPollInterval = 50 * time.Millisecond
-	// maintenanceInterval paces the background work: key reloads and
-	// sweeping expired entries from storage.
-	maintenanceInterval = time.Minute
 	// sessionSweepInterval paces the (more expensive) sweep of expired
 	// server-side sessions.
 	sessionSweepInterval = time.Hour
 )
+
+// maintenanceInterval paces the background work: key reloads and sweeping
+// expired entries from storage and memory. A variable: the test of
+// maintenance across frequent reloads shortens it.
+var maintenanceInterval = time.Minute
 
 // refreshResultKeep is when the sweep deletes a published result: its
 // access token (an hour with Spotify) has expired by then.
@@ -112,6 +114,7 @@ func (h *Handler) callRefresh(ctx context.Context, key, refreshToken string) (re
 		h.shared.noteRateLimit(ae, time.Now())
 		if ae.Kind != kindRefreshRevoked {
 			h.shared.pauseRefresh(key, time.Now(), refreshRetryPause)
+			h.shared.noteRefreshFailure(key, time.Now())
 		}
 		h.metrics.refreshFailures.WithLabelValues(ae.Kind.String()).Inc()
 		return refreshResult{}, ae
@@ -185,20 +188,21 @@ func (h *Handler) warnCoordination(err error) {
 // maintain runs the background work until ctx ends: re-reading generated
 // keys (another instance may have rotated them) and sweeping expired
 // entries out of storage.
-func (h *Handler) maintain(ctx context.Context) {
-	tick := time.NewTicker(maintenanceInterval)
-	defer tick.Stop()
-	lastSessionSweep := time.Now()
+//
+// Every reload starts a new handler, so the schedule lives in the shared
+// state (first is from it): counted from a fresh handler's start, reloads
+// more frequent than the interval would put the work off forever.
+func (h *Handler) maintain(ctx context.Context, first time.Time) {
+	timer := time.NewTimer(time.Until(first))
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-tick.C:
-			sweepSessions := h.storeSessions && now.Sub(lastSessionSweep) >= sessionSweepInterval
-			if sweepSessions {
-				lastSessionSweep = now
-			}
+		case now := <-timer.C:
+			sweepSessions := h.storeSessions && h.shared.maintenance.sessionSweepDue(now)
 			h.maintainOnce(ctx, now, sweepSessions)
+			timer.Reset(time.Until(h.shared.maintenance.ran(now)))
 		}
 	}
 }
@@ -212,6 +216,7 @@ func (h *Handler) maintainOnce(ctx context.Context, now time.Time, sweepSessions
 	h.sweep(ctx, refreshResultPrefix, false, func(key string, modified time.Time) bool {
 		return now.Sub(modified) > refreshResultKeep
 	})
+	h.shared.pruneExpired(now)
 	if sweepSessions {
 		h.sweep(ctx, storedSessionPrefix, true, func(key string, modified time.Time) bool {
 			return now.Sub(modified) > time.Duration(h.SessionLifetime) && h.storedSessionExpired(ctx, key, now)

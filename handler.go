@@ -22,6 +22,14 @@ const (
 	// refreshRetryPause is how long a session whose refresh failed is
 	// served with its still-valid token before refresh is tried again.
 	refreshRetryPause = 10 * time.Second
+	// expiredRetryInterval is how soon a session whose token has expired
+	// may retry a refresh that Spotify failed: requests in between get
+	// 503 at once, so clients retrying without pause cannot turn an
+	// outage into a storm of calls to Spotify.
+	expiredRetryInterval = time.Second
+	// minTokenLeft (seconds) is the least life a token must have left to
+	// be passed upstream when it could not be refreshed.
+	minTokenLeft = 2
 	// forcedRefreshInterval bounds refreshes asked for by the upstream.
 	forcedRefreshInterval = 5 * time.Minute
 	// unavailableRetryAfter is what clients are told to wait when Spotify
@@ -110,7 +118,7 @@ func (h *Handler) ensureFresh(w http.ResponseWriter, r *http.Request, sess sessi
 	key := refreshKey(sess.RefreshToken)
 	var fresh session
 	var err error
-	if sess.TokenExpires > now.Unix() && h.shared.refreshPaused(key, now) {
+	if tokenUsable(sess, now) && h.shared.refreshPaused(key, now) {
 		err = errRefreshPaused
 	} else {
 		fresh, err = h.refresh(r.Context(), key, sess)
@@ -147,7 +155,7 @@ func (h *Handler) ensureFresh(w http.ResponseWriter, r *http.Request, sess sessi
 		_ = h.challenge(w, r)
 		return sess, false
 	case err == errRefreshPaused:
-	case sess.TokenExpires > now.Unix():
+	case tokenUsable(sess, now):
 		// The token still works: serve with it and try again later.
 		h.logger.Warn("refresh failed; using the current token until it expires",
 			zap.String("user_id", sess.UserID), zap.Error(err))
@@ -258,6 +266,14 @@ func isNavigation(r *http.Request) bool {
 	}
 }
 
+// tokenUsable reports whether the session's token may still be passed on
+// while its refresh fails: it must outlive the trip to the upstream and
+// the upstream's own call with it (the soak saw tokens in their last
+// milliseconds arrive dead).
+func tokenUsable(sess session, now time.Time) bool {
+	return sess.TokenExpires-minTokenLeft > now.Unix()
+}
+
 // errRefreshPaused: a refresh of this session failed a moment ago and its
 // token still works, so it is not tried again yet.
 var errRefreshPaused = errors.New("refresh paused after a failure")
@@ -311,6 +327,9 @@ func (h *Handler) refreshOnce(ctx context.Context, key string, sess session) (se
 		if err := h.shared.checkBackoff(now); err != nil {
 			h.metrics.refreshFailures.WithLabelValues(kindRateLimited.String()).Inc()
 			return nil, err
+		}
+		if !tokenUsable(sess, now) && h.shared.failedRecently(key, now) {
+			return nil, &authError{Kind: kindSpotifyUnavailable, Message: "Spotify's accounts service failed a moment ago"}
 		}
 		tr, published, err := h.refreshAcrossInstances(ctx, key, sess.RefreshToken)
 		if err != nil {

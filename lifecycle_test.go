@@ -177,6 +177,9 @@ func TestRefreshFailureMatrix(t *testing.T) {
 				// cookie refreshes and works.
 				hs.fake.ClearFaults()
 				hs.h.shared.backoffUntil.Store(0)
+				hs.h.shared.mu.Lock()
+				clear(hs.h.shared.failed) // and the retry interval passes
+				hs.h.shared.mu.Unlock()
 				resp, _ = hs.get(hs.browser, "/app/")
 				if resp.StatusCode != http.StatusOK || !setCookieNamed(resp, "spotify_auth") {
 					t.Fatalf("after recovery: %d", resp.StatusCode)

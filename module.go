@@ -343,10 +343,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	var mctx context.Context
 	mctx, h.stopMaintain = context.WithCancel(ctx)
 	h.maintainDone = make(chan struct{})
+	firstMaintenance := h.shared.maintenance.start(time.Now())
 	go func() {
 		defer close(h.maintainDone)
 		var wg sync.WaitGroup
-		wg.Go(func() { h.maintain(mctx) })
+		wg.Go(func() { h.maintain(mctx, firstMaintenance) })
 		wg.Go(func() { h.watchRevocations(mctx) })
 		wg.Wait()
 	}()
@@ -366,6 +367,10 @@ func (h *Handler) Cleanup() error {
 	if h.stopMaintain != nil {
 		h.stopMaintain()
 		<-h.maintainDone
+	}
+	// The old config's connections to Spotify go with it.
+	if h.httpClient != nil {
+		h.httpClient.Transport.(*spotifyTransport).closeIdle()
 	}
 	if h.sharedKey != "" {
 		_, err := sharedPool.Delete(h.sharedKey)

@@ -38,6 +38,7 @@ type sharedState struct {
 	recent    *fifoMap[session]    // refresh token hash → what its refresh produced
 	paused    map[string]time.Time // refresh token hash → no retry before
 	rejected  map[string]struct{}  // access tokens the upstream found invalid
+	failed    map[string]time.Time // refresh token hash → last failed refresh
 	// nRejected lets the hot path skip the map (and its lock) when empty.
 	nRejected atomic.Int32
 
@@ -48,6 +49,8 @@ type sharedState struct {
 	// coordinationWarned (unix seconds) rate-limits the warning that
 	// storage failed to coordinate a refresh.
 	coordinationWarned atomic.Int64
+
+	maintenance maintenanceSchedule
 }
 
 func newSharedState() *sharedState {
@@ -56,6 +59,7 @@ func newSharedState() *sharedState {
 		recent:    newFIFOMap[session](maxRecentRefresh),
 		paused:    make(map[string]time.Time),
 		rejected:  make(map[string]struct{}),
+		failed:    make(map[string]time.Time),
 	}
 }
 
@@ -128,6 +132,28 @@ func (s *sharedState) refreshPaused(key string, now time.Time) bool {
 	return ok && now.Before(until)
 }
 
+// noteRefreshFailure records that Spotify failed a refresh of this session.
+func (s *sharedState) noteRefreshFailure(key string, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.failed) >= maxRecentRefresh {
+		pruneExpired(s.failed, now, func(t time.Time) time.Time { return t.Add(expiredRetryInterval) })
+	}
+	if len(s.failed) >= maxRecentRefresh {
+		clear(s.failed)
+	}
+	s.failed[key] = now
+}
+
+// failedRecently reports whether a refresh of this session failed less
+// than expiredRetryInterval ago.
+func (s *sharedState) failedRecently(key string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at, ok := s.failed[key]
+	return ok && now.Before(at.Add(expiredRetryInterval))
+}
+
 // markRejected records that the upstream found this access token invalid.
 func (s *sharedState) markRejected(token string) {
 	s.mu.Lock()
@@ -180,6 +206,56 @@ func (s *sharedState) checkBackoff(now time.Time) error {
 		return &authError{Kind: kindRateLimited, Message: "Spotify is rate limiting this app", RetryAfter: wait}
 	}
 	return nil
+}
+
+// pruneExpired drops the entries whose time has passed, so the maps hold
+// only what still matters rather than growing until their cap.
+func (s *sharedState) pruneExpired(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.usedState.prune(now)
+	s.recent.prune(now)
+	pruneExpired(s.paused, now, func(t time.Time) time.Time { return t })
+	pruneExpired(s.failed, now, func(t time.Time) time.Time { return t.Add(expiredRetryInterval) })
+}
+
+// maintenanceSchedule is when the background work of a client's configs
+// last ran, kept across reloads.
+type maintenanceSchedule struct {
+	mu               sync.Mutex
+	last             time.Time // last run, or when the first config started
+	lastSessionSweep time.Time
+}
+
+// start returns when a handler starting now runs its first maintenance:
+// an interval after the last run of any config before it.
+func (m *maintenanceSchedule) start(now time.Time) time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.last.IsZero() {
+		m.last, m.lastSessionSweep = now, now
+	}
+	return m.last.Add(maintenanceInterval)
+}
+
+// ran records a run and returns when the next is due.
+func (m *maintenanceSchedule) ran(now time.Time) time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.last = now
+	return now.Add(maintenanceInterval)
+}
+
+// sessionSweepDue reports whether the (hourly) sweep of stored sessions
+// is due, and if so counts it as done.
+func (m *maintenanceSchedule) sessionSweepDue(now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if now.Sub(m.lastSessionSweep) < sessionSweepInterval {
+		return false
+	}
+	m.lastSessionSweep = now
+	return true
 }
 
 func pruneExpired[V any](m map[string]V, now time.Time, expiry func(V) time.Time) {

@@ -25,7 +25,7 @@ func newHTTPClient(timeout time.Duration) *http.Client {
 	t.TLSHandshakeTimeout = connect
 	t.ResponseHeaderTimeout = timeout
 	t.MaxIdleConnsPerHost = 16
-	return &http.Client{Timeout: timeout, Transport: t}
+	return &http.Client{Timeout: timeout, Transport: &spotifyTransport{Transport: t}}
 }
 
 // defaultRetryAfter applies when Spotify rate limits without saying for

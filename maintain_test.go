@@ -1,0 +1,81 @@
+package spotifyauth
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+)
+
+func TestReloadsMoreFrequentThanTheMaintenanceIntervalDoNotPutOffTheSweep(t *testing.T) {
+	saved := maintenanceInterval
+	maintenanceInterval = 300 * time.Millisecond
+	t.Cleanup(func() { maintenanceInterval = saved })
+
+	hs := newHarness(t)
+	ctx := context.Background()
+	stale := refreshResultPrefix + "stale"
+	if err := hs.h.storage.Store(ctx, stale, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	long := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(hs.h.storage.(*certmagic.FileStorage).Filename(stale), long, long); err != nil {
+		t.Fatal(err)
+	}
+
+	// A reload every 100 ms, each a new handler with a new background
+	// loop: the sweep is still due 300 ms after the first one started.
+	old := hs.h
+	deadline := time.Now().Add(3 * time.Second)
+	for hs.h.storage.Exists(ctx, stale) && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		next := provision(t, &Handler{ClientID: testClientID, CookieSecrets: []string{secretA},
+			AuthorizeURL: hs.fake.AuthorizeURL(), TokenURL: hs.fake.TokenURL(), APIURL: hs.fake.APIURL(),
+			storage: old.storage})
+		if err := old.Cleanup(); err != nil {
+			t.Fatal(err)
+		}
+		old = next
+	}
+	if hs.h.storage.Exists(ctx, stale) {
+		t.Fatal("an expired refresh result stayed in storage through 3 s of reloads every 100 ms (maintenance every 300 ms)")
+	}
+}
+
+func TestMaintenanceDropsExpiredEntriesFromTheInMemoryCaches(t *testing.T) {
+	hs := newHarness(t)
+	s := hs.h.shared
+	now := time.Now()
+	s.useState("used long ago", now.Add(-usedStateLifetime-time.Second))
+	s.useState("used now", now)
+	expired := sampleSession()
+	expired.TokenExpires = now.Add(-time.Hour).Unix()
+	s.rememberRefresh("refreshed long ago", expired, now.Add(-minRecentRefresh-time.Second))
+	s.rememberRefresh("refreshed now", sampleSession(), now)
+	s.pauseRefresh("paused long ago", now.Add(-time.Hour), refreshRetryPause)
+	s.pauseRefresh("paused now", now, refreshRetryPause)
+
+	hs.h.maintainOnce(context.Background(), now, false)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, m := range map[string]map[string]bool{
+		"used states":      keysOf(s.usedState.entries),
+		"recent refreshes": keysOf(s.recent.entries),
+		"paused refreshes": keysOf(s.paused),
+	} {
+		if len(m) != 1 {
+			t.Errorf("%s after maintenance: %v, want only the live entry", name, m)
+		}
+	}
+}
+
+func keysOf[V any](m map[string]V) map[string]bool {
+	keys := map[string]bool{}
+	for k := range m {
+		keys[k] = true
+	}
+	return keys
+}
