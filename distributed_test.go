@@ -52,7 +52,11 @@ var storageKinds = []struct {
 func (hs *harness) addInstance() (*Handler, *prometheus.Registry) {
 	hs.t.Helper()
 	h, reg := hs.sameConfig(nil)
-	h.shared = newSharedState() // another process shares no memory
+	// Another process shares no memory. The background work reads the
+	// shared state, so it stops first (tests run maintenance by hand).
+	h.stopMaintain()
+	<-h.maintainDone
+	h.shared = newSharedState()
 	hs.mu.Lock()
 	hs.instances = append(hs.instances, h)
 	hs.mu.Unlock()

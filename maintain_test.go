@@ -20,7 +20,7 @@ func TestReloadsMoreFrequentThanTheMaintenanceIntervalDoNotPutOffTheSweep(t *tes
 	if err := hs.h.storage.Store(ctx, stale, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	long := time.Now().Add(-time.Hour)
+	long := time.Now().Add(-refreshResultKeep - time.Hour)
 	if err := os.Chtimes(hs.h.storage.(*certmagic.FileStorage).Filename(stale), long, long); err != nil {
 		t.Fatal(err)
 	}
