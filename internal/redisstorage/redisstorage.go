@@ -153,7 +153,7 @@ func (s *Storage) lockTTL() time.Duration {
 	return DefaultLockTTL
 }
 
-func (s *Storage) dataKey(key string) string { return s.KeyPrefix + "d:" + normalize(key) }
+func (s *Storage) dataKey(key string) string  { return s.KeyPrefix + "d:" + normalize(key) }
 func (s *Storage) lockKey(name string) string { return s.KeyPrefix + "l:" + name }
 
 // normalize makes "a//b/" and "a/b" the same key, as on a file system.
