@@ -63,9 +63,27 @@ func (tr refreshResult) applyTo(sess session) session {
 // for longer than a refresh can take), this instance refreshes on its
 // own rather than fail a session that can be saved. published says the
 // result came from another instance (and so may be due again).
-func (h *Handler) refreshAcrossInstances(ctx context.Context, key, refreshToken string) (tr refreshResult, published bool, err error) {
+//
+// A refresh that failed on another instance a moment ago is not tried
+// again before its pause ends (N instances, one failing call); the
+// still-valid token is served meanwhile (tokenExpires says whether it is).
+func (h *Handler) refreshAcrossInstances(ctx context.Context, key, refreshToken string, tokenExpires int64) (tr refreshResult, published bool, err error) {
 	if tr, ok := h.publishedRefresh(ctx, key); ok {
 		return tr, true, nil
+	}
+	pausedElsewhere := func() error {
+		now := time.Now()
+		ae, ok := h.refreshPausedElsewhere(ctx, key, now)
+		if !ok {
+			return nil
+		}
+		if tokenExpires > now.Unix() {
+			return errRefreshPaused
+		}
+		return ae
+	}
+	if err := pausedElsewhere(); err != nil {
+		return tr, false, err
 	}
 	lockName := "spotify_auth_refresh_" + key
 	lockCtx, cancel := context.WithTimeout(ctx, time.Duration(h.Timeout)+2*time.Second)
@@ -84,6 +102,9 @@ func (h *Handler) refreshAcrossInstances(ctx context.Context, key, refreshToken 
 			}
 			if tr, ok := h.publishedRefresh(ctx, key); ok {
 				return tr, true, nil
+			}
+			if err := pausedElsewhere(); err != nil {
+				return tr, false, err
 			}
 			tr, err := h.callRefresh(ctx, key, refreshToken)
 			if err == nil {
@@ -109,9 +130,10 @@ func (h *Handler) callRefresh(ctx context.Context, key, refreshToken string) (re
 	tok, err := h.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
 	if err != nil {
 		ae := classifyTokenError(err, "refresh")
-		h.shared.noteRateLimit(ae, time.Now())
+		h.noteRateLimit(ctx, ae, time.Now())
 		if ae.Kind != errRefreshRevoked {
 			h.shared.pauseRefresh(key, time.Now(), h.retryPause)
+			h.publishRefreshPause(ctx, key, ae, time.Now())
 		}
 		h.metrics.refreshFailures.WithLabelValues(ae.Kind.String()).Inc()
 		return refreshResult{}, ae
@@ -212,6 +234,12 @@ func (h *Handler) maintainOnce(ctx context.Context, now time.Time, sweepSessions
 	h.sweep(ctx, refreshResultPrefix, false, func(key string, modified time.Time) bool {
 		return now.Sub(modified) > refreshResultKeep
 	})
+	// Back-offs end within maxRetryAfter of being written.
+	for _, prefix := range []string{pausePrefix, backoffPrefix} {
+		h.sweep(ctx, prefix, false, func(key string, modified time.Time) bool {
+			return now.Sub(modified) > maxRetryAfter+time.Minute
+		})
+	}
 	if sweepSessions {
 		h.sweep(ctx, storedSessionPrefix, true, func(key string, modified time.Time) bool {
 			return now.Sub(modified) > time.Duration(h.SessionLifetime) && h.storedSessionExpired(ctx, key, now)

@@ -313,11 +313,11 @@ func (h *Handler) refreshOnce(ctx context.Context, key string, sess session) (se
 		if fresh, ok := h.shared.recentRefresh(key, now); ok {
 			return result{fresh, true}, nil
 		}
-		if err := h.shared.checkBackoff(now); err != nil {
+		if err := h.checkBackoff(ctx, now); err != nil {
 			h.metrics.refreshFailures.WithLabelValues(errRateLimited.String()).Inc()
 			return nil, err
 		}
-		tr, published, err := h.refreshAcrossInstances(ctx, key, sess.RefreshToken)
+		tr, published, err := h.refreshAcrossInstances(ctx, key, sess.RefreshToken, sess.TokenExpires)
 		if err != nil {
 			return nil, err
 		}

@@ -237,7 +237,7 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 
 // completeLogin exchanges the code and learns who the user is.
 func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState, now time.Time) (session, error) {
-	if err := h.shared.checkBackoff(now); err != nil {
+	if err := h.checkBackoff(ctx, now); err != nil {
 		return session{}, err
 	}
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, h.httpClient)
@@ -246,7 +246,7 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 		oauth2.SetAuthURLParam("redirect_uri", ls.RedirectURI))
 	if err != nil {
 		ae := classifyTokenError(err, "code exchange")
-		h.shared.noteRateLimit(ae, time.Now())
+		h.noteRateLimit(ctx, ae, time.Now())
 		return session{}, ae
 	}
 	if tok.RefreshToken == "" {
@@ -254,7 +254,7 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 	}
 	prof, err := h.spotify.me(ctx, tok.AccessToken)
 	if err != nil {
-		h.shared.noteRateLimit(err, time.Now())
+		h.noteRateLimit(ctx, err, time.Now())
 		return session{}, err
 	}
 	if !printableASCII(prof.ID) {
