@@ -73,24 +73,14 @@ func (h *Handler) publishRefreshPause(ctx context.Context, key string, ae *authE
 	h.storePause(ctx, pausePrefix+key, sharedPause{Until: now.Add(h.retryPause).UnixNano(), Kind: ae.Kind.String(), Message: ae.Message})
 }
 
-// refreshPausedElsewhere returns the failure another instance had
-// refreshing this token, while its pause lasts (and pauses here too).
-func (h *Handler) refreshPausedElsewhere(ctx context.Context, key string, now time.Time) (*authError, bool) {
+// refreshPausedElsewhere reports whether another instance's refresh of
+// this token failed within the pause (and then pauses here too).
+func (h *Handler) refreshPausedElsewhere(ctx context.Context, key string, now time.Time) (sharedPause, bool) {
 	p, ok := h.loadPause(ctx, pausePrefix+key, now)
-	if !ok {
-		return nil, false
+	if ok {
+		h.shared.pauseRefresh(key, now, time.Duration(p.Until-now.UnixNano()))
 	}
-	wait := time.Duration(p.Until - now.UnixNano())
-	h.shared.pauseRefresh(key, now, wait)
-	kind := errSpotifyUnavailable
-	if p.Kind == errRateLimited.String() {
-		kind = errRateLimited
-	}
-	msg := p.Message
-	if msg == "" {
-		msg = "Spotify failed a moment ago"
-	}
-	return &authError{Kind: kind, Message: msg + " (on another instance; not retried yet)", RetryAfter: wait}, true
+	return p, ok
 }
 
 func (h *Handler) storePause(ctx context.Context, key string, p sharedPause) {

@@ -65,22 +65,23 @@ func (tr refreshResult) applyTo(sess session) session {
 // result came from another instance (and so may be due again).
 //
 // A refresh that failed on another instance a moment ago is not tried
-// again before its pause ends (N instances, one failing call); the
-// still-valid token is served meanwhile (tokenExpires says whether it is).
+// again before its pause ends (N instances, one failing call) while the
+// token still works (tokenExpires says until when); it is served meanwhile.
 func (h *Handler) refreshAcrossInstances(ctx context.Context, key, refreshToken string, tokenExpires int64) (tr refreshResult, published bool, err error) {
 	if tr, ok := h.publishedRefresh(ctx, key); ok {
 		return tr, true, nil
 	}
 	pausedElsewhere := func() error {
+		// As with a pause of this instance's own (ensureFresh), an
+		// expired token is tried again at once: nothing else can serve it.
 		now := time.Now()
-		ae, ok := h.refreshPausedElsewhere(ctx, key, now)
-		if !ok {
+		if tokenExpires <= now.Unix() {
 			return nil
 		}
-		if tokenExpires > now.Unix() {
+		if _, ok := h.refreshPausedElsewhere(ctx, key, now); ok {
 			return errRefreshPaused
 		}
-		return ae
+		return nil
 	}
 	if err := pausedElsewhere(); err != nil {
 		return tr, false, err

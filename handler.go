@@ -155,29 +155,23 @@ func (h *Handler) ensureFresh(w http.ResponseWriter, r *http.Request, sess sessi
 // passUpstream puts the token and identity on the request and removes the
 // handler's cookies from it.
 func (h *Handler) passUpstream(r *http.Request, s *session) {
-	// One allocation for the token and expiry values and one for all the
-	// header slices: this runs on every authenticated request.
-	var b strings.Builder
-	b.Grow(len("Bearer ") + len(s.AccessToken) + len(time.RFC3339))
-	if h.bearer {
-		b.WriteString("Bearer ")
+	up := s.up
+	if !up.isFor(s) {
+		up = h.upstreamValues(s)
 	}
-	b.WriteString(s.AccessToken)
-	tokenEnd := b.Len()
-	var tbuf [len(time.RFC3339) + 8]byte
-	b.Write(time.Unix(s.TokenExpires, 0).UTC().AppendFormat(tbuf[:0], time.RFC3339))
-	built := b.String()
-
+	// One allocation for all the header slices: this runs on every
+	// authenticated request. The strings are shared with the cache (they
+	// are immutable); the slice is not, as later handlers may edit it.
 	n := 2
 	if h.userHeaders {
 		n = 2 + len(userHeaderNames)
 	}
 	vals := make([]string, n)
-	vals[0], vals[1] = built[:tokenEnd], built[tokenEnd:]
+	vals[0], vals[1] = up.token, up.expiry
 	r.Header[h.tokenHeader] = vals[0:1:1]
 	r.Header["X-Spotify-Token-Expires"] = vals[1:2:2]
 	if h.userHeaders {
-		vals[2], vals[3], vals[4], vals[5], vals[6] = s.UserID, encodeHeaderText(s.DisplayName), headerSafe(s.Email), s.Product, s.Scopes
+		vals[2], vals[3], vals[4], vals[5], vals[6] = s.UserID, up.name, up.email, s.Product, s.Scopes
 		for i, name := range userHeaderNames {
 			if v := vals[2+i]; v != "" {
 				r.Header[name] = vals[2+i : 3+i : 3+i]
@@ -185,7 +179,7 @@ func (h *Handler) passUpstream(r *http.Request, s *session) {
 		}
 	}
 	stripOurCookies(r.Header, h.cookies)
-	setPlaceholders(r, s)
+	setPlaceholders(r, up.placeholders)
 	markPassed(r, h.headerVar)
 }
 

@@ -176,7 +176,7 @@ func TestRefreshFailureMatrix(t *testing.T) {
 				// Spotify recovers (and its Retry-After passes): the same
 				// cookie refreshes and works.
 				hs.fake.ClearFaults()
-				hs.h.shared.backoffUntil.Store(0)
+				retryAfterPassed(t, hs.h)
 				resp, _ = hs.get(hs.browser, "/app/")
 				if resp.StatusCode != http.StatusOK || !setCookieNamed(resp, "spotify_auth") {
 					t.Fatalf("after recovery: %d", resp.StatusCode)

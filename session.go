@@ -142,6 +142,9 @@ type session struct {
 	// storeKey is where the session lives with session_store storage
 	// (not marshaled: it is the storage key itself).
 	storeKey string
+	// up is what passUpstream sends for it, worked out once for a cached
+	// session (sessioncache.go); nil, or stale after a refresh, otherwise.
+	up *upstreamValues
 }
 
 const sessionFormat = 2

@@ -1,6 +1,7 @@
 package spotifyauth
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -59,6 +60,10 @@ func (h *Handler) loadStored(ctx context.Context, ref []byte) (session, error) {
 		return session{}, errNoSession
 	}
 	key := storeKeyOf(ref)
+	if s, ok := h.opened.loadStored(key, time.Now()); ok {
+		return s, nil
+	}
+	began := h.opened.beginStoredRead()
 	data, err := h.storage.Load(ctx, key)
 	if errors.Is(err, fs.ErrNotExist) {
 		return session{}, errNoSession
@@ -75,6 +80,8 @@ func (h *Handler) loadStored(ctx context.Context, ref []byte) (session, error) {
 		return session{}, errNoSession
 	}
 	s.storeKey = key
+	s.up = h.upstreamValues(&s)
+	h.opened.putStored(key, s, began, time.Now())
 	return s, nil
 }
 
@@ -93,7 +100,9 @@ func (h *Handler) storeSession(ctx context.Context, s *session) ([]byte, error) 
 		return nil, errNoSession
 	}
 	sealed := h.sealers().stored.seal(s.marshal(), []byte(key))
-	if err := h.storage.Store(ctx, key, []byte(sealed)); err != nil {
+	err := h.storage.Store(ctx, key, []byte(sealed))
+	h.opened.forgetStored(key)
+	if err != nil {
 		return nil, &authError{Kind: errStoreUnavailable, Message: "Sessions cannot be saved right now", Err: err}
 	}
 	s.storeKey = key
@@ -117,7 +126,9 @@ func (h *Handler) deleteStored(ctx context.Context, s *session, everywhere bool)
 	n := 0
 	var errs []error
 	for _, k := range keys {
-		if err := h.storage.Delete(ctx, k); err == nil {
+		err := h.storage.Delete(ctx, k)
+		h.opened.forgetStored(k)
+		if err == nil {
 			n++
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
@@ -149,19 +160,34 @@ func (h *Handler) session(r *http.Request, now time.Time) (session, error) {
 	if !ok {
 		return session{}, errNoSession
 	}
-	pt, err := h.sealers().sessions.open(raw, h.cookies.aad)
-	if err != nil {
-		return session{}, errNoSession
-	}
+	kr := h.sealers()
 	var s session
-	if len(pt) > 0 && pt[0] == refFormat {
-		// Resolved in either store mode, so switching back to cookies
-		// does not log out sessions made under storage.
-		if s, err = h.loadStored(r.Context(), pt); err != nil {
-			return session{}, err
+	var err error
+	if e, hit := h.opened.open(raw, kr, now); hit {
+		s = e.sess
+		if e.ref != nil {
+			if s, err = h.loadStored(r.Context(), e.ref); err != nil {
+				return session{}, err
+			}
 		}
-	} else if s, err = unmarshalSession(pt); err != nil {
-		return session{}, errNoSession
+	} else {
+		pt, err := kr.sessions.open(raw, h.cookies.aad)
+		if err != nil {
+			return session{}, errNoSession
+		}
+		if len(pt) > 0 && pt[0] == refFormat {
+			// Resolved in either store mode, so switching back to cookies
+			// does not log out sessions made under storage.
+			if s, err = h.loadStored(r.Context(), pt); err != nil {
+				return session{}, err
+			}
+			h.opened.putOpened(raw, kr, openedEntry{ref: bytes.Clone(pt)}, now)
+		} else if s, err = unmarshalSession(pt); err != nil {
+			return session{}, errNoSession
+		} else {
+			s.up = h.upstreamValues(&s)
+			h.opened.putOpened(raw, kr, openedEntry{sess: s}, now)
+		}
 	}
 	if s.Expires <= now.Unix() || h.revoked(&s) {
 		return session{}, errNoSession
