@@ -9,7 +9,7 @@
 # Environment (defaults in brackets):
 #   DURATION [10s]        each measured run
 #   WARMUP [3s]           one warm-up run per target before the rounds
-#   ROUNDS [5]            rounds of floor, spotify_auth, spotify_storage,
+#   ROUNDS [5]            rounds of floor, spotify_auth, spotify_store,
 #                         forward_auth in turn
 #   CONCURRENCY [32]      keep-alive connections of the load generator
 #   SESSIONS [100000]     distinct logins for the RSS measurement (0: skip)
@@ -221,7 +221,7 @@ done
 echo "Caddy pid $caddy_pid ($(cat /proc/$caddy_pid/comm)), CPUs $(awk '/Cpus_allowed_list/ {print $2}' /proc/$caddy_pid/status)"
 echo "(1) floor         http://127.0.0.1:$PORT_FLOOR/  respond \"ok\""
 echo "(2) spotify_auth  http://127.0.0.1:$PORT_AUTH/  spotify_auth + respond \"ok\""
-echo "(2b) spotify_storage http://127.0.0.1:$PORT_STORE/  spotify_auth with session_store storage (file_system) + respond \"ok\""
+echo "(2b) spotify_store http://127.0.0.1:$PORT_STORE/  spotify_auth with session_store storage (file_system) + respond \"ok\""
 echo "(3) forward_auth  http://127.0.0.1:$PORT_FWD/  forward_auth to 127.0.0.1:$PORT_FWD_AUTH (respond 200) + respond \"ok\""
 
 echo
@@ -234,7 +234,7 @@ cookie_store=$(cat "$OUT/cookie-store.txt")
 echo "session_store storage cookie (a sealed reference): ${#cookie_store} bytes"
 
 echo
-cookie_flags=(-H "spotify_auth=Cookie: @$OUT/cookie.txt" -H "spotify_storage=Cookie: @$OUT/cookie-store.txt")
+cookie_flags=(-H "spotify_auth=Cookie: @$OUT/cookie.txt" -H "spotify_store=Cookie: @$OUT/cookie-store.txt")
 same_note="only spotify_auth requests carry the session cookie"
 if [ "$SAME_REQUEST" = 1 ]; then
 	cookie_flags+=(-H "floor=Cookie: @$OUT/cookie.txt" -H "forward_auth=Cookie: @$OUT/cookie.txt")
@@ -245,10 +245,10 @@ run_fg "${pin_load[@]}" "$OUT/loadgen" -c "$CONCURRENCY" -d "$DURATION" -warmup 
 	-server-pid "$caddy_pid" \
 	-t "floor=http://127.0.0.1:$PORT_FLOOR/" \
 	-t "spotify_auth=http://127.0.0.1:$PORT_AUTH/" \
-	-t "spotify_storage=http://127.0.0.1:$PORT_STORE/" \
+	-t "spotify_store=http://127.0.0.1:$PORT_STORE/" \
 	-t "forward_auth=http://127.0.0.1:$PORT_FWD/" \
 	"${cookie_flags[@]}" \
-	-ratio 'spotify_auth/floor>=0.95' -ratio 'spotify_auth/forward_auth>=3' -ratio 'spotify_storage/floor>=0.80'
+	-ratio 'spotify_auth/floor>=0.95' -ratio 'spotify_auth/forward_auth>=3' -ratio 'spotify_store/floor>=0.80'
 echo "($pin_note)"
 
 kill -USR1 "$fake_pid"
