@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/teststorage"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
@@ -115,5 +116,31 @@ func retryAfterPassed(t *testing.T, h *Handler) {
 	ctx := context.Background()
 	if err := h.storage.Delete(ctx, h.backoffKey()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)
+	}
+}
+
+// TestOneInstanceSweepsPerInterval: sweeping published results costs in
+// proportion to the active sessions, so of the instances sharing a
+// storage one sweeps per sweepTurnInterval, not each of them every minute.
+func TestOneInstanceSweepsPerInterval(t *testing.T) {
+	storage := teststorage.New(t.TempDir())
+	hs := newHarness(t, withStorage(storage))
+	b, _ := hs.addInstance()
+	c, _ := hs.addInstance()
+	ctx := context.Background()
+	now := time.Now()
+	lists := func() int { return storage.Calls()["List"] }
+	swept := 0
+	before := lists()
+	for i, h := range []*Handler{hs.h, b, c, hs.h, b, c} {
+		if h.maintainOnce(ctx, now.Add(time.Duration(i)*time.Minute), false) {
+			swept++
+		}
+	}
+	if swept != 1 || lists()-before != 3 {
+		t.Fatalf("6 maintenance rounds of 3 instances within %v: %d swept (%d List calls), want 1 (3 prefixes listed once)", sweepTurnInterval, swept, lists()-before)
+	}
+	if !c.maintainOnce(ctx, now.Add(sweepTurnInterval+6*time.Minute), false) {
+		t.Fatal("no sweep once the interval had passed")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -218,19 +219,22 @@ func (h *Handler) maintain(ctx context.Context) {
 			return
 		case now := <-tick.C:
 			sweepSessions := h.storeSessions && now.Sub(lastSessionSweep) >= sessionSweepInterval
-			if sweepSessions {
+			if h.maintainOnce(ctx, now, sweepSessions) && sweepSessions {
 				lastSessionSweep = now
 			}
-			h.maintainOnce(ctx, now, sweepSessions)
 		}
 	}
 }
 
-func (h *Handler) maintainOnce(ctx context.Context, now time.Time, sweepSessions bool) {
+// maintainOnce reports whether it swept (it was this instance's turn).
+func (h *Handler) maintainOnce(ctx context.Context, now time.Time, sweepSessions bool) (swept bool) {
 	if h.generatedKeys {
 		if err := h.reloadKeys(ctx, now); err != nil && ctx.Err() == nil {
 			h.logger.Warn("re-reading session keys from storage; keeping the current ones", zap.Error(err))
 		}
+	}
+	if !h.takeSweepTurn(ctx, now) {
+		return false
 	}
 	h.sweep(ctx, refreshResultPrefix, false, func(key string, modified time.Time) bool {
 		return now.Sub(modified) > refreshResultKeep
@@ -246,6 +250,41 @@ func (h *Handler) maintainOnce(ctx context.Context, now time.Time, sweepSessions
 			return now.Sub(modified) > time.Duration(h.SessionLifetime) && h.storedSessionExpired(ctx, key, now)
 		})
 	}
+	return true
+}
+
+// sweepTurnKey records when an instance last swept; sweepTurnInterval is
+// how often one of all the instances sharing the storage sweeps. Listing
+// and checking every published result costs in proportion to the active
+// sessions (two hours of refreshes), so it is done once per interval for
+// the whole cluster, not once a minute by every instance (SCALING.md).
+const (
+	sweepTurnKey      = "spotify_auth/last_sweep"
+	sweepTurnLock     = "spotify_auth_sweep"
+	sweepTurnInterval = 10 * time.Minute
+)
+
+// takeSweepTurn reports whether this instance should sweep now: nobody
+// swept within sweepTurnInterval. A storage that cannot lock or read
+// makes every instance sweep, as before (correct, only redundant).
+func (h *Handler) takeSweepTurn(ctx context.Context, now time.Time) bool {
+	lockCtx, cancel := context.WithTimeout(ctx, storageOpTimeout)
+	defer cancel()
+	if err := h.storage.Lock(lockCtx, sweepTurnLock); err != nil {
+		return true
+	}
+	defer h.unlock(ctx, sweepTurnLock)
+	if data, err := h.storage.Load(ctx, sweepTurnKey); err == nil {
+		if last, err := strconv.ParseInt(string(data), 10, 64); err == nil {
+			if d := now.Sub(time.Unix(0, last)); d >= 0 && d < sweepTurnInterval {
+				return false
+			}
+		}
+	}
+	if err := h.storage.Store(ctx, sweepTurnKey, []byte(strconv.FormatInt(now.UnixNano(), 10))); err != nil {
+		h.logger.Debug("recording the sweep in storage", zap.Error(err))
+	}
+	return true
 }
 
 // sweep deletes the entries under prefix that expired says are done.
