@@ -1,7 +1,9 @@
 package spotifyauth
 
 import (
+	"fmt"
 	"net/http"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -90,4 +92,40 @@ func TestSessionCacheBounds(t *testing.T) {
 	if _, ok := c.loadStored("k", now); ok {
 		t.Fatal("a read older than this instance's write was cached")
 	}
+}
+
+// BenchmarkSessionCacheFull reports the heap held by a full cache of
+// opened cookie sessions (the bound, with cookies as long as the fake's,
+// which are as long as Spotify's): the per-instance memory in SCALING.md.
+func BenchmarkSessionCacheFull(b *testing.B) {
+	h, _ := benchHandler(b)
+	for b.Loop() {
+		var m0, m1 runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
+		h.opened = newSessionCache()
+		kr := h.sealers()
+		now := time.Now()
+		for i := range maxOpenedSessions {
+			s := validSession(time.Hour)
+			s.AccessToken = fmt.Sprintf("%0270d", i) // Spotify's access tokens are about this long
+			s.RefreshToken = fmt.Sprintf("%0131d", i)
+			value := kr.sessions.seal(s.marshal(), h.cookies.aad)
+			opened, _ := unmarshalSession(mustOpen(b, kr, value, h.cookies.aad))
+			opened.up = h.upstreamValues(&opened)
+			h.opened.putOpened(value, kr, openedEntry{sess: opened}, now)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/maxOpenedSessions, "heap-B/session")
+		b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/(1<<20), "heap-MiB/full")
+	}
+}
+
+func mustOpen(b *testing.B, kr *keyring, value string, aad []byte) []byte {
+	pt, err := kr.sessions.open(value, aad)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return pt
 }
