@@ -59,12 +59,6 @@ func (u *recordingUpstream) last(t *testing.T) seenRequest {
 	return u.seen[len(u.seen)-1]
 }
 
-func (u *recordingUpstream) count() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return len(u.seen)
-}
-
 // demoShapeSite is the demo's shape: the gate on /app/* and a
 // reverse_proxy without matcher, so every path of the site reaches the
 // upstream.
