@@ -39,7 +39,7 @@ const (
 )
 
 type sessionCache struct {
-	mu     sync.Mutex
+	mu     sync.RWMutex          // reads (every request) share it
 	opened *fifoMap[openedEntry] // sealed cookie value → what it opened to
 	stored *fifoMap[storedEntry] // storage key → the stored session
 	kr     *keyring              // the keyring the entries were opened with
@@ -69,8 +69,8 @@ func (c *sessionCache) open(value string, kr *keyring, now time.Time) (openedEnt
 	if c == nil {
 		return openedEntry{}, false
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	if c.kr != kr {
 		return openedEntry{}, false
 	}
@@ -96,8 +96,8 @@ func (c *sessionCache) loadStored(key string, now time.Time) (session, bool) {
 	if c == nil {
 		return session{}, false
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	e, ok := c.stored.get(key, now)
 	return e.sess, ok
 }
