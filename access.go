@@ -209,12 +209,11 @@ func (h *Handler) askForScopes(w http.ResponseWriter, r *http.Request, s *sessio
 // setPlaceholders makes the user known to later handlers and to Caddy's
 // access log ({http.auth.user.id}). A provider answers lazily, so unused
 // placeholders cost nothing.
-func setPlaceholders(r *http.Request, s *session) {
+func setPlaceholders(r *http.Request, p *placeholders) {
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if !ok {
 		return
 	}
-	p := &placeholders{s: *s}
 	repl.Map(p.get)
 }
 

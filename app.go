@@ -57,7 +57,7 @@ func (h *Handler) appToken(ctx context.Context) (*appToken, error) {
 			return t, nil
 		}
 		now := time.Now()
-		if err := h.shared.checkBackoff(now); err != nil {
+		if err := h.checkBackoff(ctx, now); err != nil {
 			return nil, err
 		}
 		cc := clientcredentials.Config{
@@ -69,7 +69,7 @@ func (h *Handler) appToken(ctx context.Context) (*appToken, error) {
 		tok, err := cc.Token(ctx)
 		if err != nil {
 			ae := classifyTokenError(err, "client credentials")
-			h.shared.noteRateLimit(ae, time.Now())
+			h.noteRateLimit(ctx, ae, time.Now())
 			h.metrics.refreshFailures.WithLabelValues(ae.Kind.String()).Inc()
 			return nil, ae
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -65,9 +66,28 @@ func (tr refreshResult) applyTo(sess session) session {
 // for longer than a refresh can take), this instance refreshes on its
 // own rather than fail a session that can be saved. published says the
 // result came from another instance (and so may be due again).
-func (h *Handler) refreshAcrossInstances(ctx context.Context, key, refreshToken string) (tr refreshResult, published bool, err error) {
+//
+// A refresh that failed on another instance a moment ago is not tried
+// again before its pause ends (N instances, one failing call) while the
+// token still works (tokenExpires says until when); it is served meanwhile.
+func (h *Handler) refreshAcrossInstances(ctx context.Context, key, refreshToken string, tokenExpires int64) (tr refreshResult, published bool, err error) {
 	if tr, ok := h.publishedRefresh(ctx, key); ok {
 		return tr, true, nil
+	}
+	pausedElsewhere := func() error {
+		// As with a pause of this instance's own (ensureFresh), an
+		// expired token is tried again at once: nothing else can serve it.
+		now := time.Now()
+		if tokenExpires <= now.Unix() {
+			return nil
+		}
+		if _, ok := h.refreshPausedElsewhere(ctx, key, now); ok {
+			return errRefreshPaused
+		}
+		return nil
+	}
+	if err := pausedElsewhere(); err != nil {
+		return tr, false, err
 	}
 	lockName := "spotify_auth_refresh_" + key
 	lockCtx, cancel := context.WithTimeout(ctx, time.Duration(h.Timeout)+2*time.Second)
@@ -86,6 +106,9 @@ func (h *Handler) refreshAcrossInstances(ctx context.Context, key, refreshToken 
 			}
 			if tr, ok := h.publishedRefresh(ctx, key); ok {
 				return tr, true, nil
+			}
+			if err := pausedElsewhere(); err != nil {
+				return tr, false, err
 			}
 			tr, err := h.callRefresh(ctx, key, refreshToken)
 			if err == nil {
@@ -111,10 +134,11 @@ func (h *Handler) callRefresh(ctx context.Context, key, refreshToken string) (re
 	tok, err := h.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
 	if err != nil {
 		ae := classifyTokenError(err, "refresh")
-		h.shared.noteRateLimit(ae, time.Now())
+		h.noteRateLimit(ctx, ae, time.Now())
 		if ae.Kind != kindRefreshRevoked {
 			h.shared.pauseRefresh(key, time.Now(), refreshRetryPause)
 			h.shared.noteRefreshFailure(key, time.Now())
+			h.publishRefreshPause(ctx, key, ae, time.Now())
 		}
 		h.metrics.refreshFailures.WithLabelValues(ae.Kind.String()).Inc()
 		return refreshResult{}, ae
@@ -207,21 +231,66 @@ func (h *Handler) maintain(ctx context.Context, first time.Time) {
 	}
 }
 
-func (h *Handler) maintainOnce(ctx context.Context, now time.Time, sweepSessions bool) {
+// maintainOnce reports whether it swept (it was this instance's turn).
+func (h *Handler) maintainOnce(ctx context.Context, now time.Time, sweepSessions bool) (swept bool) {
 	if h.generatedKeys {
 		if err := h.reloadKeys(ctx, now); err != nil && ctx.Err() == nil {
 			h.logger.Warn("re-reading session keys from storage; keeping the current ones", zap.Error(err))
 		}
 	}
+	h.shared.pruneExpired(now) // memory: every instance its own
+	if !h.takeSweepTurn(ctx, now) {
+		return false
+	}
 	h.sweep(ctx, refreshResultPrefix, false, func(key string, modified time.Time) bool {
 		return now.Sub(modified) > refreshResultKeep
 	})
-	h.shared.pruneExpired(now)
+	// Back-offs end within maxRetryAfter of being written.
+	for _, prefix := range []string{pausePrefix, backoffPrefix} {
+		h.sweep(ctx, prefix, false, func(key string, modified time.Time) bool {
+			return now.Sub(modified) > maxRetryAfter+time.Minute
+		})
+	}
 	if sweepSessions {
 		h.sweep(ctx, storedSessionPrefix, true, func(key string, modified time.Time) bool {
 			return now.Sub(modified) > time.Duration(h.SessionLifetime) && h.storedSessionExpired(ctx, key, now)
 		})
 	}
+	return true
+}
+
+// sweepTurnKey records when an instance last swept; sweepTurnInterval is
+// how often one of all the instances sharing the storage sweeps. Listing
+// and checking every published result costs in proportion to the active
+// sessions (two hours of refreshes), so it is done once per interval for
+// the whole cluster, not once a minute by every instance (SCALING.md).
+const (
+	sweepTurnKey      = "spotify_auth/last_sweep"
+	sweepTurnLock     = "spotify_auth_sweep"
+	sweepTurnInterval = 10 * time.Minute
+)
+
+// takeSweepTurn reports whether this instance should sweep now: nobody
+// swept within sweepTurnInterval. A storage that cannot lock or read
+// makes every instance sweep, as before (correct, only redundant).
+func (h *Handler) takeSweepTurn(ctx context.Context, now time.Time) bool {
+	lockCtx, cancel := context.WithTimeout(ctx, storageOpTimeout)
+	defer cancel()
+	if err := h.storage.Lock(lockCtx, sweepTurnLock); err != nil {
+		return true
+	}
+	defer h.unlock(ctx, sweepTurnLock)
+	if data, err := h.storage.Load(ctx, sweepTurnKey); err == nil {
+		if last, err := strconv.ParseInt(string(data), 10, 64); err == nil {
+			if d := now.Sub(time.Unix(0, last)); d >= 0 && d < sweepTurnInterval {
+				return false
+			}
+		}
+	}
+	if err := h.storage.Store(ctx, sweepTurnKey, []byte(strconv.FormatInt(now.UnixNano(), 10))); err != nil {
+		h.logger.Debug("recording the sweep in storage", zap.Error(err))
+	}
+	return true
 }
 
 // sweep deletes the entries under prefix that expired says are done.

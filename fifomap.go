@@ -62,3 +62,5 @@ func (f *fifoMap[V]) prune(now time.Time) {
 		}
 	}
 }
+
+func (f *fifoMap[V]) delete(key string) { delete(f.entries, key) }

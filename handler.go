@@ -19,9 +19,6 @@ import (
 const (
 	// stateLifetime is how long a login may take from redirect to callback.
 	stateLifetime = 10 * time.Minute
-	// refreshRetryPause is how long a session whose refresh failed is
-	// served with its still-valid token before refresh is tried again.
-	refreshRetryPause = 10 * time.Second
 	// expiredRetryInterval is how soon a session whose token has expired
 	// may retry a refresh that Spotify failed: requests in between get
 	// 503 at once, so clients retrying without pause cannot turn an
@@ -41,6 +38,11 @@ const (
 	maxStateLen = 256
 	maxCodeLen  = 2048
 )
+
+// refreshRetryPause is how long a session whose refresh failed is served
+// with its still-valid token before refresh is tried again, on every
+// instance. A variable: the test of that pause across instances shortens it.
+var refreshRetryPause = 10 * time.Second
 
 // ServeHTTP answers the handler's own endpoints and lets through only
 // requests with a valid session, carrying the user's access token.
@@ -171,31 +173,25 @@ func (h *Handler) ensureFresh(w http.ResponseWriter, r *http.Request, sess sessi
 // passUpstream puts the token and identity on the request and removes the
 // handler's cookies from it.
 func (h *Handler) passUpstream(r *http.Request, s *session) {
-	// One allocation for the token and expiry values and one for all the
-	// header slices: this runs on every authenticated request.
-	var b strings.Builder
-	b.Grow(len("Bearer ") + len(s.AccessToken) + len(time.RFC3339))
-	if h.bearer {
-		b.WriteString("Bearer ")
+	up := s.up
+	if !up.isFor(s) {
+		up = h.upstreamValues(s)
 	}
-	b.WriteString(s.AccessToken)
-	tokenEnd := b.Len()
-	var tbuf [len(time.RFC3339) + 8]byte
-	b.Write(time.Unix(s.TokenExpires, 0).UTC().AppendFormat(tbuf[:0], time.RFC3339))
-	built := b.String()
-
+	// One allocation for all the header slices: this runs on every
+	// authenticated request. The strings are shared with the cache (they
+	// are immutable); the slice is not, as later handlers may edit it.
 	n := 2
 	if h.userHeaders {
 		n = 2 + len(userHeaderNames)
 	}
 	vals := make([]string, n)
-	vals[0], vals[1] = built[:tokenEnd], built[tokenEnd:]
+	vals[0], vals[1] = up.token, up.expiry
 	r.Header[h.tokenHeader] = vals[0:1:1]
 	r.Header["X-Spotify-Token-Expires"] = vals[1:2:2]
 	if h.userHeaders {
 		// Sessions made before profile fields were cleaned at login may
 		// still hold control characters: headerSafe encodes those.
-		vals[2], vals[3], vals[4], vals[5], vals[6] = headerSafe(s.UserID), encodeHeaderText(s.DisplayName), headerSafe(s.Email), headerSafe(s.Product), headerSafe(s.Scopes)
+		vals[2], vals[3], vals[4], vals[5], vals[6] = headerSafe(s.UserID), up.name, up.email, headerSafe(s.Product), headerSafe(s.Scopes)
 		for i, name := range userHeaderNames {
 			if v := vals[2+i]; v != "" {
 				r.Header[name] = vals[2+i : 3+i : 3+i]
@@ -203,7 +199,7 @@ func (h *Handler) passUpstream(r *http.Request, s *session) {
 		}
 	}
 	stripOurCookies(r.Header, h.cookies)
-	setPlaceholders(r, s)
+	setPlaceholders(r, up.placeholders)
 	markPassed(r, h.headerVar)
 }
 
@@ -324,14 +320,14 @@ func (h *Handler) refreshOnce(ctx context.Context, key string, sess session) (se
 		if fresh, ok := h.shared.recentRefresh(key, now); ok {
 			return result{fresh, true}, nil
 		}
-		if err := h.shared.checkBackoff(now); err != nil {
+		if err := h.checkBackoff(ctx, now); err != nil {
 			h.metrics.refreshFailures.WithLabelValues(kindRateLimited.String()).Inc()
 			return nil, err
 		}
 		if !tokenUsable(sess, now) && h.shared.failedRecently(key, now) {
 			return nil, &authError{Kind: kindSpotifyUnavailable, Message: "Spotify's accounts service failed a moment ago"}
 		}
-		tr, published, err := h.refreshAcrossInstances(ctx, key, sess.RefreshToken)
+		tr, published, err := h.refreshAcrossInstances(ctx, key, sess.RefreshToken, sess.TokenExpires)
 		if err != nil {
 			return nil, err
 		}

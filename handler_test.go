@@ -751,7 +751,7 @@ func TestLoginFailuresShowAPageWithARetryLink(t *testing.T) {
 			// Starting again works cleanly once Spotify is back (and, after
 			// a 429, once its Retry-After has passed).
 			hs.fake.ClearFaults()
-			hs.h.shared.backoffUntil.Store(0)
+			retryAfterPassed(t, hs.h)
 			hs.h.shared.exchanges.backoffUntil.Store(0)
 			if loc := hs.login(hs.browser, "/app/"); loc != "/app/" {
 				t.Fatalf("second login landed on %q", loc)

@@ -176,7 +176,7 @@ func TestRefreshFailureMatrix(t *testing.T) {
 				// Spotify recovers (and its Retry-After passes): the same
 				// cookie refreshes and works.
 				hs.fake.ClearFaults()
-				hs.h.shared.backoffUntil.Store(0)
+				retryAfterPassed(t, hs.h)
 				hs.h.shared.mu.Lock()
 				clear(hs.h.shared.failed) // and the retry interval passes
 				hs.h.shared.mu.Unlock()

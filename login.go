@@ -248,7 +248,7 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 
 // completeLogin exchanges the code and learns who the user is.
 func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState, now time.Time) (session, error) {
-	if err := h.shared.checkBackoff(now); err != nil {
+	if err := h.checkBackoff(ctx, now); err != nil {
 		return session{}, err
 	}
 	if err := h.shared.exchanges.checkBackoff(now); err != nil {

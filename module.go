@@ -196,7 +196,8 @@ type Handler struct {
 	spotify       *spotifyClient
 	keys          *atomic.Pointer[keyring] // a pointer: Handler is copied by value
 	revocations   *revocations
-	generatedKeys bool // keys from storage, re-read in the background
+	opened        *sessionCache // sessions already opened (sessioncache.go)
+	generatedKeys bool          // keys from storage, re-read in the background
 	storeSessions bool
 	storage       certmagic.Storage // set before Provision only by tests
 	stopMaintain  context.CancelFunc
@@ -335,6 +336,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.shared = shared.(*sharedState)
 
 	h.revocations = &revocations{}
+	h.opened = newSessionCache()
 	if err := h.rereadRevocations(ctx, time.Now()); err != nil {
 		h.logger.Warn("reading session revocations from storage; retrying in the background", zap.Error(err))
 	}

@@ -25,18 +25,24 @@ import (
 // TestTwoCaddyProcessesShareSessionsAndRefreshOnce starts two real Caddy
 // processes, built from this repository, sharing one storage directory.
 // The test is the load balancer: it sends each request to one of them.
-// It runs on Caddy's file_system storage and again on a different
+// It runs on Caddy's file_system storage, on a different
 // certmagic.Storage implementation (internal/teststorage, which records
-// every call).
+// every call), and on a real Redis (internal/redisstorage).
 func TestTwoCaddyProcessesShareSessionsAndRefreshOnce(t *testing.T) {
 	bin := buildTestCaddy(t)
-	for _, kind := range []string{"file_system", "recording"} {
+	for _, kind := range []string{"file_system", "recording", "redis"} {
 		t.Run(kind, func(t *testing.T) {
 			dir := t.TempDir()
 			storageDir, callLog := filepath.Join(dir, "storage"), filepath.Join(dir, "calls.log")
 			storage := "file_system " + storageDir
-			if kind == "recording" {
+			var inspect certmagic.Storage = &certmagic.FileStorage{Path: storageDir}
+			switch kind {
+			case "recording":
 				storage = "spotify_auth_test_recording {\n\t\troot " + storageDir + "\n\t\tlog " + callLog + "\n\t}"
+			case "redis":
+				addr := startRedis(t)
+				storage = fmt.Sprintf("spotify_auth_test_redis {\n\t\taddress %s\n\t\tkey_prefix caddy/\n\t\tlock_ttl %s\n\t}", addr, testLockTTL)
+				inspect = newRedisStorage(t, addr)
 			}
 			fake := spotifytest.NewServer()
 			t.Cleanup(fake.Close)
@@ -58,7 +64,7 @@ func TestTwoCaddyProcessesShareSessionsAndRefreshOnce(t *testing.T) {
 			wg.Wait()
 			a.waitReady(t)
 			b.waitReady(t)
-			sk, err := loadKeys(context.Background(), &certmagic.FileStorage{Path: storageDir})
+			sk, err := loadKeys(context.Background(), inspect)
 			if err != nil || len(sk.Keys) != 1 {
 				t.Fatalf("storage holds %d keys (%v), want exactly 1 shared key", len(sk.Keys), err)
 			}

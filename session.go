@@ -1,6 +1,7 @@
 package spotifyauth
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"net/http"
@@ -27,6 +28,9 @@ type session struct {
 	// storeKey is where the session lives with session_store storage
 	// (not marshaled: it is the storage key itself).
 	storeKey string
+	// up is what passUpstream sends for it, worked out once for a cached
+	// session (sessioncache.go); nil, or stale after a refresh, otherwise.
+	up *upstreamValues
 }
 
 const sessionFormat = 2
@@ -122,19 +126,34 @@ func (h *Handler) session(r *http.Request, now time.Time) (session, error) {
 	if !ok {
 		return session{}, errNoSession
 	}
-	pt, err := h.sealers().sessions.Open(raw, h.cookies.aad)
-	if err != nil {
-		return session{}, errNoSession
-	}
+	kr := h.sealers()
 	var s session
-	if len(pt) > 0 && pt[0] == refFormat {
-		// Resolved in either store mode, so switching back to cookies
-		// does not log out sessions made under storage.
-		if s, err = h.loadStored(r.Context(), pt); err != nil {
-			return session{}, err
+	var err error
+	if e, hit := h.opened.open(raw, kr, now); hit {
+		s = e.sess
+		if e.ref != nil {
+			if s, err = h.loadStored(r.Context(), e.ref); err != nil {
+				return session{}, err
+			}
 		}
-	} else if s, err = unmarshalSession(pt); err != nil {
-		return session{}, errNoSession
+	} else {
+		pt, err := kr.sessions.Open(raw, h.cookies.aad)
+		if err != nil {
+			return session{}, errNoSession
+		}
+		if len(pt) > 0 && pt[0] == refFormat {
+			// Resolved in either store mode, so switching back to cookies
+			// does not log out sessions made under storage.
+			if s, err = h.loadStored(r.Context(), pt); err != nil {
+				return session{}, err
+			}
+			h.opened.putOpened(raw, kr, openedEntry{ref: bytes.Clone(pt)}, now)
+		} else if s, err = unmarshalSession(pt); err != nil {
+			return session{}, errNoSession
+		} else {
+			s.up = h.upstreamValues(&s)
+			h.opened.putOpened(raw, kr, openedEntry{sess: s}, now)
+		}
 	}
 	if s.Expires <= now.Unix() || h.revoked(&s) {
 		return session{}, errNoSession

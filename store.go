@@ -58,6 +58,10 @@ func (h *Handler) loadStored(ctx context.Context, ref []byte) (session, error) {
 		return session{}, errNoSession
 	}
 	key := storeKeyOf(ref)
+	if s, ok := h.opened.loadStored(key, time.Now()); ok {
+		return s, nil
+	}
+	began := h.opened.beginStoredRead()
 	data, err := h.storage.Load(ctx, key)
 	if errors.Is(err, fs.ErrNotExist) {
 		return session{}, errNoSession
@@ -74,6 +78,8 @@ func (h *Handler) loadStored(ctx context.Context, ref []byte) (session, error) {
 		return session{}, errNoSession
 	}
 	s.storeKey = key
+	s.up = h.upstreamValues(&s)
+	h.opened.putStored(key, s, began, time.Now())
 	return s, nil
 }
 
@@ -92,7 +98,9 @@ func (h *Handler) storeSession(ctx context.Context, s *session) ([]byte, error) 
 		return nil, errNoSession
 	}
 	sealed := h.sealers().stored.Seal(s.marshal(), []byte(key))
-	if err := h.storage.Store(ctx, key, []byte(sealed)); err != nil {
+	err := h.storage.Store(ctx, key, []byte(sealed))
+	h.opened.forgetStored(key)
+	if err != nil {
 		return nil, &authError{Kind: kindStoreUnavailable, Message: "Sessions cannot be saved right now", Err: err}
 	}
 	if ref != nil {
@@ -119,7 +127,9 @@ func (h *Handler) deleteStored(ctx context.Context, s *session, everywhere bool)
 	n := 0
 	var errs []error
 	for _, k := range keys {
-		if err := h.storage.Delete(ctx, k); err == nil {
+		err := h.storage.Delete(ctx, k)
+		h.opened.forgetStored(k)
+		if err == nil {
 			n++
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Load comparison of spotify_auth against no auth and against forward_auth,
+# Load comparison of spotify_auth (cookie sessions, and session_store
+# storage on file_system) against no auth and against forward_auth,
 # all in ONE Caddy process on loopback, plus Caddy's RSS before and after
 # many distinct sessions. See BENCHMARKS.md for a run and how to read it.
 #
@@ -8,7 +9,8 @@
 # Environment (defaults in brackets):
 #   DURATION [10s]        each measured run
 #   WARMUP [3s]           one warm-up run per target before the rounds
-#   ROUNDS [5]            rounds of floor, spotify_auth, forward_auth in turn
+#   ROUNDS [5]            rounds of floor, spotify_auth, spotify_store,
+#                         forward_auth in turn
 #   CONCURRENCY [32]      keep-alive connections of the load generator
 #   SESSIONS [100000]     distinct logins for the RSS measurement (0: skip)
 #   LOGIN_CONCURRENCY [64] concurrent logins
@@ -19,8 +21,8 @@
 #   PIN [auto]            auto: with taskset and >= 2 CPUs, Caddy on CPU 0 and
 #                         the load generator (and the fake Spotify) on CPU 1;
 #                         off: no pinning, every process sees all CPUs
-#   BASE_PORT [18081]     ports BASE_PORT .. BASE_PORT+4 on 127.0.0.1 (the
-#                         last is Caddy's admin API, used only to take heap
+#   BASE_PORT [18081]     ports BASE_PORT .. BASE_PORT+5 on 127.0.0.1 (the
+#                         fifth is Caddy's admin API, used only to take heap
 #                         profiles around the memory measurement)
 #
 # Everything it builds and writes goes to bench/out/ (git-ignored); the
@@ -46,8 +48,10 @@ PORT_AUTH=$((BASE_PORT + 1))
 PORT_FWD=$((BASE_PORT + 2))
 PORT_FWD_AUTH=$((BASE_PORT + 3))
 PORT_ADMIN=$((BASE_PORT + 4))
+PORT_STORE=$((BASE_PORT + 5))
 CLIENT_ID=bench
 REDIRECT_URI="http://127.0.0.1:$PORT_AUTH/oauth2/spotify/callback"
+REDIRECT_URI_STORE="http://127.0.0.1:$PORT_STORE/oauth2/spotify/callback"
 # Fixed, so that a cookie stays valid across Caddy restarts of one run;
 # only ever used on loopback by this benchmark.
 COOKIE_SECRET="bQ7vK2xN9pL4mR8sT1wY6zC3fH5jD0gA-bench-only"
@@ -87,7 +91,7 @@ wait_port() {
 	return 1
 }
 
-for p in "$PORT_FLOOR" "$PORT_AUTH" "$PORT_FWD" "$PORT_FWD_AUTH" "$PORT_ADMIN"; do
+for p in "$PORT_FLOOR" "$PORT_AUTH" "$PORT_FWD" "$PORT_FWD_AUTH" "$PORT_ADMIN" "$PORT_STORE"; do
 	if port_busy "$p"; then
 		echo "port $p on 127.0.0.1 is in use; set BASE_PORT" >&2
 		exit 1
@@ -126,7 +130,7 @@ echo "cpus:    $pin_note"
 
 echo
 echo "== fake Spotify"
-"${pin_load[@]}" "$OUT/fakespotify" -client-id "$CLIENT_ID" -redirect-uri "$REDIRECT_URI" >"$OUT/fakespotify.log" 2>&1 &
+"${pin_load[@]}" "$OUT/fakespotify" -client-id "$CLIENT_ID" -redirect-uri "$REDIRECT_URI,$REDIRECT_URI_STORE" >"$OUT/fakespotify.log" 2>&1 &
 fake_pid=$!
 pids+=("$fake_pid")
 FAKE_URL=
@@ -147,6 +151,7 @@ cat >"$OUT/Caddyfile" <<EOF
 	# Not the default admin port; used only for heap profiles (/debug/pprof).
 	admin 127.0.0.1:$PORT_ADMIN
 	auto_https off
+	storage file_system $PWD/$OUT/storage
 	log {
 		level ERROR
 	}
@@ -172,6 +177,23 @@ http://127.0.0.1:$PORT_AUTH {
 	respond "ok"
 }
 
+# (2b) the same behind spotify_auth with session_store storage: the
+# cookie holds a reference, the session lives in Caddy's storage
+# (file_system on the local disk)
+http://127.0.0.1:$PORT_STORE {
+	bind 127.0.0.1
+	spotify_auth {
+		client_id $CLIENT_ID
+		authorize_url $FAKE_URL/authorize
+		token_url $FAKE_URL/api/token
+		api_url $FAKE_URL
+		redirect_uri $REDIRECT_URI_STORE
+		cookie_secret $COOKIE_SECRET
+		session_store storage
+	}
+	respond "ok"
+}
+
 # (3) the same route behind forward_auth to an always-200 endpoint
 http://127.0.0.1:$PORT_FWD {
 	bind 127.0.0.1
@@ -193,12 +215,13 @@ echo "== Caddy ($OUT/Caddyfile)"
 "${pin_caddy[@]}" "$OUT/caddy" run --config "$OUT/Caddyfile" --adapter caddyfile >"$OUT/caddy.log" 2>&1 &
 caddy_pid=$!
 pids+=("$caddy_pid")
-for p in "$PORT_FLOOR" "$PORT_AUTH" "$PORT_FWD" "$PORT_FWD_AUTH"; do
+for p in "$PORT_FLOOR" "$PORT_AUTH" "$PORT_STORE" "$PORT_FWD" "$PORT_FWD_AUTH"; do
 	wait_port "$p"
 done
 echo "Caddy pid $caddy_pid ($(cat /proc/$caddy_pid/comm)), CPUs $(awk '/Cpus_allowed_list/ {print $2}' /proc/$caddy_pid/status)"
 echo "(1) floor         http://127.0.0.1:$PORT_FLOOR/  respond \"ok\""
 echo "(2) spotify_auth  http://127.0.0.1:$PORT_AUTH/  spotify_auth + respond \"ok\""
+echo "(2b) spotify_store http://127.0.0.1:$PORT_STORE/  spotify_auth with session_store storage (file_system) + respond \"ok\""
 echo "(3) forward_auth  http://127.0.0.1:$PORT_FWD/  forward_auth to 127.0.0.1:$PORT_FWD_AUTH (respond 200) + respond \"ok\""
 
 echo
@@ -206,9 +229,12 @@ echo "== login for the load session (GET / -> fake /authorize -> callback -> GET
 run_fg "$OUT/login" -url "http://127.0.0.1:$PORT_AUTH/" -n 1 -cookie-out "$OUT/cookie.txt"
 cookie=$(cat "$OUT/cookie.txt")
 echo "session cookie: ${#cookie} bytes"
+run_fg "$OUT/login" -url "http://127.0.0.1:$PORT_STORE/" -n 1 -cookie-out "$OUT/cookie-store.txt"
+cookie_store=$(cat "$OUT/cookie-store.txt")
+echo "session_store storage cookie (a sealed reference): ${#cookie_store} bytes"
 
 echo
-cookie_flags=(-H "spotify_auth=Cookie: @$OUT/cookie.txt")
+cookie_flags=(-H "spotify_auth=Cookie: @$OUT/cookie.txt" -H "spotify_store=Cookie: @$OUT/cookie-store.txt")
 same_note="only spotify_auth requests carry the session cookie"
 if [ "$SAME_REQUEST" = 1 ]; then
 	cookie_flags+=(-H "floor=Cookie: @$OUT/cookie.txt" -H "forward_auth=Cookie: @$OUT/cookie.txt")
@@ -219,9 +245,10 @@ run_fg "${pin_load[@]}" "$OUT/loadgen" -c "$CONCURRENCY" -d "$DURATION" -warmup 
 	-server-pid "$caddy_pid" \
 	-t "floor=http://127.0.0.1:$PORT_FLOOR/" \
 	-t "spotify_auth=http://127.0.0.1:$PORT_AUTH/" \
+	-t "spotify_store=http://127.0.0.1:$PORT_STORE/" \
 	-t "forward_auth=http://127.0.0.1:$PORT_FWD/" \
 	"${cookie_flags[@]}" \
-	-ratio 'spotify_auth/floor>=0.90' -ratio 'spotify_auth/forward_auth>=2.5'
+	-ratio 'spotify_auth/floor>=0.95' -ratio 'spotify_auth/forward_auth>=3' -ratio 'spotify_store/floor>=0.80'
 echo "($pin_note)"
 
 kill -USR1 "$fake_pid"

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,7 +20,7 @@ import (
 
 func main() {
 	clientID := flag.String("client-id", "bench", "client ID to register")
-	redirectURI := flag.String("redirect-uri", "", "redirect URI to register (required)")
+	redirectURI := flag.String("redirect-uri", "", "redirect URI to register (required; several separated by commas)")
 	lifetime := flag.Duration("token-lifetime", time.Hour, "access token lifetime")
 	flag.Parse()
 	if *redirectURI == "" {
@@ -29,7 +30,7 @@ func main() {
 
 	s := spotifytest.NewServer()
 	defer s.Close()
-	s.AddClient(spotifytest.Client{ID: *clientID, RedirectURIs: []string{*redirectURI}})
+	s.AddClient(spotifytest.Client{ID: *clientID, RedirectURIs: strings.Split(*redirectURI, ",")})
 	s.SetAutoApprove(spotifytest.DefaultUserID)
 	s.SetAccessTokenLifetime(*lifetime)
 	fmt.Printf("URL %s\n", s.URL)

@@ -1,5 +1,6 @@
-// Command testcaddy is Caddy with the plugin and the recording test
-// storage compiled in: the binary the multi-instance tests start twice.
+// Command testcaddy is Caddy with the plugin and the test storages
+// (recording file_system, Redis) compiled in: the binary the
+// multi-instance tests start twice.
 package main
 
 import (
@@ -8,6 +9,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/caddyspotify/caddy-spotify-auth"
+	_ "github.com/caddyspotify/caddy-spotify-auth/internal/redisstorage"
 	_ "github.com/caddyspotify/caddy-spotify-auth/internal/teststorage"
 )
 

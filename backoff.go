@@ -1,0 +1,122 @@
+package spotifyauth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Back-offs shared through storage. Spotify's rate limit is per app, and
+// a refresh that failed fails for every instance alike: what one instance
+// learns, the others honour, so N instances make one call, not N.
+//
+// Storage is read only when about to call Spotify (a code exchange, a
+// refresh, an app token), never on the request path of a valid session;
+// once read, a back-off is kept in memory, so it costs one read per
+// instance.
+
+var (
+	backoffPrefix = "spotify_auth/backoff/"
+	pausePrefix   = "spotify_auth/paused/"
+)
+
+// storageOpTimeout bounds a storage call made to coordinate, so a hung
+// store cannot hold a login or refresh for long; it fails open to this
+// instance's own memory (the call to Spotify is then made as before).
+const storageOpTimeout = 2 * time.Second
+
+// sharedPause is what storage holds (sealed) for a back-off.
+type sharedPause struct {
+	Until   int64  `json:"u"` // unix nanoseconds
+	Kind    string `json:"k"` // the failure kind, for the answer given meanwhile
+	Message string `json:"m,omitempty"`
+}
+
+func (h *Handler) backoffKey() string {
+	sum := sha256.Sum256([]byte(h.TokenURL + "\x00" + h.ClientID))
+	return backoffPrefix + hex.EncodeToString(sum[:16])
+}
+
+// checkBackoff fails fast while Spotify has asked this app to wait: as
+// this instance knows, or as another instance published.
+func (h *Handler) checkBackoff(ctx context.Context, now time.Time) error {
+	if err := h.shared.checkBackoff(now); err != nil {
+		return err
+	}
+	if p, ok := h.loadPause(ctx, h.backoffKey(), now); ok {
+		h.shared.noteRateLimit(&authError{Kind: kindRateLimited, RetryAfter: time.Duration(p.Until - now.UnixNano())}, now)
+		h.logger.Debug("Spotify rate limit published by another instance; not calling Spotify meanwhile")
+		return h.shared.checkBackoff(now)
+	}
+	return nil
+}
+
+// noteRateLimit remembers a 429 here and publishes it for the others.
+func (h *Handler) noteRateLimit(ctx context.Context, err error, now time.Time) {
+	var ae *authError
+	if !errors.As(err, &ae) || ae.Kind != kindRateLimited {
+		return
+	}
+	h.shared.noteRateLimit(ae, now)
+	h.storePause(ctx, h.backoffKey(), sharedPause{Until: now.Add(ae.RetryAfter).UnixNano(), Kind: ae.Kind.String()})
+}
+
+// publishRefreshPause tells the other instances that refreshing this
+// refresh token failed, so they don't try again before the pause ends.
+func (h *Handler) publishRefreshPause(ctx context.Context, key string, ae *authError, now time.Time) {
+	h.storePause(ctx, pausePrefix+key, sharedPause{Until: now.Add(refreshRetryPause).UnixNano(), Kind: ae.Kind.String(), Message: ae.Message})
+}
+
+// refreshPausedElsewhere reports whether another instance's refresh of
+// this token failed within the pause (and then pauses here too).
+func (h *Handler) refreshPausedElsewhere(ctx context.Context, key string, now time.Time) (sharedPause, bool) {
+	p, ok := h.loadPause(ctx, pausePrefix+key, now)
+	if ok {
+		h.shared.pauseRefresh(key, now, time.Duration(p.Until-now.UnixNano()))
+	}
+	return p, ok
+}
+
+func (h *Handler) storePause(ctx context.Context, key string, p sharedPause) {
+	data, err := json.Marshal(p)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storageOpTimeout)
+	defer cancel()
+	if err := h.storage.Store(ctx, key, []byte(h.sealers().results.Seal(data, []byte(key)))); err != nil {
+		h.warnCoordination(err)
+	}
+}
+
+// loadPause reads a published pause that has not ended. Anything that
+// does not open (another app's, tampered, a storage error) counts as none:
+// this instance then calls Spotify, as it would alone.
+func (h *Handler) loadPause(ctx context.Context, key string, now time.Time) (sharedPause, bool) {
+	var p sharedPause
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storageOpTimeout)
+	defer cancel()
+	data, err := h.storage.Load(ctx, key)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			h.logger.Debug("reading a shared back-off from storage", zap.Error(err))
+		}
+		return p, false
+	}
+	plain, err := h.sealers().results.Open(string(data), []byte(key))
+	if err != nil || json.Unmarshal(plain, &p) != nil {
+		return p, false
+	}
+	// A pause is never honoured for longer than Spotify may ask (clock
+	// skew between instances, or a bad entry).
+	if p.Until <= now.UnixNano() || time.Duration(p.Until-now.UnixNano()) > maxRetryAfter {
+		return p, false
+	}
+	return p, true
+}
