@@ -256,6 +256,12 @@ func (h *Handler) maintainOnce(ctx context.Context, now time.Time, sweepSessions
 			return now.Sub(modified) > time.Duration(h.SessionLifetime) && h.storedSessionExpired(ctx, key, now)
 		})
 	}
+	if ctx.Err() != nil {
+		// Stopped midway (a reload): give the turn back, or nobody would
+		// sweep for a whole interval.
+		_ = h.storage.Delete(context.WithoutCancel(ctx), sweepTurnKey)
+		return false
+	}
 	return true
 }
 
