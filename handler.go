@@ -1,10 +1,6 @@
 package spotifyauth
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -13,7 +9,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
-	"golang.org/x/oauth2"
 )
 
 const (
@@ -38,11 +33,6 @@ const (
 	maxStateLen = 256
 	maxCodeLen  = 2048
 )
-
-// refreshRetryPause is how long a session whose refresh failed is served
-// with its still-valid token before refresh is tried again, on every
-// instance. A variable: the test of that pause across instances shortens it.
-var refreshRetryPause = 10 * time.Second
 
 // ServeHTTP answers the handler's own endpoints and lets through only
 // requests with a valid session, carrying the user's access token.
@@ -106,68 +96,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 
 	h.passUpstream(r, &sess)
 	return next.ServeHTTP(&upstreamWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, shared: h.shared, token: sess.AccessToken, cookies: &h.cookies}, r)
-}
-
-// ensureFresh refreshes the session's token if it is near expiry (or the
-// upstream said it is dead). It returns false if it has answered the
-// request itself (login again, or Spotify unavailable).
-func (h *Handler) ensureFresh(w http.ResponseWriter, r *http.Request, sess session, now time.Time) (session, bool) {
-	needsRefresh := sess.TokenExpires-h.leeway <= now.Unix()
-	forced := !needsRefresh && h.shared.takeRejected(sess.AccessToken)
-	if !needsRefresh && !forced {
-		return sess, true
-	}
-	key := refreshKey(sess.RefreshToken)
-	var fresh session
-	var err error
-	if tokenUsable(sess, now) && h.shared.refreshPaused(key, now) {
-		err = errRefreshPaused
-	} else {
-		fresh, err = h.refresh(r.Context(), key, sess)
-	}
-	if err == nil {
-		// A shared result may come from another copy of this session:
-		// save it where this one lives.
-		fresh.storeKey = sess.storeKey
-		err = h.setSessionCookie(w, r, &fresh)
-		if err == errNoSession {
-			// Logged out (elsewhere) while the refresh ran.
-			h.clearSessionCookie(w, r)
-			_ = h.challenge(w, r)
-			return sess, false
-		}
-		if err != nil {
-			// The new token works; saving it failed. Serve with it.
-			h.logger.Warn("saving the refreshed session", zap.String("user_id", sess.UserID), zap.Error(err))
-			err = nil
-		}
-	}
-	switch {
-	case err == nil:
-		if forced {
-			// At most one refresh per session on the upstream's word
-			// every few minutes, whatever the upstream keeps saying.
-			h.shared.pauseRefresh(key, now, forcedRefreshInterval)
-		}
-		return fresh, true
-	case kindOf(err) == kindRefreshRevoked:
-		h.logger.Info("refresh token no longer valid; session ended",
-			zap.String("user_id", sess.UserID), zap.Error(err))
-		h.clearSessionCookie(w, r)
-		_ = h.challenge(w, r)
-		return sess, false
-	case err == errRefreshPaused:
-	case tokenUsable(sess, now):
-		// The token still works: serve with it and try again later.
-		h.logger.Warn("refresh failed; using the current token until it expires",
-			zap.String("user_id", sess.UserID), zap.Error(err))
-	default:
-		h.logger.Error("refresh failed and the token has expired",
-			zap.String("user_id", sess.UserID), zap.Error(err))
-		h.fail(w, r, asAuthError(err), "")
-		return sess, false
-	}
-	return sess, true
 }
 
 // passUpstream puts the token and identity on the request and removes the
@@ -260,115 +188,6 @@ func isNavigation(r *http.Request) bool {
 	default:
 		return false
 	}
-}
-
-// tokenUsable reports whether the session's token may still be passed on
-// while its refresh fails: it must outlive the trip to the upstream and
-// the upstream's own call with it (the soak saw tokens in their last
-// milliseconds arrive dead).
-func tokenUsable(sess session, now time.Time) bool {
-	return sess.TokenExpires-minTokenLeft > now.Unix()
-}
-
-// errRefreshPaused: a refresh of this session failed a moment ago and its
-// token still works, so it is not tried again yet.
-var errRefreshPaused = errors.New("refresh paused after a failure")
-
-// maxRefreshHops bounds how far a stale cookie follows the refreshes
-// its copies made since it was set.
-const maxRefreshHops = 4
-
-// refresh renews the session's access token, once per session however
-// many requests need it at the same moment. A cookie whose refresh
-// happened already (its answer never reached the browser) gets that
-// result, and follows it if that is due again.
-func (h *Handler) refresh(ctx context.Context, key string, sess session) (session, error) {
-	if sess.RefreshToken == "" {
-		return session{}, &authError{Kind: kindRefreshRevoked, Message: "session has no refresh token"}
-	}
-	// The shared call must not die with whichever request started it.
-	ctx = context.WithoutCancel(ctx)
-	first := key
-	for hop := 0; ; hop++ {
-		fresh, earlier, err := h.refreshOnce(ctx, key, sess)
-		if err != nil {
-			return session{}, err
-		}
-		if !earlier || hop == maxRefreshHops || fresh.TokenExpires-h.leeway > time.Now().Unix() {
-			if key != first {
-				h.shared.rememberRefresh(first, fresh, time.Now()) // one hop next time
-			}
-			return fresh, nil
-		}
-		sess, key = fresh, refreshKey(fresh.RefreshToken)
-	}
-}
-
-// refreshOnce returns what refreshing this refresh token gives: a result
-// remembered here or published by another instance (earlier), or a new
-// one from Spotify.
-func (h *Handler) refreshOnce(ctx context.Context, key string, sess session) (session, bool, error) {
-	if fresh, ok := h.shared.recentRefresh(key, time.Now()); ok {
-		return fresh, true, nil
-	}
-	type result struct {
-		sess    session
-		earlier bool
-	}
-	v, err, _ := h.shared.refreshes.Do(key, func() (any, error) {
-		now := time.Now()
-		if fresh, ok := h.shared.recentRefresh(key, now); ok {
-			return result{fresh, true}, nil
-		}
-		if err := h.checkBackoff(ctx, now); err != nil {
-			h.metrics.refreshFailures.WithLabelValues(kindRateLimited.String()).Inc()
-			return nil, err
-		}
-		if !tokenUsable(sess, now) && h.shared.failedRecently(key, now) {
-			return nil, &authError{Kind: kindSpotifyUnavailable, Message: "Spotify's accounts service failed a moment ago"}
-		}
-		tr, published, err := h.refreshAcrossInstances(ctx, key, sess.RefreshToken, sess.TokenExpires)
-		if err != nil {
-			return nil, err
-		}
-		if tr.Scopes == "" {
-			tr.Scopes = sess.Scopes // Spotify said nothing: the grant is unchanged
-		}
-		fresh := tr.applyTo(sess)
-		h.shared.rememberRefresh(key, fresh, now)
-		if !published {
-			h.logger.Debug("refreshed access token", zap.String("user_id", sess.UserID))
-		}
-		return result{fresh, published}, nil
-	})
-	if err != nil {
-		return session{}, false, err
-	}
-	r := v.(result)
-	return r.sess, r.earlier, nil
-}
-
-func tokenExpiry(tok *oauth2.Token, now time.Time) int64 {
-	if tok.Expiry.IsZero() {
-		return now.Add(defaultTokenLifetime).Unix()
-	}
-	return tok.Expiry.Unix()
-}
-
-// grantedScopes returns the scopes Spotify granted; a response without
-// "scope" keeps what was granted before.
-func grantedScopes(tok *oauth2.Token, previous string) string {
-	if s, ok := tok.Extra("scope").(string); ok && s != "" {
-		return cleanScopes(s)
-	}
-	return previous
-}
-
-// refreshKey identifies a session across its requests without keeping
-// the refresh token itself in memory maps.
-func refreshKey(refreshToken string) string {
-	sum := sha256.Sum256([]byte(refreshToken))
-	return hex.EncodeToString(sum[:16])
 }
 
 // stripManagedHeaders removes every header the handler sets, compared

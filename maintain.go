@@ -1,0 +1,193 @@
+package spotifyauth
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Background maintenance: re-reading generated keys and sweeping expired
+// entries from storage and memory, on a schedule that survives reloads.
+
+// maintenanceInterval paces the background work: key reloads and sweeping
+// expired entries from storage and memory. A variable: the test of
+// maintenance across frequent reloads shortens it.
+var maintenanceInterval = time.Minute
+
+// maintain runs the background work until ctx ends: re-reading generated
+// keys (another instance may have rotated them) and sweeping expired
+// entries out of storage.
+//
+// Every reload starts a new handler, so the schedule lives in the shared
+// state (first is from it): counted from a fresh handler's start, reloads
+// more frequent than the interval would put the work off forever.
+func (h *Handler) maintain(ctx context.Context, first time.Time) {
+	timer := time.NewTimer(time.Until(first))
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-timer.C:
+			sweepSessions := h.storeSessions && h.shared.maintenance.sessionSweepDue(now)
+			h.maintainOnce(ctx, now, sweepSessions)
+			timer.Reset(time.Until(h.shared.maintenance.ran(now)))
+		}
+	}
+}
+
+// maintainOnce reports whether it swept (it was this instance's turn).
+func (h *Handler) maintainOnce(ctx context.Context, now time.Time, sweepSessions bool) (swept bool) {
+	if h.generatedKeys {
+		if err := h.reloadKeys(ctx, now); err != nil && ctx.Err() == nil {
+			h.logger.Warn("re-reading session keys from storage; keeping the current ones", zap.Error(err))
+		}
+	}
+	h.shared.pruneExpired(now) // memory: every instance its own
+	if !h.takeSweepTurn(ctx, now) {
+		return false
+	}
+	h.sweep(ctx, refreshResultPrefix, false, func(key string, modified time.Time) bool {
+		return now.Sub(modified) > refreshResultKeep
+	})
+	// Back-offs end within maxRetryAfter of being written.
+	for _, prefix := range []string{pausePrefix, backoffPrefix} {
+		h.sweep(ctx, prefix, false, func(key string, modified time.Time) bool {
+			return now.Sub(modified) > maxRetryAfter+time.Minute
+		})
+	}
+	if sweepSessions {
+		h.sweep(ctx, storedSessionPrefix, true, func(key string, modified time.Time) bool {
+			return now.Sub(modified) > time.Duration(h.SessionLifetime) && h.storedSessionExpired(ctx, key, now)
+		})
+	}
+	if ctx.Err() != nil {
+		// Stopped midway (a reload): give the turn back, or nobody would
+		// sweep for a whole interval.
+		_ = h.storage.Delete(context.WithoutCancel(ctx), sweepTurnKey)
+		return false
+	}
+	return true
+}
+
+// sweepTurnKey records when an instance last swept; sweepTurnInterval is
+// how often one of all the instances sharing the storage sweeps. Listing
+// and checking every published result costs in proportion to the active
+// sessions (two hours of refreshes), so it is done once per interval for
+// the whole cluster, not once a minute by every instance (SCALING.md).
+const (
+	sweepTurnKey      = "spotify_auth/last_sweep"
+	sweepTurnLock     = "spotify_auth_sweep"
+	sweepTurnInterval = 10 * time.Minute
+)
+
+// takeSweepTurn reports whether this instance should sweep now: nobody
+// swept within sweepTurnInterval. A storage that cannot lock or read
+// makes every instance sweep, as before (correct, only redundant).
+func (h *Handler) takeSweepTurn(ctx context.Context, now time.Time) bool {
+	lockCtx, cancel := context.WithTimeout(ctx, storageOpTimeout)
+	defer cancel()
+	if err := h.storage.Lock(lockCtx, sweepTurnLock); err != nil {
+		return true
+	}
+	defer h.unlock(ctx, sweepTurnLock)
+	if data, err := h.storage.Load(ctx, sweepTurnKey); err == nil {
+		if last, err := strconv.ParseInt(string(data), 10, 64); err == nil {
+			if d := now.Sub(time.Unix(0, last)); d >= 0 && d < sweepTurnInterval {
+				return false
+			}
+		}
+	}
+	if err := h.storage.Store(ctx, sweepTurnKey, []byte(strconv.FormatInt(now.UnixNano(), 10))); err != nil {
+		h.logger.Debug("recording the sweep in storage", zap.Error(err))
+	}
+	return true
+}
+
+// sweep deletes the entries under prefix that expired says are done.
+// Several instances may sweep at once; deleting twice is harmless.
+func (h *Handler) sweep(ctx context.Context, prefix string, recursive bool, expired func(key string, modified time.Time) bool) {
+	keys, err := h.storage.List(ctx, prefix, recursive)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			h.logger.Debug("listing storage to sweep", zap.String("prefix", prefix), zap.Error(err))
+		}
+		return
+	}
+	for _, k := range keys {
+		info, err := h.storage.Stat(ctx, k)
+		if err != nil || !info.IsTerminal || !expired(k, info.Modified) {
+			continue
+		}
+		if err := h.storage.Delete(ctx, k); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			h.logger.Debug("sweeping storage", zap.String("key", k), zap.Error(err))
+		}
+	}
+}
+
+// pruneExpired drops the entries whose time has passed, so the maps hold
+// only what still matters rather than growing until their cap.
+func (s *sharedState) pruneExpired(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.usedState.prune(now)
+	s.recent.prune(now)
+	pruneExpired(s.paused, now, func(t time.Time) time.Time { return t })
+	pruneExpired(s.failed, now, func(t time.Time) time.Time { return t.Add(expiredRetryInterval) })
+}
+
+// maintenanceSchedule is when the background work of a client's configs
+// last ran, kept across reloads.
+type maintenanceSchedule struct {
+	mu               sync.Mutex
+	last             time.Time // last run, or when the first config started
+	lastSessionSweep time.Time
+}
+
+// start returns when a handler starting now runs its first maintenance:
+// an interval after the last run of any config before it.
+func (m *maintenanceSchedule) start(now time.Time) time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.last.IsZero() {
+		m.last, m.lastSessionSweep = now, now
+	}
+	return m.last.Add(maintenanceInterval)
+}
+
+// ran records a run and returns when the next is due.
+func (m *maintenanceSchedule) ran(now time.Time) time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.last = now
+	return now.Add(maintenanceInterval)
+}
+
+// sessionSweepDue reports whether the (hourly) sweep of stored sessions
+// is due, and if so counts it as done.
+func (m *maintenanceSchedule) sessionSweepDue(now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if now.Sub(m.lastSessionSweep) < sessionSweepInterval {
+		return false
+	}
+	m.lastSessionSweep = now
+	return true
+}
+
+func pruneExpired[V any](m map[string]V, now time.Time, expiry func(V) time.Time) {
+	for k, v := range m {
+		if !now.Before(expiry(v)) {
+			delete(m, k)
+		}
+	}
+}
+
+// sessionSweepInterval paces the (more expensive) sweep of expired
+// server-side sessions.
+const sessionSweepInterval = time.Hour

@@ -1,0 +1,474 @@
+package spotifyauth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+)
+
+// Refreshing access tokens: when a request needs it, once per session in
+// this process (singleflight and the memory of recent results), and once
+// for all instances sharing Caddy's storage (a lock, then the result
+// published for the others).
+
+// refreshRetryPause is how long a session whose refresh failed is served
+// with its still-valid token before refresh is tried again, on every
+// instance. A variable: the test of that pause across instances shortens it.
+var refreshRetryPause = 10 * time.Second
+
+// ensureFresh refreshes the session's token if it is near expiry (or the
+// upstream said it is dead). It returns false if it has answered the
+// request itself (login again, or Spotify unavailable).
+func (h *Handler) ensureFresh(w http.ResponseWriter, r *http.Request, sess session, now time.Time) (session, bool) {
+	needsRefresh := sess.TokenExpires-h.leeway <= now.Unix()
+	forced := !needsRefresh && h.shared.takeRejected(sess.AccessToken)
+	if !needsRefresh && !forced {
+		return sess, true
+	}
+	key := refreshKey(sess.RefreshToken)
+	var fresh session
+	var err error
+	if tokenUsable(sess, now) && h.shared.refreshPaused(key, now) {
+		err = errRefreshPaused
+	} else {
+		fresh, err = h.refresh(r.Context(), key, sess)
+	}
+	if err == nil {
+		// A shared result may come from another copy of this session:
+		// save it where this one lives.
+		fresh.storeKey = sess.storeKey
+		err = h.setSessionCookie(w, r, &fresh)
+		if err == errNoSession {
+			// Logged out (elsewhere) while the refresh ran.
+			h.clearSessionCookie(w, r)
+			_ = h.challenge(w, r)
+			return sess, false
+		}
+		if err != nil {
+			// The new token works; saving it failed. Serve with it.
+			h.logger.Warn("saving the refreshed session", zap.String("user_id", sess.UserID), zap.Error(err))
+			err = nil
+		}
+	}
+	switch {
+	case err == nil:
+		if forced {
+			// At most one refresh per session on the upstream's word
+			// every few minutes, whatever the upstream keeps saying.
+			h.shared.pauseRefresh(key, now, forcedRefreshInterval)
+		}
+		return fresh, true
+	case kindOf(err) == kindRefreshRevoked:
+		h.logger.Info("refresh token no longer valid; session ended",
+			zap.String("user_id", sess.UserID), zap.Error(err))
+		h.clearSessionCookie(w, r)
+		_ = h.challenge(w, r)
+		return sess, false
+	case err == errRefreshPaused:
+	case tokenUsable(sess, now):
+		// The token still works: serve with it and try again later.
+		h.logger.Warn("refresh failed; using the current token until it expires",
+			zap.String("user_id", sess.UserID), zap.Error(err))
+	default:
+		h.logger.Error("refresh failed and the token has expired",
+			zap.String("user_id", sess.UserID), zap.Error(err))
+		h.fail(w, r, asAuthError(err), "")
+		return sess, false
+	}
+	return sess, true
+}
+
+// tokenUsable reports whether the session's token may still be passed on
+// while its refresh fails: it must outlive the trip to the upstream and
+// the upstream's own call with it (the soak saw tokens in their last
+// milliseconds arrive dead).
+func tokenUsable(sess session, now time.Time) bool {
+	return sess.TokenExpires-minTokenLeft > now.Unix()
+}
+
+// errRefreshPaused: a refresh of this session failed a moment ago and its
+// token still works, so it is not tried again yet.
+var errRefreshPaused = errors.New("refresh paused after a failure")
+
+// maxRefreshHops bounds how far a stale cookie follows the refreshes
+// its copies made since it was set.
+const maxRefreshHops = 4
+
+// refresh renews the session's access token, once per session however
+// many requests need it at the same moment. A cookie whose refresh
+// happened already (its answer never reached the browser) gets that
+// result, and follows it if that is due again.
+func (h *Handler) refresh(ctx context.Context, key string, sess session) (session, error) {
+	if sess.RefreshToken == "" {
+		return session{}, &authError{Kind: kindRefreshRevoked, Message: "session has no refresh token"}
+	}
+	// The shared call must not die with whichever request started it.
+	ctx = context.WithoutCancel(ctx)
+	first := key
+	for hop := 0; ; hop++ {
+		fresh, earlier, err := h.refreshOnce(ctx, key, sess)
+		if err != nil {
+			return session{}, err
+		}
+		if !earlier || hop == maxRefreshHops || fresh.TokenExpires-h.leeway > time.Now().Unix() {
+			if key != first {
+				h.shared.rememberRefresh(first, fresh, time.Now()) // one hop next time
+			}
+			return fresh, nil
+		}
+		sess, key = fresh, refreshKey(fresh.RefreshToken)
+	}
+}
+
+// refreshOnce returns what refreshing this refresh token gives: a result
+// remembered here or published by another instance (earlier), or a new
+// one from Spotify.
+func (h *Handler) refreshOnce(ctx context.Context, key string, sess session) (session, bool, error) {
+	if fresh, ok := h.shared.recentRefresh(key, time.Now()); ok {
+		return fresh, true, nil
+	}
+	type result struct {
+		sess    session
+		earlier bool
+	}
+	v, err, _ := h.shared.refreshes.Do(key, func() (any, error) {
+		now := time.Now()
+		if fresh, ok := h.shared.recentRefresh(key, now); ok {
+			return result{fresh, true}, nil
+		}
+		if err := h.checkBackoff(ctx, now); err != nil {
+			h.metrics.refreshFailures.WithLabelValues(kindRateLimited.String()).Inc()
+			return nil, err
+		}
+		if !tokenUsable(sess, now) && h.shared.failedRecently(key, now) {
+			return nil, &authError{Kind: kindSpotifyUnavailable, Message: "Spotify's accounts service failed a moment ago"}
+		}
+		tr, published, err := h.refreshAcrossInstances(ctx, key, sess.RefreshToken, sess.TokenExpires)
+		if err != nil {
+			return nil, err
+		}
+		if tr.Scopes == "" {
+			tr.Scopes = sess.Scopes // Spotify said nothing: the grant is unchanged
+		}
+		fresh := tr.applyTo(sess)
+		h.shared.rememberRefresh(key, fresh, now)
+		if !published {
+			h.logger.Debug("refreshed access token", zap.String("user_id", sess.UserID))
+		}
+		return result{fresh, published}, nil
+	})
+	if err != nil {
+		return session{}, false, err
+	}
+	r := v.(result)
+	return r.sess, r.earlier, nil
+}
+
+func tokenExpiry(tok *oauth2.Token, now time.Time) int64 {
+	if tok.Expiry.IsZero() {
+		return now.Add(defaultTokenLifetime).Unix()
+	}
+	return tok.Expiry.Unix()
+}
+
+// grantedScopes returns the scopes Spotify granted; a response without
+// "scope" keeps what was granted before.
+func grantedScopes(tok *oauth2.Token, previous string) string {
+	if s, ok := tok.Extra("scope").(string); ok && s != "" {
+		return cleanScopes(s)
+	}
+	return previous
+}
+
+// refreshKey identifies a session across its requests without keeping
+// the refresh token itself in memory maps.
+func refreshKey(refreshToken string) string {
+	sum := sha256.Sum256([]byte(refreshToken))
+	return hex.EncodeToString(sum[:16])
+}
+
+// refreshResultKeep is when the sweep deletes a published result: its
+// access token (an hour with Spotify) has expired by then.
+const refreshResultKeep = 2 * time.Hour
+
+// coordinationWarnInterval keeps a broken storage lock from flooding the log.
+const coordinationWarnInterval = time.Minute
+
+// refreshResult is what a refresh produced; published (sealed) in
+// storage so other instances reuse it.
+type refreshResult struct {
+	AccessToken  string `json:"a"`
+	RefreshToken string `json:"r"`
+	TokenExpires int64  `json:"e"`
+	Scopes       string `json:"s"`
+	At           int64  `json:"t"` // unix seconds
+}
+
+func (tr refreshResult) applyTo(sess session) session {
+	sess.AccessToken = tr.AccessToken
+	sess.RefreshToken = tr.RefreshToken
+	sess.TokenExpires = tr.TokenExpires
+	sess.Scopes = tr.Scopes
+	return sess
+}
+
+// refreshAcrossInstances refreshes the token once for all instances
+// sharing the storage. The first to take the storage lock (keyed by the
+// refresh token's hash) calls Spotify and publishes the result; the others
+// pick that result up. If the storage can't lock (or the holder vanished
+// for longer than a refresh can take), this instance refreshes on its
+// own rather than fail a session that can be saved. published says the
+// result came from another instance (and so may be due again).
+//
+// A refresh that failed on another instance a moment ago is not tried
+// again before its pause ends (N instances, one failing call) while the
+// token still works (tokenExpires says until when); it is served meanwhile.
+func (h *Handler) refreshAcrossInstances(ctx context.Context, key, refreshToken string, tokenExpires int64) (tr refreshResult, published bool, err error) {
+	if tr, ok := h.publishedRefresh(ctx, key); ok {
+		return tr, true, nil
+	}
+	pausedElsewhere := func() error {
+		// As with a pause of this instance's own (ensureFresh), an
+		// expired token is tried again at once: nothing else can serve it.
+		now := time.Now()
+		if tokenExpires <= now.Unix() {
+			return nil
+		}
+		if _, ok := h.refreshPausedElsewhere(ctx, key, now); ok {
+			return errRefreshPaused
+		}
+		return nil
+	}
+	if err := pausedElsewhere(); err != nil {
+		return tr, false, err
+	}
+	lockName := "spotify_auth_refresh_" + key
+	lockCtx, cancel := context.WithTimeout(ctx, time.Duration(h.Timeout)+2*time.Second)
+	defer cancel()
+	locked := make(chan error, 1)
+	go func() { locked <- h.storage.Lock(lockCtx, lockName) }()
+	poll := time.NewTicker(resultPollInterval)
+	defer poll.Stop()
+	for {
+		select {
+		case err := <-locked:
+			if err != nil {
+				h.warnCoordination(err)
+			} else {
+				defer h.unlock(ctx, lockName)
+			}
+			if tr, ok := h.publishedRefresh(ctx, key); ok {
+				return tr, true, nil
+			}
+			if err := pausedElsewhere(); err != nil {
+				return tr, false, err
+			}
+			tr, err := h.callRefresh(ctx, key, refreshToken)
+			if err == nil {
+				h.publishRefresh(ctx, key, tr)
+			}
+			return tr, false, err
+		case <-poll.C:
+			if tr, ok := h.publishedRefresh(ctx, key); ok {
+				cancel()
+				if <-locked == nil {
+					h.unlock(ctx, lockName)
+				}
+				return tr, true, nil
+			}
+		}
+	}
+}
+
+// callRefresh asks Spotify for a new access token.
+func (h *Handler) callRefresh(ctx context.Context, key, refreshToken string) (refreshResult, error) {
+	now := time.Now()
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, h.httpClient)
+	tok, err := h.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
+	if err != nil {
+		ae := classifyTokenError(err, "refresh")
+		h.noteRateLimit(ctx, ae, time.Now())
+		if ae.Kind != kindRefreshRevoked {
+			h.shared.pauseRefresh(key, time.Now(), refreshRetryPause)
+			h.shared.noteRefreshFailure(key, time.Now())
+			h.publishRefreshPause(ctx, key, ae, time.Now())
+		}
+		h.metrics.refreshFailures.WithLabelValues(ae.Kind.String()).Inc()
+		return refreshResult{}, ae
+	}
+	h.metrics.refreshes.Inc()
+	tr := refreshResult{AccessToken: tok.AccessToken, RefreshToken: refreshToken,
+		TokenExpires: tokenExpiry(tok, now), Scopes: grantedScopes(tok, ""), At: now.Unix()}
+	if tok.RefreshToken != "" {
+		tr.RefreshToken = tok.RefreshToken // Spotify rotated it
+	}
+	return tr, nil
+}
+
+func (h *Handler) publishRefresh(ctx context.Context, key string, tr refreshResult) {
+	data, err := json.Marshal(tr)
+	if err != nil {
+		return
+	}
+	sk := refreshResultPrefix + key
+	sealed := h.sealers().results.Seal(data, []byte(sk))
+	if err := h.storage.Store(ctx, sk, []byte(sealed)); err != nil {
+		h.warnCoordination(err)
+	}
+}
+
+// publishedRefresh returns another instance's result for this refresh
+// token while its access token lives (a browser that missed the refreshed
+// cookie comes back with the old one); one that is due again is followed
+// by the caller.
+func (h *Handler) publishedRefresh(ctx context.Context, key string) (refreshResult, bool) {
+	var tr refreshResult
+	sk := refreshResultPrefix + key
+	data, err := h.storage.Load(ctx, sk)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			h.warnCoordination(err)
+		}
+		return tr, false
+	}
+	plain, err := h.sealers().results.Open(string(data), []byte(sk))
+	if err != nil || json.Unmarshal(plain, &tr) != nil || tr.AccessToken == "" {
+		return tr, false
+	}
+	if tr.TokenExpires <= time.Now().Unix() {
+		return tr, false
+	}
+	h.metrics.refreshesShared.Inc()
+	return tr, true
+}
+
+func (h *Handler) unlock(ctx context.Context, name string) {
+	if err := h.storage.Unlock(context.WithoutCancel(ctx), name); err != nil {
+		h.warnCoordination(err)
+	}
+}
+
+// warnCoordination reports that the storage failed at coordinating, so
+// this instance acts alone for now: correct, but other instances may
+// refresh the same session too.
+func (h *Handler) warnCoordination(err error) {
+	now := time.Now().Unix()
+	last := h.shared.coordinationWarned.Load()
+	if now-last < int64(coordinationWarnInterval/time.Second) || !h.shared.coordinationWarned.CompareAndSwap(last, now) {
+		return
+	}
+	h.logger.Warn("Caddy's storage failed to coordinate a token refresh between instances; "+
+		"this instance refreshes on its own, so another may refresh the same session",
+		zap.Error(err))
+}
+
+// recentRefresh returns the session a refresh produced for this refresh
+// token, so requests still carrying the old cookie reuse it instead of
+// refreshing again with a token Spotify may have rotated away. The result
+// may itself be due for refresh by now: the caller follows it.
+func (s *sharedState) recentRefresh(key string, now time.Time) (session, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.recent.get(key, now)
+}
+
+// rememberRefresh keeps a refresh's result until its access token expires
+// (an hour with Spotify), so a browser that never got the refreshed
+// cookie (a request aborted, a tab closed) is not logged out: its old
+// refresh token is dead at Spotify once rotated.
+func (s *sharedState) rememberRefresh(key string, sess session, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	until := time.Unix(sess.TokenExpires, 0)
+	if least := now.Add(minRecentRefresh); until.Before(least) {
+		until = least
+	}
+	s.recent.put(key, sess, until)
+}
+
+// pauseRefresh stops refresh attempts for a session for a moment after a
+// failure, so requests served with a still-valid token during an outage
+// don't each wait for Spotify to time out.
+func (s *sharedState) pauseRefresh(key string, now time.Time, pause time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.paused) >= maxRecentRefresh {
+		pruneExpired(s.paused, now, func(t time.Time) time.Time { return t })
+	}
+	if len(s.paused) >= maxRecentRefresh {
+		clear(s.paused)
+	}
+	s.paused[key] = now.Add(pause)
+}
+
+func (s *sharedState) refreshPaused(key string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	until, ok := s.paused[key]
+	return ok && now.Before(until)
+}
+
+// noteRefreshFailure records that Spotify failed a refresh of this session.
+func (s *sharedState) noteRefreshFailure(key string, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.failed) >= maxRecentRefresh {
+		pruneExpired(s.failed, now, func(t time.Time) time.Time { return t.Add(expiredRetryInterval) })
+	}
+	if len(s.failed) >= maxRecentRefresh {
+		clear(s.failed)
+	}
+	s.failed[key] = now
+}
+
+// failedRecently reports whether a refresh of this session failed less
+// than expiredRetryInterval ago.
+func (s *sharedState) failedRecently(key string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at, ok := s.failed[key]
+	return ok && now.Before(at.Add(expiredRetryInterval))
+}
+
+// markRejected records that the upstream found this access token invalid.
+func (s *sharedState) markRejected(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.rejected) >= maxRecentRefresh {
+		clear(s.rejected) // a flood; the tokens expire on their own anyway
+	}
+	s.rejected[token] = struct{}{}
+	s.nRejected.Store(int32(len(s.rejected)))
+}
+
+// takeRejected reports (once) whether the upstream rejected this token.
+func (s *sharedState) takeRejected(token string) bool {
+	if s.nRejected.Load() == 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.rejected[token]
+	if ok {
+		delete(s.rejected, token)
+		s.nRejected.Store(int32(len(s.rejected)))
+	}
+	return ok
+}
+
+// Storage layout and timing of refreshes shared across instances.
+const (
+	refreshResultPrefix = "spotify_auth/refresh/"
+	// resultPollInterval is how often an instance waiting for another's
+	// refresh looks for its result: sooner than the lock would tell it
+	// (file_system storage re-checks a held lock only every second).
+	resultPollInterval = 50 * time.Millisecond
+)
