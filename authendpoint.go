@@ -78,23 +78,8 @@ func (h *Handler) handleAuth(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, asAuthError(err), "")
 		return
 	}
-	if h.storeSessions && sess.storeKey == "" {
-		if err := h.setSessionCookie(w, r, &sess); err != nil {
-			h.logger.Error("moving a session to storage", zap.Error(err))
-			h.fail(w, r, asAuthError(err), "")
-			return
-		}
-	}
-	if !h.rules.allows(&sess) {
-		h.deny(w, r, &sess)
-		return
-	}
-	if missing := h.neededScopes(&sess); len(missing) > 0 {
-		h.askForScopes(w, r, &sess, missing)
-		return
-	}
 	var ok bool
-	if sess, ok = h.ensureFresh(w, r, sess, now); !ok {
+	if sess, ok = h.admit(w, r, sess, now); !ok {
 		return
 	}
 	// What passUpstream would put on the request goes on the answer.

@@ -71,31 +71,37 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		h.fail(w, r, asAuthError(err), "")
 		return nil
 	}
-	if h.storeSessions && sess.storeKey == "" {
-		// A cookie session from before session_store storage: move it
-		// to storage, so logout can end it everywhere.
-		if err := h.migrateSession(w, r, &sess); err != nil {
-			h.logger.Error("moving a session to storage", zap.Error(err))
-			h.fail(w, r, asAuthError(err), "")
-			return nil
-		}
-	}
-	// Rules before refresh: a user who may not pass costs Spotify nothing.
-	if !h.rules.allows(&sess) {
-		h.deny(w, r, &sess)
-		return nil
-	}
-	if missing := h.neededScopes(&sess); len(missing) > 0 {
-		h.askForScopes(w, r, &sess, missing)
-		return nil
-	}
 	var ok bool
-	if sess, ok = h.ensureFresh(w, r, sess, now); !ok {
+	if sess, ok = h.admit(w, r, sess, now); !ok {
 		return nil
 	}
 
 	h.passUpstream(r, &sess)
 	return next.ServeHTTP(&upstreamWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, shared: h.shared, token: sess.AccessToken, cookies: &h.cookies}, r)
+}
+
+// admit takes a loaded session through what every gated request passes:
+// moving it to storage if it predates session_store storage, the block's
+// rules and scopes (before any refresh: a user who may not pass costs
+// Spotify nothing), and a fresh token. It returns false if it has answered
+// the request itself.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request, sess session, now time.Time) (session, bool) {
+	if h.storeSessions && sess.storeKey == "" {
+		if err := h.migrateSession(w, r, &sess); err != nil {
+			h.logger.Error("moving a session to storage", zap.Error(err))
+			h.fail(w, r, asAuthError(err), "")
+			return sess, false
+		}
+	}
+	if !h.rules.allows(&sess) {
+		h.deny(w, r, &sess)
+		return sess, false
+	}
+	if missing := h.neededScopes(&sess); len(missing) > 0 {
+		h.askForScopes(w, r, &sess, missing)
+		return sess, false
+	}
+	return h.ensureFresh(w, r, sess, now)
 }
 
 // passUpstream puts the token and identity on the request and removes the

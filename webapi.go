@@ -65,16 +65,8 @@ func (h *Handler) serveWebAPI(w http.ResponseWriter, r *http.Request, next caddy
 		h.fail(w, r, asAuthError(err), "")
 		return nil
 	}
-	if !h.rules.allows(&sess) {
-		h.deny(w, r, &sess)
-		return nil
-	}
-	if missing := h.neededScopes(&sess); len(missing) > 0 {
-		h.askForScopes(w, r, &sess, missing)
-		return nil
-	}
 	var ok bool
-	if sess, ok = h.ensureFresh(w, r, sess, now); !ok {
+	if sess, ok = h.admit(w, r, sess, now); !ok {
 		return nil
 	}
 	replay, err := replayableBody(r)
