@@ -130,17 +130,7 @@ func (e *exchangeLimiter) checkBackoff(now time.Time) error {
 
 // noteRateLimit remembers a 429 met during a login.
 func (e *exchangeLimiter) noteRateLimit(err error, now time.Time) {
-	var ae *authError
-	if !errors.As(err, &ae) || ae.Kind != kindRateLimited {
-		return
-	}
-	until := now.Add(ae.RetryAfter).UnixNano()
-	for {
-		cur := e.backoffUntil.Load()
-		if cur >= until || e.backoffUntil.CompareAndSwap(cur, until) {
-			return
-		}
-	}
+	extendBackoff(&e.backoffUntil, err, now)
 }
 
 // clientAddress is who a code exchange is charged to: the client IP as

@@ -93,14 +93,20 @@ func (s *sharedState) backoff(now time.Time) time.Duration {
 
 // noteRateLimit remembers a 429 so this instance stops calling Spotify.
 func (s *sharedState) noteRateLimit(err error, now time.Time) {
+	extendBackoff(&s.backoffUntil, err, now)
+}
+
+// extendBackoff moves until (unix nanoseconds) to the end of a 429's
+// Retry-After, never earlier than it already is.
+func extendBackoff(until *atomic.Int64, err error, now time.Time) {
 	var ae *authError
 	if !errors.As(err, &ae) || ae.Kind != kindRateLimited {
 		return
 	}
-	until := now.Add(ae.RetryAfter).UnixNano()
+	end := now.Add(ae.RetryAfter).UnixNano()
 	for {
-		cur := s.backoffUntil.Load()
-		if cur >= until || s.backoffUntil.CompareAndSwap(cur, until) {
+		cur := until.Load()
+		if cur >= end || until.CompareAndSwap(cur, end) {
 			return
 		}
 	}
