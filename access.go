@@ -1,8 +1,6 @@
 package spotifyauth
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -73,36 +71,6 @@ func asciiMap(s string, from, to byte, delta int) string {
 		}
 	}
 	return string(b)
-}
-
-// checkAccessConfig rejects rules that can never match because Spotify
-// would not tell us the field.
-func (h *Handler) checkAccessConfig() error {
-	granted := append(slices.Clone(h.Scopes), h.RequiredScopes...)
-	if len(h.AllowEmails) > 0 && !slices.Contains(granted, "user-read-email") {
-		return errors.New("allow_emails needs the user-read-email scope (add it to scopes): without it Spotify does not tell the email")
-	}
-	if (len(h.AllowProducts) > 0 || len(h.AllowCountries) > 0) && !slices.Contains(granted, "user-read-private") {
-		return errors.New("allow_products and allow_countries need the user-read-private scope (add it to scopes): without it Spotify does not tell product or country")
-	}
-	for _, c := range h.AllowCountries {
-		if len(c) != 2 {
-			return fmt.Errorf("allow_countries: %q is not an ISO 3166-1 alpha-2 code", c)
-		}
-	}
-	if err := checkScopes(h.RequiredScopes); err != nil {
-		return fmt.Errorf("required_scopes: %w", err)
-	}
-	switch h.Mode {
-	case "", modeUser:
-	case modeApp:
-		if h.ClientSecret == "" {
-			return errors.New("mode app (client credentials) needs client_secret")
-		}
-	default:
-		return fmt.Errorf("mode %q: want user or app", h.Mode)
-	}
-	return nil
 }
 
 const (

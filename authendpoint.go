@@ -1,7 +1,6 @@
 package spotifyauth
 
 import (
-	"errors"
 	"net/http"
 	"time"
 
@@ -94,20 +93,4 @@ func (h *Handler) handleAuth(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusOK)
-}
-
-// checkEndpointsConfig rejects the Web API proxy and the auth endpoint
-// in app mode, where there is no user: they would hand the app's token to
-// any visitor.
-func (h *Handler) checkEndpointsConfig() error {
-	if h.Mode != modeApp {
-		return nil
-	}
-	if h.WebAPI || h.webAPIPrefix != "" {
-		return errors.New("web_api needs a logged-in user: it is not available with mode app")
-	}
-	if h.AuthEndpoint {
-		return errors.New("auth_endpoint needs a logged-in user: it is not available with mode app")
-	}
-	return nil
 }

@@ -5,9 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strconv"
+	"slices"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -130,9 +129,9 @@ func (h *Handler) configuredCallbackPath() string {
 	return DefaultCallbackPath
 }
 
-// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Values
-// without placeholders are checked here, so `caddy adapt` names the
-// offending option.
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. It reads
+// the syntax; what the values must be is in validate.go, whose checks it
+// runs on each value without placeholders, so `caddy adapt` names the line.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
@@ -141,186 +140,118 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		opt := d.Val()
+		parse, known := optionParsers[opt]
+		if !known {
+			return d.Errf("unknown subdirective %q", opt)
+		}
 		if seen[opt] {
 			return d.Errf("%s: given more than once", opt)
 		}
 		seen[opt] = true
 		args := d.RemainingArgs()
-		one := func() (string, error) {
-			if len(args) != 1 {
-				return "", d.Errf("%s takes exactly one value", opt)
-			}
-			return args[0], nil
+		if err := parse(h, args); err != nil {
+			return d.Errf("%s: %v", opt, err)
 		}
-		var err error
-		switch opt {
-		case "client_id":
-			h.ClientID, err = one()
-		case "client_secret":
-			h.ClientSecret, err = one()
-		case "scopes":
-			if len(args) == 0 {
-				return d.Errf("scopes needs at least one scope")
-			}
-			h.Scopes = args
-			if err := checkScopes(args); err != nil {
+		if !slices.ContainsFunc(args, hasPlaceholder) {
+			if err := h.checkOption(opt); err != nil {
 				return d.Err(err.Error())
 			}
-		case "show_dialog":
-			switch len(args) {
-			case 0:
-				h.ShowDialog = true
-			case 1:
-				if h.ShowDialog, err = strconv.ParseBool(args[0]); err != nil {
-					return d.Errf("show_dialog: %q is not true or false", args[0])
-				}
-			default:
-				return d.Errf("show_dialog takes at most one value")
-			}
-		case "redirect_uri":
-			if h.RedirectURI, err = one(); err == nil {
-				err = checkRedirectURI(h.RedirectURI)
-			}
-		case "cookie_secret":
-			if len(args) == 0 {
-				return d.Errf("cookie_secret needs at least one secret")
-			}
-			for i, s := range args {
-				if !hasPlaceholder(s) {
-					if err := checkCookieSecret(s); err != nil {
-						return d.Errf("cookie_secret #%d: %v", i+1, err)
-					}
-				}
-			}
-			h.CookieSecrets = args
-		case "cookie_name":
-			if h.CookieName, err = one(); err == nil && !validCookieName(h.CookieName) {
-				err = fmt.Errorf("cookie_name %q: only letters, digits, '-' and '_' are allowed", h.CookieName)
-			}
-		case "cookie_domain":
-			h.CookieDomain, err = one()
-		case "session_lifetime":
-			err = parseDuration(opt, args, &h.SessionLifetime)
-		case "timeout":
-			err = parseDuration(opt, args, &h.Timeout)
-		case "refresh_leeway":
-			if err = parseDuration(opt, args, &h.RefreshLeeway); err == nil && time.Duration(h.RefreshLeeway) > maxRefreshLeeway {
-				err = fmt.Errorf("must be at most %s", maxRefreshLeeway)
-			}
-		case "allow_users":
-			h.AllowUsers, err = atLeastOne(args)
-		case "allow_emails":
-			h.AllowEmails, err = atLeastOne(args)
-		case "allow_products":
-			h.AllowProducts, err = atLeastOne(args)
-		case "allow_countries":
-			h.AllowCountries, err = atLeastOne(args)
-		case "required_scopes":
-			if h.RequiredScopes, err = atLeastOne(args); err == nil {
-				err = checkScopes(args)
-			}
-		case "user_headers":
-			var on bool
-			if on, err = onOff(args); err == nil {
-				h.UserHeaders = &on
-			}
-		case "token_endpoint":
-			h.TokenEndpoint, err = onOff(args)
-		case "auth_endpoint":
-			h.AuthEndpoint, err = onOff(args)
-		case "web_api":
-			if h.webAPIPrefix, err = one(); err == nil {
-				err = checkWebAPIPrefix(h.webAPIPrefix)
-			}
-		case "mode":
-			if h.Mode, err = one(); err == nil && h.Mode != modeUser && h.Mode != modeApp {
-				err = fmt.Errorf("%q: want user or app", h.Mode)
-			}
-		case "session_store":
-			h.SessionStore, err = one()
-		case "key_rotation":
-			err = parseDuration(opt, args, &h.KeyRotation)
-		case "login_rate_limit":
-			h.LoginRateLimit, err = parseLoginRateLimit(args)
-		case "token_header":
-			if h.TokenHeader, err = one(); err == nil && !validHeaderName(h.TokenHeader) {
-				err = fmt.Errorf("token_header %q is not a valid header name", h.TokenHeader)
-			}
-		case "authorize_url":
-			h.AuthorizeURL, err = oneURL(opt, args)
-		case "token_url":
-			h.TokenURL, err = oneURL(opt, args)
-		case "api_url":
-			h.APIURL, err = oneURL(opt, args)
-		default:
-			return d.Errf("unknown subdirective %q", opt)
-		}
-		if err != nil {
-			return d.Errf("%s: %v", opt, strings.TrimPrefix(err.Error(), opt+": "))
 		}
 	}
-	if h.ClientID == "" {
-		return d.Err("client_id is required")
-	}
-	// Rules that need a scope or a secret are checked now, so `caddy
-	// adapt` names them.
-	if err := h.checkAccessConfig(); err != nil {
-		return d.Err(err.Error())
-	}
-	if err := h.checkStoreConfig(); err != nil {
-		return d.Err(err.Error())
-	}
-	if err := h.checkEndpointsConfig(); err != nil {
+	if err := h.checkCombinations(); err != nil {
 		return d.Err(err.Error())
 	}
 	return nil
 }
 
-func atLeastOne(args []string) ([]string, error) {
-	if len(args) == 0 {
-		return nil, errors.New("needs at least one value")
+// optionParsers read each subdirective's arguments into the handler.
+var optionParsers = map[string]func(h *Handler, args []string) error{
+	"client_id":        func(h *Handler, args []string) error { return one(args, &h.ClientID) },
+	"client_secret":    func(h *Handler, args []string) error { return one(args, &h.ClientSecret) },
+	"scopes":           func(h *Handler, args []string) error { return atLeastOne(args, &h.Scopes) },
+	"redirect_uri":     func(h *Handler, args []string) error { return one(args, &h.RedirectURI) },
+	"cookie_secret":    func(h *Handler, args []string) error { return atLeastOne(args, &h.CookieSecrets) },
+	"cookie_name":      func(h *Handler, args []string) error { return one(args, &h.CookieName) },
+	"cookie_domain":    func(h *Handler, args []string) error { return one(args, &h.CookieDomain) },
+	"token_header":     func(h *Handler, args []string) error { return one(args, &h.TokenHeader) },
+	"authorize_url":    func(h *Handler, args []string) error { return one(args, &h.AuthorizeURL) },
+	"token_url":        func(h *Handler, args []string) error { return one(args, &h.TokenURL) },
+	"api_url":          func(h *Handler, args []string) error { return one(args, &h.APIURL) },
+	"allow_users":      func(h *Handler, args []string) error { return atLeastOne(args, &h.AllowUsers) },
+	"allow_emails":     func(h *Handler, args []string) error { return atLeastOne(args, &h.AllowEmails) },
+	"allow_products":   func(h *Handler, args []string) error { return atLeastOne(args, &h.AllowProducts) },
+	"allow_countries":  func(h *Handler, args []string) error { return atLeastOne(args, &h.AllowCountries) },
+	"required_scopes":  func(h *Handler, args []string) error { return atLeastOne(args, &h.RequiredScopes) },
+	"mode":             func(h *Handler, args []string) error { return one(args, &h.Mode) },
+	"session_store":    func(h *Handler, args []string) error { return one(args, &h.SessionStore) },
+	"web_api":          func(h *Handler, args []string) error { return one(args, &h.webAPIPrefix) },
+	"session_lifetime": func(h *Handler, args []string) error { return duration(args, &h.SessionLifetime) },
+	"timeout":          func(h *Handler, args []string) error { return duration(args, &h.Timeout) },
+	"refresh_leeway":   func(h *Handler, args []string) error { return duration(args, &h.RefreshLeeway) },
+	"key_rotation":     func(h *Handler, args []string) error { return duration(args, &h.KeyRotation) },
+	"show_dialog":      func(h *Handler, args []string) error { return onOff(args, &h.ShowDialog) },
+	"token_endpoint":   func(h *Handler, args []string) error { return onOff(args, &h.TokenEndpoint) },
+	"auth_endpoint":    func(h *Handler, args []string) error { return onOff(args, &h.AuthEndpoint) },
+	"user_headers": func(h *Handler, args []string) error {
+		h.UserHeaders = new(bool)
+		return onOff(args, h.UserHeaders)
+	},
+	"login_rate_limit": func(h *Handler, args []string) (err error) {
+		h.LoginRateLimit, err = parseLoginRateLimit(args)
+		return err
+	},
+}
+
+func one(args []string, dst *string) error {
+	if len(args) != 1 {
+		return errors.New("takes exactly one value")
 	}
-	return args, nil
+	*dst = args[0]
+	return nil
+}
+
+func atLeastOne(args []string, dst *[]string) error {
+	if len(args) == 0 {
+		return errors.New("needs at least one value")
+	}
+	*dst = args
+	return nil
 }
 
 // onOff reads an optional boolean: no value means on.
-func onOff(args []string) (bool, error) {
-	switch len(args) {
-	case 0:
-		return true, nil
-	case 1:
-		switch args[0] {
-		case "on", "true":
-			return true, nil
-		case "off", "false":
-			return false, nil
-		}
+func onOff(args []string, dst *bool) error {
+	switch {
+	case len(args) == 0:
+		*dst = true
+		return nil
+	case len(args) > 1:
+		return errors.New("takes on or off")
 	}
-	return false, errors.New("takes on or off")
+	switch args[0] {
+	case "on", "true":
+		*dst = true
+	case "off", "false":
+		*dst = false
+	default:
+		return fmt.Errorf("%q: want on or off", args[0])
+	}
+	return nil
 }
 
-func oneURL(opt string, args []string) (string, error) {
+// duration reads a duration above zero: leaving the option out is how to
+// get its default.
+func duration(args []string, dst *caddy.Duration) error {
 	if len(args) != 1 {
-		return "", fmt.Errorf("takes exactly one URL")
+		return errors.New("takes exactly one duration")
 	}
-	if hasPlaceholder(args[0]) {
-		return args[0], nil
-	}
-	return args[0], checkEndpointURL(args[0])
-}
-
-func parseDuration(opt string, args []string, dst *caddy.Duration) error {
-	if len(args) != 1 {
-		return fmt.Errorf("takes exactly one duration")
-	}
-	dur, err := caddy.ParseDuration(args[0])
+	d, err := caddy.ParseDuration(args[0])
 	if err != nil {
 		return err
 	}
-	if dur <= 0 {
-		return fmt.Errorf("%s must be positive", opt)
+	if d <= 0 {
+		return errors.New("must be positive")
 	}
-	*dst = caddy.Duration(dur)
+	*dst = caddy.Duration(d)
 	return nil
 }
 

@@ -176,7 +176,7 @@ func TestConfigErrorsNameTheOption(t *testing.T) {
 		{"bad duration", "client_id a\nsession_lifetime forever", "session_lifetime"},
 		{"bad header name", "client_id a\ntoken_header X:Token", "token_header"},
 		{"bad show_dialog", "client_id a\nshow_dialog maybe", "show_dialog"},
-		{"refresh_leeway too long", "client_id a\nrefresh_leeway 45m", "refresh_leeway: must be at most 30m"},
+		{"refresh_leeway too long", "client_id a\nrefresh_leeway 45m", "refresh_leeway must be between 0 and 30m"},
 		{"unknown session store", "client_id a\nsession_store redis", `session_store "redis": must be cookie or storage`},
 		{"key rotation with a cookie secret", "client_id a\ncookie_secret 0123456789abcdef0123456789abcdef\nkey_rotation 720h", "key_rotation applies only to generated keys"},
 		{"key rotation too often", "client_id a\nkey_rotation 10m", "key_rotation must be at least 1h"},
@@ -206,6 +206,9 @@ func TestValidateRejectsWhatPlaceholdersResolveTo(t *testing.T) {
 			defer cancel()
 			tc.h.storage = testStorage(t)
 			err := tc.h.Provision(ctx)
+			if err == nil {
+				err = tc.h.Validate()
+			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want it to mention %q", err, tc.want)
 			}

@@ -170,13 +170,13 @@ func (h *Handler) admitExchange(w http.ResponseWriter, r *http.Request, returnTo
 // both code exchanges per minute.
 func parseLoginRateLimit(args []string) (*LoginRateLimit, error) {
 	if len(args) < 1 || len(args) > 2 {
-		return nil, errors.New("login_rate_limit takes <per_client> [<overall>], exchanges per minute")
+		return nil, errors.New("takes <per_client> [<overall>], exchanges per minute")
 	}
 	var l LoginRateLimit
 	for i, p := range []*int{&l.PerClient, &l.Overall}[:len(args)] {
 		n, err := strconv.Atoi(args[i])
 		if err != nil || n < 1 {
-			return nil, fmt.Errorf("login_rate_limit: %q is not a positive number of exchanges per minute", args[i])
+			return nil, fmt.Errorf("%q is not a positive number of exchanges per minute", args[i])
 		}
 		*p = n
 	}

@@ -5,9 +5,7 @@ package spotifyauth
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -208,6 +206,7 @@ type Handler struct {
 	headerVar     string   // request variable: the gate set tokenHeader
 	app           string   // appBinding: what keys are derived for
 	errorRoutes   bool     // the site has handle_errors: answers go there
+	invalid       error    // what validate found, reported by Validate
 	leeway        int64    // RefreshLeeway in seconds
 	rules         accessRules
 	userHeaders   bool
@@ -228,38 +227,61 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision resolves placeholders in secrets, derives keys and sets up the
-// Spotify client.
+// Provision resolves placeholders, validates, and sets up the keys, the
+// Spotify client, the state shared across reloads and the background work.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.errorRoutes = siteHasErrorRoutes(ctx)
-
-	// Secrets come from the environment or files, never from a request.
-	repl := caddy.NewReplacer()
-	if configured := h.ClientID; hasPlaceholder(configured) {
-		if h.ClientID = strings.TrimSpace(repl.ReplaceKnown(configured, "")); h.ClientID == "" {
-			return fmt.Errorf("client_id %s resolves to an empty value: set it (e.g. export SPOTIFY_CLIENT_ID=...)", configured)
-		}
-	}
-	h.ClientSecret = strings.TrimSpace(repl.ReplaceKnown(h.ClientSecret, ""))
-	for _, u := range []*string{&h.AuthorizeURL, &h.TokenURL, &h.APIURL, &h.RedirectURI} {
-		*u = repl.ReplaceKnown(*u, "")
-	}
-	secrets := make([][]byte, 0, len(h.CookieSecrets))
-	for i, s := range h.CookieSecrets {
-		s = strings.TrimSpace(repl.ReplaceKnown(s, ""))
-		if err := checkCookieSecret(s); err != nil {
-			return fmt.Errorf("cookie_secret #%d: %w", i+1, err)
-		}
-		secrets = append(secrets, []byte(s))
-	}
+	h.resolvePlaceholders()
 	h.setDefaults()
-	if err := h.checkConfig(); err != nil {
-		return err
+	if h.invalid = h.validate(); h.invalid != nil {
+		return nil // Validate reports it; nothing is written or started
 	}
-
 	if h.storage == nil {
 		h.storage = ctx.Storage()
+	}
+	if err := h.provisionKeys(ctx); err != nil {
+		return err
+	}
+	if err := h.provisionRequestSettings(ctx); err != nil {
+		return err
+	}
+	h.provisionSpotify()
+	if err := h.provisionShared(); err != nil {
+		return err
+	}
+	h.revocations = &revocations{}
+	h.opened = newSessionCache()
+	if err := h.rereadRevocations(ctx, time.Now()); err != nil {
+		h.logger.Warn("reading session revocations from storage; retrying in the background", zap.Error(err))
+	}
+	h.startBackground(ctx)
+	registerLive(h, ctx.Context)
+	return nil
+}
+
+// resolvePlaceholders reads secrets and endpoints from the environment or
+// files (never from a request).
+func (h *Handler) resolvePlaceholders() {
+	repl := caddy.NewReplacer()
+	for _, s := range []*string{&h.ClientID, &h.ClientSecret, &h.AuthorizeURL, &h.TokenURL, &h.APIURL, &h.RedirectURI} {
+		*s = repl.ReplaceKnown(*s, "")
+	}
+	h.ClientID = strings.TrimSpace(h.ClientID)
+	h.ClientSecret = strings.TrimSpace(h.ClientSecret)
+	secrets := make([]string, len(h.CookieSecrets))
+	for i, s := range h.CookieSecrets {
+		secrets[i] = strings.TrimSpace(repl.ReplaceKnown(s, ""))
+	}
+	h.CookieSecrets = secrets
+}
+
+// provisionKeys builds the key ring: from cookie_secret, else from keys
+// generated once into storage (and rotated there).
+func (h *Handler) provisionKeys(ctx caddy.Context) error {
+	secrets := make([][]byte, len(h.CookieSecrets))
+	for i, s := range h.CookieSecrets {
+		secrets[i] = []byte(s)
 	}
 	if len(secrets) == 0 {
 		now := time.Now()
@@ -280,11 +302,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.keys = new(atomic.Pointer[keyring])
 	h.keys.Store(kr)
-	h.storeSessions = h.SessionStore == sessionStoreStorage
+	return nil
+}
 
+// provisionRequestSettings derives what the request path reads from the
+// options, once.
+func (h *Handler) provisionRequestSettings(ctx caddy.Context) error {
+	h.storeSessions = h.SessionStore == sessionStoreStorage
 	h.callbackPath = DefaultCallbackPath
 	if h.RedirectURI != "" {
-		u, _ := url.Parse(h.RedirectURI) // checked by checkConfig
+		u, _ := url.Parse(h.RedirectURI) // validated
 		h.callbackPath = u.Path
 		if u.IsAbs() {
 			h.redirectURL = u
@@ -294,9 +321,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.rules = h.newAccessRules()
 	h.userHeaders = h.UserHeaders == nil || *h.UserHeaders
 	h.appMode = h.Mode == modeApp
-	if h.metrics, err = newMetrics(ctx.GetMetricsRegistry()); err != nil {
-		return fmt.Errorf("registering metrics: %w", err)
-	}
 	h.tokenHeader = http.CanonicalHeaderKey(h.TokenHeader)
 	h.bearer = h.tokenHeader == "Authorization"
 	h.headerVar = varHeaderPrefix + h.tokenHeader
@@ -306,7 +330,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			zap.String("token_header", h.tokenHeader))
 	}
 	h.cookies = newCookieNames(h.CookieName, h.CookieDomain != "")
+	var err error
+	if h.metrics, err = newMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	return nil
+}
 
+// provisionSpotify sets up the OAuth and Web API clients.
+func (h *Handler) provisionSpotify() {
 	h.httpClient = newHTTPClient(time.Duration(h.Timeout))
 	authStyle := oauth2.AuthStyleInParams
 	if h.ClientSecret != "" {
@@ -323,9 +355,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		},
 	}
 	h.spotify = &spotifyClient{apiURL: strings.TrimRight(h.APIURL, "/"), http: h.httpClient}
+}
 
-	// Refreshes in flight and recently used states must survive a config
-	// reload, so they live in a pool keyed by what identifies the client.
+// provisionShared takes the state that must survive a config reload
+// (refreshes in flight, used states, back-offs), kept in a pool keyed by
+// what identifies the client.
+func (h *Handler) provisionShared() error {
 	h.sharedKey = "spotify_auth:" + h.TokenURL + "|" + h.ClientID
 	shared, _, err := sharedPool.LoadOrNew(h.sharedKey, func() (caddy.Destructor, error) {
 		return newSharedState(), nil
@@ -334,14 +369,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.shared = shared.(*sharedState)
+	return nil
+}
 
-	h.revocations = &revocations{}
-	h.opened = newSessionCache()
-	if err := h.rereadRevocations(ctx, time.Now()); err != nil {
-		h.logger.Warn("reading session revocations from storage; retrying in the background", zap.Error(err))
-	}
-
-	// Background work lives as long as this config: Cleanup stops it.
+// startBackground starts the work that lives as long as this config:
+// Cleanup stops it.
+func (h *Handler) startBackground(ctx caddy.Context) {
 	var mctx context.Context
 	mctx, h.stopMaintain = context.WithCancel(ctx)
 	h.maintainDone = make(chan struct{})
@@ -353,13 +386,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		wg.Go(func() { h.watchRevocations(mctx) })
 		wg.Wait()
 	}()
-	registerLive(h, ctx.Context)
-	return nil
-}
-
-// Validate rejects configurations that cannot work.
-func (h *Handler) Validate() error {
-	return h.checkConfig()
 }
 
 // Cleanup stops the background work and releases the shared state taken
@@ -408,208 +434,11 @@ func (h *Handler) setDefaults() {
 	}
 }
 
-// checkConfig validates the options that are known once placeholders have
-// been resolved. The Caddyfile parser runs the same checks on literal
-// values, so `caddy adapt` catches them early.
-func (h *Handler) checkConfig() error {
-	if h.ClientID == "" {
-		return errors.New("client_id is required (and must not resolve to an empty value)")
-	}
-	if err := checkScopes(h.Scopes); err != nil {
-		return err
-	}
-	if h.RedirectURI != "" {
-		if err := checkRedirectURI(h.RedirectURI); err != nil {
-			return err
-		}
-	}
-	for _, u := range []struct{ name, val string }{
-		{"authorize_url", h.AuthorizeURL},
-		{"token_url", h.TokenURL},
-		{"api_url", h.APIURL},
-	} {
-		if u.val == "" {
-			continue
-		}
-		if err := checkEndpointURL(u.val); err != nil {
-			return fmt.Errorf("%s: %w", u.name, err)
-		}
-	}
-	if err := checkCookieName(h.CookieName); err != nil {
-		return err
-	}
-	if err := checkTokenHeader(h.TokenHeader); err != nil {
-		return err
-	}
-	if h.SessionLifetime < 0 {
-		return errors.New("session_lifetime must be positive")
-	}
-	if h.Timeout < 0 {
-		return errors.New("timeout must be positive")
-	}
-	if h.RefreshLeeway < 0 || time.Duration(h.RefreshLeeway) > maxRefreshLeeway {
-		return fmt.Errorf("refresh_leeway must be between 0 and %s", maxRefreshLeeway)
-	}
-	if err := h.checkAccessConfig(); err != nil {
-		return err
-	}
-	if err := h.checkEndpointsConfig(); err != nil {
-		return err
-	}
-	return h.checkStoreConfig()
-}
-
-// checkStoreConfig checks where keys and sessions live.
-func (h *Handler) checkStoreConfig() error {
-	if h.KeyRotation != 0 {
-		if len(h.CookieSecrets) > 0 {
-			return errors.New("key_rotation applies only to generated keys; with cookie_secret, rotate by putting a new secret first and removing the old one later")
-		}
-		if time.Duration(h.KeyRotation) < minKeyRotation {
-			return fmt.Errorf("key_rotation must be at least %s", minKeyRotation)
-		}
-	}
-	switch h.SessionStore {
-	case "", sessionStoreCookie, sessionStoreStorage:
-	default:
-		return fmt.Errorf("session_store %q: must be %s or %s", h.SessionStore, sessionStoreCookie, sessionStoreStorage)
-	}
-	return nil
-}
-
 // session_store values.
 const (
 	sessionStoreCookie  = "cookie"
 	sessionStoreStorage = "storage"
 )
-
-// knownScopes is Spotify's documented scope list.
-var knownScopes = map[string]bool{
-	"ugc-image-upload": true, "user-read-playback-state": true,
-	"user-modify-playback-state": true, "user-read-currently-playing": true,
-	"app-remote-control": true, "streaming": true,
-	"playlist-read-private": true, "playlist-read-collaborative": true,
-	"playlist-modify-private": true, "playlist-modify-public": true,
-	"user-follow-modify": true, "user-follow-read": true,
-	"user-read-playback-position": true, "user-top-read": true,
-	"user-read-recently-played": true, "user-library-modify": true,
-	"user-library-read": true, "user-read-email": true,
-	"user-read-private": true, "user-personalized": true,
-}
-
-func checkCookieName(name string) error {
-	if name != "" && !validCookieName(name) {
-		return fmt.Errorf("cookie_name %q: only letters, digits, '-' and '_' are allowed", name)
-	}
-	return nil
-}
-
-func checkTokenHeader(name string) error {
-	if name != "" && !validHeaderName(name) {
-		return fmt.Errorf("token_header %q is not a valid header name", name)
-	}
-	return nil
-}
-
-func checkScopes(scopes []string) error {
-	for _, s := range scopes {
-		if !knownScopes[s] {
-			return fmt.Errorf("scopes: unknown Spotify scope %q", s)
-		}
-	}
-	return nil
-}
-
-func checkRedirectURI(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("redirect_uri: %v", err)
-	}
-	if !u.IsAbs() {
-		if !strings.HasPrefix(raw, "/") || strings.HasPrefix(raw, "//") || u.RawQuery != "" || u.Fragment != "" {
-			return fmt.Errorf("redirect_uri %q: must be a full URL or an absolute path without query", raw)
-		}
-		return nil
-	}
-	if u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
-		return fmt.Errorf("redirect_uri %q: must be an http(s) URL", raw)
-	}
-	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
-		return fmt.Errorf("redirect_uri %q: Spotify accepts only https, or http on a loopback IP literal such as http://127.0.0.1:8080/oauth2/spotify/callback", raw)
-	}
-	if u.Path == "" || u.Fragment != "" || u.RawQuery != "" {
-		return fmt.Errorf("redirect_uri %q: must have a path and no query or fragment", raw)
-	}
-	return nil
-}
-
-func checkEndpointURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return err
-	}
-	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fmt.Errorf("%q must be an absolute http(s) URL", raw)
-	}
-	return nil
-}
-
-// maxRefreshLeeway keeps refreshes well apart: Spotify tokens live 1h.
-const maxRefreshLeeway = 30 * time.Minute
-
-// minSecretLen keeps cookie secrets out of brute-force range.
-const minSecretLen = 32
-
-// minSecretBits is the least estimated entropy a cookie secret may have.
-// The estimate (length × per-character Shannon entropy) is crude but
-// catches repeated words and keyboard runs; random base64 or hex of 32
-// characters passes easily.
-const minSecretBits = 96
-
-func checkCookieSecret(s string) error {
-	if len(s) < minSecretLen {
-		return fmt.Errorf("must be at least %d characters (got %d); generate one with `openssl rand -base64 32`", minSecretLen, len(s))
-	}
-	if bits := estimateEntropyBits(s); bits < minSecretBits {
-		return fmt.Errorf("is too predictable (about %.0f bits of entropy, want %d); generate one with `openssl rand -base64 32`", bits, minSecretBits)
-	}
-	return nil
-}
-
-func estimateEntropyBits(s string) float64 {
-	var counts [256]int
-	for i := 0; i < len(s); i++ {
-		counts[s[i]]++
-	}
-	perChar := 0.0
-	for _, c := range counts {
-		if c > 0 {
-			p := float64(c) / float64(len(s))
-			perChar -= p * math.Log2(p)
-		}
-	}
-	return perChar * float64(len(s))
-}
-
-func validCookieName(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return s != ""
-}
-
-func validHeaderName(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return s != ""
-}
 
 // Interface guards
 var (

@@ -3,7 +3,6 @@ package spotifyauth
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -275,18 +274,6 @@ func (w *webAPIWriter) release() error {
 	w.sendHeader(w.heldStatus)
 	_, err := w.ResponseWriter.Write(w.heldBody.Bytes())
 	return err
-}
-
-// checkWebAPIPrefix checks the web_api path prefix: a plain path that no
-// endpoint of the plugin lives under.
-func checkWebAPIPrefix(prefix string) error {
-	if len(prefix) < 2 || prefix[0] != '/' || strings.HasSuffix(prefix, "/") || strings.ContainsAny(prefix, "*?#{}% \\") {
-		return fmt.Errorf("%q: want a path such as /spotify-api (no trailing slash, wildcard or placeholder)", prefix)
-	}
-	if hasPathPrefix(EndpointPrefix, prefix) || strings.HasPrefix(prefix+"/", EndpointPrefix) {
-		return fmt.Errorf("%q overlaps the login endpoints under %s", prefix, EndpointPrefix)
-	}
-	return nil
 }
 
 // hasPathPrefix reports whether path is prefix or below it.
