@@ -2,6 +2,7 @@ package spotifyauth
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -36,20 +37,7 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		q := r.URL.Query()
-		p := page{
-			Title:      "Log out",
-			Message:    "Log out of this site? You stay logged in to Spotify itself.",
-			FormAction: EndpointPrefix + "logout",
-			FormRD:     safeReturnPathOrEmpty(q.Get("rd")),
-			ButtonText: "Log out",
-		}
-		if q.Get("everywhere") == "1" {
-			p.Message = "Log out of this site in every browser and device? You stay logged in to Spotify itself."
-			p.FormAction += "?everywhere=1"
-			p.ButtonText = "Log out everywhere"
-		}
-		writePage(w, http.StatusOK, p)
+		writeLogoutForm(w, r.URL.Query())
 	case http.MethodPost:
 		if !sameOrigin(r, true) {
 			writePage(w, http.StatusForbidden, page{Title: "Forbidden", Message: "Logout must come from this site."})
@@ -61,35 +49,10 @@ func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 			rd = safeReturnPathOrEmpty(r.Form.Get("rd"))
 		}
 		everywhere := r.Form.Get("everywhere") == "1"
-		msg := "You are logged out."
-		sess, err := h.session(r, time.Now())
-		if err != nil && err != errNoSession {
-			h.logger.Error("logout: loading the session from storage", zap.Error(err))
+		ended, err := h.endSession(r, everywhere)
+		if err != nil {
 			h.fail(w, r, asAuthError(err), "")
 			return
-		}
-		if err == nil && everywhere {
-			// The mark ends copies of the session that storage does not
-			// hold: cookie sessions, and cookie sessions from before
-			// session_store storage that would otherwise move in again.
-			if err := h.revokeSessions(r.Context(), sess.UserID, time.Now()); err != nil {
-				h.logger.Error("logout everywhere: recording the revocation", zap.String("user_id", sess.UserID), zap.Error(err))
-				h.fail(w, r, &authError{Kind: kindStoreUnavailable, Message: "Logout could not reach the session store", Err: err}, "")
-				return
-			}
-		}
-		if err == nil {
-			n, err := h.deleteStored(r.Context(), &sess, everywhere)
-			if err != nil {
-				// Fail closed: the user must know the session may live on.
-				h.logger.Error("logout: deleting stored sessions", zap.String("user_id", sess.UserID), zap.Error(err))
-				h.fail(w, r, &authError{Kind: kindStoreUnavailable, Message: "Logout could not reach the session store", Err: err}, "")
-				return
-			}
-			h.logger.Info("logout", zap.String("user_id", sess.UserID), zap.Bool("everywhere", everywhere), zap.Int("stored_sessions_ended", n))
-			if everywhere {
-				msg = "You are logged out everywhere."
-			}
 		}
 		h.clearSessionCookie(w, r)
 		if rd != "" {
@@ -97,11 +60,65 @@ func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, rd, http.StatusSeeOther)
 			return
 		}
+		msg := "You are logged out."
+		if ended && everywhere {
+			msg = "You are logged out everywhere."
+		}
 		writePage(w, http.StatusOK, page{Title: "Logged out", Message: msg, LinkURL: loginURL("/"), LinkText: "Log in again"})
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		writePage(w, http.StatusMethodNotAllowed, page{Title: "Method not allowed", Message: "Use POST to log out."})
 	}
+}
+
+// writeLogoutForm asks before logging out: a GET must not end a session.
+func writeLogoutForm(w http.ResponseWriter, q url.Values) {
+	p := page{
+		Title:      "Log out",
+		Message:    "Log out of this site? You stay logged in to Spotify itself.",
+		FormAction: EndpointPrefix + "logout",
+		FormRD:     safeReturnPathOrEmpty(q.Get("rd")),
+		ButtonText: "Log out",
+	}
+	if q.Get("everywhere") == "1" {
+		p.Message = "Log out of this site in every browser and device? You stay logged in to Spotify itself."
+		p.FormAction += "?everywhere=1"
+		p.ButtonText = "Log out everywhere"
+	}
+	writePage(w, http.StatusOK, p)
+}
+
+// endSession ends the request's session (everywhere: all of its user's)
+// where it is stored, and reports whether there was one. On an error the
+// user must learn that the session may live on: fail closed.
+func (h *Handler) endSession(r *http.Request, everywhere bool) (bool, error) {
+	sess, err := h.session(r, time.Now())
+	if err == errNoSession {
+		return false, nil
+	}
+	if err != nil {
+		h.logger.Error("logout: loading the session from storage", zap.Error(err))
+		return false, err
+	}
+	unreachable := func(err error) error {
+		return &authError{Kind: kindStoreUnavailable, Message: "Logout could not reach the session store", Err: err}
+	}
+	if everywhere {
+		// The mark ends copies of the session that storage does not
+		// hold: cookie sessions, and cookie sessions from before
+		// session_store storage that would otherwise move in again.
+		if err := h.revokeSessions(r.Context(), sess.UserID, time.Now()); err != nil {
+			h.logger.Error("logout everywhere: recording the revocation", zap.String("user_id", sess.UserID), zap.Error(err))
+			return false, unreachable(err)
+		}
+	}
+	n, err := h.deleteStored(r.Context(), &sess, everywhere)
+	if err != nil {
+		h.logger.Error("logout: deleting stored sessions", zap.String("user_id", sess.UserID), zap.Error(err))
+		return false, unreachable(err)
+	}
+	h.logger.Info("logout", zap.String("user_id", sess.UserID), zap.Bool("everywhere", everywhere), zap.Int("stored_sessions_ended", n))
+	return true, nil
 }
 
 // sameOrigin reports whether a request came from a page of this site,

@@ -24,31 +24,34 @@ const (
 	kindMisconfigured                             // config that cannot work with the request
 	kindStoreUnavailable                          // session_store storage: Caddy's storage failed
 	kindTooManyLogins                             // code exchanges over login_rate_limit
+	kindScopeNotGranted                           // the user did not grant a required scope
 )
+
+// answer is how a kind is named in logs and metrics and what it answers.
+type answer struct {
+	label, title, code string // metric label; page title; JSON error code
+	status             int
+	minRetryAfter      time.Duration // a Retry-After of at least this, if any
+}
+
+var answers = map[failureKind]answer{
+	kindStateInvalid:       {"state_invalid", "Login expired", "invalid_state", http.StatusBadRequest, 0},
+	kindLoginDenied:        {"access_denied", "Login cancelled", "access_denied", http.StatusForbidden, 0},
+	kindLoginRejected:      {"rejected", "Spotify refused the login", "login_rejected", http.StatusForbidden, 0},
+	kindScopeNotGranted:    {"scope_not_granted", "Permission missing", "insufficient_scope", http.StatusForbidden, 0},
+	kindSpotifyUnavailable: {"spotify_unavailable", "Spotify is unreachable", "spotify_unavailable", http.StatusServiceUnavailable, unavailableRetryAfter},
+	kindRateLimited:        {"rate_limited", "Spotify is busy", "spotify_rate_limited", http.StatusServiceUnavailable, time.Second},
+	kindRefreshRevoked:     {"invalid_grant", "Login failed", "internal_error", http.StatusInternalServerError, 0},
+	kindBadRequest:         {"bad_request", "Bad request", "bad_request", http.StatusBadRequest, 0},
+	kindMisconfigured:      {"misconfigured", "Login is misconfigured", "misconfigured", http.StatusInternalServerError, 0},
+	kindStoreUnavailable:   {"store_unavailable", "Sessions are unavailable", "store_unavailable", http.StatusServiceUnavailable, unavailableRetryAfter},
+	kindTooManyLogins:      {"too_many_logins", "Too many logins", "too_many_logins", http.StatusTooManyRequests, time.Second},
+}
 
 // String names the kind for logs and metric labels.
 func (k failureKind) String() string {
-	switch k {
-	case kindStateInvalid:
-		return "state_invalid"
-	case kindLoginDenied:
-		return "access_denied"
-	case kindLoginRejected:
-		return "rejected"
-	case kindSpotifyUnavailable:
-		return "spotify_unavailable"
-	case kindRateLimited:
-		return "rate_limited"
-	case kindRefreshRevoked:
-		return "invalid_grant"
-	case kindBadRequest:
-		return "bad_request"
-	case kindMisconfigured:
-		return "misconfigured"
-	case kindStoreUnavailable:
-		return "store_unavailable"
-	case kindTooManyLogins:
-		return "too_many_logins"
+	if a, ok := answers[k]; ok {
+		return a.label
 	}
 	return "unknown"
 }
@@ -74,50 +77,32 @@ func (e *authError) Unwrap() error { return e.Err }
 // fail answers a failed auth step: the one place where failure kinds
 // become statuses. Browsers get a page with a retry link, others JSON.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, ae *authError, retryURL string) {
-	status, title, code := http.StatusInternalServerError, "Login failed", "internal_error"
-	switch ae.Kind {
-	case kindStateInvalid:
-		status, title, code = http.StatusBadRequest, "Login expired", "invalid_state"
-	case kindLoginDenied:
-		status, title, code = http.StatusForbidden, "Login cancelled", "access_denied"
-	case kindLoginRejected:
-		status, title, code = http.StatusForbidden, "Spotify refused the login", "login_rejected"
-	case kindSpotifyUnavailable:
-		status, title, code = http.StatusServiceUnavailable, "Spotify is unreachable", "spotify_unavailable"
-		setRetryAfter(w.Header(), max(ae.RetryAfter, unavailableRetryAfter))
-	case kindRateLimited:
-		status, title, code = http.StatusServiceUnavailable, "Spotify is busy", "spotify_rate_limited"
-		setRetryAfter(w.Header(), max(ae.RetryAfter, time.Second))
-	case kindBadRequest:
-		status, title, code = http.StatusBadRequest, "Bad request", "bad_request"
-	case kindMisconfigured:
-		status, title, code = http.StatusInternalServerError, "Login is misconfigured", "misconfigured"
-	case kindStoreUnavailable:
-		status, title, code = http.StatusServiceUnavailable, "Sessions are unavailable", "store_unavailable"
-		setRetryAfter(w.Header(), unavailableRetryAfter)
-	case kindTooManyLogins:
-		status, title, code = http.StatusTooManyRequests, "Too many logins", "too_many_logins"
-		setRetryAfter(w.Header(), max(ae.RetryAfter, time.Second))
+	ans, ok := answers[ae.Kind]
+	if !ok {
+		ans = answer{title: "Login failed", code: "internal_error", status: http.StatusInternalServerError}
 	}
-	h.metrics.answered(status)
+	if ans.minRetryAfter > 0 {
+		setRetryAfter(w.Header(), max(ae.RetryAfter, ans.minRetryAfter))
+	}
+	h.metrics.answered(ans.status)
 	if retryURL == "" {
 		retryURL = r.URL.RequestURI()
 		if !isNavigation(r) {
 			retryURL = loginURL(returnPath(r))
 		}
 	}
-	if h.handOff(r, status, ae.Message) {
+	if h.handOff(r, ans.status, ae.Message) {
 		return
 	}
 	if isNavigation(r) || !answersJSON(r) && (r.URL.Path == h.callbackPath || strings.HasPrefix(r.URL.Path, EndpointPrefix)) {
 		msg := ae.Message
-		if status == http.StatusServiceUnavailable {
+		if ans.status == http.StatusServiceUnavailable {
 			msg += ". Please try again in a moment."
 		}
-		writePage(w, status, page{Title: title, Message: msg, LinkURL: safeReturnPath(retryURL), LinkText: "Try again"})
+		writePage(w, ans.status, page{Title: ans.title, Message: msg, LinkURL: safeReturnPath(retryURL), LinkText: "Try again"})
 		return
 	}
-	writeJSON(w, status, apiError{Error: code, Description: ae.Message})
+	writeJSON(w, ans.status, apiError{Error: ans.code, Description: ae.Message})
 }
 
 func asAuthError(err error) *authError {

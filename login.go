@@ -163,39 +163,21 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-
 	if e := q.Get("error"); e != "" {
-		returnTo := "/"
-		if ls, err := h.consumeState(w, r, q.Get("state"), now); err == nil {
-			returnTo = ls.ReturnTo
-		}
-		if e == "access_denied" {
-			h.metrics.loginFailures.WithLabelValues(kindLoginDenied.String()).Inc()
-			h.logger.Info("login declined at Spotify")
-			h.fail(w, r, &authError{Kind: kindLoginDenied, Message: "You declined to log in with Spotify, so this page stays closed."}, loginURL(returnTo))
-			return
-		}
-		e = oauthErrorCode(e)
-		h.metrics.loginFailures.WithLabelValues(kindLoginRejected.String()).Inc()
-		h.logger.Warn("Spotify returned an error to the callback", zap.String("error", e))
-		h.fail(w, r, &authError{Kind: kindLoginRejected, Message: "Spotify reported an error: " + e + "."}, loginURL(returnTo))
+		h.loginNotApproved(w, r, e, q.Get("state"), now)
 		return
 	}
-
 	ls, err := h.consumeState(w, r, q.Get("state"), now)
 	if err != nil {
-		h.metrics.loginFailures.WithLabelValues(kindStateInvalid.String()).Inc()
 		h.logger.Info("login callback refused", zap.String("reason", err.Error()))
-		h.fail(w, r, &authError{Kind: kindStateInvalid, Message: "This login link is invalid, was already used, has expired, or was started in another browser."}, loginURL("/"))
+		h.refuseLogin(w, r, &authError{Kind: kindStateInvalid, Message: "This login link is invalid, was already used, has expired, or was started in another browser."}, "/")
 		return
 	}
 	code := q.Get("code")
 	if code == "" || len(code) > maxCodeLen {
-		h.metrics.loginFailures.WithLabelValues(kindBadRequest.String()).Inc()
-		h.fail(w, r, &authError{Kind: kindBadRequest, Message: "The login callback carries no valid code."}, loginURL(ls.ReturnTo))
+		h.refuseLogin(w, r, &authError{Kind: kindBadRequest, Message: "The login callback carries no valid code."}, ls.ReturnTo)
 		return
 	}
-
 	if !h.admitExchange(w, r, ls.ReturnTo, now) {
 		return
 	}
@@ -205,45 +187,63 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 		if ae.Kind == kindRefreshRevoked {
 			ae.Kind = kindLoginRejected // invalid_grant on a code: expired or already used
 		}
-		h.metrics.loginFailures.WithLabelValues(ae.Kind.String()).Inc()
 		h.logger.Warn("login failed", zap.Stringer("reason", ae.Kind), zap.String("detail", ae.Message), zap.Error(ae.Err))
-		h.fail(w, r, ae, loginURL(ls.ReturnTo))
+		h.refuseLogin(w, r, ae, ls.ReturnTo)
 		return
 	}
 	if err := h.setSessionCookie(w, r, &sess); err != nil {
-		h.metrics.loginFailures.WithLabelValues(kindStoreUnavailable.String()).Inc()
 		h.logger.Error("login failed: saving the session", zap.Error(err))
-		h.fail(w, r, asAuthError(err), loginURL(ls.ReturnTo))
+		h.refuseLogin(w, r, asAuthError(err), ls.ReturnTo)
 		return
 	}
 	h.metrics.logins.Inc()
 	h.logger.Info("login", zap.String("user_id", sess.UserID), zap.String("scopes", sess.Scopes))
+	h.afterLogin(w, r, &ls, &sess)
+}
 
+// loginNotApproved answers a callback that carries Spotify's error
+// instead of a code: the user declined, or Spotify refused the request.
+func (h *Handler) loginNotApproved(w http.ResponseWriter, r *http.Request, spotifyError, state string, now time.Time) {
+	returnTo := "/"
+	if ls, err := h.consumeState(w, r, state, now); err == nil {
+		returnTo = ls.ReturnTo
+	}
+	if spotifyError == "access_denied" {
+		h.logger.Info("login declined at Spotify")
+		h.refuseLogin(w, r, &authError{Kind: kindLoginDenied, Message: "You declined to log in with Spotify, so this page stays closed."}, returnTo)
+		return
+	}
+	e := oauthErrorCode(spotifyError)
+	h.logger.Warn("Spotify returned an error to the callback", zap.String("error", e))
+	h.refuseLogin(w, r, &authError{Kind: kindLoginRejected, Message: "Spotify reported an error: " + e + "."}, returnTo)
+}
+
+// afterLogin sends the user back where the login started, or asks once
+// more, with the consent dialog shown, for required scopes not granted.
+func (h *Handler) afterLogin(w http.ResponseWriter, r *http.Request, ls *loginState, sess *session) {
 	var missing []string
 	for _, sc := range strings.Fields(ls.Required) {
 		if !hasScope(sess.Scopes, sc) {
 			missing = append(missing, sc)
 		}
 	}
-	if len(missing) > 0 {
-		if !ls.Reconsent {
-			// Ask once more, with the consent dialog shown.
-			h.logger.Info("required scopes not granted; asking again", zap.String("user_id", sess.UserID), zap.Strings("missing", missing))
-			h.startLoginWith(w, r, loginRequest{returnTo: ls.ReturnTo, scopes: strings.Fields(ls.Scopes),
-				required: strings.Fields(ls.Required), reconsent: true})
-			return
-		}
-		h.metrics.loginFailures.WithLabelValues("scope_not_granted").Inc()
-		h.metrics.answered(http.StatusForbidden)
-		writePage(w, http.StatusForbidden, page{
-			Title:    "Permission missing",
-			Message:  "This page needs the Spotify permission " + strings.Join(missing, ", ") + ", which was not granted.",
-			LinkURL:  loginURL(ls.ReturnTo),
-			LinkText: "Try again",
-		})
-		return
+	switch {
+	case len(missing) == 0:
+		http.Redirect(w, r, ls.ReturnTo, http.StatusFound)
+	case !ls.Reconsent:
+		h.logger.Info("required scopes not granted; asking again", zap.String("user_id", sess.UserID), zap.Strings("missing", missing))
+		h.startLoginWith(w, r, loginRequest{returnTo: ls.ReturnTo, scopes: strings.Fields(ls.Scopes),
+			required: strings.Fields(ls.Required), reconsent: true})
+	default:
+		h.refuseLogin(w, r, &authError{Kind: kindScopeNotGranted,
+			Message: "This page needs the Spotify permission " + strings.Join(missing, ", ") + ", which was not granted."}, ls.ReturnTo)
 	}
-	http.Redirect(w, r, ls.ReturnTo, http.StatusFound)
+}
+
+// refuseLogin counts a failed login and answers it.
+func (h *Handler) refuseLogin(w http.ResponseWriter, r *http.Request, ae *authError, returnTo string) {
+	h.metrics.loginFailures.WithLabelValues(ae.Kind.String()).Inc()
+	h.fail(w, r, ae, loginURL(returnTo))
 }
 
 // completeLogin exchanges the code and learns who the user is.

@@ -38,25 +38,8 @@ func (h *Handler) ensureFresh(w http.ResponseWriter, r *http.Request, sess sessi
 	var err error
 	if tokenUsable(sess, now) && h.shared.refreshPaused(key, now) {
 		err = errRefreshPaused
-	} else {
-		fresh, err = h.refresh(r.Context(), key, sess)
-	}
-	if err == nil {
-		// A shared result may come from another copy of this session:
-		// save it where this one lives.
-		fresh.storeKey = sess.storeKey
-		err = h.setSessionCookie(w, r, &fresh)
-		if err == errNoSession {
-			// Logged out (elsewhere) while the refresh ran.
-			h.clearSessionCookie(w, r)
-			_ = h.challenge(w, r)
-			return sess, false
-		}
-		if err != nil {
-			// The new token works; saving it failed. Serve with it.
-			h.logger.Warn("saving the refreshed session", zap.String("user_id", sess.UserID), zap.Error(err))
-			err = nil
-		}
+	} else if fresh, err = h.refresh(r.Context(), key, sess); err == nil {
+		err = h.saveRefreshed(w, r, sess, &fresh)
 	}
 	switch {
 	case err == nil:
@@ -66,9 +49,11 @@ func (h *Handler) ensureFresh(w http.ResponseWriter, r *http.Request, sess sessi
 			h.shared.pauseRefresh(key, now, forcedRefreshInterval)
 		}
 		return fresh, true
-	case kindOf(err) == kindRefreshRevoked:
-		h.logger.Info("refresh token no longer valid; session ended",
-			zap.String("user_id", sess.UserID), zap.Error(err))
+	case err == errNoSession || kindOf(err) == kindRefreshRevoked:
+		if err != errNoSession { // else logged out (elsewhere) while the refresh ran
+			h.logger.Info("refresh token no longer valid; session ended",
+				zap.String("user_id", sess.UserID), zap.Error(err))
+		}
 		h.clearSessionCookie(w, r)
 		_ = h.challenge(w, r)
 		return sess, false
@@ -84,6 +69,20 @@ func (h *Handler) ensureFresh(w http.ResponseWriter, r *http.Request, sess sessi
 		return sess, false
 	}
 	return sess, true
+}
+
+// saveRefreshed saves the refreshed session where sess lives. Only
+// errNoSession, a logout meanwhile, stops the request: if saving fails
+// otherwise, the new token still works, so the request is served with it.
+func (h *Handler) saveRefreshed(w http.ResponseWriter, r *http.Request, sess session, fresh *session) error {
+	// A shared result may come from another copy of this session.
+	fresh.storeKey = sess.storeKey
+	err := h.setSessionCookie(w, r, fresh)
+	if err != nil && err != errNoSession {
+		h.logger.Warn("saving the refreshed session", zap.String("user_id", sess.UserID), zap.Error(err))
+		return nil
+	}
+	return err
 }
 
 // tokenUsable reports whether the session's token may still be passed on
@@ -231,24 +230,9 @@ func (tr refreshResult) applyTo(sess session) session {
 // A refresh that failed on another instance a moment ago is not tried
 // again before its pause ends (N instances, one failing call) while the
 // token still works (tokenExpires says until when); it is served meanwhile.
-func (h *Handler) refreshAcrossInstances(ctx context.Context, key, refreshToken string, tokenExpires int64) (tr refreshResult, published bool, err error) {
-	if tr, ok := h.publishedRefresh(ctx, key); ok {
-		return tr, true, nil
-	}
-	pausedElsewhere := func() error {
-		// As with a pause of this instance's own (ensureFresh), an
-		// expired token is tried again at once: nothing else can serve it.
-		now := time.Now()
-		if tokenExpires <= now.Unix() {
-			return nil
-		}
-		if _, ok := h.refreshPausedElsewhere(ctx, key, now); ok {
-			return errRefreshPaused
-		}
-		return nil
-	}
-	if err := pausedElsewhere(); err != nil {
-		return tr, false, err
+func (h *Handler) refreshAcrossInstances(ctx context.Context, key, refreshToken string, tokenExpires int64) (refreshResult, bool, error) {
+	if tr, published, err := h.refreshedElsewhere(ctx, key, tokenExpires); published || err != nil {
+		return tr, published, err
 	}
 	lockName := "spotify_auth_refresh_" + key
 	lockCtx, cancel := context.WithTimeout(ctx, time.Duration(h.Timeout)+2*time.Second)
@@ -265,11 +249,9 @@ func (h *Handler) refreshAcrossInstances(ctx context.Context, key, refreshToken 
 			} else {
 				defer h.unlock(ctx, lockName)
 			}
-			if tr, ok := h.publishedRefresh(ctx, key); ok {
-				return tr, true, nil
-			}
-			if err := pausedElsewhere(); err != nil {
-				return tr, false, err
+			// Another instance may have refreshed while this one waited.
+			if tr, published, err := h.refreshedElsewhere(ctx, key, tokenExpires); published || err != nil {
+				return tr, published, err
 			}
 			tr, err := h.callRefresh(ctx, key, refreshToken)
 			if err == nil {
@@ -286,6 +268,23 @@ func (h *Handler) refreshAcrossInstances(ctx context.Context, key, refreshToken 
 			}
 		}
 	}
+}
+
+// refreshedElsewhere returns the result another instance published, or
+// errRefreshPaused while another instance's pause holds. As with a pause
+// of this instance's own (ensureFresh), an expired token is tried again
+// at once: nothing else can serve it.
+func (h *Handler) refreshedElsewhere(ctx context.Context, key string, tokenExpires int64) (refreshResult, bool, error) {
+	if tr, ok := h.publishedRefresh(ctx, key); ok {
+		return tr, true, nil
+	}
+	now := time.Now()
+	if tokenExpires > now.Unix() {
+		if _, ok := h.refreshPausedElsewhere(ctx, key, now); ok {
+			return refreshResult{}, false, errRefreshPaused
+		}
+	}
+	return refreshResult{}, false, nil
 }
 
 // callRefresh asks Spotify for a new access token.

@@ -74,10 +74,16 @@ func (h *Handler) serveWebAPI(w http.ResponseWriter, r *http.Request, next caddy
 		return nil
 	}
 	keepForSpotify(r)
-	// The retry is a hook on the answer, not reverse_proxy's own retries:
-	// those re-send only after a failed dial (or for requests retry_match
-	// selects), never on the upstream's status, and handle_response
-	// cannot send the request again with another token.
+	return h.callWebAPI(w, r, next, sess, replay)
+}
+
+// callWebAPI passes the call on with the session's token and, if Spotify
+// finds the token dead, refreshes and sends it once more. The retry is a
+// hook on the answer, not reverse_proxy's own retries: those re-send only
+// after a failed dial (or for requests retry_match selects), never on the
+// upstream's status, and handle_response cannot send the request again
+// with another token.
+func (h *Handler) callWebAPI(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, sess session, replay func() io.ReadCloser) error {
 	for first := true; ; first = false {
 		r.Header["Authorization"] = []string{"Bearer " + sess.AccessToken}
 		if replay != nil {
@@ -93,11 +99,11 @@ func (h *Handler) serveWebAPI(w http.ResponseWriter, r *http.Request, next caddy
 		// refresh, at most every few minutes per session, then once more.
 		dead := sess.AccessToken
 		h.shared.markRejected(dead)
+		var ok bool
 		if sess, ok = h.ensureFresh(w, r, sess, time.Now()); !ok {
 			return nil
 		}
 		if sess.AccessToken == dead {
-			var ok bool
 			if sess, ok = h.refreshedMeanwhile(w, r, sess); !ok {
 				return aw.release()
 			}
