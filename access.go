@@ -192,23 +192,24 @@ func (p *placeholders) get(key string) (any, bool) {
 	if !ok {
 		return nil, false
 	}
-	switch rest {
-	case "user.id":
-		return p.s.UserID, true
-	case "user.display_name":
-		return p.s.DisplayName, true
-	case "user.email":
-		return p.s.Email, true
-	case "user.product":
-		return p.s.Product, true
-	case "user.country":
-		return p.s.Country, true
-	case "spotify.scopes":
-		return p.s.Scopes, true
-	case "spotify.expires_at":
-		return time.Unix(p.s.TokenExpires, 0).UTC().Format(time.RFC3339), true
+	if value, ok := sessionPlaceholders[rest]; ok {
+		return value(&p.s), true
 	}
 	return nil, false
+}
+
+// sessionPlaceholders are the {http.auth.*} placeholders, by the rest of
+// their name.
+var sessionPlaceholders = map[string]func(s *session) any{
+	"user.id":           func(s *session) any { return s.UserID },
+	"user.display_name": func(s *session) any { return s.DisplayName },
+	"user.email":        func(s *session) any { return s.Email },
+	"user.product":      func(s *session) any { return s.Product },
+	"user.country":      func(s *session) any { return s.Country },
+	"spotify.scopes":    func(s *session) any { return s.Scopes },
+	"spotify.expires_at": func(s *session) any {
+		return time.Unix(s.TokenExpires, 0).UTC().Format(time.RFC3339)
+	},
 }
 
 // encodeHeaderText makes any UTF-8 text header-safe: RFC 3986

@@ -105,6 +105,9 @@ func (s *adminSite) page(t *testing.T, c *http.Client) int {
 func (s *adminSite) adminCall(t *testing.T, method, path string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, s.admin+path, nil)
+	// A connection per call, as curl makes: a reload replaces the admin
+	// server, and a kept-alive connection to the old one reads EOF.
+	req.Close = true
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -2,10 +2,8 @@ package spotifyauth
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
 )
 
 // auth_endpoint: the gate for servers that ask an auth service about each
@@ -66,19 +64,8 @@ func (h *Handler) handleAuth(w http.ResponseWriter, r *http.Request) {
 	// Any answer but 200 sends the user to log in, if anything.
 	w.Header().Set(LoginURLHeader, loginURL(rd))
 
-	now := time.Now()
-	sess, err := h.session(r, now)
-	if err == errNoSession {
-		_ = h.challenge(w, r)
-		return
-	}
-	if err != nil {
-		h.logger.Error("auth endpoint: loading the session from storage", zap.Error(err))
-		h.fail(w, r, asAuthError(err), "")
-		return
-	}
-	var ok bool
-	if sess, ok = h.admit(w, r, sess, now); !ok {
+	sess, ok, _ := h.admit(w, r) // a challenge has answered, whatever it returns
+	if !ok {
 		return
 	}
 	// What passUpstream would put on the request goes on the answer.

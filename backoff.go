@@ -2,13 +2,11 @@ package spotifyauth
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"io/fs"
 	"time"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 	"go.uber.org/zap"
 )
 
@@ -39,8 +37,7 @@ type sharedPause struct {
 }
 
 func (h *Handler) backoffKey() string {
-	sum := sha256.Sum256([]byte(h.TokenURL + "\x00" + h.ClientID))
-	return backoffPrefix + hex.EncodeToString(sum[:16])
+	return backoffPrefix + hashedName(16, h.TokenURL, h.ClientID)
 }
 
 // checkBackoff fails fast while Spotify has asked this app to wait: as
@@ -84,13 +81,9 @@ func (h *Handler) refreshPausedElsewhere(ctx context.Context, key string, now ti
 }
 
 func (h *Handler) storePause(ctx context.Context, key string, p sharedPause) {
-	data, err := json.Marshal(p)
-	if err != nil {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storageOpTimeout)
 	defer cancel()
-	if err := h.storage.Store(ctx, key, []byte(h.sealers().results.Seal(data, []byte(key)))); err != nil {
+	if err := h.storeRecord(ctx, h.sealers().results, key, p); err != nil {
 		h.warnCoordination(err)
 	}
 }
@@ -102,15 +95,10 @@ func (h *Handler) loadPause(ctx context.Context, key string, now time.Time) (sha
 	var p sharedPause
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storageOpTimeout)
 	defer cancel()
-	data, err := h.storage.Load(ctx, key)
-	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
+	if err := h.loadRecord(ctx, h.sealers().results, key, &p); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, seal.ErrUnsealable) {
 			h.logger.Debug("reading a shared back-off from storage", zap.Error(err))
 		}
-		return p, false
-	}
-	plain, err := h.sealers().results.Open(string(data), []byte(key))
-	if err != nil || json.Unmarshal(plain, &p) != nil {
 		return p, false
 	}
 	// A pause is never honoured for longer than Spotify may ask (clock

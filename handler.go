@@ -3,7 +3,6 @@ package spotifyauth
 import (
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -61,47 +60,47 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		return h.serveApp(w, r, next)
 	}
 
-	now := time.Now()
-	sess, err := h.session(r, now)
-	if err == errNoSession {
-		return h.challenge(w, r)
+	sess, ok, err := h.admit(w, r)
+	if !ok {
+		return err
 	}
-	if err != nil {
-		h.logger.Error("loading the session from storage", zap.Error(err))
-		h.fail(w, r, asAuthError(err), "")
-		return nil
-	}
-	var ok bool
-	if sess, ok = h.admit(w, r, sess, now); !ok {
-		return nil
-	}
-
 	h.passUpstream(r, &sess)
 	return next.ServeHTTP(&upstreamWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, shared: h.shared, token: sess.AccessToken, cookies: &h.cookies}, r)
 }
 
-// admit takes a loaded session through what every gated request passes:
-// moving it to storage if it predates session_store storage, the block's
-// rules and scopes (before any refresh: a user who may not pass costs
-// Spotify nothing), and a fresh token. It returns false if it has answered
-// the request itself.
-func (h *Handler) admit(w http.ResponseWriter, r *http.Request, sess session, now time.Time) (session, bool) {
+// admit loads the request's session and takes it through what every
+// gated request passes: moving it to storage if it predates session_store
+// storage, the block's rules and scopes (before any refresh: a user who
+// may not pass costs Spotify nothing), and a fresh token. It returns false
+// if it has answered the request itself, with the error to return then.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (session, bool, error) {
+	now := time.Now()
+	sess, err := h.session(r, now)
+	if err == errNoSession {
+		return sess, false, h.challenge(w, r)
+	}
+	if err != nil {
+		h.logger.Error("loading the session from storage", zap.Error(err))
+		h.fail(w, r, asAuthError(err), "")
+		return sess, false, nil
+	}
 	if h.storeSessions && sess.storeKey == "" {
 		if err := h.migrateSession(w, r, &sess); err != nil {
 			h.logger.Error("moving a session to storage", zap.Error(err))
 			h.fail(w, r, asAuthError(err), "")
-			return sess, false
+			return sess, false, nil
 		}
 	}
 	if !h.rules.allows(&sess) {
 		h.deny(w, r, &sess)
-		return sess, false
+		return sess, false, nil
 	}
 	if missing := h.neededScopes(&sess); len(missing) > 0 {
 		h.askForScopes(w, r, &sess, missing)
-		return sess, false
+		return sess, false, nil
 	}
-	return h.ensureFresh(w, r, sess, now)
+	sess, ok := h.ensureFresh(w, r, sess, now)
+	return sess, ok, nil
 }
 
 // passUpstream puts the token and identity on the request and removes the
@@ -171,10 +170,6 @@ func (h *Handler) challenge(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusUnauthorized)
 	_, _ = io.WriteString(w, all[:bodyLen])
 	return nil
-}
-
-func loginURL(returnTo string) string {
-	return EndpointPrefix + "login?rd=" + url.QueryEscape(returnTo)
 }
 
 // isNavigation tells a browser loading a page (which can follow a login

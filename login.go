@@ -390,3 +390,7 @@ func hostOnly(hostport string) string {
 	}
 	return hostport
 }
+
+func loginURL(returnTo string) string {
+	return EndpointPrefix + "login?rd=" + url.QueryEscape(returnTo)
+}

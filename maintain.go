@@ -27,6 +27,16 @@ var maintenanceInterval = time.Minute
 // state (first is from it): counted from a fresh handler's start, reloads
 // more frequent than the interval would put the work off forever.
 func (h *Handler) maintain(ctx context.Context, first time.Time) {
+	runUntilDone(ctx, first, func(now time.Time) time.Time {
+		sweepSessions := h.storeSessions && h.shared.maintenance.sessionSweepDue(now)
+		h.maintainOnce(ctx, now, sweepSessions)
+		return h.shared.maintenance.ran(now)
+	})
+}
+
+// runUntilDone runs work at first, then at the times it returns, until
+// ctx ends.
+func runUntilDone(ctx context.Context, first time.Time, work func(now time.Time) (next time.Time)) {
 	timer := time.NewTimer(time.Until(first))
 	defer timer.Stop()
 	for {
@@ -34,9 +44,7 @@ func (h *Handler) maintain(ctx context.Context, first time.Time) {
 		case <-ctx.Done():
 			return
 		case now := <-timer.C:
-			sweepSessions := h.storeSessions && h.shared.maintenance.sessionSweepDue(now)
-			h.maintainOnce(ctx, now, sweepSessions)
-			timer.Reset(time.Until(h.shared.maintenance.ran(now)))
+			timer.Reset(time.Until(work(now)))
 		}
 	}
 }

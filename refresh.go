@@ -2,14 +2,12 @@ package spotifyauth
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"io/fs"
 	"net/http"
 	"time"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 )
@@ -190,8 +188,7 @@ func grantedScopes(tok *oauth2.Token, previous string) string {
 // refreshKey identifies a session across its requests without keeping
 // the refresh token itself in memory maps.
 func refreshKey(refreshToken string) string {
-	sum := sha256.Sum256([]byte(refreshToken))
-	return hex.EncodeToString(sum[:16])
+	return hashedName(16, refreshToken)
 }
 
 // refreshResultKeep is when the sweep deletes a published result: its
@@ -313,13 +310,7 @@ func (h *Handler) callRefresh(ctx context.Context, key, refreshToken string) (re
 }
 
 func (h *Handler) publishRefresh(ctx context.Context, key string, tr refreshResult) {
-	data, err := json.Marshal(tr)
-	if err != nil {
-		return
-	}
-	sk := refreshResultPrefix + key
-	sealed := h.sealers().results.Seal(data, []byte(sk))
-	if err := h.storage.Store(ctx, sk, []byte(sealed)); err != nil {
+	if err := h.storeRecord(ctx, h.sealers().results, refreshResultPrefix+key, tr); err != nil {
 		h.warnCoordination(err)
 	}
 }
@@ -330,16 +321,10 @@ func (h *Handler) publishRefresh(ctx context.Context, key string, tr refreshResu
 // by the caller.
 func (h *Handler) publishedRefresh(ctx context.Context, key string) (refreshResult, bool) {
 	var tr refreshResult
-	sk := refreshResultPrefix + key
-	data, err := h.storage.Load(ctx, sk)
-	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
+	if err := h.loadRecord(ctx, h.sealers().results, refreshResultPrefix+key, &tr); err != nil || tr.AccessToken == "" {
+		if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, seal.ErrUnsealable) {
 			h.warnCoordination(err)
 		}
-		return tr, false
-	}
-	plain, err := h.sealers().results.Open(string(data), []byte(sk))
-	if err != nil || json.Unmarshal(plain, &tr) != nil || tr.AccessToken == "" {
 		return tr, false
 	}
 	if tr.TokenExpires <= time.Now().Unix() {

@@ -2,9 +2,6 @@ package spotifyauth
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"io/fs"
 	"maps"
@@ -61,8 +58,7 @@ func (h *Handler) revoked(s *session) bool {
 }
 
 func (h *Handler) revocationKey(userID string) string {
-	sum := sha256.Sum256([]byte(h.ClientID + "\x00" + userID))
-	return revocationPrefix + hex.EncodeToString(sum[:refUserLen])
+	return revocationPrefix + hashedName(refUserLen, h.ClientID, userID)
 }
 
 // revokeSessions voids every session of userID that began before now, on
@@ -71,11 +67,7 @@ func (h *Handler) revokeSessions(ctx context.Context, userID string, now time.Ti
 	ctx = context.WithoutCancel(ctx)
 	key := h.revocationKey(userID)
 	mark := revocationMark{UserID: userID, Before: now.UnixNano()}
-	data, err := json.Marshal(mark)
-	if err != nil {
-		return err
-	}
-	if err := h.storage.Store(ctx, key, []byte(h.sealers().marks.Seal(data, []byte(key)))); err != nil {
+	if err := h.storeRecord(ctx, h.sealers().marks, key, mark); err != nil {
 		return err
 	}
 	// At once on every handler of this app in this config: the site's
@@ -101,12 +93,7 @@ func (h *Handler) applyRevocations(change func(map[string]int64)) {
 
 func (h *Handler) loadMark(ctx context.Context, key string) (revocationMark, bool) {
 	var mark revocationMark
-	data, err := h.storage.Load(ctx, key)
-	if err != nil {
-		return mark, false
-	}
-	plain, err := h.sealers().marks.Open(string(data), []byte(key))
-	if err != nil || json.Unmarshal(plain, &mark) != nil || mark.UserID == "" || h.revocationKey(mark.UserID) != key {
+	if err := h.loadRecord(ctx, h.sealers().marks, key, &mark); err != nil || mark.UserID == "" || h.revocationKey(mark.UserID) != key {
 		return mark, false // another app's, or not a mark
 	}
 	return mark, true
@@ -171,16 +158,10 @@ func (h *Handler) revocationKeep() time.Duration {
 
 // watchRevocations re-reads the marks until ctx ends.
 func (h *Handler) watchRevocations(ctx context.Context) {
-	tick := time.NewTicker(revocationReread)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			if err := h.rereadRevocations(ctx, now); err != nil && ctx.Err() == nil {
-				h.logger.Warn("re-reading session revocations from storage; keeping the ones known", zap.Error(err))
-			}
+	runUntilDone(ctx, time.Now().Add(revocationReread), func(now time.Time) time.Time {
+		if err := h.rereadRevocations(ctx, now); err != nil && ctx.Err() == nil {
+			h.logger.Warn("re-reading session revocations from storage; keeping the ones known", zap.Error(err))
 		}
-	}
+		return now.Add(revocationReread)
+	})
 }

@@ -31,8 +31,7 @@ var errNoSession = errors.New("no session")
 // userDir is where a user's stored sessions live. The client id keeps
 // sites with different Spotify apps apart in a shared storage.
 func (h *Handler) userDir(userID string) string {
-	sum := sha256.Sum256([]byte(h.ClientID + "\x00" + userID))
-	return storedSessionPrefix + hex.EncodeToString(sum[:refUserLen]) + "/"
+	return storedSessionPrefix + hashedName(refUserLen, h.ClientID, userID) + "/"
 }
 
 func (h *Handler) newRef(userID string) []byte {

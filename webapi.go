@@ -54,19 +54,9 @@ func (h *Handler) serveWebAPI(w http.ResponseWriter, r *http.Request, next caddy
 		writeJSON(w, http.StatusForbidden, apiError{Error: "forbidden", Description: "the Web API proxy takes requests from this site's own pages only"})
 		return nil
 	}
-	now := time.Now()
-	sess, err := h.session(r, now)
-	if err == errNoSession {
-		return h.challenge(w, r)
-	}
-	if err != nil {
-		h.logger.Error("web_api: loading the session from storage", zap.Error(err))
-		h.fail(w, r, asAuthError(err), "")
-		return nil
-	}
-	var ok bool
-	if sess, ok = h.admit(w, r, sess, now); !ok {
-		return nil
+	sess, ok, err := h.admit(w, r)
+	if !ok {
+		return err
 	}
 	replay, err := replayableBody(r)
 	if err != nil {
