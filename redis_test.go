@@ -37,35 +37,23 @@ func init() {
 	storageKinds = append(storageKinds, struct {
 		name string
 		new  func(t *testing.T) certmagic.Storage
-	}{"redis", func(t *testing.T) certmagic.Storage { return startRedisStorage(t).client(t) }})
+	}{"redis", func(t *testing.T) certmagic.Storage { return dialStorage(t, startRedisStorage(t)) }})
 }
 
-// redisStorage is a redis-server for one test and a test Caddy serving
-// the Redis test storage on it.
-type redisStorage struct {
-	addr   string // redis-server
-	config string // the Caddyfile storage block
-	served string // serve-test-storage
-}
-
-func startRedisStorage(t testing.TB) *redisStorage {
+// startRedisStorage starts a redis-server for this test and a test Caddy
+// serving the Redis test storage on it, and returns the latter's address:
+// every dialStorage to it is a Redis client of its own, as one Caddy
+// instance has.
+func startRedisStorage(t testing.TB) string {
 	t.Helper()
 	addr := startRedis(t)
-	r := &redisStorage{addr: addr, config: redisStorageConfig(addr)}
-	r.served = serveStorage(t, buildTestCaddy(t), r.config)
-	return r
+	return serveStorage(t, buildTestCaddy(t), redisStorageConfig(addr))
 }
 
 // redisStorageConfig is the Caddyfile storage block for the Redis test
 // storage on addr.
 func redisStorageConfig(addr string) string {
 	return fmt.Sprintf("spotify_auth_test_redis {\n\t\taddress %s\n\t\tkey_prefix caddy/\n\t\tlock_ttl %s\n\t}", addr, testLockTTL)
-}
-
-// client is a new storage client, as one Caddy instance has.
-func (r *redisStorage) client(t testing.TB) *remotestorage.Storage {
-	t.Helper()
-	return dialStorage(t, r.served)
 }
 
 // serveStorage starts bin's serve-test-storage on the Caddyfile storage
@@ -185,13 +173,13 @@ func waitForRedis(addr string, exited <-chan struct{}) bool {
 // the refresh lock for this session and died holding it. The lock expires
 // (it is not renewed) and this instance refreshes, once, and serves.
 func TestAKilledLockHoldersRefreshLockExpiresOnRedis(t *testing.T) {
-	redis := startRedisStorage(t)
-	hs := newHarness(t, withStorage(redis.client(t)))
+	served := startRedisStorage(t)
+	hs := newHarness(t, withStorage(dialStorage(t, served)))
 	hs.addInstance()
 	hs.login(hs.browser, "/")
 	sess := hs.nearlyExpire(hs.browser)
 
-	dead, err := remotestorage.Dial(redis.served) // another instance's Redis client
+	dead, err := remotestorage.Dial(served) // another instance's Redis client
 	if err != nil {
 		t.Fatal(err)
 	}

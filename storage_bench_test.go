@@ -27,7 +27,7 @@ var benchStorages = []struct {
 	new  func(b *testing.B) certmagic.Storage
 }{
 	{"file_system", func(b *testing.B) certmagic.Storage { return testStorage(b) }},
-	{"redis", func(b *testing.B) certmagic.Storage { return startRedisStorage(b).client(b) }},
+	{"redis", func(b *testing.B) certmagic.Storage { return dialStorage(b, startRedisStorage(b)) }},
 }
 
 // BenchmarkServeHTTPRefreshCoordinated: a request whose token is due, on
