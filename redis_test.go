@@ -1,28 +1,33 @@
 package spotifyauth
 
 import (
+	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/certmagic"
 
-	"github.com/caddyspotify/caddy-spotify-auth/internal/redisstorage"
+	"github.com/caddyspotify/caddy-spotify-auth/internal/remotestorage"
 )
 
-// The coordination tests also run on a real Redis (internal/redisstorage
-// over a redis-server each test starts on a free loopback port). Without
-// redis-server they skip locally and fail under CI=true (.ci/run installs
-// Debian's redis-server).
+// The coordination tests also run on a real Redis, through the Redis
+// test storage (bench/internal/redisstorage) over a redis-server each
+// test starts on a free loopback port. The storage and its Redis client
+// live in the bench module, so that the plugin's go.mod carries no Redis
+// client: the test Caddy built from there lends it to these in-process
+// tests (serve-test-storage, internal/remotestorage), one connection and
+// so one Redis client per instance, as separate processes have. Without
+// redis-server they skip locally and fail under CI=true (.ci/run
+// installs Debian's redis-server).
 
 // testLockTTL is the Redis lock lifetime in tests: a killed holder's lock
 // must expire within a test's patience.
@@ -32,7 +37,71 @@ func init() {
 	storageKinds = append(storageKinds, struct {
 		name string
 		new  func(t *testing.T) certmagic.Storage
-	}{"redis", func(t *testing.T) certmagic.Storage { return newRedisStorage(t, startRedis(t)) }})
+	}{"redis", func(t *testing.T) certmagic.Storage { return dialStorage(t, startRedisStorage(t)) }})
+}
+
+// startRedisStorage starts a redis-server for this test and a test Caddy
+// serving the Redis test storage on it, and returns the latter's address:
+// every dialStorage to it is a Redis client of its own, as one Caddy
+// instance has.
+func startRedisStorage(t testing.TB) string {
+	t.Helper()
+	addr := startRedis(t)
+	return serveStorage(t, buildTestCaddy(t), redisStorageConfig(addr))
+}
+
+// redisStorageConfig is the Caddyfile storage block for the Redis test
+// storage on addr.
+func redisStorageConfig(addr string) string {
+	return fmt.Sprintf("spotify_auth_test_redis {\n\t\taddress %s\n\t\tkey_prefix caddy/\n\t\tlock_ttl %s\n\t}", addr, testLockTTL)
+}
+
+// serveStorage starts bin's serve-test-storage on the Caddyfile storage
+// block and returns its address.
+func serveStorage(t testing.TB, bin, storage string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(cfg, []byte("{\n\tstorage "+storage+"\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve-test-storage", "--config", cfg, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting the storage server: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() {
+		if addr, ok := strings.CutPrefix(lines.Text(), "listening on "); ok {
+			go func() { _, _ = io.Copy(io.Discard, stdout) }()
+			return addr
+		}
+	}
+	_ = cmd.Wait()
+	t.Fatalf("the storage server did not start: %s", stderr.String())
+	return ""
+}
+
+// dialStorage is a client of the storage server at addr, closed when the
+// test ends.
+func dialStorage(t testing.TB, addr string) *remotestorage.Storage {
+	t.Helper()
+	s, err := remotestorage.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
 }
 
 // startRedis starts a redis-server for this test and returns its address.
@@ -100,120 +169,24 @@ func waitForRedis(addr string, exited <-chan struct{}) bool {
 	return false
 }
 
-// newRedisStorage is a storage client on addr, as one Caddy instance has.
-func newRedisStorage(t testing.TB, addr string) *redisstorage.Storage {
-	t.Helper()
-	s := redisstorage.New(addr, "caddy/", testLockTTL)
-	t.Cleanup(func() { _ = s.Close() })
-	if err := s.Client().Ping(context.Background()).Err(); err != nil {
-		t.Fatalf("redis at %s: %v", addr, err)
-	}
-	return s
-}
-
-// TestRedisStorageSemantics checks the test-only Redis storage against
-// what the plugin relies on from file_system: keys and "directories",
-// listing, and locks that only their holder releases, renewed while held
-// and expiring once the holder is gone.
-func TestRedisStorageSemantics(t *testing.T) {
-	addr := startRedis(t)
-	s, other := newRedisStorage(t, addr), newRedisStorage(t, addr)
-	ctx := context.Background()
-	for _, k := range []string{"a/b/one", "a/b/two", "a/c", "z"} {
-		if err := s.Store(ctx, k, []byte("v-"+k)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if v, err := other.Load(ctx, "a/b/one"); err != nil || string(v) != "v-a/b/one" {
-		t.Fatalf("Load: %q %v", v, err)
-	}
-	if _, err := s.Load(ctx, "a/b"); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("Load of a directory: %v, want fs.ErrNotExist", err)
-	}
-	list := func(prefix string, recursive bool) []string {
-		keys, err := s.List(ctx, prefix, recursive)
-		if err != nil {
-			t.Fatalf("List(%q, %v): %v", prefix, recursive, err)
-		}
-		slices.Sort(keys)
-		return keys
-	}
-	if got := list("a/", false); !slices.Equal(got, []string{"a/b", "a/c"}) {
-		t.Fatalf("List a/: %v", got)
-	}
-	if got := list("a", true); !slices.Equal(got, []string{"a/b/one", "a/b/two", "a/c"}) {
-		t.Fatalf("List a recursive: %v", got)
-	}
-	if got := list("", false); !slices.Equal(got, []string{"a", "z"}) {
-		t.Fatalf("List root: %v", got)
-	}
-	if _, err := s.List(ctx, "nothing/", false); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("List of nothing: %v, want fs.ErrNotExist", err)
-	}
-	if info, err := s.Stat(ctx, "a/b/one"); err != nil || !info.IsTerminal || info.Size != int64(len("v-a/b/one")) || time.Since(info.Modified) > time.Minute {
-		t.Fatalf("Stat of a key: %+v %v", info, err)
-	}
-	if info, err := s.Stat(ctx, "a/b"); err != nil || info.IsTerminal {
-		t.Fatalf("Stat of a directory: %+v %v", info, err)
-	}
-	if !s.Exists(ctx, "a/b") || !s.Exists(ctx, "a/c") || s.Exists(ctx, "a/d") {
-		t.Fatal("Exists is wrong")
-	}
-	if err := s.Delete(ctx, "a/b"); err != nil || s.Exists(ctx, "a/b/one") || !s.Exists(ctx, "a/c") {
-		t.Fatalf("Delete of a directory: %v", err)
-	}
-	if err := s.Delete(ctx, "a/b"); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("Delete of nothing: %v, want fs.ErrNotExist", err)
-	}
-
-	// Locks: exclusive, held past their time to live while the holder
-	// lives, released only by the holder.
-	if err := s.Lock(ctx, "L"); err != nil {
-		t.Fatal(err)
-	}
-	if err := other.Unlock(ctx, "L"); err == nil {
-		t.Fatal("another client released a lock it does not hold")
-	}
-	waitCtx, cancel := context.WithTimeout(ctx, testLockTTL+time.Second)
-	defer cancel()
-	if err := other.Lock(waitCtx, "L"); err == nil {
-		t.Fatal("a second holder got a held lock (renewal failed, or no exclusion)")
-	}
-	if err := s.Unlock(ctx, "L"); err != nil {
-		t.Fatal(err)
-	}
-	if err := other.Lock(ctx, "L"); err != nil {
-		t.Fatalf("lock after release: %v", err)
-	}
-	// The holder dies (stops renewing without releasing): the lock expires.
-	t0 := time.Now()
-	_ = other.Close()
-	if err := s.Lock(ctx, "L"); err != nil {
-		t.Fatal(err)
-	}
-	if took := time.Since(t0); took < testLockTTL/2 || took > testLockTTL+time.Second {
-		t.Fatalf("a dead holder's lock was taken over after %v, want about its TTL (%v)", took, testLockTTL)
-	}
-	if err := s.Unlock(ctx, "L"); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestAKilledLockHoldersRefreshLockExpiresOnRedis: another instance took
 // the refresh lock for this session and died holding it. The lock expires
 // (it is not renewed) and this instance refreshes, once, and serves.
 func TestAKilledLockHoldersRefreshLockExpiresOnRedis(t *testing.T) {
-	addr := startRedis(t)
-	hs := newHarness(t, withStorage(newRedisStorage(t, addr)))
+	served := startRedisStorage(t)
+	hs := newHarness(t, withStorage(dialStorage(t, served)))
 	hs.addInstance()
 	hs.login(hs.browser, "/")
 	sess := hs.nearlyExpire(hs.browser)
 
-	dead := redisstorage.New(addr, "caddy/", testLockTTL)
+	dead, err := remotestorage.Dial(served) // another instance's Redis client
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := dead.Lock(context.Background(), "spotify_auth_refresh_"+refreshKey(sess.RefreshToken)); err != nil {
 		t.Fatal(err)
 	}
-	_ = dead.Close() // killed: no renewal, no unlock
+	_ = dead.Close() // killed: its Redis client closes with no renewal, no unlock
 	killed := time.Now()
 	before := hs.fake.Counts().Refreshes
 

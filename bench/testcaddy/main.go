@@ -1,6 +1,9 @@
 // Command testcaddy is Caddy with the plugin and the test storages
 // (recording file_system, Redis) compiled in: the binary the
-// multi-instance tests start twice.
+// multi-instance tests start twice. Its serve-test-storage command lends
+// a configured storage to the plugin's in-process tests (see
+// internal/remotestorage), which is how they run on Redis without the
+// plugin's go.mod requiring a Redis client.
 package main
 
 import (
@@ -9,7 +12,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/caddyspotify/caddy-spotify-auth"
-	_ "github.com/caddyspotify/caddy-spotify-auth/internal/redisstorage"
+	_ "github.com/caddyspotify/caddy-spotify-auth/bench/internal/redisstorage"
 	_ "github.com/caddyspotify/caddy-spotify-auth/internal/teststorage"
 )
 
