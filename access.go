@@ -169,7 +169,6 @@ func (h *Handler) askForScopes(w http.ResponseWriter, r *http.Request, s *sessio
 		returnTo:  returnTo,
 		scopes:    unionScopes(strings.Fields(s.Requested), strings.Fields(s.Scopes), h.Scopes, h.RequiredScopes),
 		required:  h.RequiredScopes,
-		userHint:  s.UserID,
 		reconsent: false,
 	})
 }

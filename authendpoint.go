@@ -64,7 +64,7 @@ func (h *Handler) handleAuth(w http.ResponseWriter, r *http.Request) {
 	// Any answer but 200 sends the user to log in, if anything.
 	w.Header().Set(LoginURLHeader, loginURL(rd))
 
-	sess, ok, _ := h.admit(w, r) // a challenge has answered, whatever it returns
+	sess, ok := h.admit(w, r)
 	if !ok {
 		return
 	}

@@ -131,11 +131,11 @@ func splitChunks(value string) []string {
 
 // cookieTemplate returns a cookie with the attributes every cookie of
 // ours shares.
-func (h *Handler) cookieTemplate(r *http.Request, name, value, path string, maxAge time.Duration) *http.Cookie {
+func (h *Handler) cookieTemplate(r *http.Request, name, value string, maxAge time.Duration) *http.Cookie {
 	c := &http.Cookie{
 		Name:     name,
 		Value:    value,
-		Path:     path,
+		Path:     "/",
 		HttpOnly: true,
 		Secure:   r.TLS != nil,
 		SameSite: http.SameSiteLaxMode,
@@ -176,11 +176,11 @@ func (h *Handler) writeSessionCookie(w http.ResponseWriter, r *http.Request, pla
 		if i > 0 {
 			n = chunkName(name, i)
 		}
-		http.SetCookie(w, h.cookieTemplate(r, n, p, "/", maxAge))
+		http.SetCookie(w, h.cookieTemplate(r, n, p, maxAge))
 	}
 	for i := len(parts); i < maxChunks; i++ {
 		if _, ok := cookieValue(r.Header, chunkName(name, i)); ok {
-			http.SetCookie(w, h.cookieTemplate(r, chunkName(name, i), "", "/", -1))
+			http.SetCookie(w, h.cookieTemplate(r, chunkName(name, i), "", -1))
 		}
 	}
 }
@@ -196,6 +196,6 @@ func (h *Handler) clearSessionCookie(w http.ResponseWriter, r *http.Request) {
 		if _, ok := cookieValue(r.Header, n); !ok {
 			continue
 		}
-		http.SetCookie(w, h.cookieTemplate(r, n, "", "/", -1))
+		http.SetCookie(w, h.cookieTemplate(r, n, "", -1))
 	}
 }

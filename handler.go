@@ -60,9 +60,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		return h.serveApp(w, r, next)
 	}
 
-	sess, ok, err := h.admit(w, r)
+	sess, ok := h.admit(w, r)
 	if !ok {
-		return err
+		return nil
 	}
 	h.passUpstream(r, &sess)
 	return next.ServeHTTP(&upstreamWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, shared: h.shared, token: sess.AccessToken, cookies: &h.cookies}, r)
@@ -72,35 +72,35 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 // gated request passes: moving it to storage if it predates session_store
 // storage, the block's rules and scopes (before any refresh: a user who
 // may not pass costs Spotify nothing), and a fresh token. It returns false
-// if it has answered the request itself, with the error to return then.
-func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (session, bool, error) {
+// if it has answered the request itself.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (session, bool) {
 	now := time.Now()
 	sess, err := h.session(r, now)
 	if err == errNoSession {
-		return sess, false, h.challenge(w, r)
+		h.challenge(w, r)
+		return sess, false
 	}
 	if err != nil {
 		h.logger.Error("loading the session from storage", zap.Error(err))
 		h.fail(w, r, asAuthError(err), "")
-		return sess, false, nil
+		return sess, false
 	}
 	if h.storeSessions && sess.storeKey == "" {
 		if err := h.migrateSession(w, r, &sess); err != nil {
 			h.logger.Error("moving a session to storage", zap.Error(err))
 			h.fail(w, r, asAuthError(err), "")
-			return sess, false, nil
+			return sess, false
 		}
 	}
 	if !h.rules.allows(&sess) {
 		h.deny(w, r, &sess)
-		return sess, false, nil
+		return sess, false
 	}
 	if missing := h.neededScopes(&sess); len(missing) > 0 {
 		h.askForScopes(w, r, &sess, missing)
-		return sess, false, nil
+		return sess, false
 	}
-	sess, ok := h.ensureFresh(w, r, sess, now)
-	return sess, ok, nil
+	return h.ensureFresh(w, r, sess, now)
 }
 
 // passUpstream puts the token and identity on the request and removes the
@@ -142,10 +142,10 @@ var userHeaderNames = [...]string{"X-Spotify-User-Id", "X-Spotify-User-Name", "X
 
 // challenge answers a request that has no session: browsers are sent to
 // log in, everything else gets 401 with the login URL.
-func (h *Handler) challenge(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) challenge(w http.ResponseWriter, r *http.Request) {
 	if isNavigation(r) {
 		h.startLogin(w, r, returnPath(r))
-		return nil
+		return
 	}
 	h.metrics.unauthorized.Inc()
 	// This answer is what every stranger and every tampered cookie gets:
@@ -164,12 +164,11 @@ func (h *Handler) challenge(w http.ResponseWriter, r *http.Request) error {
 	setPageHeaders(hdr)
 	hdr["Www-Authenticate"] = []string{all[bodyLen:]}
 	if h.handOff(r, http.StatusUnauthorized, "log in with Spotify first") {
-		return nil
+		return
 	}
 	hdr["Content-Type"] = []string{"application/json"}
 	w.WriteHeader(http.StatusUnauthorized)
 	_, _ = io.WriteString(w, all[:bodyLen])
-	return nil
 }
 
 // isNavigation tells a browser loading a page (which can follow a login

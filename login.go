@@ -43,7 +43,6 @@ type loginRequest struct {
 	returnTo   string
 	scopes     []string // requested
 	required   []string // must be granted, or consent is asked once more
-	userHint   string   // for the log only
 	reconsent  bool     // this is the second asking
 	showDialog bool
 }

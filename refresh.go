@@ -53,7 +53,7 @@ func (h *Handler) ensureFresh(w http.ResponseWriter, r *http.Request, sess sessi
 				zap.String("user_id", sess.UserID), zap.Error(err))
 		}
 		h.clearSessionCookie(w, r)
-		_ = h.challenge(w, r)
+		h.challenge(w, r)
 		return sess, false
 	case err == errRefreshPaused:
 	case tokenUsable(sess, now):

@@ -54,9 +54,9 @@ func (h *Handler) serveWebAPI(w http.ResponseWriter, r *http.Request, next caddy
 		writeJSON(w, http.StatusForbidden, apiError{Error: "forbidden", Description: "the Web API proxy takes requests from this site's own pages only"})
 		return nil
 	}
-	sess, ok, err := h.admit(w, r)
+	sess, ok := h.admit(w, r)
 	if !ok {
-		return err
+		return nil
 	}
 	replay, err := replayableBody(r)
 	if err != nil {
