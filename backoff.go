@@ -19,7 +19,7 @@ import (
 // once read, a back-off is kept in memory, so it costs one read per
 // instance.
 
-var (
+const (
 	backoffPrefix = "spotify_auth/backoff/"
 	pausePrefix   = "spotify_auth/paused/"
 )

@@ -27,6 +27,10 @@ const (
 	kindScopeNotGranted                           // the user did not grant a required scope
 )
 
+// unavailableRetryAfter is what clients are told to wait when Spotify
+// fails without saying for how long.
+const unavailableRetryAfter = 5 * time.Second
+
 // answer is how a kind is named in logs and metrics and what it answers.
 type answer struct {
 	label, title, code string // metric label; page title; JSON error code

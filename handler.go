@@ -10,29 +10,6 @@ import (
 	"go.uber.org/zap"
 )
 
-const (
-	// stateLifetime is how long a login may take from redirect to callback.
-	stateLifetime = 10 * time.Minute
-	// expiredRetryInterval is how soon a session whose token has expired
-	// may retry a refresh that Spotify failed: requests in between get
-	// 503 at once, so clients retrying without pause cannot turn an
-	// outage into a storm of calls to Spotify.
-	expiredRetryInterval = time.Second
-	// minTokenLeft (seconds) is the least life a token must have left to
-	// be passed upstream when it could not be refreshed.
-	minTokenLeft = 2
-	// forcedRefreshInterval bounds refreshes asked for by the upstream.
-	forcedRefreshInterval = 5 * time.Minute
-	// unavailableRetryAfter is what clients are told to wait when Spotify
-	// fails without saying for how long.
-	unavailableRetryAfter = 5 * time.Second
-	// defaultTokenLifetime applies if Spotify omits expires_in.
-	defaultTokenLifetime = time.Hour
-	// Input bounds: anything longer is not Spotify's.
-	maxStateLen = 256
-	maxCodeLen  = 2048
-)
-
 // ServeHTTP answers the handler's own endpoints and lets through only
 // requests with a valid session, carrying the user's access token.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {

@@ -21,6 +21,15 @@ import (
 
 // The login flow: starting it, the callback, and logout.
 
+// Login bounds.
+const (
+	// stateLifetime is how long a login may take from redirect to callback.
+	stateLifetime = 10 * time.Minute
+	// Input bounds: anything longer is not Spotify's.
+	maxStateLen = 256
+	maxCodeLen  = 2048
+)
+
 func (h *Handler) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")

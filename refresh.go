@@ -22,6 +22,22 @@ import (
 // instance. A variable: the test of that pause across instances shortens it.
 var refreshRetryPause = 10 * time.Second
 
+// Refresh timing.
+const (
+	// expiredRetryInterval is how soon a session whose token has expired
+	// may retry a refresh that Spotify failed: requests in between get
+	// 503 at once, so clients retrying without pause cannot turn an
+	// outage into a storm of calls to Spotify.
+	expiredRetryInterval = time.Second
+	// minTokenLeft (seconds) is the least life a token must have left to
+	// be passed upstream when it could not be refreshed.
+	minTokenLeft = 2
+	// forcedRefreshInterval bounds refreshes asked for by the upstream.
+	forcedRefreshInterval = 5 * time.Minute
+	// defaultTokenLifetime applies if Spotify omits expires_in.
+	defaultTokenLifetime = time.Hour
+)
+
 // ensureFresh refreshes the session's token if it is near expiry (or the
 // upstream said it is dead). It returns false if it has answered the
 // request itself (login again, or Spotify unavailable).
