@@ -9,10 +9,6 @@ import (
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
-func withGeneratedKeys() harnessOpt {
-	return func(h *Handler, _ *spotifytest.Client) { h.CookieSecrets = nil }
-}
-
 // TestASessionBelongsToOneApp: a staging site sharing production's
 // storage (and so its generated key) or its cookie_secret, but pointed at
 // another client or another Spotify, can neither be entered with

@@ -54,6 +54,7 @@ func init() {
 //		login_rate_limit <per_client> [<overall>]
 //		web_api          <prefix>
 //		auth_endpoint    [on|off]
+//		storage          <module> [<args...>] { ... }
 //	}
 //
 // The route it emits matches the given matcher OR the handler's own
@@ -145,6 +146,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("%s: given more than once", opt)
 		}
 		seen[opt] = true
+		if opt == "storage" { // a module's own syntax: it reads its args and block
+			if err := h.parseStorage(d); err != nil {
+				return err
+			}
+			continue
+		}
 		args := d.RemainingArgs()
 		one := func() (string, error) {
 			if len(args) != 1 {
@@ -273,6 +280,24 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := h.checkEndpointsConfig(); err != nil {
 		return d.Err(err.Error())
 	}
+	return nil
+}
+
+// parseStorage reads `storage <module> ...` as Caddy's global storage
+// option does: the module parses the rest of the line and its block.
+func (h *Handler) parseStorage(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.Err("storage needs a storage module, e.g. storage file_system /var/lib/caddy")
+	}
+	name := d.Val()
+	if err := checkStorageModule(name); err != nil {
+		return d.Err(err.Error())
+	}
+	unm, err := caddyfile.UnmarshalModule(d, "caddy.storage."+name)
+	if err != nil {
+		return d.Errf("storage %s: %v", name, err)
+	}
+	h.StorageRaw = caddyconfig.JSONModuleObject(unm, "module", name, nil)
 	return nil
 }
 

@@ -204,7 +204,7 @@ func TestValidateRejectsWhatPlaceholdersResolveTo(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
 			defer cancel()
-			tc.h.storage = testStorage(t)
+			tc.h.StorageRaw = testStorage(t)
 			err := tc.h.Provision(ctx)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want it to mention %q", err, tc.want)

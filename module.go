@@ -5,6 +5,9 @@ package spotifyauth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -90,6 +93,14 @@ type Handler struct {
 	// can still be valid (session_lifetime), then are dropped.
 	// Default: never.
 	KeyRotation caddy.Duration `json:"key_rotation,omitempty"`
+
+	// Where the plugin keeps what it keeps: generated session keys,
+	// `session_store storage` sessions, revocations, refresh locks and
+	// results, back-offs. Any `caddy.storage` module, configured as in
+	// Caddy's global `storage` option. Default: Caddy's configured
+	// storage. Every instance of an app must use the same storage, or
+	// they neither share keys and sessions nor coordinate refreshes.
+	StorageRaw json.RawMessage `json:"storage,omitempty" caddy:"namespace=caddy.storage inline_key=module"`
 
 	// Where sessions live: `cookie` (default) seals the whole session
 	// into the cookie, so no instance keeps any state. `storage` keeps the
@@ -199,7 +210,8 @@ type Handler struct {
 	opened        *sessionCache // sessions already opened (sessioncache.go)
 	generatedKeys bool          // keys from storage, re-read in the background
 	storeSessions bool
-	storage       certmagic.Storage // set before Provision only by tests
+	storage       certmagic.Storage // resolved from StorageRaw, or Caddy's
+	storageID     string            // what makes two storage options the same
 	stopMaintain  context.CancelFunc
 	maintainDone  chan struct{}
 	callbackPath  string
@@ -258,8 +270,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	if h.storage == nil {
-		h.storage = ctx.Storage()
+	if err := h.provisionStorage(ctx); err != nil {
+		return err
 	}
 	if len(secrets) == 0 {
 		now := time.Now()
@@ -326,7 +338,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 	// Refreshes in flight and recently used states must survive a config
 	// reload, so they live in a pool keyed by what identifies the client.
-	h.sharedKey = "spotify_auth:" + h.TokenURL + "|" + h.ClientID
+	h.sharedKey = "spotify_auth:" + h.TokenURL + "|" + h.ClientID + "|" + h.storageID
 	shared, _, err := sharedPool.LoadOrNew(h.sharedKey, func() (caddy.Destructor, error) {
 		return newSharedState(), nil
 	})
@@ -354,6 +366,28 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		wg.Wait()
 	}()
 	registerLive(h, ctx.Context)
+	return nil
+}
+
+// provisionStorage loads the storage option's module, or takes Caddy's
+// configured storage.
+func (h *Handler) provisionStorage(ctx caddy.Context) error {
+	if h.StorageRaw == nil {
+		h.storage, h.storageID = ctx.Storage(), ""
+		return nil
+	}
+	id, err := checkStorageConfig(h.StorageRaw)
+	if err != nil {
+		return err
+	}
+	val, err := ctx.LoadModule(h, "StorageRaw")
+	if err != nil {
+		return fmt.Errorf("storage: %v", err)
+	}
+	if h.storage, err = val.(caddy.StorageConverter).CertMagicStorage(); err != nil {
+		return fmt.Errorf("storage: %v", err)
+	}
+	h.storageID = id
 	return nil
 }
 
@@ -473,6 +507,42 @@ func (h *Handler) checkStoreConfig() error {
 	case "", sessionStoreCookie, sessionStoreStorage:
 	default:
 		return fmt.Errorf("session_store %q: must be %s or %s", h.SessionStore, sessionStoreCookie, sessionStoreStorage)
+	}
+	return nil
+}
+
+// checkStorageConfig checks a storage option's module and returns an id
+// that is the same for the same configuration (a hash: the config may
+// hold a password).
+func checkStorageConfig(raw json.RawMessage) (string, error) {
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return "", fmt.Errorf("storage: %v", err)
+	}
+	name, _ := cfg["module"].(string)
+	if name == "" {
+		return "", errors.New(`storage: the "module" field names the storage module, e.g. {"module": "file_system", "root": "/var/lib/caddy"}`)
+	}
+	if err := checkStorageModule(name); err != nil {
+		return "", err
+	}
+	canonical, _ := json.Marshal(cfg) // sorted keys: the same config, the same id
+	sum := sha256.Sum256(canonical)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// checkStorageModule names what is wrong with a storage option's module.
+func checkStorageModule(name string) error {
+	mod, err := caddy.GetModule("caddy.storage." + name)
+	if err != nil {
+		var installed []string
+		for _, m := range caddy.GetModules("caddy.storage") {
+			installed = append(installed, m.ID.Name())
+		}
+		return fmt.Errorf("storage: unknown storage module %q (installed: %s)", name, strings.Join(installed, ", "))
+	}
+	if _, ok := mod.New().(caddy.StorageConverter); !ok {
+		return fmt.Errorf("storage: module %q is not a storage module", name)
 	}
 	return nil
 }
