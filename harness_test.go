@@ -731,3 +731,12 @@ type discardWriter struct{ h http.Header }
 func (d *discardWriter) Header() http.Header         { return d.h }
 func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (d *discardWriter) WriteHeader(int)             {}
+
+// routeTo sends requests with X-Test-Instance: n+1 to h, as another
+// process would get them.
+func (hs *harness) routeTo(h *Handler) []string {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.instances = append(hs.instances, h)
+	return onInstance(len(hs.instances))
+}
