@@ -73,19 +73,11 @@ func (s *adminSite) logIn(t *testing.T, userID string) *http.Client {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := c.Get(s.url + "/oauth2/spotify/login?rd=%2F")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	callback, err := s.fake.Approve(resp.Header.Get("Location"), userID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp, err = c.Get(callback); err != nil || resp.StatusCode != http.StatusFound {
+	start, _ := http.NewRequest(http.MethodGet, s.url+"/oauth2/spotify/login?rd=%2F", nil)
+	resp, err := s.fake.LogIn(c, start, userID)
+	if err != nil || resp.StatusCode != http.StatusFound {
 		t.Fatalf("callback: %v %v", err, resp)
 	}
-	resp.Body.Close()
 	return c
 }
 

@@ -258,6 +258,12 @@ func (hs *harness) upstreamCount() int {
 // response with its body read.
 func (hs *harness) get(c *http.Client, path string, headers ...string) (*http.Response, string) {
 	hs.t.Helper()
+	return hs.do(c, hs.navigation(path, headers...))
+}
+
+// navigation is a browser's page load of path, with headers added.
+func (hs *harness) navigation(path string, headers ...string) *http.Request {
+	hs.t.Helper()
 	req, err := http.NewRequest(http.MethodGet, hs.url(path), nil)
 	if err != nil {
 		hs.t.Fatal(err)
@@ -267,7 +273,7 @@ func (hs *harness) get(c *http.Client, path string, headers ...string) (*http.Re
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header[headers[i]] = append(req.Header[headers[i]], headers[i+1])
 	}
-	return hs.do(c, req)
+	return req
 }
 
 func (hs *harness) do(c *http.Client, req *http.Request) (*http.Response, string) {
@@ -307,12 +313,9 @@ func (hs *harness) startLogin(c *http.Client, path string, headers ...string) st
 // callback sent the browser.
 func (hs *harness) login(c *http.Client, path string, headers ...string) string {
 	hs.t.Helper()
-	callback, err := hs.fake.Approve(hs.startLogin(c, path, headers...), spotifytest.DefaultUserID)
-	if err != nil {
-		hs.t.Fatalf("approve: %v", err)
-	}
-	resp, body := hs.get(c, callback, headers...)
+	resp := hs.loginAs(c, path, spotifytest.DefaultUserID, headers...)
 	if resp.StatusCode != http.StatusFound {
+		body, _ := io.ReadAll(resp.Body)
 		hs.t.Fatalf("callback: status %d, body %s", resp.StatusCode, body)
 	}
 	return resp.Header.Get("Location")
@@ -602,13 +605,14 @@ func apiGet(hs *harness, c *http.Client, path string) (*http.Response, string) {
 }
 
 // loginAs runs the flow for path as the given fake user.
-func (hs *harness) loginAs(c *http.Client, path, userID string) *http.Response {
+// loginAs runs the whole flow for path in browser c as the fake's user
+// userID and returns the callback's answer.
+func (hs *harness) loginAs(c *http.Client, path, userID string, headers ...string) *http.Response {
 	hs.t.Helper()
-	callback, err := hs.fake.Approve(hs.startLogin(c, path), userID)
+	resp, err := hs.fake.LogIn(c, hs.navigation(path, headers...), userID)
 	if err != nil {
-		hs.t.Fatalf("approve: %v", err)
+		hs.t.Fatal(err)
 	}
-	resp, _ := hs.get(c, callback)
 	return resp
 }
 

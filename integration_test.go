@@ -97,19 +97,20 @@ func navigate(t *testing.T, c *http.Client, rawURL string) (*http.Response, stri
 // loginThroughCaddy follows the whole flow for path and returns the page.
 func loginThroughCaddy(t *testing.T, c *http.Client, fake *spotifytest.Server, path string) string {
 	t.Helper()
-	resp, body := navigate(t, c, site+path)
-	if resp.StatusCode != http.StatusFound {
-		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
-	}
-	callback, err := fake.Approve(resp.Header.Get("Location"), spotifytest.DefaultUserID)
+	req, err := http.NewRequest(http.MethodGet, site+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, body = navigate(t, c, callback)
+	req.Header.Set("Accept", "text/html")
+	resp, err := fake.LogIn(c, req, spotifytest.DefaultUserID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != path {
+		body, _ := io.ReadAll(resp.Body)
 		t.Fatalf("callback: %d to %q: %s", resp.StatusCode, resp.Header.Get("Location"), body)
 	}
-	resp, body = navigate(t, c, site+path)
+	resp, body := navigate(t, c, site+path)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s after login: %d %s", path, resp.StatusCode, body)
 	}
