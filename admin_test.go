@@ -97,6 +97,9 @@ func (s *adminSite) page(t *testing.T, c *http.Client) int {
 func (s *adminSite) adminCall(t *testing.T, method, path string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, s.admin+path, nil)
+	// A reload restarts the admin server: a kept-alive connection to the
+	// old one would be reset.
+	req.Close = true
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
