@@ -1,5 +1,11 @@
 package spotifyauth_test
 
+// Helpers of the tests that run a real Caddy: in this process through
+// caddytest (fixed ports 2999 and 9080, so these tests never run in
+// parallel), or on free ports through caddy.Load. The in-process
+// harness of the handler alone is harness_test.go (package spotifyauth:
+// it reaches the handler's internals, which these tests must not).
+
 import (
 	"fmt"
 	"io"
@@ -13,14 +19,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/caddyspotify/caddy-spotify-auth/internal/testkit"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
-
-// Helpers of the tests that run a real Caddy: in this process through
-// caddytest (fixed ports 2999 and 9080, so these tests never run in
-// parallel), or on free ports through caddy.Load. The in-process
-// harness of the handler alone is harness_test.go (package spotifyauth:
-// it reaches the handler's internals, which these tests must not).
 
 const site = "http://127.0.0.1:9080"
 
@@ -65,13 +66,7 @@ func navigate(t *testing.T, c *http.Client, rawURL string) (*http.Response, stri
 		t.Fatal(err)
 	}
 	req.Header.Set("Accept", "text/html")
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp, string(body)
+	return testkit.Do(t, c, req)
 }
 
 // loginThroughCaddy follows the whole flow for path and returns the page.

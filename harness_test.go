@@ -29,6 +29,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/oauth2"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/testkit"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/teststorage"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
@@ -278,13 +279,7 @@ func (hs *harness) navigation(path string, headers ...string) *http.Request {
 
 func (hs *harness) do(c *http.Client, req *http.Request) (*http.Response, string) {
 	hs.t.Helper()
-	resp, err := c.Do(req)
-	if err != nil {
-		hs.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp, string(body)
+	return testkit.Do(hs.t, c, req)
 }
 
 func (hs *harness) url(path string) string {
