@@ -739,3 +739,11 @@ func (hs *harness) routeTo(h *Handler) []string {
 	hs.instances = append(hs.instances, h)
 	return onInstance(len(hs.instances))
 }
+
+func (f *fifoMap[V]) len() int { return len(f.entries) }
+
+func (s *sharedState) usedStateCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.usedState.len()
+}
