@@ -53,7 +53,7 @@ func fakeOptions(fake *spotifytest.Server) string {
 
 // caddyBrowser is the tester's client (it dials Caddy on loopback) with a
 // fresh cookie jar and redirects left to the test.
-func caddyBrowser(t *testing.T, tc *caddytest.Tester) *http.Client {
+func caddyBrowser(tc *caddytest.Tester) *http.Client {
 	c := *tc.Client
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &c

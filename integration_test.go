@@ -50,7 +50,7 @@ func TestCaddyKeepsRespondFileServerAndHandleBehindTheGate(t *testing.T) {
 	}
 }`, "caddyfile")
 
-	c := caddyBrowser(t, tc)
+	c := caddyBrowser(tc)
 	for _, path := range []string{"/secret.txt", "/handled/x", "/app/", "/anything"} {
 		resp, body := navigate(t, c, site+path)
 		if resp.StatusCode != http.StatusFound || strings.Contains(body, "secret") {
@@ -132,7 +132,7 @@ func TestCaddyJSONConfig(t *testing.T) {
 	}}}}
 }`, fake.AuthorizeURL(), fake.TokenURL(), fake.APIURL()), "json")
 
-	c := caddyBrowser(t, tc)
+	c := caddyBrowser(tc)
 	body := loginThroughCaddy(t, c, fake, "/app/")
 	token := strings.TrimPrefix(body, "token ")
 	if _, _, valid := fake.AccessTokenInfo(token); !valid {
@@ -177,7 +177,7 @@ func TestNoSecretReachesTheLogs(t *testing.T) {
 }`, site, logDir, tokenHeader, fake.AuthorizeURL(), fake.TokenURL(), fake.APIURL(),
 				strings.TrimPrefix(upstream.URL, "http://")), "caddyfile")
 
-			c := caddyBrowser(t, tc)
+			c := caddyBrowser(tc)
 			fake.SetAccessTokenLifetime(time.Minute) // inside the leeway: every request refreshes
 			if body := loginThroughCaddy(t, c, fake, "/app/"); body != "upstream ok" {
 				t.Fatalf("page %q", body)
@@ -282,7 +282,7 @@ func TestReloadsKeepSessionsAndLeakNothing(t *testing.T) {
 }`
 	}
 	tc.InitServer(config(0), "caddyfile")
-	c := caddyBrowser(t, tc)
+	c := caddyBrowser(tc)
 	if body := loginThroughCaddy(t, c, fake, "/app/"); body != "reload 0 for testuser" {
 		t.Fatalf("page %q", body)
 	}
