@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/testkit"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
@@ -29,8 +30,7 @@ type adminSite struct {
 
 func startAdminSite(t *testing.T, sessionStore string) *adminSite {
 	t.Helper()
-	fake := spotifytest.NewServer()
-	t.Cleanup(fake.Close)
+	fake := testkit.NewFake(t)
 	fake.AddUser(spotifytest.User{ID: "bystander"})
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "hello "+r.Header.Get("X-Spotify-User-Id"))

@@ -38,8 +38,7 @@ func caddyStorage(t *testing.T) string {
 }
 
 func newFake(t *testing.T) *spotifytest.Server {
-	fake := spotifytest.NewServer()
-	t.Cleanup(fake.Close)
+	fake := testkit.NewFake(t)
 	fake.AddClient(spotifytest.Client{ID: "it-client", RedirectURIs: []string{site + "/oauth2/spotify/callback"}})
 	return fake
 }

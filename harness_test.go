@@ -69,8 +69,7 @@ func withSecret(secret string) harnessOpt {
 
 func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 	t.Helper()
-	hs := &harness{t: t, fake: spotifytest.NewServer()}
-	t.Cleanup(hs.fake.Close)
+	hs := &harness{t: t, fake: testkit.NewFake(t)}
 
 	hs.srv = httptest.NewUnstartedServer(http.HandlerFunc(hs.serve))
 	hs.srv.Start()

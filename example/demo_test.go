@@ -30,6 +30,8 @@ func startDemo(t *testing.T, autoApprove bool) *demo {
 // request so.
 var get, do = testkit.Get, testkit.Do
 
+var newFake = testkit.NewFake
+
 func wantInPage(t *testing.T, body string, wants ...string) {
 	t.Helper()
 	for _, want := range wants {
@@ -183,12 +185,6 @@ func TestDemoRefusesUnusableAddresses(t *testing.T) {
 
 // The sample app's own unit tests: no Caddy, the request as spotify_auth
 // forwards it, the fake's Web API.
-
-func newFake(t *testing.T) *spotifytest.Server {
-	fake := spotifytest.NewServer()
-	t.Cleanup(fake.Close)
-	return fake
-}
 
 func serveApp(fake *spotifytest.Server, req *http.Request) (*httptest.ResponseRecorder, string) {
 	rec := httptest.NewRecorder()

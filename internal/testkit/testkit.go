@@ -1,13 +1,22 @@
-// Package testkit holds the HTTP test helpers that the plugin's tests and
-// the example module's tests share. Standard library only, so it adds
-// nothing to either go.mod.
+// Package testkit holds the test helpers that the plugin's tests and the
+// example module's tests share. It uses the standard library and
+// spotifytest only, so it adds nothing to either go.mod.
 package testkit
 
 import (
 	"io"
 	"net/http"
 	"testing"
+
+	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
+
+// NewFake starts a fake Spotify that closes when the test ends.
+func NewFake(t testing.TB) *spotifytest.Server {
+	fake := spotifytest.NewServer()
+	t.Cleanup(fake.Close)
+	return fake
+}
 
 // Get requests rawURL with c and returns the answer and its body.
 func Get(t testing.TB, c *http.Client, rawURL string) (*http.Response, string) {

@@ -18,3 +18,18 @@ func TestGetReturnsTheAnswerWithItsBodyRead(t *testing.T) {
 		t.Fatalf("Get: %d %q", resp.StatusCode, body)
 	}
 }
+
+func TestNewFakeClosesWhenTheTestEnds(t *testing.T) {
+	var url string
+	t.Run("a test using the fake", func(t *testing.T) {
+		fake := NewFake(t)
+		url = fake.TokenURL()
+		if _, err := http.Post(url, "application/x-www-form-urlencoded", nil); err != nil {
+			t.Fatalf("the fake does not answer during the test: %v", err)
+		}
+	})
+	if resp, err := http.Post(url, "application/x-www-form-urlencoded", nil); err == nil {
+		resp.Body.Close()
+		t.Fatal("the fake still answers after its test ended")
+	}
+}
