@@ -6,14 +6,18 @@ package spotifyauth
 // caddy_harness_test.go.
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +25,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	_ "github.com/caddyserver/caddy/v2/modules/filestorage" // the storage option's file_system
 	"github.com/caddyserver/certmagic"
@@ -35,6 +40,12 @@ import (
 )
 
 const testClientID = "test-client"
+
+// Cookie secrets good enough for checkCookieSecret.
+const (
+	secretA = "k3Zq8vN1pX7rT2mW9yB4cD6fG0hJ5sLa"
+	secretB = "Q9wE2rT7yU4iO1pA6sD3fG8hJ5kL0zXc"
+)
 
 // harness runs the handler in an httptest server, in front of an upstream
 // that records what it receives, against a fake Spotify.
@@ -745,4 +756,137 @@ func (s *sharedState) usedStateCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.usedState.len()
+}
+
+func sampleSession() session {
+	return session{
+		Created: 1700000000, Expires: 1800000000, TokenExpires: 1700003600,
+		AccessToken: "BQC-access", RefreshToken: "AQD-refresh",
+		Scopes: "user-read-email user-top-read", UserID: "alice",
+		DisplayName: "Alice Åström 🎧", Email: "alice@example.com", Product: "premium", Country: "SE",
+	}
+}
+
+// retryAfterPassed stands for Spotify's Retry-After having passed: the
+// back-off ends here and in storage, and so does the pause after the
+// failed refresh.
+func retryAfterPassed(t *testing.T, h *Handler) {
+	t.Helper()
+	h.shared.backoffUntil.Store(0)
+	ctx := context.Background()
+	if err := h.storage.Delete(ctx, h.backoffKey()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+}
+
+func adapt(t *testing.T, body string) (string, error) {
+	t.Helper()
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(body), nil)
+	return string(out), err
+}
+
+// handlersIn returns the spotify_auth handlers of an adapted config, and
+// the matcher sets of their routes.
+func handlersIn(t *testing.T, cfgJSON string) ([]Handler, [][]map[string]json.RawMessage) {
+	t.Helper()
+	var cfg struct {
+		Apps struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Routes []json.RawMessage `json:"routes"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal([]byte(cfgJSON), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var hs []Handler
+	var matchers [][]map[string]json.RawMessage
+	var walk func(routes []json.RawMessage)
+	walk = func(routes []json.RawMessage) {
+		for _, raw := range routes {
+			var r struct {
+				Match  []map[string]json.RawMessage `json:"match"`
+				Handle []json.RawMessage            `json:"handle"`
+			}
+			_ = json.Unmarshal(raw, &r)
+			for _, hraw := range r.Handle {
+				var kind struct {
+					Handler string            `json:"handler"`
+					Routes  []json.RawMessage `json:"routes"`
+				}
+				_ = json.Unmarshal(hraw, &kind)
+				if kind.Handler == "spotify_auth" {
+					var h Handler
+					if err := json.Unmarshal(hraw, &h); err != nil {
+						t.Fatal(err)
+					}
+					hs = append(hs, h)
+					matchers = append(matchers, r.Match)
+				}
+				walk(kind.Routes)
+			}
+		}
+	}
+	for _, srv := range cfg.Apps.HTTP.Servers {
+		walk(srv.Routes)
+	}
+	return hs, matchers
+}
+
+func loadRedirectPayloads(t testing.TB) []string {
+	t.Helper()
+	f, err := os.Open("testdata/open_redirect_payloads.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 64*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		p, err := strconv.Unquote(line)
+		if err != nil {
+			t.Fatalf("bad corpus line %q: %v", line, err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// assertSameOrigin fails unless rd, used as a Location on
+// https://example.com, stays on that origin in every reading a browser or
+// a decoding proxy could give it.
+func assertSameOrigin(t testing.TB, payload, rd string) {
+	t.Helper()
+	if rd == "" || rd[0] != '/' || strings.HasPrefix(rd, "//") || strings.HasPrefix(rd, "/\\") {
+		t.Fatalf("%q -> %q: not a rooted path", payload, rd)
+	}
+	base, _ := url.Parse("https://example.com/some/page")
+	if strings.ContainsAny(rd, " ") {
+		t.Fatalf("%q -> %q: contains a space", payload, rd)
+	}
+	v := rd
+	for range 4 {
+		if strings.ContainsAny(v, "\\\t\r\n\x00") {
+			t.Fatalf("%q -> %q: contains characters browsers strip or reinterpret", payload, rd)
+		}
+		ref, err := url.Parse(v)
+		if err != nil {
+			t.Fatalf("%q -> %q: unparsable: %v", payload, rd, err)
+		}
+		if got := base.ResolveReference(ref); got.Host != "example.com" || got.Scheme != "https" {
+			t.Fatalf("%q -> %q: resolves to another origin %s", payload, rd, got)
+		}
+		dec, err := url.PathUnescape(v)
+		if err != nil || dec == v {
+			break
+		}
+		v = dec
+	}
 }
