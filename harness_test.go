@@ -39,6 +39,8 @@ import (
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
+// ---- Setting up the handler ----
+
 const testClientID = "test-client"
 
 // Cookie secrets good enough for checkCookieSecret.
@@ -76,6 +78,22 @@ type harnessOpt func(*Handler, *spotifytest.Client)
 
 func withSecret(secret string) harnessOpt {
 	return func(h *Handler, c *spotifytest.Client) { h.ClientSecret, c.Secret = secret, secret }
+}
+
+func withStoredSessions() harnessOpt {
+	return func(h *Handler, _ *spotifytest.Client) { h.SessionStore = sessionStoreStorage }
+}
+
+func withLeeway(d time.Duration) harnessOpt {
+	return func(h *Handler, _ *spotifytest.Client) { h.RefreshLeeway = caddy.Duration(d) }
+}
+
+func withGeneratedKeys() harnessOpt {
+	return func(h *Handler, _ *spotifytest.Client) { h.CookieSecrets = nil }
+}
+
+func withStorage(s certmagic.Storage) harnessOpt {
+	return func(h *Handler, _ *spotifytest.Client) { h.StorageRaw = storageOption(s) }
 }
 
 func newHarness(t *testing.T, opts ...harnessOpt) *harness {
@@ -132,19 +150,19 @@ func provisionCtx(t *testing.T, h *Handler) (*Handler, *prometheus.Registry) {
 	return h, ctx.GetMetricsRegistry()
 }
 
-// forgetRefreshes makes the handler forget recent refresh results, in
-// memory and in storage, as if their time had passed.
-func forgetRefreshes(tb testing.TB, h *Handler) {
-	h.shared.mu.Lock()
-	h.shared.recent = newFIFOMap[session](maxRecentRefresh)
-	h.shared.mu.Unlock()
-	keys, _ := h.storage.List(context.Background(), refreshResultPrefix, false)
-	for _, k := range keys {
-		if err := h.storage.Delete(context.Background(), k); err != nil {
-			tb.Fatal(err)
-		}
+func newBrowser(t *testing.T) *http.Client {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{
+		Jar:           jar,
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
+
+// ---- Storage, through the storage option as users configure it ----
 
 // testStorage is the storage option of a private file_system storage, as
 // Caddy would give.
@@ -203,17 +221,71 @@ func (s heldStorage) CertMagicStorage() (certmagic.Storage, error) {
 	return held.(certmagic.Storage), nil
 }
 
-func newBrowser(t *testing.T) *http.Client {
-	jar, err := cookiejar.New(nil)
+// storageKinds are the storages the coordination tests run on: Caddy's
+// default, and a different certmagic.Storage implementation.
+var storageKinds = []struct {
+	name string
+	new  func(t *testing.T) certmagic.Storage
+}{
+	{"file_system", func(t *testing.T) certmagic.Storage { return &certmagic.FileStorage{Path: t.TempDir()} }},
+	{"recording", func(t *testing.T) certmagic.Storage { return teststorage.New(t.TempDir()) }},
+}
+
+// storageHoldsNone fails if any entry in storage contains any of secrets.
+func storageHoldsNone(t *testing.T, storage certmagic.Storage, secrets ...string) {
+	t.Helper()
+	keys, err := storage.List(context.Background(), "", true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &http.Client{
-		Jar:           jar,
-		Timeout:       10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	n := 0
+	for _, k := range keys {
+		data, err := storage.Load(context.Background(), k)
+		if err != nil {
+			continue // a directory
+		}
+		n++
+		for _, secret := range secrets {
+			if secret != "" && strings.Contains(string(data)+k, secret) {
+				t.Fatalf("storage entry %s holds a secret in the clear", k)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("storage holds nothing to check")
 	}
 }
+
+func storedSessions(t *testing.T, storage certmagic.Storage) int {
+	t.Helper()
+	keys, err := storage.List(context.Background(), storedSessionPrefix, true)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, k := range keys {
+		if info, err := storage.Stat(context.Background(), k); err == nil && info.IsTerminal {
+			n++
+		}
+	}
+	return n
+}
+
+// forgetRefreshes makes the handler forget recent refresh results, in
+// memory and in storage, as if their time had passed.
+func forgetRefreshes(tb testing.TB, h *Handler) {
+	h.shared.mu.Lock()
+	h.shared.recent = newFIFOMap[session](maxRecentRefresh)
+	h.shared.mu.Unlock()
+	keys, _ := h.storage.List(context.Background(), refreshResultPrefix, false)
+	for _, k := range keys {
+		if err := h.storage.Delete(context.Background(), k); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// ---- Requests, and what the upstream got ----
 
 // serve plays the part of Caddy's server: a replacer in the context, and
 // an upstream as the next handler.
@@ -265,6 +337,11 @@ func (hs *harness) upstreamCount() int {
 	return len(hs.upstream)
 }
 
+// upstreamToken is the token the last request passed upstream.
+func (hs *harness) upstreamToken() string {
+	return strings.TrimPrefix(hs.lastUpstream().Header.Get("Authorization"), "Bearer ")
+}
+
 // get sends a browser navigation (or, with api, a fetch) and returns the
 // response with its body read.
 func (hs *harness) get(c *http.Client, path string, headers ...string) (*http.Response, string) {
@@ -299,6 +376,23 @@ func (hs *harness) url(path string) string {
 	return hs.srv.URL + path
 }
 
+func apiGet(hs *harness, c *http.Client, path string) (*http.Response, string) {
+	req, _ := http.NewRequest(http.MethodGet, hs.url(path), nil)
+	req.Header.Set("Accept", "application/json")
+	return hs.do(c, req)
+}
+
+func mustQuery(t *testing.T, raw string) url.Values {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Query()
+}
+
+// ---- Logging in and out ----
+
 // startLogin requests a protected path and returns the authorize URL the
 // handler redirected to.
 func (hs *harness) startLogin(c *http.Client, path string, headers ...string) string {
@@ -326,32 +420,123 @@ func (hs *harness) login(c *http.Client, path string, headers ...string) string 
 	return resp.Header.Get("Location")
 }
 
-func mustQuery(t *testing.T, raw string) url.Values {
+// loginAs runs the flow for path as the given fake user.
+// loginAs runs the whole flow for path in browser c as the fake's user
+// userID and returns the callback's answer.
+func (hs *harness) loginAs(c *http.Client, path, userID string, headers ...string) *http.Response {
+	hs.t.Helper()
+	resp, err := hs.fake.LogIn(c, hs.navigation(path, headers...), userID)
+	if err != nil {
+		hs.t.Fatal(err)
+	}
+	return resp
+}
+
+// logout posts the logout form (query e.g. "?everywhere=1") and returns the page.
+func logout(t *testing.T, hs *harness, c *http.Client, query string) string {
 	t.Helper()
-	u, err := url.Parse(raw)
+	req, _ := http.NewRequest(http.MethodPost, hs.url(EndpointPrefix+"logout"+query), nil)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	_, body := hs.do(c, req)
+	return body
+}
+
+// ---- Sessions and cookies ----
+
+// session returns the browser's session as the handler sees it.
+func (hs *harness) session(c *http.Client) session {
+	hs.t.Helper()
+	r := httptest.NewRequest(http.MethodGet, hs.srv.URL+"/", nil)
+	u, _ := url.Parse(hs.srv.URL)
+	for _, ck := range c.Jar.Cookies(u) {
+		r.AddCookie(ck)
+	}
+	s, err := hs.h.session(r, time.Now())
+	if err != nil {
+		hs.t.Fatalf("no session in the browser: %v", err)
+	}
+	return s
+}
+
+// setSession replaces the browser's session with s: in its cookie, or
+// with session_store storage where the cookie points.
+func (hs *harness) setSession(c *http.Client, s session) string {
+	hs.t.Helper()
+	if s.storeKey != "" {
+		if _, err := hs.h.storeSession(context.Background(), &s); err != nil {
+			hs.t.Fatal(err)
+		}
+		return ""
+	}
+	u, _ := url.Parse(hs.srv.URL)
+	value := hs.h.sealers().sessions.Seal(s.marshal(), hs.h.cookies.aad)
+	c.Jar.SetCookies(u, []*http.Cookie{{Name: "spotify_auth", Value: value, Path: "/"}})
+	return value
+}
+
+// nearlyExpire moves the browser's token into the refresh leeway: still
+// valid, but due for refresh.
+func (hs *harness) nearlyExpire(c *http.Client) session {
+	hs.t.Helper()
+	s := hs.session(c)
+	s.TokenExpires = time.Now().Add(time.Minute).Unix()
+	hs.setSession(c, s)
+	return s
+}
+
+// dueNow makes the browser's token due for refresh (and about to expire).
+func (hs *harness) dueNow(c *http.Client) string {
+	hs.t.Helper()
+	s := hs.session(c)
+	s.TokenExpires = time.Now().Add(10 * time.Second).Unix()
+	return hs.setSession(c, s)
+}
+
+func cookieIn(t *testing.T, hs *harness, c *http.Client, name string) string {
+	t.Helper()
+	u, _ := url.Parse(hs.srv.URL)
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == name {
+			return ck.Value
+		}
+	}
+	t.Fatalf("no %s cookie", name)
+	return ""
+}
+
+func setCookieIn(t *testing.T, hs *harness, c *http.Client, name, value string) {
+	t.Helper()
+	u, _ := url.Parse(hs.srv.URL)
+	c.Jar.SetCookies(u, []*http.Cookie{{Name: name, Value: value, Path: "/"}})
+}
+
+func setCookieNamed(resp *http.Response, name string) bool {
+	for _, c := range resp.Cookies() {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func sampleSession() session {
+	return session{
+		Created: 1700000000, Expires: 1800000000, TokenExpires: 1700003600,
+		AccessToken: "BQC-access", RefreshToken: "AQD-refresh",
+		Scopes: "user-read-email user-top-read", UserID: "alice",
+		DisplayName: "Alice Åström 🎧", Email: "alice@example.com", Product: "premium", Country: "SE",
+	}
+}
+
+func mustKeyring(t *testing.T, key []byte, app string) *keyring {
+	kr, err := newKeyring([][]byte{key}, app)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return u.Query()
+	return kr
 }
 
-func withStorage(s certmagic.Storage) harnessOpt {
-	return func(h *Handler, _ *spotifytest.Client) { h.StorageRaw = storageOption(s) }
-}
-
-func withStoredSessions() harnessOpt {
-	return func(h *Handler, _ *spotifytest.Client) { h.SessionStore = sessionStoreStorage }
-}
-
-// storageKinds are the storages the coordination tests run on: Caddy's
-// default, and a different certmagic.Storage implementation.
-var storageKinds = []struct {
-	name string
-	new  func(t *testing.T) certmagic.Storage
-}{
-	{"file_system", func(t *testing.T) certmagic.Storage { return &certmagic.FileStorage{Path: t.TempDir()} }},
-	{"recording", func(t *testing.T) certmagic.Storage { return teststorage.New(t.TempDir()) }},
-}
+// ---- Several instances of one config ----
 
 // addInstance provisions another instance of the harness's handler: same
 // config and storage, its own memory. Requests with X-Test-Instance: n
@@ -389,6 +574,15 @@ func (hs *harness) sameConfig(change func(*Handler)) (*Handler, *prometheus.Regi
 	return provisionCtx(hs.t, h)
 }
 
+// routeTo sends requests with X-Test-Instance: n+1 to h, as another
+// process would get them.
+func (hs *harness) routeTo(h *Handler) []string {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.instances = append(hs.instances, h)
+	return onInstance(len(hs.instances))
+}
+
 // onInstance is the header pair sending a request to instance n (0: the
 // harness's own handler).
 func onInstance(n int) []string {
@@ -396,16 +590,6 @@ func onInstance(n int) []string {
 		return nil
 	}
 	return []string{"X-Test-Instance", strconv.Itoa(n)}
-}
-
-// nearlyExpire moves the browser's token into the refresh leeway: still
-// valid, but due for refresh.
-func (hs *harness) nearlyExpire(c *http.Client) session {
-	hs.t.Helper()
-	s := hs.session(c)
-	s.TokenExpires = time.Now().Add(time.Minute).Unix()
-	hs.setSession(c, s)
-	return s
 }
 
 type result struct {
@@ -453,111 +637,19 @@ func (hs *harness) burst(c *http.Client, path string, n, instances int) []result
 	return results
 }
 
-// storageHoldsNone fails if any entry in storage contains any of secrets.
-func storageHoldsNone(t *testing.T, storage certmagic.Storage, secrets ...string) {
+// retryAfterPassed stands for Spotify's Retry-After having passed: the
+// back-off ends here and in storage, and so does the pause after the
+// failed refresh.
+func retryAfterPassed(t *testing.T, h *Handler) {
 	t.Helper()
-	keys, err := storage.List(context.Background(), "", true)
-	if err != nil {
+	h.shared.backoffUntil.Store(0)
+	ctx := context.Background()
+	if err := h.storage.Delete(ctx, h.backoffKey()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)
 	}
-	n := 0
-	for _, k := range keys {
-		data, err := storage.Load(context.Background(), k)
-		if err != nil {
-			continue // a directory
-		}
-		n++
-		for _, secret := range secrets {
-			if secret != "" && strings.Contains(string(data)+k, secret) {
-				t.Fatalf("storage entry %s holds a secret in the clear", k)
-			}
-		}
-	}
-	if n == 0 {
-		t.Fatal("storage holds nothing to check")
-	}
 }
 
-func storedSessions(t *testing.T, storage certmagic.Storage) int {
-	t.Helper()
-	keys, err := storage.List(context.Background(), storedSessionPrefix, true)
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for _, k := range keys {
-		if info, err := storage.Stat(context.Background(), k); err == nil && info.IsTerminal {
-			n++
-		}
-	}
-	return n
-}
-
-func cookieIn(t *testing.T, hs *harness, c *http.Client, name string) string {
-	t.Helper()
-	u, _ := url.Parse(hs.srv.URL)
-	for _, ck := range c.Jar.Cookies(u) {
-		if ck.Name == name {
-			return ck.Value
-		}
-	}
-	t.Fatalf("no %s cookie", name)
-	return ""
-}
-
-func setCookieIn(t *testing.T, hs *harness, c *http.Client, name, value string) {
-	t.Helper()
-	u, _ := url.Parse(hs.srv.URL)
-	c.Jar.SetCookies(u, []*http.Cookie{{Name: name, Value: value, Path: "/"}})
-}
-
-// logout posts the logout form (query e.g. "?everywhere=1") and returns the page.
-func logout(t *testing.T, hs *harness, c *http.Client, query string) string {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, hs.url(EndpointPrefix+"logout"+query), nil)
-	req.Header.Set("Sec-Fetch-Site", "same-origin")
-	_, body := hs.do(c, req)
-	return body
-}
-
-func mustKeyring(t *testing.T, key []byte, app string) *keyring {
-	kr, err := newKeyring([][]byte{key}, app)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kr
-}
-
-// session returns the browser's session as the handler sees it.
-func (hs *harness) session(c *http.Client) session {
-	hs.t.Helper()
-	r := httptest.NewRequest(http.MethodGet, hs.srv.URL+"/", nil)
-	u, _ := url.Parse(hs.srv.URL)
-	for _, ck := range c.Jar.Cookies(u) {
-		r.AddCookie(ck)
-	}
-	s, err := hs.h.session(r, time.Now())
-	if err != nil {
-		hs.t.Fatalf("no session in the browser: %v", err)
-	}
-	return s
-}
-
-// setSession replaces the browser's session with s: in its cookie, or
-// with session_store storage where the cookie points.
-func (hs *harness) setSession(c *http.Client, s session) string {
-	hs.t.Helper()
-	if s.storeKey != "" {
-		if _, err := hs.h.storeSession(context.Background(), &s); err != nil {
-			hs.t.Fatal(err)
-		}
-		return ""
-	}
-	u, _ := url.Parse(hs.srv.URL)
-	value := hs.h.sealers().sessions.Seal(s.marshal(), hs.h.cookies.aad)
-	c.Jar.SetCookies(u, []*http.Cookie{{Name: "spotify_auth", Value: value, Path: "/"}})
-	return value
-}
+// ---- Metrics ----
 
 func (hs *harness) metric(name string, labels ...string) float64 {
 	hs.t.Helper()
@@ -594,190 +686,7 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...
 	return 0
 }
 
-func setCookieNamed(resp *http.Response, name string) bool {
-	for _, c := range resp.Cookies() {
-		if c.Name == name {
-			return true
-		}
-	}
-	return false
-}
-
-func apiGet(hs *harness, c *http.Client, path string) (*http.Response, string) {
-	req, _ := http.NewRequest(http.MethodGet, hs.url(path), nil)
-	req.Header.Set("Accept", "application/json")
-	return hs.do(c, req)
-}
-
-// loginAs runs the flow for path as the given fake user.
-// loginAs runs the whole flow for path in browser c as the fake's user
-// userID and returns the callback's answer.
-func (hs *harness) loginAs(c *http.Client, path, userID string, headers ...string) *http.Response {
-	hs.t.Helper()
-	resp, err := hs.fake.LogIn(c, hs.navigation(path, headers...), userID)
-	if err != nil {
-		hs.t.Fatal(err)
-	}
-	return resp
-}
-
-func withLeeway(d time.Duration) harnessOpt {
-	return func(h *Handler, _ *spotifytest.Client) { h.RefreshLeeway = caddy.Duration(d) }
-}
-
-// dueNow makes the browser's token due for refresh (and about to expire).
-func (hs *harness) dueNow(c *http.Client) string {
-	hs.t.Helper()
-	s := hs.session(c)
-	s.TokenExpires = time.Now().Add(10 * time.Second).Unix()
-	return hs.setSession(c, s)
-}
-
-// upstreamToken is the token the last request passed upstream.
-func (hs *harness) upstreamToken() string {
-	return strings.TrimPrefix(hs.lastUpstream().Header.Get("Authorization"), "Bearer ")
-}
-
-func withGeneratedKeys() harnessOpt {
-	return func(h *Handler, _ *spotifytest.Client) { h.CookieSecrets = nil }
-}
-
-// zapNop keeps benchmarks and fuzzers quiet.
-var zapNop = zap.NewNop()
-
-// benchHandler is a provisioned handler for a benchmark that calls
-// ServeHTTP directly, and a request to copy.
-func benchHandler(b *testing.B) (*Handler, *http.Request) {
-	return benchHandlerOn(b, testStorage(b))
-}
-
-func benchHandlerOn(b *testing.B, storage json.RawMessage) (*Handler, *http.Request) {
-	h := &Handler{ClientID: testClientID, CookieSecrets: []string{secretA}, StorageRaw: storage}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	b.Cleanup(cancel)
-	if err := h.Provision(ctx); err != nil {
-		b.Fatal(err)
-	}
-	h.logger = zapNop
-	r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/app/", nil)
-	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
-	return h, r
-}
-
-// nopNext answers as an upstream would, so the response wrapper runs too.
-var nopNext = caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error { w.WriteHeader(http.StatusOK); return nil })
-
-// benchServe runs one request per iteration with the given Cookie header.
-func benchServe(b *testing.B, h *Handler, base *http.Request, cookie, accept string, perIter func()) {
-	b.Helper()
-	// The request, its header map and the writer are reused, so that
-	// allocs/op counts the handler's allocations alone.
-	w := &discardWriter{h: http.Header{}}
-	r := new(http.Request)
-	hdr := http.Header{}
-	cookieVal, acceptVal := []string{cookie}, []string{accept}
-	// As in Caddy, the request context holds the replacer and the vars map
-	// (which the strip routes read), a fixed few levels deep.
-	root := context.WithValue(base.Context(), caddyhttp.VarsCtxKey, map[string]any{})
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		if perIter != nil {
-			perIter()
-		}
-		// Caddy makes a replacer per request; the handler adds a
-		// placeholder provider to it. A fresh one every 256 requests keeps
-		// the provider list short at no measurable cost per request. (It
-		// replaces, not wraps, the context: a chain growing with the
-		// iterations made every context lookup slower as the run went on.)
-		if i++; i%256 == 1 {
-			base = base.WithContext(context.WithValue(root, caddy.ReplacerCtxKey, caddy.NewReplacer()))
-		}
-		*r = *base
-		clear(hdr)
-		hdr["Cookie"], hdr["Accept"] = cookieVal, acceptVal
-		r.Header = hdr
-		clear(w.h)
-		if err := h.ServeHTTP(w, r, nopNext); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func validSession(expires time.Duration) session {
-	s := sampleSession()
-	s.Expires = time.Now().Add(24 * time.Hour).Unix()
-	s.TokenExpires = time.Now().Add(expires).Unix()
-	return s
-}
-
-// fakeRefreshToken logs in to the fake as a public client and returns the
-// refresh token.
-func fakeRefreshToken(b *testing.B, fake *spotifytest.Server) string {
-	b.Helper()
-	cfg := &oauth2.Config{
-		ClientID:    testClientID,
-		RedirectURL: "http://127.0.0.1/cb",
-		Endpoint:    oauth2.Endpoint{AuthURL: fake.AuthorizeURL(), TokenURL: fake.TokenURL(), AuthStyle: oauth2.AuthStyleInParams},
-	}
-	verifier := oauth2.GenerateVerifier()
-	cb, err := fake.Approve(cfg.AuthCodeURL("state-1234567890", oauth2.S256ChallengeOption(verifier)), spotifytest.DefaultUserID)
-	if err != nil {
-		b.Fatal(err)
-	}
-	u, _ := url.Parse(cb)
-	tok, err := cfg.Exchange(b.Context(), u.Query().Get("code"), oauth2.VerifierOption(verifier))
-	if err != nil {
-		b.Fatal(err)
-	}
-	return tok.RefreshToken
-}
-
-// discardWriter is a ResponseWriter that keeps nothing, so benchmarks
-// measure the handler rather than a recorder's buffer.
-type discardWriter struct{ h http.Header }
-
-func (d *discardWriter) Header() http.Header         { return d.h }
-func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
-func (d *discardWriter) WriteHeader(int)             {}
-
-// routeTo sends requests with X-Test-Instance: n+1 to h, as another
-// process would get them.
-func (hs *harness) routeTo(h *Handler) []string {
-	hs.mu.Lock()
-	defer hs.mu.Unlock()
-	hs.instances = append(hs.instances, h)
-	return onInstance(len(hs.instances))
-}
-
-func (f *fifoMap[V]) len() int { return len(f.entries) }
-
-func (s *sharedState) usedStateCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.usedState.len()
-}
-
-func sampleSession() session {
-	return session{
-		Created: 1700000000, Expires: 1800000000, TokenExpires: 1700003600,
-		AccessToken: "BQC-access", RefreshToken: "AQD-refresh",
-		Scopes: "user-read-email user-top-read", UserID: "alice",
-		DisplayName: "Alice Åström 🎧", Email: "alice@example.com", Product: "premium", Country: "SE",
-	}
-}
-
-// retryAfterPassed stands for Spotify's Retry-After having passed: the
-// back-off ends here and in storage, and so does the pause after the
-// failed refresh.
-func retryAfterPassed(t *testing.T, h *Handler) {
-	t.Helper()
-	h.shared.backoffUntil.Store(0)
-	ctx := context.Background()
-	if err := h.storage.Delete(ctx, h.backoffKey()); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		t.Fatal(err)
-	}
-}
+// ---- Config and payloads ----
 
 func adapt(t *testing.T, body string) (string, error) {
 	t.Helper()
@@ -889,4 +798,115 @@ func assertSameOrigin(t testing.TB, payload, rd string) {
 		}
 		v = dec
 	}
+}
+
+// ---- Benchmarks ----
+
+// zapNop keeps benchmarks and fuzzers quiet.
+var zapNop = zap.NewNop()
+
+// benchHandler is a provisioned handler for a benchmark that calls
+// ServeHTTP directly, and a request to copy.
+func benchHandler(b *testing.B) (*Handler, *http.Request) {
+	return benchHandlerOn(b, testStorage(b))
+}
+
+func benchHandlerOn(b *testing.B, storage json.RawMessage) (*Handler, *http.Request) {
+	h := &Handler{ClientID: testClientID, CookieSecrets: []string{secretA}, StorageRaw: storage}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	b.Cleanup(cancel)
+	if err := h.Provision(ctx); err != nil {
+		b.Fatal(err)
+	}
+	h.logger = zapNop
+	r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/app/", nil)
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+	return h, r
+}
+
+// nopNext answers as an upstream would, so the response wrapper runs too.
+var nopNext = caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error { w.WriteHeader(http.StatusOK); return nil })
+
+// benchServe runs one request per iteration with the given Cookie header.
+func benchServe(b *testing.B, h *Handler, base *http.Request, cookie, accept string, perIter func()) {
+	b.Helper()
+	// The request, its header map and the writer are reused, so that
+	// allocs/op counts the handler's allocations alone.
+	w := &discardWriter{h: http.Header{}}
+	r := new(http.Request)
+	hdr := http.Header{}
+	cookieVal, acceptVal := []string{cookie}, []string{accept}
+	// As in Caddy, the request context holds the replacer and the vars map
+	// (which the strip routes read), a fixed few levels deep.
+	root := context.WithValue(base.Context(), caddyhttp.VarsCtxKey, map[string]any{})
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if perIter != nil {
+			perIter()
+		}
+		// Caddy makes a replacer per request; the handler adds a
+		// placeholder provider to it. A fresh one every 256 requests keeps
+		// the provider list short at no measurable cost per request. (It
+		// replaces, not wraps, the context: a chain growing with the
+		// iterations made every context lookup slower as the run went on.)
+		if i++; i%256 == 1 {
+			base = base.WithContext(context.WithValue(root, caddy.ReplacerCtxKey, caddy.NewReplacer()))
+		}
+		*r = *base
+		clear(hdr)
+		hdr["Cookie"], hdr["Accept"] = cookieVal, acceptVal
+		r.Header = hdr
+		clear(w.h)
+		if err := h.ServeHTTP(w, r, nopNext); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func validSession(expires time.Duration) session {
+	s := sampleSession()
+	s.Expires = time.Now().Add(24 * time.Hour).Unix()
+	s.TokenExpires = time.Now().Add(expires).Unix()
+	return s
+}
+
+// fakeRefreshToken logs in to the fake as a public client and returns the
+// refresh token.
+func fakeRefreshToken(b *testing.B, fake *spotifytest.Server) string {
+	b.Helper()
+	cfg := &oauth2.Config{
+		ClientID:    testClientID,
+		RedirectURL: "http://127.0.0.1/cb",
+		Endpoint:    oauth2.Endpoint{AuthURL: fake.AuthorizeURL(), TokenURL: fake.TokenURL(), AuthStyle: oauth2.AuthStyleInParams},
+	}
+	verifier := oauth2.GenerateVerifier()
+	cb, err := fake.Approve(cfg.AuthCodeURL("state-1234567890", oauth2.S256ChallengeOption(verifier)), spotifytest.DefaultUserID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	u, _ := url.Parse(cb)
+	tok, err := cfg.Exchange(b.Context(), u.Query().Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return tok.RefreshToken
+}
+
+// discardWriter is a ResponseWriter that keeps nothing, so benchmarks
+// measure the handler rather than a recorder's buffer.
+type discardWriter struct{ h http.Header }
+
+func (d *discardWriter) Header() http.Header         { return d.h }
+func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discardWriter) WriteHeader(int)             {}
+
+// ---- Views of internals only tests need ----
+
+func (f *fifoMap[V]) len() int { return len(f.entries) }
+
+func (s *sharedState) usedStateCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.usedState.len()
 }
