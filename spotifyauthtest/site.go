@@ -404,7 +404,7 @@ func (s *Site) LogIn(c *http.Client, userID string) error {
 	}
 	resp, err := s.Fake.LogIn(c, start, userID)
 	if err != nil {
-		return fmt.Errorf("spotifyauthtest: %w", err)
+		return err // names the step that failed
 	}
 	if refused := resp.Request.URL.Query().Get("error"); refused != "" {
 		return fmt.Errorf("spotifyauthtest: the fake refused the login of %q: %s", userID, refused)
