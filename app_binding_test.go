@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
+	"github.com/caddyspotify/caddy-spotify-auth/internal/testkit"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
@@ -14,8 +15,7 @@ import (
 // another client or another Spotify, can neither be entered with
 // production's cookies nor mint cookies production accepts.
 func TestASessionBelongsToOneApp(t *testing.T) {
-	other := spotifytest.NewServer()
-	t.Cleanup(other.Close)
+	other := testkit.NewFake(t)
 	for _, keys := range []struct {
 		name string
 		opts []harnessOpt
