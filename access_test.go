@@ -11,17 +11,6 @@ import (
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
-// loginAs runs the flow for path as the given fake user.
-func (hs *harness) loginAs(c *http.Client, path, userID string) *http.Response {
-	hs.t.Helper()
-	callback, err := hs.fake.Approve(hs.startLogin(c, path), userID)
-	if err != nil {
-		hs.t.Fatalf("approve: %v", err)
-	}
-	resp, _ := hs.get(c, callback)
-	return resp
-}
-
 var ruleUsers = []spotifytest.User{
 	{ID: "alice", DisplayName: "Alice", Email: "Alice@Example.COM", Country: "SE", Product: "premium"},
 	{ID: "bob", DisplayName: "Bob", Email: "bob@example.com", Country: "US", Product: "free"},

@@ -173,8 +173,8 @@ func configSiblings(h *Handler) []*Handler {
 }
 
 // liveUserHandlers returns one user-mode handler of the running config per
-// Spotify app (optionally only clientID's): one revocation per app reaches
-// them all.
+// Spotify app and storage (optionally only clientID's): one revocation per
+// app and storage reaches them all.
 func liveUserHandlers(clientID string) []*Handler {
 	active := caddy.ActiveContext()
 	if active.Context == nil {
@@ -191,10 +191,13 @@ func liveUserHandlers(clientID string) []*Handler {
 	seen := map[string]bool{}
 	var out []*Handler
 	for _, h := range running {
-		if h.appMode || seen[h.app] || clientID != "" && h.ClientID != clientID {
+		// Handlers of one app with different storage options each hold
+		// their own marks and sessions: each is revoked.
+		where := h.app + "\x00" + h.storageID
+		if h.appMode || seen[where] || clientID != "" && h.ClientID != clientID {
 			continue
 		}
-		seen[h.app] = true
+		seen[where] = true
 		out = append(out, h)
 	}
 	return out

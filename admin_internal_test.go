@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,19 +58,26 @@ func TestAdminRevokeReachesOtherInstancesAtTheirReread(t *testing.T) {
 	}
 }
 
-// failingStore refuses every write.
-type failingStore struct{ certmagic.Storage }
+// failingStore refuses every write once told to.
+type failingStore struct {
+	certmagic.Storage
+	failWrites atomic.Bool
+}
 
-func (failingStore) Store(context.Context, string, []byte) error {
-	return errors.New("disk full")
+func (s *failingStore) Store(ctx context.Context, key string, value []byte) error {
+	if s.failWrites.Load() {
+		return errors.New("disk full")
+	}
+	return s.Storage.Store(ctx, key, value)
 }
 
 // TestAdminRevokeFailsClosed: a revocation storage cannot record is an
 // error, never a success.
 func TestAdminRevokeFailsClosed(t *testing.T) {
-	hs := newHarness(t)
+	store := &failingStore{Storage: &certmagic.FileStorage{Path: t.TempDir()}}
+	hs := newHarness(t, withStorage(store))
 	hs.login(hs.browser, "/")
-	hs.h.storage = failingStore{hs.h.storage}
+	store.failWrites.Store(true)
 	if _, err := revokeUser(context.Background(), []*Handler{hs.h}, spotifytest.DefaultUserID, time.Now()); err == nil {
 		t.Fatal("revoke with a storage that cannot write succeeded")
 	}

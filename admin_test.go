@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/testkit"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
@@ -29,8 +30,7 @@ type adminSite struct {
 
 func startAdminSite(t *testing.T, sessionStore string) *adminSite {
 	t.Helper()
-	fake := spotifytest.NewServer()
-	t.Cleanup(fake.Close)
+	fake := testkit.NewFake(t)
 	fake.AddUser(spotifytest.User{ID: "bystander"})
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "hello "+r.Header.Get("X-Spotify-User-Id"))
@@ -73,19 +73,11 @@ func (s *adminSite) logIn(t *testing.T, userID string) *http.Client {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := c.Get(s.url + "/oauth2/spotify/login?rd=%2F")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	callback, err := s.fake.Approve(resp.Header.Get("Location"), userID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp, err = c.Get(callback); err != nil || resp.StatusCode != http.StatusFound {
+	start, _ := http.NewRequest(http.MethodGet, s.url+"/oauth2/spotify/login?rd=%2F", nil)
+	resp, err := s.fake.LogIn(c, start, userID)
+	if err != nil || resp.StatusCode != http.StatusFound {
 		t.Fatalf("callback: %v %v", err, resp)
 	}
-	resp.Body.Close()
 	return c
 }
 
@@ -212,5 +204,51 @@ func TestAdminRevokeErrors(t *testing.T) {
 	status, body := s.adminCall(t, "DELETE", "/spotify_auth/users/x/sessions")
 	if status != http.StatusOK || strings.Count(body, `"client_id"`) != 1 {
 		t.Errorf("after a reload: %d %s; want one app revoked", status, body)
+	}
+}
+
+// TestAdminRevokeReachesEveryStorageOfTheApp: one app served by two sites
+// with different storage options has its sessions in two places; the
+// revoke marks both.
+func TestAdminRevokeReachesEveryStorageOfTheApp(t *testing.T) {
+	fake := testkit.NewFake(t)
+	adminPort, portA, portB := freePort(t), freePort(t), freePort(t)
+	globalStorage, ownStorage := t.TempDir(), t.TempDir()
+	gate := func(port int, extra string) string {
+		return fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	spotify_auth {
+		client_id admin-app
+		client_secret s3cret
+		authorize_url %s
+		token_url %s
+		api_url %s
+		redirect_uri http://127.0.0.1:%d/oauth2/spotify/callback%s
+	}
+	respond "app"
+}
+`, port, fake.AuthorizeURL(), fake.TokenURL(), fake.APIURL(), port, extra)
+	}
+	runCaddy(t, fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	persist_config off
+	auto_https off
+	storage file_system %s
+	log {
+		level ERROR
+	}
+}
+
+`, adminPort, globalStorage)+gate(portA, "")+"\n"+gate(portB, "\n\t\tstorage file_system "+ownStorage))
+
+	s := &adminSite{admin: "http://127.0.0.1:" + strconv.Itoa(adminPort)}
+	status, body := s.adminCall(t, "DELETE", "/spotify_auth/users/"+spotifytest.DefaultUserID+"/sessions")
+	if status != http.StatusOK || strings.Count(body, `"client_id":"admin-app"`) != 2 {
+		t.Fatalf("revoke: %d %s; want the app revoked in each of its two storages", status, body)
+	}
+	for name, dir := range map[string]string{"Caddy's storage": globalStorage, "the block's own storage": ownStorage} {
+		if marks, _ := filepath.Glob(filepath.Join(dir, "spotify_auth", "revoked", "*")); len(marks) != 1 {
+			t.Errorf("revocation marks in %s: %d, want 1", name, len(marks))
+		}
 	}
 }

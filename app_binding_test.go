@@ -6,20 +6,16 @@ import (
 	"testing"
 
 	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
+	"github.com/caddyspotify/caddy-spotify-auth/internal/testkit"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
-
-func withGeneratedKeys() harnessOpt {
-	return func(h *Handler, _ *spotifytest.Client) { h.CookieSecrets = nil }
-}
 
 // TestASessionBelongsToOneApp: a staging site sharing production's
 // storage (and so its generated key) or its cookie_secret, but pointed at
 // another client or another Spotify, can neither be entered with
 // production's cookies nor mint cookies production accepts.
 func TestASessionBelongsToOneApp(t *testing.T) {
-	other := spotifytest.NewServer()
-	t.Cleanup(other.Close)
+	other := testkit.NewFake(t)
 	for _, keys := range []struct {
 		name string
 		opts []harnessOpt

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,40 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
-
 	"github.com/caddyspotify/caddy-spotify-auth/spotifyauthtest"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
-
-// freePort returns a loopback port free at this moment.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// runCaddy runs a Caddyfile in this process until the test ends. Tests
-// using it must not run in parallel: Caddy's config is process-wide.
-func runCaddy(t *testing.T, caddyfile string) {
-	t.Helper()
-	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
-	if err != nil {
-		t.Fatalf("adapting:\n%s\n%v", caddyfile, err)
-	}
-	if len(warnings) > 0 {
-		t.Fatalf("adapter warnings %v", warnings)
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("starting Caddy: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
-}
 
 // needNginx returns the nginx binary, skipping the test without one
 // (failing under CI=true, where .ci/run installs it).
@@ -308,16 +276,6 @@ func TestAuthEndpointBehindNginx(t *testing.T) {
 	if _, after := lastSeen(); resp.StatusCode != http.StatusFound || after != before {
 		t.Errorf("spoofed headers without a session: %d, app reached %v", resp.StatusCode, after != before)
 	}
-}
-
-func sessionCookie(jar http.CookieJar, site string) string {
-	u, _ := url.Parse(site)
-	for _, c := range jar.Cookies(u) {
-		if c.Name == "spotify_auth" {
-			return c.Value
-		}
-	}
-	return ""
 }
 
 // TestAuthEndpointAnswers covers the auth endpoint's answers in a real

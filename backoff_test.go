@@ -2,8 +2,6 @@ package spotifyauth
 
 import (
 	"context"
-	"errors"
-	"io/fs"
 	"net/http"
 	"testing"
 	"time"
@@ -107,18 +105,6 @@ func TestAFailedRefreshPausesEveryInstance(t *testing.T) {
 			}
 			t.Logf("3 instances, 9 requests within the pause after a failed refresh: 1 call at the fake; after it, 1 refresh for 6 requests")
 		})
-	}
-}
-
-// retryAfterPassed stands for Spotify's Retry-After having passed: the
-// back-off ends here and in storage, and so does the pause after the
-// failed refresh.
-func retryAfterPassed(t *testing.T, h *Handler) {
-	t.Helper()
-	h.shared.backoffUntil.Store(0)
-	ctx := context.Background()
-	if err := h.storage.Delete(ctx, h.backoffKey()); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		t.Fatal(err)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"net/http"
-	"net/url"
 	"runtime"
 	"strings"
 	"testing"
@@ -13,58 +12,10 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"golang.org/x/oauth2"
 
 	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
-
-// nopNext answers as an upstream would, so the response wrapper runs too.
-var nopNext = caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error { w.WriteHeader(http.StatusOK); return nil })
-
-// benchServe runs one request per iteration with the given Cookie header.
-func benchServe(b *testing.B, h *Handler, base *http.Request, cookie, accept string, perIter func()) {
-	b.Helper()
-	// The request, its header map and the writer are reused, so that
-	// allocs/op counts the handler's allocations alone.
-	w := &discardWriter{h: http.Header{}}
-	r := new(http.Request)
-	hdr := http.Header{}
-	cookieVal, acceptVal := []string{cookie}, []string{accept}
-	// As in Caddy, the request context holds the replacer and the vars map
-	// (which the strip routes read), a fixed few levels deep.
-	root := context.WithValue(base.Context(), caddyhttp.VarsCtxKey, map[string]any{})
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		if perIter != nil {
-			perIter()
-		}
-		// Caddy makes a replacer per request; the handler adds a
-		// placeholder provider to it. A fresh one every 256 requests keeps
-		// the provider list short at no measurable cost per request. (It
-		// replaces, not wraps, the context: a chain growing with the
-		// iterations made every context lookup slower as the run went on.)
-		if i++; i%256 == 1 {
-			base = base.WithContext(context.WithValue(root, caddy.ReplacerCtxKey, caddy.NewReplacer()))
-		}
-		*r = *base
-		clear(hdr)
-		hdr["Cookie"], hdr["Accept"] = cookieVal, acceptVal
-		r.Header = hdr
-		clear(w.h)
-		if err := h.ServeHTTP(w, r, nopNext); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func validSession(expires time.Duration) session {
-	s := sampleSession()
-	s.Expires = time.Now().Add(24 * time.Hour).Unix()
-	s.TokenExpires = time.Now().Add(expires).Unix()
-	return s
-}
 
 // BenchmarkServeHTTP is the hot path: a request with a valid session
 // cookie, passed upstream.
@@ -129,28 +80,6 @@ func BenchmarkServeHTTPRefresh(b *testing.B) {
 	if n := fake.Counts().Refreshes; n < b.N {
 		b.Fatalf("%d refreshes for %d iterations", n, b.N)
 	}
-}
-
-// fakeRefreshToken logs in to the fake as a public client and returns the
-// refresh token.
-func fakeRefreshToken(b *testing.B, fake *spotifytest.Server) string {
-	b.Helper()
-	cfg := &oauth2.Config{
-		ClientID:    testClientID,
-		RedirectURL: "http://127.0.0.1/cb",
-		Endpoint:    oauth2.Endpoint{AuthURL: fake.AuthorizeURL(), TokenURL: fake.TokenURL(), AuthStyle: oauth2.AuthStyleInParams},
-	}
-	verifier := oauth2.GenerateVerifier()
-	cb, err := fake.Approve(cfg.AuthCodeURL("state-1234567890", oauth2.S256ChallengeOption(verifier)), spotifytest.DefaultUserID)
-	if err != nil {
-		b.Fatal(err)
-	}
-	u, _ := url.Parse(cb)
-	tok, err := cfg.Exchange(b.Context(), u.Query().Get("code"), oauth2.VerifierOption(verifier))
-	if err != nil {
-		b.Fatal(err)
-	}
-	return tok.RefreshToken
 }
 
 // BenchmarkInvalidCookieFlood sends 1,000,000 requests with random,

@@ -53,6 +53,7 @@ func init() {
 //		login_rate_limit <per_client> [<overall>]
 //		web_api          <prefix>
 //		auth_endpoint    [on|off]
+//		storage          <module> [<args...>] { ... }
 //	}
 //
 // The route it emits matches the given matcher OR the handler's own
@@ -141,13 +142,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		opt := d.Val()
 		parse, known := optionParsers[opt]
-		if !known {
+		parseBlock, isBlock := blockOptionParsers[opt]
+		if !known && !isBlock {
 			return d.Errf("unknown subdirective %q", opt)
 		}
 		if seen[opt] {
 			return d.Errf("%s: given more than once", opt)
 		}
 		seen[opt] = true
+		if isBlock {
+			if err := parseBlock(h, d); err != nil {
+				return err
+			}
+			continue
+		}
 		args := d.RemainingArgs()
 		if err := parse(h, args); err != nil {
 			return d.Errf("%s: %v", opt, err)
@@ -162,6 +170,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Err(err.Error())
 	}
 	return nil
+}
+
+// blockOptionParsers read subdirectives that take a module's own syntax
+// (its arguments and block) from the dispenser.
+var blockOptionParsers = map[string]func(h *Handler, d *caddyfile.Dispenser) error{
+	"storage": (*Handler).parseStorage,
 }
 
 // optionParsers read each subdirective's arguments into the handler.
@@ -200,6 +214,24 @@ var optionParsers = map[string]func(h *Handler, args []string) error{
 		h.LoginRateLimit, err = parseLoginRateLimit(args)
 		return err
 	},
+}
+
+// parseStorage reads `storage <module> ...` as Caddy's global storage
+// option does: the module parses the rest of the line and its block.
+func (h *Handler) parseStorage(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.Err("storage needs a storage module, e.g. storage file_system /var/lib/caddy")
+	}
+	name := d.Val()
+	if err := checkStorageModule(name); err != nil {
+		return d.Err(err.Error())
+	}
+	unm, err := caddyfile.UnmarshalModule(d, "caddy.storage."+name)
+	if err != nil {
+		return d.Errf("storage %s: %v", name, err)
+	}
+	h.StorageRaw = caddyconfig.JSONModuleObject(unm, "module", name, nil)
+	return nil
 }
 
 func one(args []string, dst *string) error {

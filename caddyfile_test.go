@@ -8,66 +8,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 )
-
-func adapt(t *testing.T, body string) (string, error) {
-	t.Helper()
-	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(body), nil)
-	return string(out), err
-}
-
-// handlersIn returns the spotify_auth handlers of an adapted config, and
-// the matcher sets of their routes.
-func handlersIn(t *testing.T, cfgJSON string) ([]Handler, [][]map[string]json.RawMessage) {
-	t.Helper()
-	var cfg struct {
-		Apps struct {
-			HTTP struct {
-				Servers map[string]struct {
-					Routes []json.RawMessage `json:"routes"`
-				} `json:"servers"`
-			} `json:"http"`
-		} `json:"apps"`
-	}
-	if err := json.Unmarshal([]byte(cfgJSON), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	var hs []Handler
-	var matchers [][]map[string]json.RawMessage
-	var walk func(routes []json.RawMessage)
-	walk = func(routes []json.RawMessage) {
-		for _, raw := range routes {
-			var r struct {
-				Match  []map[string]json.RawMessage `json:"match"`
-				Handle []json.RawMessage            `json:"handle"`
-			}
-			_ = json.Unmarshal(raw, &r)
-			for _, hraw := range r.Handle {
-				var kind struct {
-					Handler string            `json:"handler"`
-					Routes  []json.RawMessage `json:"routes"`
-				}
-				_ = json.Unmarshal(hraw, &kind)
-				if kind.Handler == "spotify_auth" {
-					var h Handler
-					if err := json.Unmarshal(hraw, &h); err != nil {
-						t.Fatal(err)
-					}
-					hs = append(hs, h)
-					matchers = append(matchers, r.Match)
-				}
-				walk(kind.Routes)
-			}
-		}
-	}
-	for _, srv := range cfg.Apps.HTTP.Servers {
-		walk(srv.Routes)
-	}
-	return hs, matchers
-}
 
 func TestEveryCaddyfileOptionReachesTheJSONConfig(t *testing.T) {
 	out, err := adapt(t, `
@@ -204,7 +147,7 @@ func TestValidateRejectsWhatPlaceholdersResolveTo(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
 			defer cancel()
-			tc.h.storage = testStorage(t)
+			tc.h.StorageRaw = testStorage(t)
 			err := tc.h.Provision(ctx)
 			if err == nil {
 				err = tc.h.Validate()

@@ -3,19 +3,15 @@ package spotifyauth
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -27,123 +23,6 @@ import (
 // In-process instances: handlers with the same config and storage but
 // nothing shared in memory, as separate Caddy processes would be. The
 // two-process version of these tests is in multiprocess_test.go.
-
-func withStorage(s certmagic.Storage) harnessOpt {
-	return func(h *Handler, _ *spotifytest.Client) { h.storage = s }
-}
-
-func withStoredSessions() harnessOpt {
-	return func(h *Handler, _ *spotifytest.Client) { h.SessionStore = sessionStoreStorage }
-}
-
-// storageKinds are the storages the coordination tests run on: Caddy's
-// default, and a different certmagic.Storage implementation.
-var storageKinds = []struct {
-	name string
-	new  func(t *testing.T) certmagic.Storage
-}{
-	{"file_system", func(t *testing.T) certmagic.Storage { return &certmagic.FileStorage{Path: t.TempDir()} }},
-	{"recording", func(t *testing.T) certmagic.Storage { return teststorage.New(t.TempDir()) }},
-}
-
-// addInstance provisions another instance of the harness's handler: same
-// config and storage, its own memory. Requests with X-Test-Instance: n
-// reach it.
-func (hs *harness) addInstance() (*Handler, *prometheus.Registry) {
-	hs.t.Helper()
-	h, reg := hs.sameConfig(nil)
-	// Another process shares no memory. The background work reads the
-	// shared state, so it stops first (tests run maintenance by hand).
-	h.stopMaintain()
-	<-h.maintainDone
-	h.shared = newSharedState()
-	hs.mu.Lock()
-	hs.instances = append(hs.instances, h)
-	hs.mu.Unlock()
-	return h, reg
-}
-
-// sameConfig provisions a new handler with the harness handler's config
-// and storage, changed by change if given, as a reload would.
-func (hs *harness) sameConfig(change func(*Handler)) (*Handler, *prometheus.Registry) {
-	hs.t.Helper()
-	data, err := json.Marshal(hs.h)
-	if err != nil {
-		hs.t.Fatal(err)
-	}
-	h := &Handler{storage: hs.h.storage}
-	if err := json.Unmarshal(data, h); err != nil {
-		hs.t.Fatal(err)
-	}
-	if change != nil {
-		change(h)
-	}
-	return provisionCtx(hs.t, h)
-}
-
-// onInstance is the header pair sending a request to instance n (0: the
-// harness's own handler).
-func onInstance(n int) []string {
-	if n == 0 {
-		return nil
-	}
-	return []string{"X-Test-Instance", strconv.Itoa(n)}
-}
-
-// nearlyExpire moves the browser's token into the refresh leeway: still
-// valid, but due for refresh.
-func (hs *harness) nearlyExpire(c *http.Client) session {
-	hs.t.Helper()
-	s := hs.session(c)
-	s.TokenExpires = time.Now().Add(time.Minute).Unix()
-	hs.setSession(c, s)
-	return s
-}
-
-type result struct {
-	status int
-	token  string
-	took   time.Duration
-}
-
-// burst sends n concurrent API requests for path from browser c, spread
-// over the instances in turn, and returns each answer and the token the
-// upstream got for it.
-func (hs *harness) burst(c *http.Client, path string, n, instances int) []result {
-	hs.t.Helper()
-	results := make([]result, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequest(http.MethodGet, hs.url(path), nil)
-			if h := onInstance(i % instances); h != nil {
-				req.Header.Set(h[0], h[1])
-			}
-			req.Header.Set("X-Test-Request", strconv.Itoa(i))
-			<-start
-			t0 := time.Now()
-			resp, err := c.Do(req)
-			if err != nil {
-				return
-			}
-			resp.Body.Close()
-			results[i] = result{status: resp.StatusCode, took: time.Since(t0)}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	hs.mu.Lock()
-	defer hs.mu.Unlock()
-	for _, up := range hs.upstream {
-		if i, err := strconv.Atoi(up.Header.Get("X-Test-Request")); err == nil && i < n {
-			results[i].token = strings.TrimPrefix(up.Header.Get("Authorization"), "Bearer ")
-		}
-	}
-	return results
-}
 
 func TestOneRefreshAcrossInstances(t *testing.T) {
 	for _, kind := range storageKinds {
@@ -554,78 +433,3 @@ func TestSweepDeletesOnlyWhatHasExpired(t *testing.T) {
 }
 
 // Helpers.
-
-// storageHoldsNone fails if any entry in storage contains any of secrets.
-func storageHoldsNone(t *testing.T, storage certmagic.Storage, secrets ...string) {
-	t.Helper()
-	keys, err := storage.List(context.Background(), "", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, k := range keys {
-		data, err := storage.Load(context.Background(), k)
-		if err != nil {
-			continue // a directory
-		}
-		n++
-		for _, secret := range secrets {
-			if secret != "" && strings.Contains(string(data)+k, secret) {
-				t.Fatalf("storage entry %s holds a secret in the clear", k)
-			}
-		}
-	}
-	if n == 0 {
-		t.Fatal("storage holds nothing to check")
-	}
-}
-
-func storedSessions(t *testing.T, storage certmagic.Storage) int {
-	t.Helper()
-	keys, err := storage.List(context.Background(), storedSessionPrefix, true)
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for _, k := range keys {
-		if info, err := storage.Stat(context.Background(), k); err == nil && info.IsTerminal {
-			n++
-		}
-	}
-	return n
-}
-
-func cookieIn(t *testing.T, hs *harness, c *http.Client, name string) string {
-	t.Helper()
-	u, _ := url.Parse(hs.srv.URL)
-	for _, ck := range c.Jar.Cookies(u) {
-		if ck.Name == name {
-			return ck.Value
-		}
-	}
-	t.Fatalf("no %s cookie", name)
-	return ""
-}
-
-func setCookieIn(t *testing.T, hs *harness, c *http.Client, name, value string) {
-	t.Helper()
-	u, _ := url.Parse(hs.srv.URL)
-	c.Jar.SetCookies(u, []*http.Cookie{{Name: name, Value: value, Path: "/"}})
-}
-
-// logout posts the logout form (query e.g. "?everywhere=1") and returns the page.
-func logout(t *testing.T, hs *harness, c *http.Client, query string) string {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, hs.url(EndpointPrefix+"logout"+query), nil)
-	req.Header.Set("Sec-Fetch-Site", "same-origin")
-	_, body := hs.do(c, req)
-	return body
-}
-
-func mustKeyring(t *testing.T, key []byte, app string) *keyring {
-	kr, err := newKeyring([][]byte{key}, app)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kr
-}

@@ -52,8 +52,6 @@ func (f *fifoMap[V]) put(key string, value V, until time.Time) {
 	}
 }
 
-func (f *fifoMap[V]) len() int { return len(f.entries) }
-
 // prune drops the entries that have expired.
 func (f *fifoMap[V]) prune(now time.Time) {
 	for k, e := range f.entries {

@@ -28,7 +28,7 @@ func TestHandleErrorsRendersTheAnswers(t *testing.T) {
 		respond "custom {err.status_code}: {err.message}" {err.status_code}
 	}
 }`, "caddyfile")
-	c := caddyBrowser(t, tc)
+	c := caddyBrowser(tc)
 	do := func(path, accept string) (*http.Response, string) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, site+path, nil)
@@ -101,7 +101,7 @@ func TestWithoutHandleErrorsTheBuiltInAnswersStay(t *testing.T) {
 }`, "caddyfile")
 	req, _ := http.NewRequest(http.MethodGet, site+"/app/x", nil)
 	req.Header.Set("Accept", "application/json")
-	resp, err := caddyBrowser(t, tc).Do(req)
+	resp, err := caddyBrowser(tc).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,254 +1,20 @@
 package spotifyauth
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/caddyserver/certmagic"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
-
-const testClientID = "test-client"
-
-// harness runs the handler in an httptest server, in front of an upstream
-// that records what it receives, against a fake Spotify.
-type harness struct {
-	t        *testing.T
-	fake     *spotifytest.Server
-	h        *Handler
-	srv      *httptest.Server
-	browser  *http.Client // cookie jar, does not follow redirects
-	mu       sync.Mutex
-	upstream []*http.Request
-	repl     []*caddy.Replacer
-	reg      *prometheus.Registry
-	// routes sends paths with these prefixes to other handlers (several
-	// spotify_auth blocks on one site).
-	routes map[string]*Handler
-	// upstreamReply, if set, answers in place of the default upstream.
-	upstreamReply func(w http.ResponseWriter)
-	// instances are other instances of the same config: a request with
-	// X-Test-Instance: n goes to instances[n-1] (see addInstance).
-	instances []*Handler
-}
-
-type harnessOpt func(*Handler, *spotifytest.Client)
-
-func withSecret(secret string) harnessOpt {
-	return func(h *Handler, c *spotifytest.Client) { h.ClientSecret, c.Secret = secret, secret }
-}
-
-func newHarness(t *testing.T, opts ...harnessOpt) *harness {
-	t.Helper()
-	hs := &harness{t: t, fake: spotifytest.NewServer()}
-	t.Cleanup(hs.fake.Close)
-
-	hs.srv = httptest.NewUnstartedServer(http.HandlerFunc(hs.serve))
-	hs.srv.Start()
-	t.Cleanup(hs.srv.Close)
-
-	h := &Handler{
-		ClientID:      testClientID,
-		Scopes:        []string{"user-read-email", "user-top-read"},
-		CookieSecrets: []string{secretA},
-		AuthorizeURL:  hs.fake.AuthorizeURL(),
-		TokenURL:      hs.fake.TokenURL(),
-		APIURL:        hs.fake.APIURL(),
-	}
-	client := spotifytest.Client{ID: testClientID, RedirectURIs: []string{hs.srv.URL + DefaultCallbackPath}}
-	for _, o := range opts {
-		o(h, &client)
-	}
-	hs.fake.AddClient(client)
-	hs.h, hs.reg = provisionCtx(t, h)
-	hs.browser = newBrowser(t)
-	return hs
-}
-
-func provision(t *testing.T, h *Handler) *Handler {
-	t.Helper()
-	h, _ = provisionCtx(t, h)
-	return h
-}
-
-func provisionCtx(t *testing.T, h *Handler) (*Handler, *prometheus.Registry) {
-	t.Helper()
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	if h.storage == nil {
-		h.storage = testStorage(t)
-	}
-	if err := h.Provision(ctx); err != nil {
-		t.Fatalf("provision: %v", err)
-	}
-	if err := h.Validate(); err != nil {
-		t.Fatalf("validate: %v", err)
-	}
-	t.Cleanup(func() { _ = h.Cleanup() })
-	h.logger = zaptest.NewLogger(t)
-	return h, ctx.GetMetricsRegistry()
-}
-
-// forgetRefreshes makes the handler forget recent refresh results, in
-// memory and in storage, as if their time had passed.
-func forgetRefreshes(tb testing.TB, h *Handler) {
-	h.shared.mu.Lock()
-	h.shared.recent = newFIFOMap[session](maxRecentRefresh)
-	h.shared.mu.Unlock()
-	keys, _ := h.storage.List(context.Background(), refreshResultPrefix, false)
-	for _, k := range keys {
-		if err := h.storage.Delete(context.Background(), k); err != nil {
-			tb.Fatal(err)
-		}
-	}
-}
-
-// testStorage is a private file_system storage, as Caddy would give.
-func testStorage(t testing.TB) certmagic.Storage {
-	return &certmagic.FileStorage{Path: t.TempDir()}
-}
-
-func newBrowser(t *testing.T) *http.Client {
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &http.Client{
-		Jar:           jar,
-		Timeout:       10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-}
-
-// serve plays the part of Caddy's server: a replacer in the context, and
-// an upstream as the next handler.
-func (hs *harness) serve(w http.ResponseWriter, r *http.Request) {
-	repl := caddy.NewReplacer()
-	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
-	h := hs.h
-	hs.mu.Lock()
-	for prefix, other := range hs.routes {
-		if strings.HasPrefix(r.URL.Path, prefix) {
-			h = other
-		}
-	}
-	if n, err := strconv.Atoi(r.Header.Get("X-Test-Instance")); err == nil && n > 0 {
-		h = hs.instances[n-1]
-	}
-	hs.mu.Unlock()
-	err := h.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-		hs.mu.Lock()
-		hs.upstream = append(hs.upstream, r.Clone(context.Background()))
-		hs.repl = append(hs.repl, repl)
-		reply := hs.upstreamReply
-		hs.mu.Unlock()
-		if reply != nil {
-			reply(w)
-			return nil
-		}
-		_, err := io.WriteString(w, "upstream:"+r.URL.RequestURI())
-		return err
-	}))
-	if err != nil {
-		hs.t.Errorf("ServeHTTP returned %v", err)
-		w.WriteHeader(http.StatusInternalServerError)
-	}
-}
-
-func (hs *harness) lastUpstream() *http.Request {
-	hs.mu.Lock()
-	defer hs.mu.Unlock()
-	if len(hs.upstream) == 0 {
-		return nil
-	}
-	return hs.upstream[len(hs.upstream)-1]
-}
-
-func (hs *harness) upstreamCount() int {
-	hs.mu.Lock()
-	defer hs.mu.Unlock()
-	return len(hs.upstream)
-}
-
-// get sends a browser navigation (or, with api, a fetch) and returns the
-// response with its body read.
-func (hs *harness) get(c *http.Client, path string, headers ...string) (*http.Response, string) {
-	hs.t.Helper()
-	req, err := http.NewRequest(http.MethodGet, hs.url(path), nil)
-	if err != nil {
-		hs.t.Fatal(err)
-	}
-	req.Header.Set("Accept", "text/html,application/xhtml+xml")
-	req.Header.Set("Sec-Fetch-Mode", "navigate")
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header[headers[i]] = append(req.Header[headers[i]], headers[i+1])
-	}
-	return hs.do(c, req)
-}
-
-func (hs *harness) do(c *http.Client, req *http.Request) (*http.Response, string) {
-	hs.t.Helper()
-	resp, err := c.Do(req)
-	if err != nil {
-		hs.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp, string(body)
-}
-
-func (hs *harness) url(path string) string {
-	if strings.HasPrefix(path, "http") {
-		return path
-	}
-	return hs.srv.URL + path
-}
-
-// startLogin requests a protected path and returns the authorize URL the
-// handler redirected to.
-func (hs *harness) startLogin(c *http.Client, path string, headers ...string) string {
-	hs.t.Helper()
-	resp, _ := hs.get(c, path, headers...)
-	if resp.StatusCode != http.StatusFound {
-		hs.t.Fatalf("GET %s: status %d, want 302 to Spotify", path, resp.StatusCode)
-	}
-	loc := resp.Header.Get("Location")
-	if !strings.HasPrefix(loc, hs.fake.AuthorizeURL()+"?") {
-		hs.t.Fatalf("GET %s: redirected to %q, want the authorize endpoint", path, loc)
-	}
-	return loc
-}
-
-// login runs the whole flow for path in browser c and returns where the
-// callback sent the browser.
-func (hs *harness) login(c *http.Client, path string, headers ...string) string {
-	hs.t.Helper()
-	callback, err := hs.fake.Approve(hs.startLogin(c, path, headers...), spotifytest.DefaultUserID)
-	if err != nil {
-		hs.t.Fatalf("approve: %v", err)
-	}
-	resp, body := hs.get(c, callback, headers...)
-	if resp.StatusCode != http.StatusFound {
-		hs.t.Fatalf("callback: status %d, body %s", resp.StatusCode, body)
-	}
-	return resp.Header.Get("Location")
-}
 
 func TestLoginFlowHandsTheUpstreamAWorkingToken(t *testing.T) {
 	for _, tc := range []struct {
@@ -319,15 +85,6 @@ func TestLoginFlowHandsTheUpstreamAWorkingToken(t *testing.T) {
 			}
 		})
 	}
-}
-
-func mustQuery(t *testing.T, raw string) url.Values {
-	t.Helper()
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u.Query()
 }
 
 func TestSessionCookieAttributes(t *testing.T) {

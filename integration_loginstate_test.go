@@ -24,7 +24,7 @@ func TestCaddyTenPlantedLoginsThenANormalLoginCompletes(t *testing.T) {
 	respond "public"
 }`, "caddyfile")
 
-	c := caddyBrowser(t, tc)
+	c := caddyBrowser(tc)
 	long := "/app/" + strings.Repeat("a", 2000)
 	for range 10 {
 		resp, _ := navigate(t, c, site+"/oauth2/spotify/login?rd="+url.QueryEscape(long))

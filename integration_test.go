@@ -29,93 +29,6 @@ import (
 // drives it over its admin API on fixed ports (2999, 9080); they must not
 // run in parallel with each other.
 
-const site = "http://127.0.0.1:9080"
-
-// caddyStorage is a storage directory for an in-process Caddy. That Caddy
-// runs on after the test (until the next test loads its config) and may
-// still write there, so removal is best effort, not t.TempDir's check.
-func caddyStorage(t *testing.T) string {
-	dir, err := os.MkdirTemp("", "spotify-auth-caddy-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
-}
-
-func globalOptions(storage string, extra ...string) string {
-	return fmt.Sprintf(`{
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1ns
-	skip_install_trust
-	storage file_system %s
-	%s
-}
-`, storage, strings.Join(extra, "\n"))
-}
-
-func newFake(t *testing.T) *spotifytest.Server {
-	fake := spotifytest.NewServer()
-	t.Cleanup(fake.Close)
-	fake.AddClient(spotifytest.Client{ID: "it-client", RedirectURIs: []string{site + "/oauth2/spotify/callback"}})
-	return fake
-}
-
-func fakeOptions(fake *spotifytest.Server) string {
-	return fmt.Sprintf(`client_id it-client
-		authorize_url %s
-		token_url %s
-		api_url %s`, fake.AuthorizeURL(), fake.TokenURL(), fake.APIURL())
-}
-
-// caddyBrowser is the tester's client (it dials Caddy on loopback) with a
-// fresh cookie jar and redirects left to the test.
-func caddyBrowser(t *testing.T, tc *caddytest.Tester) *http.Client {
-	c := *tc.Client
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &c
-}
-
-func navigate(t *testing.T, c *http.Client, rawURL string) (*http.Response, string) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Accept", "text/html")
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp, string(body)
-}
-
-// loginThroughCaddy follows the whole flow for path and returns the page.
-func loginThroughCaddy(t *testing.T, c *http.Client, fake *spotifytest.Server, path string) string {
-	t.Helper()
-	resp, body := navigate(t, c, site+path)
-	if resp.StatusCode != http.StatusFound {
-		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
-	}
-	callback, err := fake.Approve(resp.Header.Get("Location"), spotifytest.DefaultUserID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, body = navigate(t, c, callback)
-	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != path {
-		t.Fatalf("callback: %d to %q: %s", resp.StatusCode, resp.Header.Get("Location"), body)
-	}
-	resp, body = navigate(t, c, site+path)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s after login: %d %s", path, resp.StatusCode, body)
-	}
-	return body
-}
-
 func TestCaddyKeepsRespondFileServerAndHandleBehindTheGate(t *testing.T) {
 	fake := newFake(t)
 	storage := caddyStorage(t)
@@ -137,7 +50,7 @@ func TestCaddyKeepsRespondFileServerAndHandleBehindTheGate(t *testing.T) {
 	}
 }`, "caddyfile")
 
-	c := caddyBrowser(t, tc)
+	c := caddyBrowser(tc)
 	for _, path := range []string{"/secret.txt", "/handled/x", "/app/", "/anything"} {
 		resp, body := navigate(t, c, site+path)
 		if resp.StatusCode != http.StatusFound || strings.Contains(body, "secret") {
@@ -219,7 +132,7 @@ func TestCaddyJSONConfig(t *testing.T) {
 	}}}}
 }`, fake.AuthorizeURL(), fake.TokenURL(), fake.APIURL()), "json")
 
-	c := caddyBrowser(t, tc)
+	c := caddyBrowser(tc)
 	body := loginThroughCaddy(t, c, fake, "/app/")
 	token := strings.TrimPrefix(body, "token ")
 	if _, _, valid := fake.AccessTokenInfo(token); !valid {
@@ -264,7 +177,7 @@ func TestNoSecretReachesTheLogs(t *testing.T) {
 }`, site, logDir, tokenHeader, fake.AuthorizeURL(), fake.TokenURL(), fake.APIURL(),
 				strings.TrimPrefix(upstream.URL, "http://")), "caddyfile")
 
-			c := caddyBrowser(t, tc)
+			c := caddyBrowser(tc)
 			fake.SetAccessTokenLifetime(time.Minute) // inside the leeway: every request refreshes
 			if body := loginThroughCaddy(t, c, fake, "/app/"); body != "upstream ok" {
 				t.Fatalf("page %q", body)
@@ -369,7 +282,7 @@ func TestReloadsKeepSessionsAndLeakNothing(t *testing.T) {
 }`
 	}
 	tc.InitServer(config(0), "caddyfile")
-	c := caddyBrowser(t, tc)
+	c := caddyBrowser(tc)
 	if body := loginThroughCaddy(t, c, fake, "/app/"); body != "reload 0 for testuser" {
 		t.Fatalf("page %q", body)
 	}

@@ -1,101 +1,16 @@
 package spotifyauth
 
 import (
-	"context"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
-
-// session returns the browser's session as the handler sees it.
-func (hs *harness) session(c *http.Client) session {
-	hs.t.Helper()
-	r := httptest.NewRequest(http.MethodGet, hs.srv.URL+"/", nil)
-	u, _ := url.Parse(hs.srv.URL)
-	for _, ck := range c.Jar.Cookies(u) {
-		r.AddCookie(ck)
-	}
-	s, err := hs.h.session(r, time.Now())
-	if err != nil {
-		hs.t.Fatalf("no session in the browser: %v", err)
-	}
-	return s
-}
-
-// setSession replaces the browser's session with s: in its cookie, or
-// with session_store storage where the cookie points.
-func (hs *harness) setSession(c *http.Client, s session) string {
-	hs.t.Helper()
-	if s.storeKey != "" {
-		if _, err := hs.h.storeSession(context.Background(), &s); err != nil {
-			hs.t.Fatal(err)
-		}
-		return ""
-	}
-	u, _ := url.Parse(hs.srv.URL)
-	value := hs.h.sealers().sessions.Seal(s.marshal(), hs.h.cookies.aad)
-	c.Jar.SetCookies(u, []*http.Cookie{{Name: "spotify_auth", Value: value, Path: "/"}})
-	return value
-}
-
-func (hs *harness) metric(name string, labels ...string) float64 {
-	hs.t.Helper()
-	return metricValue(hs.t, hs.reg, name, labels...)
-}
-
-// metricValue reads a counter from the registry, as /metrics would.
-func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	metric:
-		for _, m := range f.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue metric
-				}
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
-}
-
-func setCookieNamed(resp *http.Response, name string) bool {
-	for _, c := range resp.Cookies() {
-		if c.Name == name {
-			return true
-		}
-	}
-	return false
-}
-
-func apiGet(hs *harness, c *http.Client, path string) (*http.Response, string) {
-	req, _ := http.NewRequest(http.MethodGet, hs.url(path), nil)
-	req.Header.Set("Accept", "application/json")
-	return hs.do(c, req)
-}
 
 func TestRefreshFailureMatrix(t *testing.T) {
 	for _, tc := range []struct {

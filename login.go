@@ -19,7 +19,7 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// The login flow: starting it, the callback, and logout.
+// The login flow: starting it and the callback.
 
 // Login bounds.
 const (

@@ -2,30 +2,9 @@ package spotifyauth
 
 import (
 	"net/http"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
-
-func withLeeway(d time.Duration) harnessOpt {
-	return func(h *Handler, _ *spotifytest.Client) { h.RefreshLeeway = caddy.Duration(d) }
-}
-
-// dueNow makes the browser's token due for refresh (and about to expire).
-func (hs *harness) dueNow(c *http.Client) string {
-	hs.t.Helper()
-	s := hs.session(c)
-	s.TokenExpires = time.Now().Add(10 * time.Second).Unix()
-	return hs.setSession(c, s)
-}
-
-// upstreamToken is the token the last request passed upstream.
-func (hs *harness) upstreamToken() string {
-	return strings.TrimPrefix(hs.lastUpstream().Header.Get("Authorization"), "Bearer ")
-}
 
 // TestALostRefreshedCookieDoesNotEndTheSession: Spotify rotates refresh
 // tokens, so a browser that never got the refreshed cookie comes back

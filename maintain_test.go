@@ -33,7 +33,7 @@ func TestReloadsMoreFrequentThanTheMaintenanceIntervalDoNotPutOffTheSweep(t *tes
 		time.Sleep(100 * time.Millisecond)
 		next := provision(t, &Handler{ClientID: testClientID, CookieSecrets: []string{secretA},
 			AuthorizeURL: hs.fake.AuthorizeURL(), TokenURL: hs.fake.TokenURL(), APIURL: hs.fake.APIURL(),
-			storage: old.storage})
+			StorageRaw: hs.storage})
 		if err := old.Cleanup(); err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,8 @@ package spotifyauth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -88,6 +90,14 @@ type Handler struct {
 	// can still be valid (session_lifetime), then are dropped.
 	// Default: never.
 	KeyRotation caddy.Duration `json:"key_rotation,omitempty"`
+
+	// Where the plugin keeps what it keeps: generated session keys,
+	// `session_store storage` sessions, revocations, refresh locks and
+	// results, back-offs. Any `caddy.storage` module, configured as in
+	// Caddy's global `storage` option. Default: Caddy's configured
+	// storage. Every instance of an app must use the same storage, or
+	// they neither share keys and sessions nor coordinate refreshes.
+	StorageRaw json.RawMessage `json:"storage,omitempty" caddy:"namespace=caddy.storage inline_key=module"`
 
 	// Where sessions live: `cookie` (default) seals the whole session
 	// into the cookie, so no instance keeps any state. `storage` keeps the
@@ -197,7 +207,8 @@ type Handler struct {
 	opened        *sessionCache // sessions already opened (sessioncache.go)
 	generatedKeys bool          // keys from storage, re-read in the background
 	storeSessions bool
-	storage       certmagic.Storage // set before Provision only by tests
+	storage       certmagic.Storage // resolved from StorageRaw, or Caddy's
+	storageID     string            // what makes two storage options the same
 	stopMaintain  context.CancelFunc
 	maintainDone  chan struct{}
 	callbackPath  string
@@ -237,8 +248,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.invalid = h.validate(); h.invalid != nil {
 		return nil // Validate reports it; nothing is written or started
 	}
-	if h.storage == nil {
-		h.storage = ctx.Storage()
+	if err := h.provisionStorage(ctx); err != nil {
+		return err
 	}
 	if err := h.provisionKeys(ctx); err != nil {
 		return err
@@ -359,9 +370,9 @@ func (h *Handler) provisionSpotify() {
 
 // provisionShared takes the state that must survive a config reload
 // (refreshes in flight, used states, back-offs), kept in a pool keyed by
-// what identifies the client.
+// what identifies the client and where its records live.
 func (h *Handler) provisionShared() error {
-	h.sharedKey = "spotify_auth:" + h.TokenURL + "|" + h.ClientID
+	h.sharedKey = "spotify_auth:" + h.TokenURL + "|" + h.ClientID + "|" + h.storageID
 	shared, _, err := sharedPool.LoadOrNew(h.sharedKey, func() (caddy.Destructor, error) {
 		return newSharedState(), nil
 	})
@@ -386,6 +397,33 @@ func (h *Handler) startBackground(ctx caddy.Context) {
 		wg.Go(func() { h.watchRevocations(mctx) })
 		wg.Wait()
 	}()
+}
+
+// provisionStorage loads the storage option's module, or takes Caddy's
+// configured storage.
+func (h *Handler) provisionStorage(ctx caddy.Context) error {
+	if h.StorageRaw == nil {
+		h.storage, h.storageID = ctx.Storage(), ""
+		return nil
+	}
+	h.storageID = storageConfigID(h.StorageRaw) // LoadModule clears StorageRaw
+	val, err := ctx.LoadModule(h, "StorageRaw")
+	if err != nil {
+		return fmt.Errorf("storage: %v", err)
+	}
+	if h.storage, err = val.(caddy.StorageConverter).CertMagicStorage(); err != nil {
+		return fmt.Errorf("storage: %v", err)
+	}
+	return nil
+}
+
+// storageConfigID is the same for the same storage configuration: a hash
+// of it with its keys sorted (it may hold a password, so not the config).
+func storageConfigID(raw json.RawMessage) string {
+	var cfg map[string]any
+	_ = json.Unmarshal(raw, &cfg) // validated
+	canonical, _ := json.Marshal(cfg)
+	return hashedName(sha256.Size, string(canonical))
 }
 
 // Cleanup stops the background work and releases the shared state taken

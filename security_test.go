@@ -12,7 +12,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
 
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
@@ -206,7 +205,7 @@ func FuzzCallback(f *testing.F) {
 	fake := spotifytest.NewServer()
 	defer fake.Close()
 	h := &Handler{ClientID: testClientID, CookieSecrets: []string{secretA},
-		AuthorizeURL: fake.AuthorizeURL(), TokenURL: fake.TokenURL(), APIURL: fake.APIURL(), storage: testStorage(f)}
+		AuthorizeURL: fake.AuthorizeURL(), TokenURL: fake.TokenURL(), APIURL: fake.APIURL(), StorageRaw: testStorage(f)}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	if err := h.Provision(ctx); err != nil {
@@ -237,22 +236,6 @@ func FuzzCallback(f *testing.F) {
 	})
 }
 
-// zapNop keeps benchmarks and fuzzers quiet.
-var zapNop = zap.NewNop()
-
-func benchHandler(b *testing.B) (*Handler, *http.Request) {
-	h := &Handler{ClientID: testClientID, CookieSecrets: []string{secretA}, storage: testStorage(b)}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	b.Cleanup(cancel)
-	if err := h.Provision(ctx); err != nil {
-		b.Fatal(err)
-	}
-	h.logger = zapNop
-	r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/app/", nil)
-	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
-	return h, r
-}
-
 // BenchmarkServeHTTPTamperedCookie measures the reject path: a cookie
 // that fails authentication must cost little.
 func BenchmarkServeHTTPTamperedCookie(b *testing.B) {
@@ -264,11 +247,3 @@ func BenchmarkServeHTTPTamperedCookie(b *testing.B) {
 	cookie := "spotify_auth=" + string(sealed)
 	benchServe(b, h, base, cookie, "application/json", nil)
 }
-
-// discardWriter is a ResponseWriter that keeps nothing, so benchmarks
-// measure the handler rather than a recorder's buffer.
-type discardWriter struct{ h http.Header }
-
-func (d *discardWriter) Header() http.Header         { return d.h }
-func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
-func (d *discardWriter) WriteHeader(int)             {}

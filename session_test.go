@@ -2,12 +2,13 @@ package spotifyauth
 
 import (
 	"bytes"
-	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 )
 
 func testSealer(t testing.TB, secrets ...string) *seal.Sealer {
@@ -21,20 +22,6 @@ func testSealer(t testing.TB, secrets ...string) *seal.Sealer {
 		t.Fatal(err)
 	}
 	return s
-}
-
-const (
-	secretA = "k3Zq8vN1pX7rT2mW9yB4cD6fG0hJ5sLa"
-	secretB = "Q9wE2rT7yU4iO1pA6sD3fG8hJ5kL0zXc"
-)
-
-func sampleSession() session {
-	return session{
-		Created: 1700000000, Expires: 1800000000, TokenExpires: 1700003600,
-		AccessToken: "BQC-access", RefreshToken: "AQD-refresh",
-		Scopes: "user-read-email user-top-read", UserID: "alice",
-		DisplayName: "Alice Åström 🎧", Email: "alice@example.com", Product: "premium", Country: "SE",
-	}
 }
 
 func TestSessionRoundTripsThroughItsBinaryEncoding(t *testing.T) {

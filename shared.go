@@ -80,12 +80,6 @@ func (s *sharedState) useState(key string, now time.Time) bool {
 	return true
 }
 
-func (s *sharedState) usedStateCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.usedState.len()
-}
-
 // backoff returns how long calls to Spotify must still wait, if at all.
 func (s *sharedState) backoff(now time.Time) time.Duration {
 	return time.Duration(s.backoffUntil.Load() - now.UnixNano())

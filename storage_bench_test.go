@@ -26,7 +26,7 @@ var benchStorages = []struct {
 	name string
 	new  func(b *testing.B) certmagic.Storage
 }{
-	{"file_system", func(b *testing.B) certmagic.Storage { return testStorage(b) }},
+	{"file_system", func(b *testing.B) certmagic.Storage { return &certmagic.FileStorage{Path: b.TempDir()} }},
 	{"redis", func(b *testing.B) certmagic.Storage { return dialStorage(b, startRedisStorage(b)) }},
 }
 
@@ -38,8 +38,7 @@ func BenchmarkServeHTTPRefreshCoordinated(b *testing.B) {
 		b.Run(kind.name, func(b *testing.B) {
 			fake := spotifytest.NewServer()
 			defer fake.Close()
-			h, base := benchHandler(b)
-			h.storage = kind.new(b)
+			h, base := benchHandlerOn(b, storageOption(kind.new(b)))
 			h.TokenURL = fake.TokenURL()
 			h.oauth.Endpoint.TokenURL = fake.TokenURL()
 			fake.AddClient(spotifytest.Client{ID: testClientID, RedirectURIs: []string{"http://127.0.0.1/cb"}})
@@ -60,8 +59,7 @@ func BenchmarkServeHTTPRefreshCoordinated(b *testing.B) {
 func BenchmarkServeHTTPStoredSessionUncached(b *testing.B) {
 	for _, kind := range benchStorages {
 		b.Run(kind.name, func(b *testing.B) {
-			h, base := benchHandler(b)
-			h.storage = kind.new(b)
+			h, base := benchHandlerOn(b, storageOption(kind.new(b)))
 			h.storeSessions = true
 			s := validSession(time.Hour)
 			ref, err := h.storeSession(context.Background(), &s)

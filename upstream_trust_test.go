@@ -119,7 +119,7 @@ func TestNoManagedHeaderOrCookieReachesAnyUpstreamOnAnyPath(t *testing.T) {
 	fake := newFake(t)
 	upstream := newRecordingUpstream(t)
 	tc := demoShapeSite(t, fake, upstream.URL, "")
-	c := caddyBrowser(t, tc)
+	c := caddyBrowser(tc)
 
 	for _, path := range []string{"/app", "/", "/public/x", "/app%2F..%2Fx", "/ap%70"} {
 		req, _ := http.NewRequest(http.MethodGet, site+path, nil)
@@ -218,7 +218,7 @@ func TestJSONConfigWithTheStripRouteKeepsUngatedPathsClean(t *testing.T) {
 		]
 	}}}}
 }`, fake.AuthorizeURL(), fake.TokenURL(), fake.APIURL(), strings.TrimPrefix(upstream.URL, "http://")), "json")
-	c := caddyBrowser(t, tc)
+	c := caddyBrowser(tc)
 	req, _ := http.NewRequest(http.MethodGet, site+"/app", nil)
 	for _, s := range spoofs {
 		req.Header[s[0]] = []string{s[1]}
@@ -239,7 +239,7 @@ func TestAuthenticatedAnswersStayOutOfSharedCaches(t *testing.T) {
 	fake := newFake(t)
 	upstream := newRecordingUpstream(t)
 	tc := demoShapeSite(t, fake, upstream.URL, "")
-	c := caddyBrowser(t, tc)
+	c := caddyBrowser(tc)
 	loginThroughCaddy(t, c, fake, "/app/")
 
 	get := func(path string) *http.Response {

@@ -1,6 +1,7 @@
 package spotifyauth
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -87,6 +88,7 @@ var optionChecks = []optionCheck{
 		return nil
 	}},
 	{"web_api", func(h *Handler) error { return checkWebAPIPrefix(h.webAPIPrefix) }},
+	{"storage", func(h *Handler) error { return checkStorageConfig(h.StorageRaw) }},
 }
 
 // checkOption runs the check of one option, if it has one.
@@ -281,6 +283,39 @@ func checkWebAPIPrefix(prefix string) error {
 	}
 	if hasPathPrefix(EndpointPrefix, prefix) || strings.HasPrefix(prefix+"/", EndpointPrefix) {
 		return fmt.Errorf("web_api %q overlaps the login endpoints under %s", prefix, EndpointPrefix)
+	}
+	return nil
+}
+
+// checkStorageConfig checks the storage option names an installed
+// storage module.
+func checkStorageConfig(raw json.RawMessage) error {
+	if raw == nil {
+		return nil // Caddy's configured storage
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return fmt.Errorf("storage: %v", err)
+	}
+	name, _ := cfg["module"].(string)
+	if name == "" {
+		return errors.New(`storage: the "module" field names the storage module, e.g. {"module": "file_system", "root": "/var/lib/caddy"}`)
+	}
+	return checkStorageModule(name)
+}
+
+// checkStorageModule names what is wrong with a storage option's module.
+func checkStorageModule(name string) error {
+	mod, err := caddy.GetModule("caddy.storage." + name)
+	if err != nil {
+		var installed []string
+		for _, m := range caddy.GetModules("caddy.storage") {
+			installed = append(installed, m.ID.Name())
+		}
+		return fmt.Errorf("storage: unknown storage module %q (installed: %s)", name, strings.Join(installed, ", "))
+	}
+	if _, ok := mod.New().(caddy.StorageConverter); !ok {
+		return fmt.Errorf("storage: module %q is not a storage module", name)
 	}
 	return nil
 }

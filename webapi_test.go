@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/testkit"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifyauthtest"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
@@ -26,8 +27,7 @@ type webAPISite struct {
 
 func startWebAPISite(t *testing.T, directives ...string) *webAPISite {
 	t.Helper()
-	fake := spotifytest.NewServer()
-	t.Cleanup(fake.Close)
+	fake := testkit.NewFake(t)
 	ws := &webAPISite{fake: fake}
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws.mu.Lock()

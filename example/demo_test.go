@@ -2,13 +2,13 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/testkit"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
@@ -26,29 +26,11 @@ func startDemo(t *testing.T, autoApprove bool) *demo {
 	return d
 }
 
-// get loads a page and returns the answer and its body.
-func get(t *testing.T, c *http.Client, rawURL string) (*http.Response, string) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return do(t, c, req)
-}
+// get loads a page and returns the answer and its body; do sends any
+// request so.
+var get, do = testkit.Get, testkit.Do
 
-func do(t *testing.T, c *http.Client, req *http.Request) (*http.Response, string) {
-	t.Helper()
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, string(body)
-}
+var newFake = testkit.NewFake
 
 func wantInPage(t *testing.T, body string, wants ...string) {
 	t.Helper()
@@ -203,12 +185,6 @@ func TestDemoRefusesUnusableAddresses(t *testing.T) {
 
 // The sample app's own unit tests: no Caddy, the request as spotify_auth
 // forwards it, the fake's Web API.
-
-func newFake(t *testing.T) *spotifytest.Server {
-	fake := spotifytest.NewServer()
-	t.Cleanup(fake.Close)
-	return fake
-}
 
 func serveApp(fake *spotifytest.Server, req *http.Request) (*httptest.ResponseRecorder, string) {
 	rec := httptest.NewRecorder()

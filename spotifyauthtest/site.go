@@ -398,31 +398,17 @@ func (s *Site) LogIn(c *http.Client, userID string) error {
 	if s.Fake == nil {
 		return errors.New("spotifyauthtest: LogIn needs a fake Spotify")
 	}
-	noFollow := *c
-	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := noFollow.Get(s.URL + "/oauth2/spotify/login?rd=%2F")
+	start, err := http.NewRequest(http.MethodGet, s.URL+"/oauth2/spotify/login?rd=%2F", nil)
 	if err != nil {
 		return err
 	}
-	resp.Body.Close()
-	authURL := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(authURL, s.Fake.AuthorizeURL()+"?") {
-		// The query (state, PKCE challenge) stays out of the message.
-		where, _, _ := strings.Cut(authURL, "?")
-		return fmt.Errorf("spotifyauthtest: login answered %d to %q, want a redirect to the fake's /authorize", resp.StatusCode, where)
-	}
-	callback, err := s.Fake.Approve(authURL, userID)
+	resp, err := s.Fake.LogIn(c, start, userID)
 	if err != nil {
-		return fmt.Errorf("spotifyauthtest: approving the login of %q: %w", userID, err)
+		return err // names the step that failed
 	}
-	if cb, _ := url.Parse(callback); cb.Query().Get("code") == "" {
-		return fmt.Errorf("spotifyauthtest: the fake refused the login of %q: %s", userID, cb.Query().Get("error"))
+	if refused := resp.Request.URL.Query().Get("error"); refused != "" {
+		return fmt.Errorf("spotifyauthtest: the fake refused the login of %q: %s", userID, refused)
 	}
-	resp, err = noFollow.Get(callback)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
 	if resp.StatusCode != http.StatusFound {
 		return fmt.Errorf("spotifyauthtest: the callback answered %d, want a redirect back to the site", resp.StatusCode)
 	}

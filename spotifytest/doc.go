@@ -20,7 +20,8 @@
 // Approve / Deny buttons. Tests can skip the page: SetAutoApprove(userID)
 // or SetAutoDeny(true) make GET /authorize redirect at once, and
 // Approve(authURL, userID) / Deny(authURL) return the callback URL without
-// any HTTP.
+// any HTTP. LogIn(client, start, userID) walks a whole login of the app
+// under test: start's redirect to /authorize, the approval, the callback.
 //
 // # HTTP surface
 //
