@@ -2,9 +2,12 @@ package spotifyauth
 
 import (
 	"encoding/json"
+	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -76,5 +79,37 @@ func TestEveryOptionCheckIsACaddyfileOption(t *testing.T) {
 		if _, block := blockOptionParsers[c.option]; !ok && !block {
 			t.Errorf("check for %q, which the Caddyfile does not have", c.option)
 		}
+	}
+}
+
+// An invalid config is rejected before Provision writes anything: no key
+// is generated into storage, no background work starts.
+func TestAnInvalidConfigWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	h := &Handler{ClientID: "a", KeyRotation: caddy.Duration(time.Minute), // below the least rotation
+		StorageRaw: json.RawMessage(`{"module":"file_system","root":` + strconv.Quote(dir) + `}`)}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
+	defer cancel()
+	if err := h.Provision(ctx); err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+	err := h.Validate()
+	_ = h.Cleanup()
+	if err == nil || !strings.Contains(err.Error(), "key_rotation") {
+		t.Fatalf("validate: %v, want the key_rotation error", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("storage holds %d entries after an invalid config", len(entries))
+	}
+	if h.stopMaintain != nil {
+		t.Error("background work started for an invalid config")
+	}
+
+	// The same config made valid writes its key there: the check above
+	// looks in the right place.
+	h = &Handler{ClientID: "a", StorageRaw: json.RawMessage(`{"module":"file_system","root":` + strconv.Quote(dir) + `}`)}
+	provision(t, h)
+	if entries, _ := os.ReadDir(dir); len(entries) == 0 {
+		t.Error("a valid config wrote no key into the configured storage")
 	}
 }
