@@ -19,6 +19,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/testkit"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
@@ -40,7 +41,7 @@ func TestTwoCaddyProcessesShareSessionsAndRefreshOnce(t *testing.T) {
 			case "recording":
 				storage = "spotify_auth_test_recording {\n\t\troot " + storageDir + "\n\t\tlog " + callLog + "\n\t}"
 			case "redis":
-				storage = redisStorageConfig(startRedis(t))
+				storage = redisStorageConfig(testkit.StartRedis(t))
 				inspect = dialStorage(t, serveStorage(t, bin, storage))
 			}
 			fake := spotifytest.NewServer()

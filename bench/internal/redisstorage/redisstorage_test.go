@@ -3,12 +3,8 @@ package redisstorage
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -16,6 +12,7 @@ import (
 	"github.com/caddyserver/certmagic"
 
 	"github.com/caddyspotify/caddy-spotify-auth/internal/remotestorage"
+	"github.com/caddyspotify/caddy-spotify-auth/internal/testkit"
 )
 
 // The tests start their own redis-server on a free loopback port; without
@@ -79,71 +76,6 @@ func newRemoteStorage(t testing.TB, addr string) *remotestorage.Storage {
 	return c
 }
 
-// startRedis starts a redis-server for this test and returns its address.
-func startRedis(t testing.TB) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true but redis-server is not installed: the Redis tests must run in CI (.ci/run installs Debian's redis-server)")
-		}
-		t.Skip("redis-server not installed (apt-get install redis-server); skipping the Redis variant")
-	}
-	dir := t.TempDir()
-	for attempt := 0; ; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log"))
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("starting redis-server: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		stop := func() {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if waitForRedis(addr, exited) {
-			t.Cleanup(stop)
-			return addr
-		}
-		stop()
-		if attempt == 2 {
-			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
-			t.Fatalf("redis-server did not come up on %s:\n%s", addr, log)
-		}
-	}
-}
-
-func waitForRedis(addr string, exited <-chan struct{}) bool {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return false // the port was taken meanwhile
-		default:
-		}
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			_ = c.SetDeadline(time.Now().Add(time.Second))
-			_, _ = c.Write([]byte("PING\r\n"))
-			buf := make([]byte, 7)
-			n, _ := c.Read(buf)
-			c.Close()
-			if string(buf[:n]) == "+PONG\r\n" {
-				return true
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
-}
-
 // TestRedisStorageSemantics checks the test-only Redis storage against
 // what the plugin relies on from file_system: keys and "directories",
 // listing, and locks that only their holder releases, renewed while held
@@ -153,7 +85,7 @@ func waitForRedis(addr string, exited <-chan struct{}) bool {
 func TestRedisStorageSemantics(t *testing.T) {
 	for _, kind := range clientKinds {
 		t.Run(kind.name, func(t *testing.T) {
-			addr := startRedis(t)
+			addr := testkit.StartRedis(t)
 			testStorageSemantics(t, kind.new(t, addr), kind.new(t, addr))
 		})
 	}

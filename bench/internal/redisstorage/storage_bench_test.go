@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/caddyspotify/caddy-spotify-auth/internal/testkit"
 )
 
 // Per-operation costs of the storages the plugin coordinates through: an
@@ -24,8 +25,8 @@ var benchStorages = []struct {
 	new  func(b *testing.B) certmagic.Storage
 }{
 	{"file_system", func(b *testing.B) certmagic.Storage { return &certmagic.FileStorage{Path: b.TempDir()} }},
-	{"redis", func(b *testing.B) certmagic.Storage { return newRedisStorage(b, startRedis(b)) }},
-	{"redis_remote", func(b *testing.B) certmagic.Storage { return newRemoteStorage(b, startRedis(b)) }},
+	{"redis", func(b *testing.B) certmagic.Storage { return newRedisStorage(b, testkit.StartRedis(b)) }},
+	{"redis_remote", func(b *testing.B) certmagic.Storage { return newRemoteStorage(b, testkit.StartRedis(b)) }},
 }
 
 func BenchmarkStorageOps(b *testing.B) {
