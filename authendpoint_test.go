@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/testkit"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifyauthtest"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
@@ -289,13 +290,7 @@ func TestAuthEndpointAnswers(t *testing.T) {
 		for k, v := range hdr {
 			req.Header.Set(k, v)
 		}
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp, string(b)
+		return testkit.Do(t, c, req)
 	}
 	navigation := map[string]string{"Accept": "text/html", "Sec-Fetch-Mode": "navigate"}
 

@@ -76,13 +76,7 @@ func (ws *webAPISite) call(t *testing.T, c *http.Client, ac apiCall) (*http.Resp
 	for k, v := range ac.header {
 		req.Header.Set(k, v)
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	return testkit.Do(t, c, req)
 }
 
 // assertNoToken fails if the answer carries the token anywhere.
