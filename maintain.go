@@ -28,8 +28,7 @@ var maintenanceInterval = time.Minute
 // more frequent than the interval would put the work off forever.
 func (h *Handler) maintain(ctx context.Context, first time.Time) {
 	runUntilDone(ctx, first, func(now time.Time) time.Time {
-		sweepSessions := h.storeSessions && h.shared.maintenance.sessionSweepDue(now)
-		h.maintainOnce(ctx, now, sweepSessions)
+		h.maintainOnce(ctx, now)
 		return h.shared.maintenance.ran(now)
 	})
 }
@@ -50,7 +49,9 @@ func runUntilDone(ctx context.Context, first time.Time, work func(now time.Time)
 }
 
 // maintainOnce reports whether it swept (it was this instance's turn).
-func (h *Handler) maintainOnce(ctx context.Context, now time.Time, sweepSessions bool) (swept bool) {
+// The hourly sweep of stored sessions rides on a turn: asked before
+// the turn, it would be counted as done on runs that do not sweep.
+func (h *Handler) maintainOnce(ctx context.Context, now time.Time) (swept bool) {
 	if h.generatedKeys {
 		if err := h.reloadKeys(ctx, now); err != nil && ctx.Err() == nil {
 			h.logger.Warn("re-reading session keys from storage; keeping the current ones", zap.Error(err))
@@ -69,7 +70,7 @@ func (h *Handler) maintainOnce(ctx context.Context, now time.Time, sweepSessions
 			return now.Sub(modified) > maxRetryAfter+time.Minute
 		})
 	}
-	if sweepSessions {
+	if h.storeSessions && h.shared.maintenance.sessionSweepDue(now) {
 		h.sweep(ctx, storedSessionPrefix, true, func(key string, modified time.Time) bool {
 			return now.Sub(modified) > time.Duration(h.SessionLifetime) && h.storedSessionExpired(ctx, key, now)
 		})

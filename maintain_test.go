@@ -57,7 +57,7 @@ func TestMaintenanceDropsExpiredEntriesFromTheInMemoryCaches(t *testing.T) {
 	s.pauseRefresh("paused long ago", now.Add(-time.Hour), refreshRetryPause)
 	s.pauseRefresh("paused now", now, refreshRetryPause)
 
-	hs.h.maintainOnce(context.Background(), now, false)
+	hs.h.maintainOnce(context.Background(), now)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -78,4 +78,32 @@ func keysOf[V any](m map[string]V) map[string]bool {
 		keys[k] = true
 	}
 	return keys
+}
+
+// The hourly sweep of stored sessions happens on the schedule itself, not
+// only when a test asks for it: a day of minute-by-minute runs, long after
+// a stored session expired, deletes it. (Counted as due on runs that were
+// not this instance's turn, it never ran.)
+func TestTheScheduleSweepsExpiredStoredSessions(t *testing.T) {
+	hs := newHarness(t, withStoredSessions())
+	hs.h.stopMaintain() // the test drives the schedule
+	<-hs.h.maintainDone
+	hs.login(hs.browser, "/")
+	if n := storedSessions(t, hs.h.storage); n != 1 {
+		t.Fatalf("%d stored sessions after login, want 1", n)
+	}
+	m := &hs.h.shared.maintenance
+	m.mu.Lock()
+	m.last, m.lastSessionSweep = time.Time{}, time.Time{} // start afresh, in the future
+	m.mu.Unlock()
+	next := m.start(time.Now().Add(time.Duration(hs.h.SessionLifetime) + time.Hour))
+	for range 24 * 60 {
+		now := next.Add(time.Millisecond) // a timer fires a little late
+		hs.h.maintainOnce(context.Background(), now)
+		next = m.ran(now)
+		if storedSessions(t, hs.h.storage) == 0 {
+			return
+		}
+	}
+	t.Fatal("a day of scheduled maintenance never swept the expired stored session")
 }
