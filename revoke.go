@@ -30,6 +30,11 @@ const (
 type revocationMark struct {
 	UserID string `json:"u"`
 	Before int64  `json:"b"` // unix nanoseconds
+	// Keep is how long the sessions it voids may live: the longest
+	// session_lifetime of the blocks that have read it. A block with
+	// shorter sessions must not delete a mark that another block of the
+	// app, sharing its keys and storage, still needs.
+	Keep time.Duration `json:"k,omitempty"`
 }
 
 // revocations is the in-memory copy: user id → sessions created before
@@ -66,7 +71,7 @@ func (h *Handler) revocationKey(userID string) string {
 func (h *Handler) revokeSessions(ctx context.Context, userID string, now time.Time) error {
 	ctx = context.WithoutCancel(ctx)
 	key := h.revocationKey(userID)
-	mark := revocationMark{UserID: userID, Before: now.UnixNano()}
+	mark := revocationMark{UserID: userID, Before: now.UnixNano(), Keep: h.revocationKeep()}
 	if err := h.storeRecord(ctx, h.sealers().marks, key, mark); err != nil {
 		return err
 	}
@@ -127,26 +132,31 @@ func (h *Handler) rereadRevocations(ctx context.Context, now time.Time) error {
 			}
 			sm = seenMark{modified: info.Modified, mark: mark}
 		}
-		if now.Sub(time.Unix(0, sm.mark.Before)) > h.revocationKeep() {
+		if now.Sub(time.Unix(0, sm.mark.Before)) > max(sm.mark.Keep, h.revocationKeep()) {
 			_ = h.storage.Delete(ctx, k) // every session it voided has expired
 			continue
+		}
+		if sm.mark.Keep < h.revocationKeep() {
+			sm.mark.Keep = h.revocationKeep() // this block's sessions live longer
+			if err := h.storeRecord(ctx, h.sealers().marks, k, sm.mark); err != nil {
+				h.logger.Warn("keeping a session revocation for this block's session_lifetime", zap.Error(err))
+			}
 		}
 		seen[k] = sm
 		byUser[sm.mark.UserID] = max(byUser[sm.mark.UserID], min(sm.mark.Before, now.UnixNano()))
 	}
 	r.seen = seen
-	// Marks this instance wrote itself stay, even if storage lost them.
+	// Marks this instance wrote itself stay, even if storage lost them,
+	// for as long as its own sessions live; what storage holds decides
+	// the rest.
 	h.applyRevocations(func(m map[string]int64) {
 		for u, b := range m {
-			byUser[u] = max(byUser[u], b)
+			if _, stored := byUser[u]; stored || now.Sub(time.Unix(0, b)) <= h.revocationKeep() {
+				byUser[u] = max(byUser[u], b)
+			}
 		}
 		clear(m)
 		maps.Copy(m, byUser)
-		for u, b := range m {
-			if now.Sub(time.Unix(0, b)) > h.revocationKeep() {
-				delete(m, u)
-			}
-		}
 	})
 	return nil
 }
