@@ -63,8 +63,7 @@ func (h *Handler) serveWebAPI(w http.ResponseWriter, r *http.Request, next caddy
 		writeJSON(w, http.StatusBadRequest, apiError{Error: "bad_request", Description: "the request body could not be read"})
 		return nil
 	}
-	keepForSpotify(r)
-	return h.callWebAPI(w, r, next, sess, replay)
+	return h.callWebAPI(w, r, forSpotify(r), next, sess, replay)
 }
 
 // callWebAPI passes the call on with the session's token and, if Spotify
@@ -73,15 +72,18 @@ func (h *Handler) serveWebAPI(w http.ResponseWriter, r *http.Request, next caddy
 // after a failed dial (or for requests retry_match selects), never on the
 // upstream's status, and handle_response cannot send the request again
 // with another token.
-func (h *Handler) callWebAPI(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, sess session, replay func() io.ReadCloser) error {
+//
+// out is the call as Spotify gets it; r stays the browser's request, with
+// the cookies a refresh reads, replaces or clears.
+func (h *Handler) callWebAPI(w http.ResponseWriter, r, out *http.Request, next caddyhttp.Handler, sess session, replay func() io.ReadCloser) error {
 	for first := true; ; first = false {
-		r.Header["Authorization"] = []string{"Bearer " + sess.AccessToken}
+		out.Header["Authorization"] = []string{"Bearer " + sess.AccessToken}
 		if replay != nil {
-			r.Body = replay()
+			out.Body = replay()
 		}
 		aw := &webAPIWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
 			hdr: http.Header{}, hold: first && replay != nil, token: sess.AccessToken, h: h}
-		err := next.ServeHTTP(aw, r)
+		err := next.ServeHTTP(aw, out)
 		if !aw.held {
 			return err
 		}
@@ -133,18 +135,20 @@ func webAPISameOrigin(r *http.Request) bool {
 	return r.Header.Get("Sec-Fetch-Site") != "" || r.Header.Get("Origin") != ""
 }
 
-// keepForSpotify removes from the request everything but what Spotify's
-// Web API reads: the site's cookies, the client's Authorization, managed
-// headers and trailers never cross.
-func keepForSpotify(r *http.Request) {
+// forSpotify is the call as Spotify gets it: the browser's request with
+// only the headers Spotify's Web API reads. The site's cookies, the
+// client's Authorization, managed headers and trailers never cross.
+func forSpotify(r *http.Request) *http.Request {
 	kept := make(http.Header, len(webAPIRequestHeaders)+1)
 	for _, name := range webAPIRequestHeaders {
 		if v, ok := r.Header[name]; ok {
 			kept[name] = v
 		}
 	}
-	r.Header = kept
-	r.Trailer = nil
+	out := r.WithContext(r.Context())
+	out.Header = kept
+	out.Trailer = nil
+	return out
 }
 
 // replayableBody reads a small body into memory so the call can be sent

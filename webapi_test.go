@@ -246,6 +246,37 @@ func TestWebAPIRetriesOnceWithAFreshToken(t *testing.T) {
 	}
 }
 
+// TestWebAPIEndsASessionWhoseGrantIsRevoked: Spotify refuses the token,
+// and the refresh token too (the user removed the app's access). The call
+// ends the session as the gate does: its cookie is cleared, so the page's
+// next call costs Spotify nothing.
+func TestWebAPIEndsASessionWhoseGrantIsRevoked(t *testing.T) {
+	ws := startWebAPISite(t)
+	c := ws.Client(t, spotifytest.DefaultUserID)
+	ws.fake.RevokeAccessToken(ws.currentToken(t, c))
+	ws.fake.RevokeRefreshTokens(spotifytest.DefaultUserID)
+	ws.fake.ResetCounts()
+
+	resp, _ := ws.call(t, c, apiCall{method: "GET", path: "/spotify-api/v1/me/top/artists", header: sameOriginFetch})
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("status %d, want 401", resp.StatusCode)
+	}
+	cleared := false
+	for _, sc := range resp.Header.Values("Set-Cookie") {
+		cleared = cleared || strings.HasPrefix(sc, "spotify_auth=;") && strings.Contains(sc, "Max-Age=0")
+	}
+	if !cleared {
+		t.Fatalf("the session cookie is not cleared: %q", resp.Header.Values("Set-Cookie"))
+	}
+	ws.fake.ResetCounts()
+	if resp, _ := ws.call(t, c, apiCall{method: "GET", path: "/spotify-api/v1/me/top/artists", header: sameOriginFetch}); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the next call: %d, want 401", resp.StatusCode)
+	}
+	if n, r := ws.fake.Counts().APICalls, ws.fake.Counts().Refreshes; n != 0 || r != 0 {
+		t.Errorf("the next call cost Spotify %d API calls and %d refreshes, want none", n, r)
+	}
+}
+
 // TestWebAPIHonoursLogoutEverywhereAtOnce: the web_api route has a gate
 // of its own; a revocation made through the site's gate (logout
 // everywhere) ends the session there at once too.
