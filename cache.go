@@ -68,16 +68,19 @@ func (w *upstreamWriter) FlushError() error {
 // varies by cookie, and one carrying our session cookie (a refresh) is
 // never public, whatever the upstream said.
 func keepPrivate(hdr http.Header, cookies *cookieNames) {
-	cc := hdr["Cache-Control"]
-	if len(cc) == 0 {
-		hdr["Cache-Control"] = cacheControlPrivate
-		addVaryCookie(hdr)
-		return
-	}
-	if !setsOurCookie(hdr, cookies) {
+	if len(hdr["Cache-Control"]) > 0 && !setsOurCookie(hdr, cookies) {
 		return // the upstream's explicit choice, for its own answer
 	}
-	hdr["Cache-Control"] = []string{privateCacheControl(cc)}
+	makePrivate(hdr)
+}
+
+// makePrivate keeps the answer out of shared caches.
+func makePrivate(hdr http.Header) {
+	if cc := hdr["Cache-Control"]; len(cc) == 0 {
+		hdr["Cache-Control"] = cacheControlPrivate
+	} else {
+		hdr["Cache-Control"] = []string{privateCacheControl(cc)}
+	}
 	addVaryCookie(hdr)
 }
 

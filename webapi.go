@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,6 +40,15 @@ const (
 // what its Web API reads. Everything else (cookies, the client's
 // Authorization, managed and custom headers) stays here.
 var webAPIRequestHeaders = []string{"Accept", "Accept-Language", "Content-Type", "If-None-Match", "If-Modified-Since", "User-Agent"}
+
+// webAPIResponseHeaders are the headers of Spotify's answer that reach the
+// page: what describes the answer. Everything else is Spotify's own
+// business and would apply to this site (cookies, Strict-Transport-Security,
+// Alt-Svc, Access-Control-*).
+var webAPIResponseHeaders = map[string]bool{
+	"Cache-Control": true, "Content-Language": true, "Content-Length": true, "Content-Type": true,
+	"Etag": true, "Expires": true, "Last-Modified": true, "Retry-After": true, "Vary": true, "Www-Authenticate": true,
+}
 
 // forwardedHeaders are what reverse_proxy adds about the client; Spotify
 // has no use for the user's address.
@@ -214,29 +224,18 @@ func (w *webAPIWriter) WriteHeader(status int) {
 func (w *webAPIWriter) sendHeader(status int) {
 	out := w.ResponseWriter.Header()
 	for k, v := range w.hdr {
-		if webAPIResponseHeaderOK(k, v, w.token, w.h.tokenHeader) {
+		if webAPIResponseHeaders[http.CanonicalHeaderKey(k)] && !slices.ContainsFunc(v, w.holdsToken) {
 			out[k] = v
 		}
 	}
-	keepPrivate(out, &w.h.cookies)
+	// Made with the user's token: never for a shared cache, whatever
+	// Spotify says about its own domain.
+	makePrivate(out)
 	w.ResponseWriter.WriteHeader(status)
 }
 
-// webAPIResponseHeaderOK keeps Spotify's cookies (which would land on the
-// site's domain), managed names and anything holding the token out of the
-// answer.
-func webAPIResponseHeaderOK(name string, values []string, token, tokenHeader string) bool {
-	switch {
-	case headerNameIs(name, "Set-Cookie"), headerNameIs(name, "Set-Cookie2"), headerNameIs(name, "Authorization"),
-		headerNameIs(name, tokenHeader), headerNameHasPrefix(name, "x-spotify-"):
-		return false
-	}
-	for _, v := range values {
-		if token != "" && strings.Contains(v, token) {
-			return false
-		}
-	}
-	return true
+func (w *webAPIWriter) holdsToken(v string) bool {
+	return w.token != "" && strings.Contains(v, w.token)
 }
 
 func (w *webAPIWriter) Write(b []byte) (int, error) {

@@ -1,0 +1,48 @@
+package spotifyauth
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// Spotify's answer reaches the page with only the headers that describe
+// it, and never cacheable by a shared cache: what Spotify says of its own
+// domain (HSTS, Alt-Svc, CORS, cookies, public caching) must not apply to
+// this site, and nothing carrying the token passes.
+func TestWebAPIAnswersKeepOnlyTheirDescription(t *testing.T) {
+	h := &Handler{cookies: newCookieNames("spotify_auth", false), tokenHeader: "Authorization"}
+	rec := httptest.NewRecorder()
+	w := &webAPIWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: rec}, hdr: http.Header{}, token: "the-token", h: h}
+	for k, v := range map[string]string{
+		"Content-Type":                "application/json; charset=utf-8",
+		"Etag":                        `"abc"`,
+		"Cache-Control":               "public, max-age=3600",
+		"Strict-Transport-Security":   "max-age=31536000; includeSubDomains",
+		"Alt-Svc":                     `h3=":443"`,
+		"Access-Control-Allow-Origin": "*",
+		"Set-Cookie":                  "sp_t=1; Domain=example.com",
+		"X-Spotify-Thing":             "1",
+		"Www-Authenticate":            `Bearer error="invalid_token", token="the-token"`,
+	} {
+		w.Header().Set(k, v)
+	}
+	w.WriteHeader(http.StatusOK)
+	got := rec.Header()
+	for _, name := range []string{"Strict-Transport-Security", "Alt-Svc", "Access-Control-Allow-Origin", "Set-Cookie", "X-Spotify-Thing", "Www-Authenticate"} {
+		if v := got.Values(name); len(v) > 0 {
+			t.Errorf("%s reached the page: %q", name, v)
+		}
+	}
+	if got.Get("Content-Type") != "application/json; charset=utf-8" || got.Get("Etag") != `"abc"` {
+		t.Errorf("the answer's description is lost: %v", got)
+	}
+	if cc := got.Get("Cache-Control"); cc != "private, max-age=3600" {
+		t.Errorf("Cache-Control %q, want Spotify's public answer made private", cc)
+	}
+	if got.Get("Vary") != "Cookie" {
+		t.Errorf("Vary %q, want Cookie", got.Get("Vary"))
+	}
+}
