@@ -262,6 +262,14 @@ func TestAuthEndpointBehindNginx(t *testing.T) {
 		t.Error("the browser's session cookie did not change after the refresh")
 	}
 
+	// The site's own scripts cannot fetch the auth endpoint through nginx:
+	// its 200 carries the token.
+	resp = get(site+"/oauth2/spotify/auth", map[string]string{"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"})
+	if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Authorization") != "" {
+		t.Errorf("a script's fetch of /oauth2/spotify/auth through nginx: %d (Authorization given: %v), want 404",
+			resp.StatusCode, resp.Header.Get("Authorization") != "")
+	}
+
 	// Another browser making up the headers gets the login, not the app.
 	_, before := lastSeen()
 	other := &http.Client{CheckRedirect: browser.CheckRedirect}
@@ -363,4 +371,31 @@ func TestAuthEndpointAnswers(t *testing.T) {
 			t.Errorf("Spotify out: %d %s; want 503 JSON", resp.StatusCode, body)
 		}
 	})
+}
+
+// TestAuthEndpointKeepsTheTokenOutOfTheAccessLog: Caddy's access log
+// records response headers and redacts only Authorization and cookies;
+// with another token_header the auth endpoint's 200 would put the token
+// there.
+func TestAuthEndpointKeepsTheTokenOutOfTheAccessLog(t *testing.T) {
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	fake := testkit.NewFake(t)
+	site := spotifyauthtest.Start(t, fake, "",
+		spotifyauthtest.WithDirectives("auth_endpoint", "token_header X-Access-Token"),
+		spotifyauthtest.WithSiteDirectives("log {\n\t\toutput file "+logPath+"\n\t}", `respond "app"`))
+	c := site.Client(t, spotifytest.DefaultUserID)
+	resp, _ := testkit.Get(t, c, site.URL+"/oauth2/spotify/auth")
+	token := resp.Header.Get("X-Access-Token")
+	if resp.StatusCode != http.StatusOK || token == "" {
+		t.Fatalf("auth endpoint: %d, token given %v", resp.StatusCode, token != "")
+	}
+	testkit.Get(t, c, site.URL+"/") // a logged request, so the log is known to work
+	site.Close()
+	logged, err := os.ReadFile(logPath)
+	if err != nil || len(logged) == 0 {
+		t.Fatalf("no access log: %v", err)
+	}
+	if strings.Contains(string(logged), token) {
+		t.Error("the access token is in Caddy's access log")
+	}
 }
