@@ -285,14 +285,14 @@ func (h *Handler) refreshAcrossInstances(ctx context.Context, key, refreshToken 
 
 // refreshedElsewhere returns the result another instance published, or
 // errRefreshPaused while another instance's pause holds. As with a pause
-// of this instance's own (ensureFresh), an expired token is tried again
-// at once: nothing else can serve it.
+// of this instance's own (ensureFresh), a token expired or in its last
+// seconds is tried again at once: nothing else can serve it.
 func (h *Handler) refreshedElsewhere(ctx context.Context, key string, tokenExpires int64) (refreshResult, bool, error) {
 	if tr, ok := h.publishedRefresh(ctx, key); ok {
 		return tr, true, nil
 	}
 	now := time.Now()
-	if tokenExpires > now.Unix() {
+	if tokenExpires-minTokenLeft > now.Unix() { // as tokenUsable
 		if _, ok := h.refreshPausedElsewhere(ctx, key, now); ok {
 			return refreshResult{}, false, errRefreshPaused
 		}

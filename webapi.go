@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -270,6 +271,8 @@ func (w *webAPIWriter) FlushError() error {
 // release sends the held answer as it came, when no fresh token can be had.
 func (w *webAPIWriter) release() error {
 	w.held = false
+	// The body held may be cut at maxHeldBody: its length is what is sent.
+	w.hdr["Content-Length"] = []string{strconv.Itoa(w.heldBody.Len())}
 	w.sendHeader(w.heldStatus)
 	_, err := w.ResponseWriter.Write(w.heldBody.Bytes())
 	return err
