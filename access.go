@@ -83,7 +83,7 @@ const (
 func (h *Handler) deny(w http.ResponseWriter, r *http.Request, s *session) {
 	h.metrics.answered(http.StatusForbidden)
 	h.logger.Info("access denied by rules", zap.String("user_id", s.UserID))
-	if h.handOff(r, http.StatusForbidden, "this Spotify account is not allowed here") {
+	if h.handOff(w, r, http.StatusForbidden, "this Spotify account is not allowed here") {
 		return
 	}
 	if !isNavigation(r) {
@@ -156,7 +156,7 @@ func (h *Handler) askForScopes(w http.ResponseWriter, r *http.Request, s *sessio
 	returnTo := returnPath(r)
 	if !isNavigation(r) {
 		h.metrics.answered(http.StatusForbidden)
-		if h.handOff(r, http.StatusForbidden, "this needs the Spotify scopes "+strings.Join(missing, " ")) {
+		if h.handOff(w, r, http.StatusForbidden, "this needs the Spotify scopes "+strings.Join(missing, " ")) {
 			return
 		}
 		writeJSON(w, http.StatusForbidden, apiError{Error: "insufficient_scope",

@@ -95,7 +95,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, ae *authError, re
 			retryURL = loginURL(returnPath(r))
 		}
 	}
-	if h.handOff(r, ans.status, ae.Message) {
+	if h.handOff(w, r, ans.status, ae.Message) {
 		return
 	}
 	if isNavigation(r) || !answersJSON(r) && (r.URL.Path == h.callbackPath || strings.HasPrefix(r.URL.Path, EndpointPrefix)) {

@@ -51,6 +51,10 @@ func TestHandleErrorsRendersTheAnswers(t *testing.T) {
 	if !strings.Contains(resp.Header.Get("WWW-Authenticate"), "login_url=") {
 		t.Fatalf("WWW-Authenticate lost: %q", resp.Header.Get("WWW-Authenticate"))
 	}
+	// The operator's page is not held to the plugin's own pages' policy.
+	if csp := resp.Header.Get("Content-Security-Policy"); csp != "" {
+		t.Errorf("the operator's 401 page carries the plugin's CSP: %q", csp)
+	}
 	// A browser navigation keeps its login redirect.
 	if resp, _ := do("/app/x", "text/html"); resp.StatusCode != http.StatusFound {
 		t.Fatalf("navigation: %d, want the login redirect", resp.StatusCode)
@@ -66,6 +70,10 @@ func TestHandleErrorsRendersTheAnswers(t *testing.T) {
 	resp, body = do(strings.TrimPrefix(callback, site), "text/html")
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.HasPrefix(body, "custom 503: ") || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("outage: %d %q Retry-After %q", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	if resp.Header.Get("Referrer-Policy") != "no-referrer" || resp.Header.Get("Content-Security-Policy") != "" {
+		t.Errorf("the callback's error page: Referrer-Policy %q (its URL holds a code), CSP %q",
+			resp.Header.Get("Referrer-Policy"), resp.Header.Get("Content-Security-Policy"))
 	}
 	// A replayed callback: 400.
 	resp, body = do(strings.TrimPrefix(callback, site), "text/html")

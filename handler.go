@@ -15,7 +15,14 @@ import (
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	err := h.serve(w, r, next)
 	if err == nil && h.errorRoutes {
-		return handedOff(r)
+		err = handedOff(r)
+	}
+	if err != nil && caddyhttp.GetVar(r.Context(), varPassed) == nil {
+		// The site's handle_errors gets this request, and the strip route
+		// does not run there: nothing a client sent may pass for ours.
+		stripManagedHeaders(r.Header, h.tokenHeader)
+		stripOurCookies(r.Header, h.cookies)
+		scrubTrailers(r, h.tokenHeader)
 	}
 	return err
 }
@@ -140,7 +147,7 @@ func (h *Handler) challenge(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
 	setPageHeaders(hdr)
 	hdr["Www-Authenticate"] = []string{all[bodyLen:]}
-	if h.handOff(r, http.StatusUnauthorized, "log in with Spotify first") {
+	if h.handOff(w, r, http.StatusUnauthorized, "log in with Spotify first") {
 		return
 	}
 	hdr["Content-Type"] = []string{"application/json"}

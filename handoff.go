@@ -24,10 +24,14 @@ func siteHasErrorRoutes(ctx caddy.Context) bool {
 // caddyhttp.Error and reports true, and the caller writes nothing. The
 // headers the caller set (WWW-Authenticate, Retry-After) stay on the
 // response; {err.status_code} and {err.message} carry the rest.
-func (h *Handler) handOff(r *http.Request, status int, message string) bool {
+func (h *Handler) handOff(w http.ResponseWriter, r *http.Request, status int, message string) bool {
 	if !h.errorRoutes {
 		return false
 	}
+	// The operator's page loads its own styles and images: our pages'
+	// policy would block them. The others (no-store, no-referrer: the
+	// callback's URL holds a code) stay.
+	delete(w.Header(), "Content-Security-Policy")
 	caddyhttp.SetVar(r.Context(), varHandedOff, caddyhttp.Error(status, errors.New(message)))
 	return true
 }

@@ -329,3 +329,44 @@ func TestAuthenticatedAnswersStayOutOfSharedCaches(t *testing.T) {
 		}
 	}
 }
+
+// TestHandleErrorsRoutesGetNothingAClientMadeUp: the site's handle_errors
+// proxies its error pages to the app. The plugin's refusals go there, and
+// the strip route does not run on error routes: what a client made up
+// under our names must not reach the app that way either.
+func TestHandleErrorsRoutesGetNothingAClientMadeUp(t *testing.T) {
+	fake := newFake(t)
+	upstream := newRecordingUpstream(t)
+	tc := caddytest.NewTester(t)
+	tc.InitServer(globalOptions(caddyStorage(t))+site+` {
+	spotify_auth /app/* {
+		`+fakeOptions(fake)+`
+	}
+	respond "app"
+	handle_errors {
+		reverse_proxy `+upstream.URL+`
+	}
+}`, "caddyfile")
+	c := caddyBrowser(tc)
+	for _, probe := range []struct{ path, accept string }{
+		{"/app/data", "application/json"},                       // 401 for a script
+		{"/oauth2/spotify/login?rd=/a&rd=/b", "text/html"},       // 400 from an endpoint
+		{"/oauth2/spotify/callback?code=c&state=s", "text/html"}, // 400, no such login
+	} {
+		req, _ := http.NewRequest(http.MethodGet, site+probe.path, nil)
+		for _, s := range spoofs {
+			req.Header[s[0]] = []string{s[1]}
+		}
+		req.Header.Set("Accept", probe.accept)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.HasPrefix(string(body), "upstream ") {
+			t.Fatalf("%s: %d %q, want the refusal rendered by handle_errors' upstream", probe.path, resp.StatusCode, body)
+		}
+		assertNothingManaged(t, probe.path, upstream.last(t))
+	}
+}
