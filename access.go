@@ -176,12 +176,12 @@ func (h *Handler) askForScopes(w http.ResponseWriter, r *http.Request, s *sessio
 // setPlaceholders makes the user known to later handlers and to Caddy's
 // access log ({http.auth.user.id}). A provider answers lazily, so unused
 // placeholders cost nothing.
-func setPlaceholders(r *http.Request, p *placeholders) {
+func setPlaceholders(r *http.Request, provide caddy.ReplacerFunc) {
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if !ok {
 		return
 	}
-	repl.Map(p.get)
+	repl.Map(provide)
 }
 
 type placeholders struct{ s session }

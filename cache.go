@@ -76,12 +76,15 @@ func keepPrivate(hdr http.Header, cookies *cookieNames) {
 
 // makePrivate keeps the answer out of shared caches.
 func makePrivate(hdr http.Header) {
+	// One array per answer, never shared: a later handler may write into
+	// a header's values (Caddy's header replace does).
+	fresh := []string{"private", "Cookie"}
 	if cc := hdr["Cache-Control"]; len(cc) == 0 {
-		hdr["Cache-Control"] = cacheControlPrivate
+		hdr["Cache-Control"] = fresh[0:1:1]
 	} else {
 		hdr["Cache-Control"] = []string{privateCacheControl(cc)}
 	}
-	addVaryCookie(hdr)
+	addVaryCookie(hdr, fresh[1:2:2])
 }
 
 // privateCacheControl rewrites Cache-Control directives so no shared
@@ -120,7 +123,8 @@ func setsOurCookie(hdr http.Header, cookies *cookieNames) bool {
 	return false
 }
 
-func addVaryCookie(hdr http.Header) {
+// addVaryCookie adds Cookie (the one value in cookie) to Vary.
+func addVaryCookie(hdr http.Header, cookie []string) {
 	for _, v := range hdr["Vary"] {
 		for _, f := range strings.Split(v, ",") {
 			if f = strings.TrimSpace(f); f == "*" || strings.EqualFold(f, "Cookie") {
@@ -129,16 +133,8 @@ func addVaryCookie(hdr http.Header) {
 		}
 	}
 	if len(hdr["Vary"]) == 0 {
-		hdr["Vary"] = varyCookie
+		hdr["Vary"] = cookie
 		return
 	}
 	hdr["Vary"] = append(hdr["Vary"], "Cookie")
 }
-
-// Header values shared by every authenticated answer: nothing writes
-// into a header's value slice (Set replaces it, Add copies it, as its
-// capacity is full), and this saves two allocations per request.
-var (
-	cacheControlPrivate = []string{"private"}
-	varyCookie          = []string{"Cookie"}
-)

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 // A per-instance cache of opened sessions, so a valid session's request
@@ -143,7 +145,7 @@ type upstreamValues struct {
 	tokenExpires int64
 
 	token, expiry, name, email string
-	placeholders               *placeholders
+	placeholders               caddy.ReplacerFunc // bound once: a method value per request would allocate
 }
 
 // isFor reports whether the values were worked out for s's token (a
@@ -171,6 +173,6 @@ func (h *Handler) upstreamValues(s *session) *upstreamValues {
 	}
 	ps := *s
 	ps.up = nil
-	up.placeholders = &placeholders{s: ps}
+	up.placeholders = (&placeholders{s: ps}).get
 	return up
 }

@@ -349,7 +349,7 @@ func TestHandleErrorsRoutesGetNothingAClientMadeUp(t *testing.T) {
 }`, "caddyfile")
 	c := caddyBrowser(tc)
 	for _, probe := range []struct{ path, accept string }{
-		{"/app/data", "application/json"},                       // 401 for a script
+		{"/app/data", "application/json"},                        // 401 for a script
 		{"/oauth2/spotify/login?rd=/a&rd=/b", "text/html"},       // 400 from an endpoint
 		{"/oauth2/spotify/callback?code=c&state=s", "text/html"}, // 400, no such login
 	} {
