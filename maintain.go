@@ -29,7 +29,7 @@ var maintenanceInterval = time.Minute
 func (h *Handler) maintain(ctx context.Context, first time.Time) {
 	runUntilDone(ctx, first, func(now time.Time) time.Time {
 		h.maintainOnce(ctx, now)
-		return h.shared.maintenance.ran(now)
+		return h.maintenance.ran(now)
 	})
 }
 
@@ -70,7 +70,7 @@ func (h *Handler) maintainOnce(ctx context.Context, now time.Time) (swept bool) 
 			return now.Sub(modified) > maxRetryAfter+time.Minute
 		})
 	}
-	if h.storeSessions && h.shared.maintenance.sessionSweepDue(now) {
+	if h.storeSessions && h.maintenance.sessionSweepDue(now) {
 		h.sweep(ctx, storedSessionPrefix, true, func(key string, modified time.Time) bool {
 			return now.Sub(modified) > time.Duration(h.SessionLifetime) && h.storedSessionExpired(ctx, key, now)
 		})

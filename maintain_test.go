@@ -92,7 +92,7 @@ func TestTheScheduleSweepsExpiredStoredSessions(t *testing.T) {
 	if n := storedSessions(t, hs.h.storage); n != 1 {
 		t.Fatalf("%d stored sessions after login, want 1", n)
 	}
-	m := &hs.h.shared.maintenance
+	m := hs.h.maintenance
 	m.mu.Lock()
 	m.last, m.lastSessionSweep = time.Time{}, time.Time{} // start afresh, in the future
 	m.mu.Unlock()

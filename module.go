@@ -207,8 +207,9 @@ type Handler struct {
 	opened        *sessionCache // sessions already opened (sessioncache.go)
 	generatedKeys bool          // keys from storage, re-read in the background
 	storeSessions bool
-	storage       certmagic.Storage // resolved from StorageRaw, or Caddy's
-	storageID     string            // what makes two storage options the same
+	storage       certmagic.Storage    // resolved from StorageRaw, or Caddy's
+	storageID     string               // what makes two storage options the same
+	maintenance   *maintenanceSchedule // this app's on this storage, kept across reloads
 	stopMaintain  context.CancelFunc
 	maintainDone  chan struct{}
 	callbackPath  string
@@ -369,10 +370,12 @@ func (h *Handler) provisionSpotify() {
 }
 
 // provisionShared takes the state that must survive a config reload
-// (refreshes in flight, used states, back-offs), kept in a pool keyed by
-// what identifies the client and where its records live.
+// (refreshes in flight, used states, back-offs, the login limits), kept in
+// a pool keyed by what identifies the client: Spotify's limits are per app,
+// whatever storage a block uses. Only the maintenance schedule is per
+// storage.
 func (h *Handler) provisionShared() error {
-	h.sharedKey = "spotify_auth:" + h.TokenURL + "|" + h.ClientID + "|" + h.storageID
+	h.sharedKey = "spotify_auth:" + h.TokenURL + "|" + h.ClientID
 	shared, _, err := sharedPool.LoadOrNew(h.sharedKey, func() (caddy.Destructor, error) {
 		return newSharedState(), nil
 	})
@@ -380,6 +383,7 @@ func (h *Handler) provisionShared() error {
 		return err
 	}
 	h.shared = shared.(*sharedState)
+	h.maintenance = h.shared.maintenanceFor(h.storageID)
 	return nil
 }
 
@@ -389,7 +393,7 @@ func (h *Handler) startBackground(ctx caddy.Context) {
 	var mctx context.Context
 	mctx, h.stopMaintain = context.WithCancel(ctx)
 	h.maintainDone = make(chan struct{})
-	firstMaintenance := h.shared.maintenance.start(time.Now())
+	firstMaintenance := h.maintenance.start(time.Now())
 	go func() {
 		defer close(h.maintainDone)
 		var wg sync.WaitGroup

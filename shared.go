@@ -50,17 +50,33 @@ type sharedState struct {
 	// storage failed to coordinate a refresh.
 	coordinationWarned atomic.Int64
 
-	maintenance maintenanceSchedule
+	// maintenance is per storage: each storage the app's blocks keep
+	// records in is swept on its own schedule.
+	maintenance map[string]*maintenanceSchedule
 }
 
 func newSharedState() *sharedState {
 	return &sharedState{
-		usedState: newFIFOMap[struct{}](maxUsedStates),
-		recent:    newFIFOMap[session](maxRecentRefresh),
-		paused:    make(map[string]time.Time),
-		rejected:  make(map[string]struct{}),
-		failed:    make(map[string]time.Time),
+		usedState:   newFIFOMap[struct{}](maxUsedStates),
+		recent:      newFIFOMap[session](maxRecentRefresh),
+		paused:      make(map[string]time.Time),
+		rejected:    make(map[string]struct{}),
+		failed:      make(map[string]time.Time),
+		maintenance: make(map[string]*maintenanceSchedule),
 	}
+}
+
+// maintenanceFor returns the schedule of the background work on the
+// storage named by storageID.
+func (s *sharedState) maintenanceFor(storageID string) *maintenanceSchedule {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.maintenance[storageID]
+	if m == nil {
+		m = new(maintenanceSchedule)
+		s.maintenance[storageID] = m
+	}
+	return m
 }
 
 // Destruct implements caddy.Destructor.
