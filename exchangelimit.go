@@ -81,12 +81,11 @@ func (e *exchangeLimiter) allow(client string, cfg *LoginRateLimit, now time.Tim
 	if e.all == nil {
 		e.all = rate.NewLimiter(perMinute(overall), overall)
 		e.clients = make(map[string]*clientBucket)
-	} else if e.all.Burst() != overall {
-		// The config changed on a reload.
-		e.all.SetLimitAt(now, perMinute(overall))
-		e.all.SetBurstAt(now, overall)
-		clear(e.clients)
 	}
+	// A reload may change the limits, and blocks of one app may differ:
+	// each call applies its own to the buckets, which keep what is in
+	// them (refilling them would let alternating callbacks through).
+	setLimit(e.all, overall, now)
 	b, ok := e.clients[client]
 	if !ok {
 		if len(e.clients) >= maxExchangeClients {
@@ -104,6 +103,7 @@ func (e *exchangeLimiter) allow(client string, cfg *LoginRateLimit, now time.Tim
 		e.clients[client] = b
 	}
 	b.lastUsed = now
+	setLimit(b.lim, perClient, now)
 	rc := b.lim.ReserveN(now, 1)
 	if d := rc.DelayFrom(now); d > 0 {
 		rc.CancelAt(now)
@@ -119,6 +119,14 @@ func (e *exchangeLimiter) allow(client string, cfg *LoginRateLimit, now time.Tim
 }
 
 func perMinute(n int) rate.Limit { return rate.Limit(float64(n) / 60) }
+
+// setLimit makes l allow n a minute, keeping its tokens.
+func setLimit(l *rate.Limiter, n int, now time.Time) {
+	if l.Burst() != n {
+		l.SetLimitAt(now, perMinute(n))
+		l.SetBurstAt(now, n)
+	}
+}
 
 // checkBackoff fails fast while Spotify has asked code exchanges to wait.
 func (e *exchangeLimiter) checkBackoff(now time.Time) error {

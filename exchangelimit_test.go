@@ -163,3 +163,39 @@ func TestLoginRateLimitReachesTheJSONConfig(t *testing.T) {
 		}
 	}
 }
+
+// Two blocks of one app share the limiter with different limits (or a
+// reload changes them): a client alternating its callbacks between them
+// gets no fresh bucket from the change.
+func TestDifferentLimitsOnOneLimiterRefillNothing(t *testing.T) {
+	var e exchangeLimiter
+	a := &LoginRateLimit{PerClient: 2, Overall: 300}
+	b := &LoginRateLimit{PerClient: 2, Overall: 299}
+	now := time.Now()
+	allowed := 0
+	for i := range 100 {
+		cfg := a
+		if i%2 == 1 {
+			cfg = b
+		}
+		if ok, _ := e.allow("192.0.2.1", cfg, now); ok {
+			allowed++
+		}
+	}
+	if allowed != 2 {
+		t.Fatalf("%d of 100 exchanges admitted at once for one client, want its 2", allowed)
+	}
+	// A per-client limit lowered by a reload applies to a bucket that
+	// already exists: half a minute refills half an exchange at 1 a
+	// minute (a whole one at the old 2).
+	later := now.Add(time.Minute)
+	one := &LoginRateLimit{PerClient: 1, Overall: 300}
+	e.allow("192.0.2.2", a, later)
+	e.allow("192.0.2.2", a, later)
+	if ok, _ := e.allow("192.0.2.2", one, later); ok { // the reload
+		t.Fatal("an empty bucket admitted an exchange after a reload")
+	}
+	if ok, _ := e.allow("192.0.2.2", one, later.Add(30*time.Second)); ok {
+		t.Error("the bucket still refills at the old per_client rate")
+	}
+}
