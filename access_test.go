@@ -344,6 +344,33 @@ func TestAppModeFetchesOneTokenForManyRequests(t *testing.T) {
 	}
 }
 
+// TestAppModeServesTheCurrentTokenWhileRenewalFails: the app token is in
+// its last minutes (inside refresh_leeway) and Spotify's token endpoint
+// fails. Requests are served with the token that still works, and
+// Spotify is asked again only after a pause, not on every request.
+func TestAppModeServesTheCurrentTokenWhileRenewalFails(t *testing.T) {
+	hs := newHarness(t, withSecret("app-secret-value"), func(h *Handler, _ *spotifytest.Client) { h.Mode = modeApp })
+	if resp, _ := apiGet(hs, newBrowser(t), "/search?q=x"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	cur := *hs.h.shared.app.Load()
+	cur.expires = time.Now().Add(3 * time.Minute).Unix()
+	hs.h.shared.app.Store(&cur)
+	hs.fake.InjectFault(spotifytest.EndpointToken, spotifytest.Fault{Status: http.StatusServiceUnavailable, Times: 100})
+	hs.fake.ResetCounts()
+	for range 10 {
+		if resp, _ := apiGet(hs, newBrowser(t), "/search?q=x"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d while the current token still works", resp.StatusCode)
+		}
+		if got := hs.lastUpstream().Header.Get("Authorization"); got != cur.bearer {
+			t.Fatal("the upstream did not get the current app token")
+		}
+	}
+	if n := hs.fake.Counts().ClientCredentials; n != 1 {
+		t.Errorf("%d token requests for 10 requests while renewal fails, want 1 (then a pause)", n)
+	}
+}
+
 // TestAppModeRoutesWithDifferentTokenHeadersGetTheirOwnFormat: two app-mode
 // routes of one client share the cached token, not its formatting.
 func TestAppModeRoutesWithDifferentTokenHeadersGetTheirOwnFormat(t *testing.T) {

@@ -42,14 +42,33 @@ func (h *Handler) serveApp(w http.ResponseWriter, r *http.Request, next caddyhtt
 }
 
 func (h *Handler) appToken(ctx context.Context) (*appToken, error) {
+	now := time.Now()
+	cur := h.shared.app.Load()
+	if cur != nil && cur.expires-h.leeway > now.Unix() {
+		return cur, nil
+	}
+	// As with a user's token: while the current one still works, a failed
+	// renewal serves it and is tried again only after a pause.
+	usable := cur != nil && cur.expires-minTokenLeft > now.Unix()
+	if usable && now.UnixNano() < h.shared.appRetryAt.Load() {
+		return cur, nil
+	}
+	t, err := h.renewAppToken(ctx)
+	if err != nil && usable {
+		h.shared.appRetryAt.Store(now.Add(refreshRetryPause).UnixNano())
+		h.logger.Warn("renewing the app token failed; using the current one until it expires", zap.Error(err))
+		return cur, nil
+	}
+	return t, err
+}
+
+// renewAppToken gets a new app token: one call per instance at a time.
+func (h *Handler) renewAppToken(ctx context.Context) (*appToken, error) {
 	fresh := func() *appToken {
 		if t := h.shared.app.Load(); t != nil && t.expires-h.leeway > time.Now().Unix() {
 			return t
 		}
 		return nil
-	}
-	if t := fresh(); t != nil {
-		return t, nil
 	}
 	ctx = context.WithValue(context.WithoutCancel(ctx), oauth2.HTTPClient, h.httpClient)
 	v, err, _ := h.shared.refreshes.Do("app-token", func() (any, error) {

@@ -42,7 +42,8 @@ type sharedState struct {
 	// nRejected lets the hot path skip the map (and its lock) when empty.
 	nRejected atomic.Int32
 
-	app atomic.Pointer[appToken] // mode app: the current app token
+	app        atomic.Pointer[appToken] // mode app: the current app token
+	appRetryAt atomic.Int64             // mode app: renewal failed; unix ns when to try again
 
 	exchanges exchangeLimiter // code exchanges strangers can cause
 
