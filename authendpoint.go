@@ -23,6 +23,14 @@ const (
 	varReturnPath = "spotify_auth.return" // where login returns to
 )
 
+// answerScript marks a request from a page's script: the answers of the
+// plugin are JSON, never a redirect or a page, and a login returns to
+// the site's start (a call has no page of its own to return to).
+func answerScript(r *http.Request) {
+	caddyhttp.SetVar(r.Context(), varAnswerJSON, true)
+	caddyhttp.SetVar(r.Context(), varReturnPath, "/")
+}
+
 // answersJSON reports whether answers to r must be JSON whatever it
 // looks like (auth endpoint, web_api).
 func answersJSON(r *http.Request) bool {

@@ -163,10 +163,15 @@ type userinfo struct {
 }
 
 func (h *Handler) handleUserinfo(w http.ResponseWriter, r *http.Request) {
-	s, ok := h.loadSession(r, time.Now())
-	if !ok {
+	s, err := h.session(r, time.Now())
+	if err == errNoSession {
 		h.metrics.unauthorized.Inc()
 		writeJSON(w, http.StatusUnauthorized, apiError{Error: "unauthenticated", LoginURL: loginURL("/")})
+		return
+	}
+	if err != nil { // the session store is out: not a reason to log in again
+		answerScript(r)
+		h.fail(w, r, asAuthError(err), "")
 		return
 	}
 	writeJSON(w, http.StatusOK, userinfo{
@@ -198,21 +203,12 @@ func (h *Handler) handleToken(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusForbidden, apiError{Error: "forbidden", Description: "same-origin GET only"})
 		return
 	}
+	answerScript(r)
+	s, ok := h.admit(w, r) // as every gated request: rules, scopes, a fresh token
+	if !ok {
+		return
+	}
 	now := time.Now()
-	s, ok := h.loadSession(r, now)
-	if !ok {
-		h.metrics.unauthorized.Inc()
-		writeJSON(w, http.StatusUnauthorized, apiError{Error: "unauthenticated", LoginURL: loginURL("/")})
-		return
-	}
-	if !h.rules.allows(&s) {
-		h.deny(w, r, &s)
-		return
-	}
-	s, ok = h.ensureFresh(w, r, s, now)
-	if !ok {
-		return
-	}
 	writeJSON(w, http.StatusOK, tokenResponse{
 		AccessToken: s.AccessToken, TokenType: "Bearer",
 		ExpiresAt: time.Unix(s.TokenExpires, 0).UTC().Format(time.RFC3339),

@@ -58,8 +58,7 @@ var forwardedHeaders = []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwa
 // serveWebAPI is the gate of a web_api route: every request it sees is a
 // Web API call of the page's scripts. Answers of its own are always JSON.
 func (h *Handler) serveWebAPI(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	caddyhttp.SetVar(r.Context(), varAnswerJSON, true)
-	caddyhttp.SetVar(r.Context(), varReturnPath, "/") // a script's call has no page to return to
+	answerScript(r)
 	if !webAPISameOrigin(r) {
 		h.metrics.answered(http.StatusForbidden)
 		writeJSON(w, http.StatusForbidden, apiError{Error: "forbidden", Description: "the Web API proxy takes requests from this site's own pages only"})
