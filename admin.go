@@ -191,9 +191,9 @@ func liveUserHandlers(clientID string) []*Handler {
 	seen := map[string]bool{}
 	var out []*Handler
 	for _, h := range running {
-		// Handlers of one app with different storage options each hold
-		// their own marks and sessions: each is revoked.
-		where := h.app + "\x00" + h.storageID
+		// Handlers of one app with different storage options or keys
+		// each hold their own marks and sessions: each is revoked.
+		where := h.app + "\x00" + h.storageID + "\x00" + h.marksKeyID()
 		if h.appMode || seen[where] || clientID != "" && h.ClientID != clientID {
 			continue
 		}

@@ -2,6 +2,7 @@ package spotifyauth
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"io/fs"
 	"maps"
@@ -62,8 +63,19 @@ func (h *Handler) revoked(s *session) bool {
 	return ok && s.Created < before
 }
 
+// revocationKey names the user's mark as this block writes it: by app
+// and sealing key, so blocks of one client_id with other Spotify URLs or
+// other keys (a staging site, a cookie_secret beside generated keys) each
+// write their own and none overwrites another's. Readers take every mark
+// that opens for them.
 func (h *Handler) revocationKey(userID string) string {
-	return revocationPrefix + hashedName(refUserLen, h.ClientID, userID)
+	return revocationPrefix + hashedName(refUserLen, h.app, h.marksKeyID(), userID)
+}
+
+// marksKeyID names the key this block seals revocation marks with.
+func (h *Handler) marksKeyID() string {
+	id := h.sealers().marks.SealingKey()
+	return hex.EncodeToString(id[:])
 }
 
 // revokeSessions voids every session of userID that began before now, on
@@ -98,8 +110,9 @@ func (h *Handler) applyRevocations(change func(map[string]int64)) {
 
 func (h *Handler) loadMark(ctx context.Context, key string) (revocationMark, bool) {
 	var mark revocationMark
-	if err := h.loadRecord(ctx, h.sealers().marks, key, &mark); err != nil || mark.UserID == "" || h.revocationKey(mark.UserID) != key {
-		return mark, false // another app's, or not a mark
+	// Sealed to its storage key, a mark cannot be moved to another.
+	if err := h.loadRecord(ctx, h.sealers().marks, key, &mark); err != nil || mark.UserID == "" {
+		return mark, false // another app's or block's, or not a mark
 	}
 	return mark, true
 }

@@ -63,3 +63,29 @@ func TestARevocationOutlivesABlockWithShorterSessions(t *testing.T) {
 		})
 	}
 }
+
+// TestBlocksWithOtherKeysKeepTheirOwnMarks: two blocks of one client_id
+// on one storage seal with different keys (cookie_secret beside another
+// secret, or a staging site's own). Each logout everywhere writes its
+// own mark: one block's never replaces the other's, so a revocation
+// survives a reload.
+func TestBlocksWithOtherKeysKeepTheirOwnMarks(t *testing.T) {
+	ctx := context.Background()
+	hs := newHarness(t)
+	other, _ := hs.sameConfig(func(h *Handler) { h.CookieSecrets = []string{secretB} })
+	now := time.Now()
+	revoked := session{UserID: "u1", Created: now.Add(-time.Hour).UnixNano()}
+	if err := hs.h.revokeSessions(ctx, "u1", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.revokeSessions(ctx, "u1", now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	reloaded, _ := hs.sameConfig(nil)
+	if err := reloaded.rereadRevocations(ctx, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if !reloaded.revoked(&revoked) {
+		t.Fatal("the other block's mark replaced this block's: the revocation is lost after a reload")
+	}
+}
