@@ -148,6 +148,8 @@ func (s *sharedState) pruneExpired(now time.Time) {
 	s.recent.prune(now)
 	pruneExpired(s.paused, now, func(t time.Time) time.Time { return t })
 	pruneExpired(s.failed, now, func(t time.Time) time.Time { return t.Add(expiredRetryInterval) })
+	pruneExpired(s.rejected, now, func(t time.Time) time.Time { return t })
+	s.nRejected.Store(int32(len(s.rejected)))
 }
 
 // maintenanceSchedule is when the background work of a client's configs

@@ -56,6 +56,11 @@ func TestMaintenanceDropsExpiredEntriesFromTheInMemoryCaches(t *testing.T) {
 	s.rememberRefresh("refreshed now", sampleSession(), now)
 	s.pauseRefresh("paused long ago", now.Add(-time.Hour), refreshRetryPause)
 	s.pauseRefresh("paused now", now, refreshRetryPause)
+	s.markRejected("rejected now")
+	s.markRejected("rejected long ago") // its session never came back
+	s.mu.Lock()
+	s.rejected["rejected long ago"] = now.Add(-time.Second)
+	s.mu.Unlock()
 
 	hs.h.maintainOnce(context.Background(), now)
 
@@ -65,10 +70,14 @@ func TestMaintenanceDropsExpiredEntriesFromTheInMemoryCaches(t *testing.T) {
 		"used states":      keysOf(s.usedState.entries),
 		"recent refreshes": keysOf(s.recent.entries),
 		"paused refreshes": keysOf(s.paused),
+		"rejected tokens":  keysOf(s.rejected),
 	} {
 		if len(m) != 1 {
 			t.Errorf("%s after maintenance: %v, want only the live entry", name, m)
 		}
+	}
+	if n := s.nRejected.Load(); n != 1 {
+		t.Errorf("nRejected %d after maintenance, want 1", n)
 	}
 }
 

@@ -445,7 +445,9 @@ func (s *sharedState) markRejected(token string) {
 	if len(s.rejected) >= maxRecentRefresh {
 		clear(s.rejected) // a flood; the tokens expire on their own anyway
 	}
-	s.rejected[token] = struct{}{}
+	// Kept no longer than a token lives: a session that does not come
+	// back must not keep the hot path on the lock (nRejected).
+	s.rejected[token] = time.Now().Add(defaultTokenLifetime)
 	s.nRejected.Store(int32(len(s.rejected)))
 }
 

@@ -37,7 +37,7 @@ type sharedState struct {
 	usedState *fifoMap[struct{}]   // state hash → used (until it stops mattering)
 	recent    *fifoMap[session]    // refresh token hash → what its refresh produced
 	paused    map[string]time.Time // refresh token hash → no retry before
-	rejected  map[string]struct{}  // access tokens the upstream found invalid
+	rejected  map[string]time.Time // access tokens the upstream found invalid → until when it matters
 	failed    map[string]time.Time // refresh token hash → last failed refresh
 	// nRejected lets the hot path skip the map (and its lock) when empty.
 	nRejected atomic.Int32
@@ -61,7 +61,7 @@ func newSharedState() *sharedState {
 		usedState:   newFIFOMap[struct{}](maxUsedStates),
 		recent:      newFIFOMap[session](maxRecentRefresh),
 		paused:      make(map[string]time.Time),
-		rejected:    make(map[string]struct{}),
+		rejected:    make(map[string]time.Time),
 		failed:      make(map[string]time.Time),
 		maintenance: make(map[string]*maintenanceSchedule),
 	}
