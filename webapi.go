@@ -312,9 +312,17 @@ func webAPIRoute(h httpcaddyfile.Helper, gate Handler, prefix string) (caddyhttp
 			Delete: forwardedHeaders,
 		}},
 	}
-	if u.Scheme == "https" {
-		proxy.TransportRaw = caddyconfig.JSONModuleObject(reverseproxy.HTTPTransport{TLS: &reverseproxy.TLSConfig{}}, "protocol", "http", nil)
+	// The block's timeout bounds a call as it bounds the plugin's own
+	// calls to Spotify: reverse_proxy waits for an answer without end.
+	timeout := gate.Timeout
+	if timeout == 0 {
+		timeout = caddy.Duration(DefaultTimeout)
 	}
+	transport := reverseproxy.HTTPTransport{ResponseHeaderTimeout: timeout}
+	if u.Scheme == "https" {
+		transport.TLS = &reverseproxy.TLSConfig{}
+	}
+	proxy.TransportRaw = caddyconfig.JSONModuleObject(transport, "protocol", "http", nil)
 	gate.WebAPI = true
 	gate.AuthEndpoint = false
 	gate.TokenEndpoint = false

@@ -72,7 +72,7 @@ func TestWebAPICaddyfileRoute(t *testing.T) {
 		}
 		proxy, _ := json.Marshal(api.Handle[1])
 		for _, want := range []string{`"dial":"api.spotify.com:443"`, `"strip_path_prefix":"/spotify-api"`,
-			`"Host":["api.spotify.com"]`, `"X-Forwarded-For"`, `"tls":{}`} {
+			`"Host":["api.spotify.com"]`, `"X-Forwarded-For"`, `"tls":{}`, `"response_header_timeout":10000000000`} {
 			if !strings.Contains(string(proxy), want) {
 				t.Errorf("reverse_proxy %s lacks %s", proxy, want)
 			}
