@@ -82,7 +82,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 		// The exact endpoints, not /oauth2/spotify/*: with several
 		// spotify_auth blocks on a site, /oauth2/spotify/token must reach
 		// the block that enabled it.
-		paths := caddyhttp.MatchPath{handler.configuredCallbackPath(),
+		callbackPath, err := handler.configuredCallbackPath()
+		if err != nil {
+			return nil, h.Err(err.Error())
+		}
+		paths := caddyhttp.MatchPath{callbackPath,
 			EndpointPrefix + "login", EndpointPrefix + "logout", EndpointPrefix + "userinfo"}
 		if handler.TokenEndpoint {
 			paths = append(paths, EndpointPrefix+"token")
@@ -120,14 +124,25 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 
 // configuredCallbackPath is the callback path as configured, before
 // provisioning.
-func (h *Handler) configuredCallbackPath() string {
-	if h.RedirectURI == "" {
-		return DefaultCallbackPath
+// A placeholder is resolved now, as Provision will ({env.*}, {file.*}):
+// the route's path matcher would expand it per request into the whole
+// URL, and the callback, code and all, would go to the upstream.
+func (h *Handler) configuredCallbackPath() (string, error) {
+	raw := h.RedirectURI
+	if hasPlaceholder(raw) {
+		raw = caddy.NewReplacer().ReplaceKnown(raw, "")
 	}
-	if u, err := url.Parse(h.RedirectURI); err == nil && u.Path != "" {
-		return u.Path
+	if raw == "" {
+		return DefaultCallbackPath, nil
 	}
-	return DefaultCallbackPath
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Path == "":
+		return DefaultCallbackPath, nil // Validate names the problem
+	case hasPlaceholder(u.Path):
+		return "", fmt.Errorf("redirect_uri %q: with a matcher, its path must be known when the Caddyfile is adapted: write the path literally (https://{env.SITE_HOST}/oauth2/spotify/callback)", h.RedirectURI)
+	}
+	return u.Path, nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. It reads

@@ -235,3 +235,23 @@ func TestTheTokenEndpointRoutesToTheBlockThatEnablesIt(t *testing.T) {
 		t.Fatalf("matchers %s / %s", m0, m1)
 	}
 }
+
+// A redirect_uri from the environment still routes its callback to the
+// plugin: the route's path matcher gets the resolved path (a placeholder
+// there would be expanded per request into the whole URL, and the
+// callback, code and all, would reach the upstream).
+func TestRedirectURIFromTheEnvironmentRoutesItsCallback(t *testing.T) {
+	t.Setenv("SPOTIFY_TEST_REDIRECT", "https://music.example.com/cb/spotify")
+	out, err := adapt(t, ":8080 {\n\tspotify_auth /app/* {\n\t\tclient_id a\n\t\tredirect_uri {env.SPOTIFY_TEST_REDIRECT}\n\t}\n}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, matchers := handlersIn(t, out)
+	if len(matchers) == 0 || len(matchers[0]) < 2 || !strings.Contains(string(matchers[0][1]["path"]), `"/cb/spotify"`) {
+		t.Fatalf("the endpoints' matcher lacks the resolved callback path: %v", matchers)
+	}
+	_, err = adapt(t, ":8080 {\n\tspotify_auth /app/* {\n\t\tclient_id a\n\t\tredirect_uri https://music.example.com/{http.request.host}/cb\n\t}\n}")
+	if err == nil || !strings.Contains(err.Error(), "write the path literally") {
+		t.Fatalf("a per-request placeholder in the callback path: %v, want an adapt error", err)
+	}
+}
