@@ -32,6 +32,11 @@ const minKeyRotation = time.Hour
 
 type storedKeys struct {
 	Keys []storedKey `json:"keys"` // oldest first
+	// Keep is how long a replaced key must keep opening: the longest
+	// session_lifetime of the blocks using these keys, so a block with
+	// short sessions and key_rotation never drops a key that another
+	// block's longer sessions were sealed with.
+	Keep time.Duration `json:"keep,omitempty"`
 }
 
 type storedKey struct {
@@ -131,9 +136,11 @@ func loadOrCreateKeys(ctx context.Context, storage certmagic.Storage, logger *za
 
 // rotateKeys adds a new key when the newest is older than rotation, and
 // drops keys nothing still valid can have been sealed with: those
-// replaced longer than keep ago. It changes storage only under the lock.
+// replaced longer than the longest keep of any block ago. A block whose
+// keep is longer than the file says records its own. It changes storage
+// only under the lock.
 func rotateKeys(ctx context.Context, storage certmagic.Storage, sk storedKeys, rotation, keep time.Duration, now time.Time, logger *zap.Logger) (storedKeys, error) {
-	if !rotationDue(sk, rotation, now) {
+	if !rotationDue(sk, rotation, now) && sk.Keep >= keep {
 		return sk, nil
 	}
 	err := withStorageLock(ctx, storage, keyStorageKey, logger, func() error {
@@ -141,17 +148,23 @@ func rotateKeys(ctx context.Context, storage certmagic.Storage, sk storedKeys, r
 		if sk, err = loadKeys(ctx, storage); err != nil {
 			return err
 		}
-		if !rotationDue(sk, rotation, now) {
-			return nil // another instance rotated while we waited
+		rotate := rotationDue(sk, rotation, now)
+		if !rotate && sk.Keep >= keep {
+			return nil // another instance did it while we waited
 		}
-		sk.Keys = append(sk.Keys, newStoredKey(now))
-		for len(sk.Keys) > 1 && now.Sub(sk.Keys[1].Created) > keyActivationDelay+keep {
-			sk.Keys = sk.Keys[1:]
+		sk.Keep = max(sk.Keep, keep)
+		if rotate {
+			sk.Keys = append(sk.Keys, newStoredKey(now))
+			for len(sk.Keys) > 1 && now.Sub(sk.Keys[1].Created) > keyActivationDelay+sk.Keep {
+				sk.Keys = sk.Keys[1:]
+			}
 		}
 		if err := storeKeys(ctx, storage, sk); err != nil {
 			return err
 		}
-		logger.Info("rotated the generated session key", zap.Int("keys_kept", len(sk.Keys)))
+		if rotate {
+			logger.Info("rotated the generated session key", zap.Int("keys_kept", len(sk.Keys)))
+		}
 		return nil
 	})
 	return sk, err
