@@ -53,7 +53,6 @@ type keyring struct {
 	stored   *seal.Sealer // server-side sessions in storage
 	marks    *seal.Sealer // revocation marks in storage
 	secrets  [][]byte
-	app      string
 }
 
 // appBinding names the Spotify app a handler logs users into. Every key
@@ -67,7 +66,7 @@ func appBinding(clientID, authorizeURL, tokenURL, apiURL string) string {
 
 // newKeyring derives the sealers for one Spotify app (see appBinding).
 func newKeyring(secrets [][]byte, app string) (*keyring, error) {
-	k := &keyring{secrets: secrets, app: app}
+	k := &keyring{secrets: secrets}
 	for _, s := range []struct {
 		dst     **seal.Sealer
 		purpose string
@@ -112,7 +111,7 @@ func (sk storedKeys) sealingOrder(now time.Time) [][]byte {
 // loadOrCreateKeys returns the keys kept in storage, creating the first
 // under the storage's lock if there is none, so that instances starting
 // together agree on a single key.
-func loadOrCreateKeys(ctx context.Context, storage certmagic.Storage, logger *zap.Logger) (storedKeys, error) {
+func loadOrCreateKeys(ctx context.Context, storage certmagic.Storage, keep time.Duration, logger *zap.Logger) (storedKeys, error) {
 	if sk, err := loadKeys(ctx, storage); err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return sk, err
 	}
@@ -123,7 +122,7 @@ func loadOrCreateKeys(ctx context.Context, storage certmagic.Storage, logger *za
 		if sk, err = loadKeys(ctx, storage); !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
-		sk = storedKeys{Keys: []storedKey{newStoredKey(time.Now())}}
+		sk = storedKeys{Keys: []storedKey{newStoredKey(time.Now())}, Keep: keep}
 		if err := storeKeys(ctx, storage, sk); err != nil {
 			return err
 		}

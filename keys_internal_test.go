@@ -21,7 +21,7 @@ func TestRotationKeepsKeysAnotherBlocksSessionsNeed(t *testing.T) {
 	now := time.Now()
 	const long, short = 30 * 24 * time.Hour, time.Hour
 
-	sk, err := loadOrCreateKeys(ctx, storage, log)
+	sk, err := loadOrCreateKeys(ctx, storage, 0, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -297,7 +297,7 @@ func (h *Handler) provisionKeys(ctx caddy.Context) error {
 	}
 	if len(secrets) == 0 {
 		now := time.Now()
-		sk, err := loadOrCreateKeys(ctx, h.storage, h.logger)
+		sk, err := loadOrCreateKeys(ctx, h.storage, h.keyKeep(), h.logger)
 		if err == nil {
 			sk, err = rotateKeys(ctx, h.storage, sk, time.Duration(h.KeyRotation), h.keyKeep(), now, h.logger)
 		}

@@ -135,7 +135,7 @@ func (h *Handler) checkCombinations() error {
 
 func checkNotNegative(option string, d caddy.Duration) error {
 	if d < 0 {
-		return fmt.Errorf("%s must be positive", option)
+		return fmt.Errorf("%s must not be negative (0 or leaving it out means the default)", option)
 	}
 	return nil
 }
