@@ -22,6 +22,9 @@ import (
 const (
 	backoffPrefix = "spotify_auth/backoff/"
 	pausePrefix   = "spotify_auth/paused/"
+	// forcedPausePrefix sits in pausePrefix's folder, so the same sweep
+	// deletes it.
+	forcedPausePrefix = pausePrefix + "forced-"
 )
 
 // storageOpTimeout bounds a storage call made to coordinate, so a hung
@@ -65,19 +68,42 @@ func (h *Handler) noteRateLimit(ctx context.Context, err error, now time.Time) {
 }
 
 // publishRefreshPause tells the other instances that refreshing this
-// refresh token failed, so they don't try again before the pause ends.
-func (h *Handler) publishRefreshPause(ctx context.Context, key string, ae *authError, now time.Time) {
-	h.storePause(ctx, pausePrefix+key, sharedPause{Until: now.Add(refreshRetryPause).UnixNano(), Kind: ae.Kind.String(), Message: ae.Message})
+// session failed, so they don't try again before the pause ends.
+func (h *Handler) publishRefreshPause(ctx context.Context, id string, ae *authError, now time.Time) {
+	h.storePause(ctx, pausePrefix+id, sharedPause{Until: now.Add(refreshRetryPause).UnixNano(), Kind: ae.Kind.String(), Message: ae.Message})
 }
 
 // refreshPausedElsewhere reports whether another instance's refresh of
-// this token failed within the pause (and then pauses here too).
-func (h *Handler) refreshPausedElsewhere(ctx context.Context, key string, now time.Time) (sharedPause, bool) {
-	p, ok := h.loadPause(ctx, pausePrefix+key, now)
+// this session failed within the pause (and then pauses here too).
+func (h *Handler) refreshPausedElsewhere(ctx context.Context, id string, now time.Time) (sharedPause, bool) {
+	p, ok := h.loadPause(ctx, pausePrefix+id, now)
 	if ok {
-		h.shared.pauseRefresh(key, now, time.Duration(p.Until-now.UnixNano()))
+		h.shared.pauseRefresh(id, now, time.Duration(p.Until-now.UnixNano()))
 	}
 	return p, ok
+}
+
+// pauseForcedRefresh starts the pause of the refreshes the upstream's 401s
+// ask for, here and for the other instances: the session gets one every
+// forcedRefreshInterval however its requests are spread.
+func (h *Handler) pauseForcedRefresh(ctx context.Context, id string, now time.Time) {
+	until := now.Add(forcedRefreshInterval)
+	h.shared.pauseForced(id, until, now)
+	h.storePause(ctx, forcedPausePrefix+id, sharedPause{Until: until.UnixNano(), Kind: "forced"})
+}
+
+// forcedRefreshPaused reports whether a refresh on the upstream's word is
+// paused for this session, as this instance knows or another published.
+// Storage is read only here, when an upstream has just rejected a token.
+func (h *Handler) forcedRefreshPaused(ctx context.Context, id string, now time.Time) bool {
+	if h.shared.forcedPaused(id, now) {
+		return true
+	}
+	p, ok := h.loadPause(ctx, forcedPausePrefix+id, now)
+	if ok {
+		h.shared.pauseForced(id, time.Unix(0, p.Until), now)
+	}
+	return ok
 }
 
 func (h *Handler) storePause(ctx context.Context, key string, p sharedPause) {

@@ -72,7 +72,7 @@ func TestALostCookieFollowsTheRefreshesItsCopyMadeSince(t *testing.T) {
 	// cookie refreshes again.
 	first := hs.session(hs.browser)
 	first.TokenExpires = time.Now().Add(time.Minute).Unix()
-	hs.h.shared.rememberRefresh(refreshKey(oldSess.RefreshToken), first, time.Now())
+	hs.h.shared.rememberRefresh(refreshKey(oldSess), first, time.Now())
 	hs.dueNow(hs.browser)
 	if resp, _ := apiGet(hs, hs.browser, "/app/"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("second refresh: %d", resp.StatusCode)

@@ -147,6 +147,7 @@ func (s *sharedState) pruneExpired(now time.Time) {
 	s.usedState.prune(now)
 	s.recent.prune(now)
 	pruneExpired(s.paused, now, func(t time.Time) time.Time { return t })
+	pruneExpired(s.forced, now, func(t time.Time) time.Time { return t })
 	pruneExpired(s.failed, now, func(t time.Time) time.Time { return t.Add(expiredRetryInterval) })
 	pruneExpired(s.rejected, now, func(t time.Time) time.Time { return t })
 	s.nRejected.Store(int32(len(s.rejected)))

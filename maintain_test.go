@@ -56,6 +56,8 @@ func TestMaintenanceDropsExpiredEntriesFromTheInMemoryCaches(t *testing.T) {
 	s.rememberRefresh("refreshed now", sampleSession(), now)
 	s.pauseRefresh("paused long ago", now.Add(-time.Hour), refreshRetryPause)
 	s.pauseRefresh("paused now", now, refreshRetryPause)
+	s.pauseForced("forced long ago", now.Add(-time.Second), now.Add(-time.Hour))
+	s.pauseForced("forced now", now.Add(forcedRefreshInterval), now)
 	s.markRejected("rejected now")
 	s.markRejected("rejected long ago") // its session never came back
 	s.mu.Lock()
@@ -70,6 +72,7 @@ func TestMaintenanceDropsExpiredEntriesFromTheInMemoryCaches(t *testing.T) {
 		"used states":      keysOf(s.usedState.entries),
 		"recent refreshes": keysOf(s.recent.entries),
 		"paused refreshes": keysOf(s.paused),
+		"forced pauses":    keysOf(s.forced),
 		"rejected tokens":  keysOf(s.rejected),
 	} {
 		if len(m) != 1 {

@@ -16,6 +16,7 @@ type metrics struct {
 	refreshes       prometheus.Counter
 	refreshesShared prometheus.Counter
 	refreshFailures *prometheus.CounterVec // by reason
+	sessionsEnded   *prometheus.CounterVec // sessions the plugin ended itself, by reason
 	responses       *prometheus.CounterVec // answers the handler gave itself, by status code
 
 	// The two answers strangers get, resolved once: no label lookup per request.
@@ -34,9 +35,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		refreshes:       prometheus.NewCounter(opts("refreshes_total", "Successful access token refreshes.")),
 		refreshesShared: prometheus.NewCounter(opts("refreshes_shared_total", "Refreshes answered by another instance's published result, without calling Spotify.")),
 		refreshFailures: prometheus.NewCounterVec(opts("refresh_failures_total", "Failed access token refreshes, by reason."), []string{"reason"}),
-		responses:       prometheus.NewCounterVec(opts("responses_total", "Requests the handler answered itself (login redirects, 401, 403, 503), by status code."), []string{"code"}),
+		sessionsEnded: prometheus.NewCounterVec(opts("sessions_ended_total",
+			"Sessions ended because Spotify no longer refreshes them, by reason: refresh_grant_ended is Spotify's invalid_grant on refresh (refresh tokens die 6 months after consent, or the user removed the app's access)."), []string{"reason"}),
+		responses: prometheus.NewCounterVec(opts("responses_total", "Requests the handler answered itself (login redirects, 401, 403, 503), by status code."), []string{"code"}),
 	}
-	var errs [6]error
+	var errs [7]error
 	if reg != nil {
 		// Several spotify_auth handlers in one config share one set.
 		m.logins, errs[0] = register(reg, m.logins)
@@ -45,6 +48,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.refreshFailures, errs[3] = register(reg, m.refreshFailures)
 		m.responses, errs[4] = register(reg, m.responses)
 		m.refreshesShared, errs[5] = register(reg, m.refreshesShared)
+		m.sessionsEnded, errs[6] = register(reg, m.sessionsEnded)
 	}
 	m.unauthorized = m.responses.WithLabelValues("401")
 	m.redirects = m.responses.WithLabelValues("302")
@@ -62,6 +66,9 @@ func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error)
 	}
 	return c, err
 }
+
+// endedRefreshRevoked labels sessions ended by invalid_grant on refresh.
+const endedRefreshRevoked = "refresh_grant_ended"
 
 func (m *metrics) answered(status int) {
 	m.responses.WithLabelValues(strconv.Itoa(status)).Inc()

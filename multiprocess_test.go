@@ -237,6 +237,12 @@ type caddyProcess struct {
 }
 
 func startCaddy(t *testing.T, bin, name string, port int, storage string, fake *spotifytest.Server) *caddyProcess {
+	return startCaddyWith(t, bin, name, port, storage, fake, refreshLeeway, "", fmt.Sprintf(`respond /app/* "%s {http.request.header.Authorization}"`, name))
+}
+
+// startCaddyWith starts a Caddy process whose site has spotify_auth on
+// /app/* (with extra options) in front of the upstream directive.
+func startCaddyWith(t *testing.T, bin, name string, port int, storage string, fake *spotifytest.Server, leeway time.Duration, extra, upstream string) *caddyProcess {
 	dir := t.TempDir()
 	p := &caddyProcess{name: name, addr: fmt.Sprintf("127.0.0.1:%d", port), log: filepath.Join(dir, "caddy.log")}
 	config := fmt.Sprintf(`{
@@ -253,11 +259,12 @@ http://%s {
 		api_url %s
 		refresh_leeway %s
 		timeout 3s
+		%s
 	}
-	respond /app/* "%s {http.request.header.Authorization}"
+	%s
 	respond /healthz "ok"
 }
-`, storage, p.addr, testClientID, fake.AuthorizeURL(), fake.TokenURL(), fake.APIURL(), refreshLeeway, name)
+`, storage, p.addr, testClientID, fake.AuthorizeURL(), fake.TokenURL(), fake.APIURL(), leeway, extra, upstream)
 	cfgPath := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		t.Error(err)

@@ -118,7 +118,7 @@ func TestAKilledLockHoldersRefreshLockExpiresOnRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := dead.Lock(context.Background(), "spotify_auth_refresh_"+refreshKey(sess.RefreshToken)); err != nil {
+	if err := dead.Lock(context.Background(), "spotify_auth_refresh_"+refreshKey(sess)); err != nil {
 		t.Fatal(err)
 	}
 	_ = dead.Close() // killed: its Redis client closes with no renewal, no unlock

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
@@ -47,25 +48,32 @@ func (h *Handler) ensureFresh(w http.ResponseWriter, r *http.Request, sess sessi
 	if !needsRefresh && !forced {
 		return sess, true
 	}
-	key := refreshKey(sess.RefreshToken)
+	id := h.sessionID(sess)
 	var fresh session
 	var err error
-	if tokenUsable(sess, now) && h.shared.refreshPaused(key, now) {
+	switch {
+	case forced && h.forcedRefreshPaused(r.Context(), id, now):
 		err = errRefreshPaused
-	} else if fresh, err = h.refresh(r.Context(), key, sess); err == nil {
-		err = h.saveRefreshed(w, r, sess, &fresh)
+	case tokenUsable(sess, now) && h.shared.refreshPaused(id, now):
+		err = errRefreshPaused
+	default:
+		if fresh, err = h.refresh(r.Context(), id, sess); err == nil {
+			err = h.saveRefreshed(w, r, sess, &fresh)
+		}
 	}
 	switch {
 	case err == nil:
 		if forced {
 			// At most one refresh per session on the upstream's word
-			// every few minutes, whatever the upstream keeps saying.
-			h.shared.pauseRefresh(key, now, forcedRefreshInterval)
+			// every few minutes, whatever the upstream keeps saying and
+			// however often Spotify rotates the refresh token.
+			h.pauseForcedRefresh(r.Context(), id, now)
 		}
 		return fresh, true
 	case err == errNoSession || kindOf(err) == kindRefreshRevoked:
 		if err != errNoSession { // else logged out (elsewhere) while the refresh ran
-			h.logger.Info("refresh token no longer valid; session ended",
+			h.metrics.sessionsEnded.WithLabelValues(endedRefreshRevoked).Inc()
+			h.logger.Info("refresh token no longer valid (Spotify ends grants 6 months after consent, or the user revoked it); session ended, the user is sent to log in again",
 				zap.String("user_id", sess.UserID), zap.Error(err))
 		}
 		h.clearSessionCookie(w, r)
@@ -118,16 +126,18 @@ const maxRefreshHops = 4
 // refresh renews the session's access token, once per session however
 // many requests need it at the same moment. A cookie whose refresh
 // happened already (its answer never reached the browser) gets that
-// result, and follows it if that is due again.
-func (h *Handler) refresh(ctx context.Context, key string, sess session) (session, error) {
+// result, and follows it if that is due again. id names the session
+// itself (sessionID), for the pauses that must outlive its tokens.
+func (h *Handler) refresh(ctx context.Context, id string, sess session) (session, error) {
 	if sess.RefreshToken == "" {
 		return session{}, &authError{Kind: kindRefreshRevoked, Message: "session has no refresh token"}
 	}
 	// The shared call must not die with whichever request started it.
 	ctx = context.WithoutCancel(ctx)
-	first := key
+	first := refreshKey(sess)
+	key := first
 	for hop := 0; ; hop++ {
-		fresh, earlier, err := h.refreshOnce(ctx, key, sess)
+		fresh, earlier, err := h.refreshOnce(ctx, key, id, sess)
 		if err != nil {
 			return session{}, err
 		}
@@ -137,14 +147,14 @@ func (h *Handler) refresh(ctx context.Context, key string, sess session) (sessio
 			}
 			return fresh, nil
 		}
-		sess, key = fresh, refreshKey(fresh.RefreshToken)
+		sess, key = fresh, refreshKey(fresh)
 	}
 }
 
-// refreshOnce returns what refreshing this refresh token gives: a result
+// refreshOnce returns what refreshing this token gives: a result
 // remembered here or published by another instance (earlier), or a new
 // one from Spotify.
-func (h *Handler) refreshOnce(ctx context.Context, key string, sess session) (session, bool, error) {
+func (h *Handler) refreshOnce(ctx context.Context, key, id string, sess session) (session, bool, error) {
 	if fresh, ok := h.shared.recentRefresh(key, time.Now()); ok {
 		return fresh, true, nil
 	}
@@ -161,10 +171,10 @@ func (h *Handler) refreshOnce(ctx context.Context, key string, sess session) (se
 			h.metrics.refreshFailures.WithLabelValues(kindRateLimited.String()).Inc()
 			return nil, err
 		}
-		if !tokenUsable(sess, now) && h.shared.failedRecently(key, now) {
+		if !tokenUsable(sess, now) && h.shared.failedRecently(id, now) {
 			return nil, &authError{Kind: kindSpotifyUnavailable, Message: "Spotify's accounts service failed a moment ago"}
 		}
-		tr, published, err := h.refreshAcrossInstances(ctx, key, sess.RefreshToken, sess.TokenExpires)
+		tr, published, err := h.refreshAcrossInstances(ctx, key, id, sess.RefreshToken, sess.TokenExpires)
 		if err != nil {
 			return nil, err
 		}
@@ -201,10 +211,20 @@ func grantedScopes(tok *oauth2.Token, previous string) string {
 	return previous
 }
 
-// refreshKey identifies a session across its requests without keeping
-// the refresh token itself in memory maps.
-func refreshKey(refreshToken string) string {
-	return hashedName(16, refreshToken)
+// refreshKey names one refresh: of this access token, with this refresh
+// token. Results are remembered and published under it. It changes with
+// every refresh, whether or not Spotify rotates the refresh token (since
+// June 2026 it does not on refresh): a key of the refresh token alone
+// would find the first result again at every later refresh.
+func refreshKey(sess session) string {
+	return hashedName(16, sess.RefreshToken, sess.AccessToken)
+}
+
+// sessionID names the session itself, across its refreshes and its
+// copies (a lost cookie): the app, the user and when they logged in.
+// Pauses are keyed by it, so no rotation of tokens can reset them.
+func (h *Handler) sessionID(sess session) string {
+	return hashedName(16, h.app, sess.UserID, strconv.FormatInt(sess.Created, 10))
 }
 
 // refreshResultKeep is when the sweep deletes a published result: its
@@ -233,8 +253,8 @@ func (tr refreshResult) applyTo(sess session) session {
 }
 
 // refreshAcrossInstances refreshes the token once for all instances
-// sharing the storage. The first to take the storage lock (keyed by the
-// refresh token's hash) calls Spotify and publishes the result; the others
+// sharing the storage. The first to take the storage lock (named by the
+// refresh's key) calls Spotify and publishes the result; the others
 // pick that result up. If the storage can't lock (or the holder vanished
 // for longer than a refresh can take), this instance refreshes on its
 // own rather than fail a session that can be saved. published says the
@@ -243,8 +263,8 @@ func (tr refreshResult) applyTo(sess session) session {
 // A refresh that failed on another instance a moment ago is not tried
 // again before its pause ends (N instances, one failing call) while the
 // token still works (tokenExpires says until when); it is served meanwhile.
-func (h *Handler) refreshAcrossInstances(ctx context.Context, key, refreshToken string, tokenExpires int64) (refreshResult, bool, error) {
-	if tr, published, err := h.refreshedElsewhere(ctx, key, tokenExpires); published || err != nil {
+func (h *Handler) refreshAcrossInstances(ctx context.Context, key, id, refreshToken string, tokenExpires int64) (refreshResult, bool, error) {
+	if tr, published, err := h.refreshedElsewhere(ctx, key, id, tokenExpires); published || err != nil {
 		return tr, published, err
 	}
 	lockName := "spotify_auth_refresh_" + key
@@ -263,10 +283,10 @@ func (h *Handler) refreshAcrossInstances(ctx context.Context, key, refreshToken 
 				defer h.unlock(ctx, lockName)
 			}
 			// Another instance may have refreshed while this one waited.
-			if tr, published, err := h.refreshedElsewhere(ctx, key, tokenExpires); published || err != nil {
+			if tr, published, err := h.refreshedElsewhere(ctx, key, id, tokenExpires); published || err != nil {
 				return tr, published, err
 			}
-			tr, err := h.callRefresh(ctx, key, refreshToken)
+			tr, err := h.callRefresh(ctx, id, refreshToken)
 			if err == nil {
 				h.publishRefresh(ctx, key, tr)
 			}
@@ -287,21 +307,22 @@ func (h *Handler) refreshAcrossInstances(ctx context.Context, key, refreshToken 
 // errRefreshPaused while another instance's pause holds. As with a pause
 // of this instance's own (ensureFresh), a token expired or in its last
 // seconds is tried again at once: nothing else can serve it.
-func (h *Handler) refreshedElsewhere(ctx context.Context, key string, tokenExpires int64) (refreshResult, bool, error) {
+func (h *Handler) refreshedElsewhere(ctx context.Context, key, id string, tokenExpires int64) (refreshResult, bool, error) {
 	if tr, ok := h.publishedRefresh(ctx, key); ok {
 		return tr, true, nil
 	}
 	now := time.Now()
 	if tokenExpires-minTokenLeft > now.Unix() { // as tokenUsable
-		if _, ok := h.refreshPausedElsewhere(ctx, key, now); ok {
+		if _, ok := h.refreshPausedElsewhere(ctx, id, now); ok {
 			return refreshResult{}, false, errRefreshPaused
 		}
 	}
 	return refreshResult{}, false, nil
 }
 
-// callRefresh asks Spotify for a new access token.
-func (h *Handler) callRefresh(ctx context.Context, key, refreshToken string) (refreshResult, error) {
+// callRefresh asks Spotify for a new access token. A failure pauses the
+// session's refreshes (id), here and on the other instances.
+func (h *Handler) callRefresh(ctx context.Context, id, refreshToken string) (refreshResult, error) {
 	now := time.Now()
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, h.httpClient)
 	tok, err := h.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
@@ -309,9 +330,9 @@ func (h *Handler) callRefresh(ctx context.Context, key, refreshToken string) (re
 		ae := classifyTokenError(err, "refresh")
 		h.noteRateLimit(ctx, ae, time.Now())
 		if ae.Kind != kindRefreshRevoked {
-			h.shared.pauseRefresh(key, time.Now(), refreshRetryPause)
-			h.shared.noteRefreshFailure(key, time.Now())
-			h.publishRefreshPause(ctx, key, ae, time.Now())
+			h.shared.pauseRefresh(id, time.Now(), refreshRetryPause)
+			h.shared.noteRefreshFailure(id, time.Now())
+			h.publishRefreshPause(ctx, id, ae, time.Now())
 		}
 		h.metrics.refreshFailures.WithLabelValues(ae.Kind.String()).Inc()
 		return refreshResult{}, ae
@@ -397,23 +418,44 @@ func (s *sharedState) rememberRefresh(key string, sess session, now time.Time) {
 // pauseRefresh stops refresh attempts for a session for a moment after a
 // failure, so requests served with a still-valid token during an outage
 // don't each wait for Spotify to time out.
-func (s *sharedState) pauseRefresh(key string, now time.Time, pause time.Duration) {
+func (s *sharedState) pauseRefresh(id string, now time.Time, pause time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.paused) >= maxRecentRefresh {
-		pruneExpired(s.paused, now, func(t time.Time) time.Time { return t })
-	}
-	if len(s.paused) >= maxRecentRefresh {
-		clear(s.paused)
-	}
-	s.paused[key] = now.Add(pause)
+	pauseIn(s.paused, id, now.Add(pause), now)
 }
 
-func (s *sharedState) refreshPaused(key string, now time.Time) bool {
+func (s *sharedState) refreshPaused(id string, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	until, ok := s.paused[key]
+	until, ok := s.paused[id]
 	return ok && now.Before(until)
+}
+
+// pauseForced holds off refreshes the upstream asks for (its 401s) until
+// until. Refreshes that fall due stay allowed: this is no failure.
+func (s *sharedState) pauseForced(id string, until, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pauseIn(s.forced, id, until, now)
+}
+
+func (s *sharedState) forcedPaused(id string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	until, ok := s.forced[id]
+	return ok && now.Before(until)
+}
+
+// pauseIn sets m[id] to until within maxRecentRefresh entries. Called
+// with s.mu held.
+func pauseIn(m map[string]time.Time, id string, until, now time.Time) {
+	if len(m) >= maxRecentRefresh {
+		pruneExpired(m, now, func(t time.Time) time.Time { return t })
+	}
+	if len(m) >= maxRecentRefresh {
+		clear(m)
+	}
+	m[id] = until
 }
 
 // noteRefreshFailure records that Spotify failed a refresh of this session.

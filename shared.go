@@ -35,10 +35,11 @@ type sharedState struct {
 
 	mu        sync.Mutex
 	usedState *fifoMap[struct{}]   // state hash → used (until it stops mattering)
-	recent    *fifoMap[session]    // refresh token hash → what its refresh produced
-	paused    map[string]time.Time // refresh token hash → no retry before
+	recent    *fifoMap[session]    // refreshKey → what that refresh produced
+	paused    map[string]time.Time // sessionID → no retry of a failed refresh before
+	forced    map[string]time.Time // sessionID → no refresh on the upstream's word before
 	rejected  map[string]time.Time // access tokens the upstream found invalid → until when it matters
-	failed    map[string]time.Time // refresh token hash → last failed refresh
+	failed    map[string]time.Time // sessionID → last failed refresh
 	// nRejected lets the hot path skip the map (and its lock) when empty.
 	nRejected atomic.Int32
 
@@ -61,6 +62,7 @@ func newSharedState() *sharedState {
 		usedState:   newFIFOMap[struct{}](maxUsedStates),
 		recent:      newFIFOMap[session](maxRecentRefresh),
 		paused:      make(map[string]time.Time),
+		forced:      make(map[string]time.Time),
 		rejected:    make(map[string]time.Time),
 		failed:      make(map[string]time.Time),
 		maintenance: make(map[string]*maintenanceSchedule),

@@ -117,7 +117,7 @@ func (h *Handler) callWebAPI(w http.ResponseWriter, r, out *http.Request, next c
 // session made a moment ago (calls fired together all find the token
 // dead; one refreshes), saving it where the session lives.
 func (h *Handler) refreshedMeanwhile(w http.ResponseWriter, r *http.Request, sess session) (session, bool) {
-	fresh, ok := h.shared.recentRefresh(refreshKey(sess.RefreshToken), time.Now())
+	fresh, ok := h.shared.recentRefresh(refreshKey(sess), time.Now())
 	if !ok || fresh.AccessToken == sess.AccessToken {
 		return sess, false
 	}
