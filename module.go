@@ -367,7 +367,23 @@ func (h *Handler) provisionSpotify() {
 		},
 	}
 	h.spotify = &spotifyClient{apiURL: strings.TrimRight(h.APIURL, "/"), http: h.httpClient}
+	h.warnPastSpotifyLimits()
 }
+
+// warnPastSpotifyLimits tells the operator what Spotify will not do for
+// this config.
+func (h *Handler) warnPastSpotifyLimits() {
+	if !h.appMode && time.Duration(h.SessionLifetime) > spotifyGrantLife {
+		h.logger.Warn("session_lifetime is longer than Spotify lets a login last: refresh tokens expire 6 months after the user's consent, "+
+			"so sessions end then and users are sent through Spotify's consent again",
+			zap.Duration("session_lifetime", time.Duration(h.SessionLifetime)), zap.Duration("spotify_refresh_token_life", spotifyGrantLife))
+	}
+}
+
+// spotifyGrantLife is how long Spotify honours a refresh token: 6 months
+// after the user's consent (all apps since July 2026), however often it is
+// used. Refreshing then answers invalid_grant.
+const spotifyGrantLife = 183 * 24 * time.Hour
 
 // provisionShared takes the state that must survive a config reload
 // (refreshes in flight, used states, back-offs, the login limits), kept in

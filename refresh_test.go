@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
@@ -176,5 +180,42 @@ func TestUpstreamRejectionsRefreshOnceEveryFewMinutesWithRotation(t *testing.T) 
 				t.Fatalf("50 requests the upstream refused caused %d refreshes, want 1", n)
 			}
 		})
+	}
+}
+
+// TestAnEndedGrantIsCountedOnItsOwn: invalid_grant on refresh ends the
+// session and counts it under sessions_ended_total, not as a failure.
+func TestAnEndedGrantIsCountedOnItsOwn(t *testing.T) {
+	hs := newHarness(t)
+	hs.login(hs.browser, "/")
+	hs.fake.RevokeRefreshTokens(spotifytest.DefaultUserID)
+	hs.dueNow(hs.browser)
+	if resp, _ := apiGet(hs, hs.browser, "/app/"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("%d, want 401", resp.StatusCode)
+	}
+	if n := hs.metric("caddy_spotify_auth_sessions_ended_total", "reason", endedRefreshRevoked); n != 1 {
+		t.Fatalf("sessions_ended_total{reason=%q} = %v, want 1", endedRefreshRevoked, n)
+	}
+}
+
+// TestSessionsLongerThanSpotifysGrantsWarn: Spotify ends refresh tokens 6
+// months after consent, so a longer session_lifetime cannot hold.
+func TestSessionsLongerThanSpotifysGrantsWarn(t *testing.T) {
+	for _, tc := range []struct {
+		lifetime time.Duration
+		appMode  bool
+		warn     bool
+	}{
+		{30 * 24 * time.Hour, false, false},
+		{spotifyGrantLife, false, false},
+		{365 * 24 * time.Hour, false, true},
+		{365 * 24 * time.Hour, true, false}, // no users, no refresh tokens
+	} {
+		core, logs := observer.New(zap.WarnLevel)
+		h := &Handler{SessionLifetime: caddy.Duration(tc.lifetime), appMode: tc.appMode, logger: zap.New(core)}
+		h.warnPastSpotifyLimits()
+		if got := logs.FilterMessageSnippet("6 months").Len() == 1; got != tc.warn {
+			t.Errorf("session_lifetime %s (app mode %v): warned %v, want %v", tc.lifetime, tc.appMode, got, tc.warn)
+		}
 	}
 }

@@ -333,3 +333,23 @@ func TestWebAPIConcurrentCallsWithARevokedTokenAllRecover(t *testing.T) {
 		t.Errorf("%d refreshes, want 1", n)
 	}
 }
+
+// TestWebAPIRefusalsRefreshOnceEveryFewMinutesWithRotation: Spotify
+// refuses every token the calls carry, and rotates refresh tokens. The
+// session is refreshed once, not once or twice per call.
+func TestWebAPIRefusalsRefreshOnceEveryFewMinutesWithRotation(t *testing.T) {
+	ws := startWebAPISite(t)
+	ws.fake.SetRotateRefreshTokens(true)
+	c := ws.Client(t, spotifytest.DefaultUserID)
+	ws.fake.ResetCounts()
+	for i := range 50 {
+		ws.fake.ExpireAccessTokens() // whatever token the call carries is dead
+		resp, body := ws.call(t, c, apiCall{method: "GET", path: "/spotify-api/v1/me/top/artists", header: sameOriginFetch})
+		if want := map[bool]int{true: http.StatusOK, false: http.StatusUnauthorized}[i == 0]; resp.StatusCode != want {
+			t.Fatalf("call %d: %d %s, want %d", i, resp.StatusCode, body, want)
+		}
+	}
+	if n := ws.fake.Counts().Refreshes; n != 1 {
+		t.Fatalf("50 calls with refused tokens caused %d refreshes, want 1", n)
+	}
+}
