@@ -13,7 +13,10 @@ import (
 )
 
 // scopeDescriptions lists every scope Spotify knows, with a consent screen
-// wording. /authorize answers error=invalid_scope to any other.
+// wording: the 19 documented user scopes and the Open Access ones (for
+// approved partners; the fake grants them to any app). /authorize shows
+// an "Illegal scope" page for any other, user-personalized included (only
+// Spotify's own clients get that one).
 var scopeDescriptions = map[string]string{
 	"ugc-image-upload":            "Upload images to Spotify on your behalf",
 	"user-read-playback-state":    "Read your currently playing content and Spotify Connect devices information",
@@ -34,7 +37,11 @@ var scopeDescriptions = map[string]string{
 	"user-library-read":           "Access your saved content",
 	"user-read-email":             "Get your real email address",
 	"user-read-private":           "Access your subscription details",
-	"user-personalized":           "Get personalized content for you",
+	"user-soa-link":               "Link your Spotify account to a partner's",
+	"user-soa-unlink":             "Unlink your Spotify account from a partner's",
+	"soa-manage-entitlements":     "Manage your entitlements with a partner",
+	"soa-manage-partner":          "Manage a partner's settings",
+	"soa-create-partner":          "Create a partner",
 }
 
 // authRequest is a validated authorization request.
@@ -99,7 +106,8 @@ func (s *Server) validateAuthorize(q url.Values) (*authRequest, *authFailure) {
 	}
 	for _, sc := range strings.Fields(q.Get("scope")) {
 		if _, known := scopeDescriptions[sc]; !known {
-			return ar, &authFailure{code: "invalid_scope"}
+			// Spotify's own page, with no way back to the site.
+			return ar, &authFailure{page: "INVALID_SCOPE: Illegal scope"}
 		}
 		if !slices.Contains(ar.scopes, sc) {
 			ar.scopes = append(ar.scopes, sc)
