@@ -216,9 +216,9 @@ func (s *Server) recordAuthorize(q url.Values) {
 // without HTTP: it validates authURL's query exactly as GET /authorize
 // would and returns the callback URL, redirect_uri?code=...&state=...
 // userID "" means DefaultUser. If /authorize would show an error page
-// instead of redirecting (unknown client, redirect URI mismatch), or the
-// user is unknown, it returns an error. If /authorize would redirect with
-// an error (invalid_scope, missing PKCE, ...), it returns that callback URL
+// instead of redirecting (unknown client, redirect URI mismatch, illegal
+// scope), or the user is unknown, it returns an error. If /authorize would
+// redirect with an error (missing PKCE, ...), it returns that callback URL
 // and a nil error. Auto-approve and auto-deny do not apply. It counts as
 // one Authorize and one Approval.
 func (s *Server) Approve(authURL, userID string) (callbackURL string, err error) {

@@ -67,8 +67,10 @@ func (s *Server) issue(clientID, userID string, scopes []string, refreshable boo
 	return tok
 }
 
-// ExpireAccessToken expires one access token: the Web API answers 401
-// "The access token expired" to it. It reports whether the token was known.
+// ExpireAccessToken expires one access token: the Web API answers it 401
+// "Missing/invalid/expired access token" with error="invalid_token", and
+// AccessTokenInfo says it is not valid. It reports whether the token was
+// known.
 func (s *Server) ExpireAccessToken(token string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -91,8 +93,8 @@ func (s *Server) ExpireUserAccessTokens(userID string) {
 	}
 }
 
-// RevokeAccessToken revokes one access token: the Web API answers it 401
-// "Invalid access token", as if it had never been issued (Spotify does so
+// RevokeAccessToken revokes one access token: the Web API answers it 401,
+// as if it had never been issued (Spotify does so
 // when it drops a token before its time). It reports whether the token was
 // known.
 func (s *Server) RevokeAccessToken(token string) bool {

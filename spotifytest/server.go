@@ -406,7 +406,7 @@ func (s *Server) RevokeRefreshTokens(userID string) {
 }
 
 // ExpireAccessTokens expires every access token issued so far: the Web API
-// answers 401 "The access token expired" to them. Tokens issued later are
+// answers them 401, as ExpireAccessToken does. Tokens issued later are
 // not affected.
 func (s *Server) ExpireAccessTokens() {
 	s.mu.Lock()
