@@ -37,9 +37,12 @@ type options struct {
 	ExtendedQuota bool
 }
 
-// unlistedUserID is the fake Spotify's second user: on the consent page's
-// picker, but in development mode not on the app's user list.
-const unlistedUserID = "friend"
+// The fake Spotify's second user: on the consent page's picker, but in
+// development mode not on the app's user list, as its name there says.
+const (
+	unlistedUserID   = "friend"
+	unlistedUserName = "Friend, not on the app's user list"
+)
 
 // demo is a running demo: Caddy with spotify_auth in front of the sample
 // app (both from spotifyauthtest, the kit an app's own tests use), and the
@@ -107,7 +110,7 @@ func setQuotaMode(fake *spotifytest.Server, extendedQuota bool) error {
 		fake.AddUser(friend)
 		return nil
 	}
-	friend.DisplayName = "Friend, not on the app's user list"
+	friend.DisplayName = unlistedUserName
 	fake.AddUser(friend)
 	fake.SetDevelopmentMode(true)
 	return fake.SetDevelopmentUsers(spotifytest.DefaultUserID)

@@ -70,7 +70,7 @@ func main() {
 		} else {
 			fmt.Printf("It runs in development mode, like almost every Spotify app: only %q is on the app's user list,\n"+
 				"and /v1/me shares no email, country or product. Pick %q on the consent page to see a user who is not on the list.\n"+
-				"-extended-quota turns this off.\n", spotifytest.DefaultUser().DisplayName, unlistedUserID)
+				"-extended-quota turns this off.\n", spotifytest.DefaultUser().DisplayName, unlistedUserName)
 		}
 		fmt.Println("Set SPOTIFY_CLIENT_ID to use real Spotify instead.")
 	}
