@@ -29,7 +29,20 @@ type options struct {
 	// AutoApprove makes the fake consent page approve at once, for
 	// headless runs. Ignored with RealSpotify.
 	AutoApprove bool
+	// ExtendedQuota runs the fake Spotify in extended quota, as apps ran
+	// before 2026. By default it runs in development mode, as almost
+	// every app does now: only the demo user is on the app's user list,
+	// and unlistedUserID, also on the consent page, shows what happens to
+	// anyone else. Ignored with RealSpotify.
+	ExtendedQuota bool
 }
+
+// The fake Spotify's second user: on the consent page's picker, but in
+// development mode not on the app's user list, as its name there says.
+const (
+	unlistedUserID   = "friend"
+	unlistedUserName = "Friend, not on the app's user list"
+)
 
 // demo is a running demo: Caddy with spotify_auth in front of the sample
 // app (both from spotifyauthtest, the kit an app's own tests use), and the
@@ -71,6 +84,9 @@ func start(ctx context.Context, opts options) (_ *demo, err error) {
 		if opts.AutoApprove {
 			d.fake.SetAutoApprove(spotifytest.DefaultUserID)
 		}
+		if err := setQuotaMode(d.fake, opts.ExtendedQuota); err != nil {
+			return nil, err
+		}
 		d.APIURL = d.fake.APIURL()
 	}
 
@@ -84,6 +100,20 @@ func start(ctx context.Context, opts options) (_ *demo, err error) {
 	d.cleanups = append(d.cleanups, d.site.Close)
 	d.SiteURL, d.RedirectURI, d.AppURL = d.site.URL, d.site.RedirectURI, d.site.URL+"/app/"
 	return d, nil
+}
+
+// setQuotaMode puts the fake in development mode with the demo user on the
+// app's list, or in extended quota, and adds the unlisted second user.
+func setQuotaMode(fake *spotifytest.Server, extendedQuota bool) error {
+	friend := spotifytest.User{ID: unlistedUserID, DisplayName: "Friend", Email: "friend@example.com", Country: "SE", Product: "free"}
+	if extendedQuota {
+		fake.AddUser(friend)
+		return nil
+	}
+	friend.DisplayName = unlistedUserName
+	fake.AddUser(friend)
+	fake.SetDevelopmentMode(true)
+	return fake.SetDevelopmentUsers(spotifytest.DefaultUserID)
 }
 
 // Stop shuts everything down, Caddy first so no request reaches a stopped

@@ -15,10 +15,19 @@ import (
 // The tests that start a demo load Caddy's process-global config: none of
 // them may call t.Parallel.
 
-// startDemo runs the offline demo on a free port until the test ends.
+// startDemo runs the offline demo on a free port until the test ends,
+// in development mode as `go run ./example` does.
 func startDemo(t *testing.T, autoApprove bool) *demo {
 	t.Helper()
-	d, err := start(t.Context(), options{Addr: "127.0.0.1:0", AutoApprove: autoApprove})
+	return startDemoWith(t, options{AutoApprove: autoApprove})
+}
+
+// startDemoWith runs the offline demo with opts on a free port until the
+// test ends.
+func startDemoWith(t *testing.T, opts options) *demo {
+	t.Helper()
+	opts.Addr = "127.0.0.1:0"
+	d, err := start(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,10 +67,14 @@ func TestDemoLogsInShowsSpotifyDataAndLogsOut(t *testing.T) {
 	if fmt.Sprint(hops) != fmt.Sprint(wantHops) {
 		t.Errorf("redirects went through %q, want %q", hops, wantHops)
 	}
-	wantInPage(t, body, "Hello, Test User!", "<code>testuser</code>", "test@example.com",
+	wantInPage(t, body, "Hello, Test User!", "<code>testuser</code>",
 		"The Loopbacks", "Ada &amp; the Lovelaces", `action="/oauth2/spotify/logout"`)
 	if strings.Contains(body, "Bearer") {
 		t.Errorf("app page shows the token:\n%s", body)
+	}
+	// Development mode: Spotify shares no email, whatever the scopes.
+	if strings.Contains(body, "test@example.com") {
+		t.Errorf("the page shows an email Spotify does not give development-mode apps:\n%s", body)
 	}
 
 	// Spotify dropping the token: the app answers 401 with the hint and a
@@ -104,9 +117,13 @@ func TestDemoShowsEachUserTheirOwnData(t *testing.T) {
 	d := startDemo(t, false)
 	d.fake.AddUser(spotifytest.User{ID: "alice", DisplayName: "Alice Ø", Email: "alice@example.com",
 		TopArtists: []spotifytest.Artist{{Name: "Alice and the Channels", Genres: []string{"go-pop"}}}})
+	// What the app's owner does in Spotify's dashboard.
+	if err := d.fake.AddDevelopmentUser("alice"); err != nil {
+		t.Fatal(err)
+	}
 
 	_, body := get(t, d.site.Client(t, "alice"), d.AppURL)
-	wantInPage(t, body, "Hello, Alice Ø!", "alice@example.com", "Alice and the Channels", "go-pop")
+	wantInPage(t, body, "Hello, Alice Ø!", "Alice and the Channels", "go-pop")
 	if strings.Contains(body, "The Loopbacks") {
 		t.Errorf("alice's page shows the default user's artists:\n%s", body)
 	}
@@ -123,6 +140,9 @@ func TestDemoShowsTheConsentPageWithoutAutoApprove(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(authURL, d.fake.AuthorizeURL()+"?") {
 		t.Fatalf("GET /app/ ended at %d %s, want the fake's consent page\n%s", resp.StatusCode, authURL, body)
 	}
+	// The picker offers the demo user, checked, and the friend who is not
+	// on the development-mode app's list.
+	wantInPage(t, body, `value="testuser" checked`, `value="`+unlistedUserID+`"`, "not on the app&#39;s user list")
 	// What the user's click on Approve does.
 	callback, err := d.fake.Approve(authURL, "")
 	if err != nil {
@@ -131,6 +151,55 @@ func TestDemoShowsTheConsentPageWithoutAutoApprove(t *testing.T) {
 	resp, body = get(t, browser, callback)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Hello, Test User!") {
 		t.Errorf("after approving: %d %s\n%s", resp.StatusCode, resp.Request.URL, body)
+	}
+}
+
+func TestDemoRefusesAUserNotOnTheDevelopmentModeList(t *testing.T) {
+	d := startDemo(t, false)
+	browser := d.site.NewBrowser()
+	resp, body := get(t, browser, d.AppURL)
+	if !strings.HasPrefix(resp.Request.URL.String(), d.fake.AuthorizeURL()+"?") {
+		t.Fatalf("GET /app/ ended at %d %s, want the fake's consent page\n%s", resp.StatusCode, resp.Request.URL, body)
+	}
+	// The click on Approve with the friend picked: Spotify lets the
+	// consent and the code exchange through, then refuses the profile.
+	callback, err := d.fake.Approve(resp.Request.URL.String(), unlistedUserID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, body = get(t, browser, callback)
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("the unlisted user's login ended at %d %s, want 403\n%s", resp.StatusCode, resp.Request.URL, body)
+	}
+	if c := d.fake.Counts(); c.CodeExchanges != 1 || c.TokenErrors != 0 {
+		t.Errorf("the fake saw %d code exchanges and %d token errors, want one that succeeded", c.CodeExchanges, c.TokenErrors)
+	}
+	// The sample app calls the Web API for every page it serves: only the
+	// plugin's own /v1/me went to Spotify, so the app was never reached.
+	for _, r := range d.fake.APIRequests() {
+		if r.Path != "/v1/me" {
+			t.Errorf("Spotify got %s %s as %q: the upstream app was reached", r.Method, r.Path, r.UserID)
+		}
+	}
+	if strings.Contains(body, "Hello,") {
+		t.Errorf("the upstream's page was shown:\n%s", body)
+	}
+	// The listed demo user still gets in.
+	_, body = get(t, d.site.Client(t, spotifytest.DefaultUserID), d.AppURL)
+	wantInPage(t, body, "Hello, Test User!")
+}
+
+func TestDemoWithExtendedQuotaAdmitsEveryoneWithTheirEmail(t *testing.T) {
+	d := startDemoWith(t, options{ExtendedQuota: true})
+	for _, tc := range []struct{ userID, greeting, email string }{
+		{spotifytest.DefaultUserID, "Hello, Test User!", "test@example.com"},
+		{unlistedUserID, "Hello, Friend!", "friend@example.com"},
+	} {
+		resp, body := get(t, d.site.Client(t, tc.userID), d.AppURL)
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d\n%s", tc.userID, resp.StatusCode, body)
+		}
+		wantInPage(t, body, tc.greeting, tc.email)
 	}
 }
 

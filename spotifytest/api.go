@@ -103,8 +103,16 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 		}
 		u = &stored
 	}
+	if s.refuseByAppState(w, at.userID) {
+		return
+	}
 	rt.serve(w, r, at, u, id)
 }
+
+// invalidTokenMessage is the Web API's 401 message since 2026, the same
+// for a missing, unknown, revoked or expired token: clients must decide on
+// WWW-Authenticate, not on the text.
+const invalidTokenMessage = "Missing/invalid/expired access token"
 
 // authenticate checks the bearer token and answers the error itself if it
 // is not good for the endpoint. App tokens (client credentials, no user)
@@ -116,7 +124,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, appToken b
 		// RFC 6750 §3.1: a request without any credentials gets no error
 		// code, so a client does not take it for a dead token.
 		w.Header().Set("WWW-Authenticate", `Bearer realm="spotify"`)
-		writeAPIError(w, http.StatusUnauthorized, "No token provided")
+		writeAPIError(w, http.StatusUnauthorized, invalidTokenMessage)
 		return nil, false
 	}
 	scheme, tok, _ := strings.Cut(authz, " ")
@@ -136,11 +144,11 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, appToken b
 	switch {
 	case !known || at.revoked:
 		w.Header().Set("WWW-Authenticate", invalidToken)
-		writeAPIError(w, http.StatusUnauthorized, "Invalid access token")
+		writeAPIError(w, http.StatusUnauthorized, invalidTokenMessage)
 		return nil, false
 	case !at.valid(time.Now()):
 		w.Header().Set("WWW-Authenticate", invalidToken)
-		writeAPIError(w, http.StatusUnauthorized, "The access token expired")
+		writeAPIError(w, http.StatusUnauthorized, invalidTokenMessage)
 		return nil, false
 	case at.userID == "" && !appToken:
 		// An app token (client credentials) has no user. Spotify answers
@@ -173,10 +181,15 @@ func writeAPIJSON(w http.ResponseWriter, v any) {
 	_, _ = w.Write(b)
 }
 
-// serveMe serves GET /v1/me: the profile fields the token's scopes allow.
+// serveMe serves GET /v1/me: the profile fields the token's scopes allow,
+// fewer in development mode.
 func (s *Server) serveMe(w http.ResponseWriter, _ *http.Request, at *accessToken, u *User, _ string) {
+	s.mu.Lock()
+	devMode := s.developmentMode
+	s.mu.Unlock()
 	me := map[string]any{
 		"id":            u.ID,
+		"account_id":    u.accountID(),
 		"display_name":  nil,
 		"type":          "user",
 		"uri":           "spotify:user:" + u.ID,
@@ -188,14 +201,17 @@ func (s *Server) serveMe(w http.ResponseWriter, _ *http.Request, at *accessToken
 	if u.DisplayName != "" {
 		me["display_name"] = u.DisplayName
 	}
-	if slices.Contains(at.scopes, "user-read-email") && u.Email != "" {
+	if devMode {
+		delete(me, "followers")
+	}
+	if slices.Contains(at.scopes, "user-read-email") && u.Email != "" && !devMode {
 		me["email"] = u.Email
 	}
 	if slices.Contains(at.scopes, "user-read-private") {
-		if u.Country != "" {
+		if u.Country != "" && !devMode {
 			me["country"] = u.Country
 		}
-		if u.Product != "" {
+		if u.Product != "" && !devMode {
 			me["product"] = u.Product
 		}
 		me["explicit_content"] = map[string]bool{"filter_enabled": false, "filter_locked": false}

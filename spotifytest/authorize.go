@@ -13,7 +13,10 @@ import (
 )
 
 // scopeDescriptions lists every scope Spotify knows, with a consent screen
-// wording. /authorize answers error=invalid_scope to any other.
+// wording: the 19 documented user scopes and the Open Access ones (for
+// approved partners; the fake grants them to any app). /authorize shows
+// an "Illegal scope" page for any other, user-personalized included (only
+// Spotify's own clients get that one).
 var scopeDescriptions = map[string]string{
 	"ugc-image-upload":            "Upload images to Spotify on your behalf",
 	"user-read-playback-state":    "Read your currently playing content and Spotify Connect devices information",
@@ -34,7 +37,11 @@ var scopeDescriptions = map[string]string{
 	"user-library-read":           "Access your saved content",
 	"user-read-email":             "Get your real email address",
 	"user-read-private":           "Access your subscription details",
-	"user-personalized":           "Get personalized content for you",
+	"user-soa-link":               "Link your Spotify account to a partner's",
+	"user-soa-unlink":             "Unlink your Spotify account from a partner's",
+	"soa-manage-entitlements":     "Manage your entitlements with a partner",
+	"soa-manage-partner":          "Manage a partner's settings",
+	"soa-create-partner":          "Create a partner",
 }
 
 // authRequest is a validated authorization request.
@@ -99,7 +106,8 @@ func (s *Server) validateAuthorize(q url.Values) (*authRequest, *authFailure) {
 	}
 	for _, sc := range strings.Fields(q.Get("scope")) {
 		if _, known := scopeDescriptions[sc]; !known {
-			return ar, &authFailure{code: "invalid_scope"}
+			// Spotify's own page, with no way back to the site.
+			return ar, &authFailure{page: "INVALID_SCOPE: Illegal scope"}
 		}
 		if !slices.Contains(ar.scopes, sc) {
 			ar.scopes = append(ar.scopes, sc)
@@ -208,9 +216,9 @@ func (s *Server) recordAuthorize(q url.Values) {
 // without HTTP: it validates authURL's query exactly as GET /authorize
 // would and returns the callback URL, redirect_uri?code=...&state=...
 // userID "" means DefaultUser. If /authorize would show an error page
-// instead of redirecting (unknown client, redirect URI mismatch), or the
-// user is unknown, it returns an error. If /authorize would redirect with
-// an error (invalid_scope, missing PKCE, ...), it returns that callback URL
+// instead of redirecting (unknown client, redirect URI mismatch, illegal
+// scope), or the user is unknown, it returns an error. If /authorize would
+// redirect with an error (missing PKCE, ...), it returns that callback URL
 // and a nil error. Auto-approve and auto-deny do not apply. It counts as
 // one Authorize and one Approval.
 func (s *Server) Approve(authURL, userID string) (callbackURL string, err error) {

@@ -75,11 +75,12 @@ func Example() {
 	// client auth: basic
 }
 
-// ExampleServer_InjectFault makes the Web API rate limit the next request.
+// ExampleServer_InjectFault makes the Web API rate limit the next request,
+// as Spotify does when the app's quota is used up.
 func ExampleServer_InjectFault() {
 	s := spotifytest.NewServer()
 	defer s.Close()
-	s.InjectFault(spotifytest.EndpointAPI, spotifytest.Fault{Status: http.StatusTooManyRequests, RetryAfter: "30", Times: 1})
+	s.InjectFault(spotifytest.EndpointAPI, spotifytest.Fault{Status: http.StatusTooManyRequests, RetryAfter: "30", Reason: "QUOTA_EXCEEDED", Times: 1})
 
 	for range 2 {
 		resp, err := http.Get(s.APIURL() + "/v1/me")
@@ -90,16 +91,17 @@ func ExampleServer_InjectFault() {
 			Error struct {
 				Status  int
 				Message string
+				Reason  string
 			}
 		}
 		_ = json.NewDecoder(resp.Body).Decode(&body)
 		resp.Body.Close()
-		fmt.Printf("%d Retry-After=%q %q\n", resp.StatusCode, resp.Header.Get("Retry-After"), body.Error.Message)
+		fmt.Printf("%d Retry-After=%q %q reason=%q\n", resp.StatusCode, resp.Header.Get("Retry-After"), body.Error.Message, body.Error.Reason)
 	}
 	fmt.Println("API calls:", s.Counts().APICalls)
 	// Output:
-	// 429 Retry-After="30" "API rate limit exceeded"
-	// 401 Retry-After="" "No token provided"
+	// 429 Retry-After="30" "API rate limit exceeded" reason="QUOTA_EXCEEDED"
+	// 401 Retry-After="" "Missing/invalid/expired access token" reason=""
 	// API calls: 2
 }
 

@@ -40,6 +40,10 @@ type Fault struct {
 	// "message":...}} on the Web API and for any 429, an HTML error page on
 	// /authorize.
 	Body string
+	// Reason adds "reason" to the default Web API error body (and any
+	// 429's), as Spotify does for some errors: "QUOTA_EXCEEDED" on a quota
+	// 429, "PREMIUM_REQUIRED" and so on. Ignored with Body.
+	Reason string
 	// Delay waits before answering (or before handling normally). It ends
 	// early, without any answer, if the client goes away or the server is
 	// closed.
@@ -138,7 +142,7 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, ep Endpoint,
 		}
 		body, ctype := f.Body, guessContentType(f.Body)
 		if body == "" {
-			body, ctype = defaultFaultBody(ep, f.Status)
+			body, ctype = defaultFaultBody(ep, f.Status, f.Reason)
 		}
 		w.Header().Set("Content-Type", ctype)
 		w.Header().Set("Cache-Control", "no-store")
@@ -171,14 +175,14 @@ func guessContentType(body string) string {
 	}
 }
 
-func defaultFaultBody(ep Endpoint, status int) (body, contentType string) {
+func defaultFaultBody(ep Endpoint, status int, reason string) (body, contentType string) {
 	switch {
 	case ep == EndpointAuthorize:
 		return errorPageHTML(strconv.Itoa(status) + " " + http.StatusText(status)), "text/html; charset=utf-8"
 	case status == http.StatusTooManyRequests:
-		return apiErrorJSON(status, "API rate limit exceeded"), "application/json"
+		return apiErrorReasonJSON(status, "API rate limit exceeded", reason), "application/json"
 	case ep == EndpointAPI:
-		return apiErrorJSON(status, apiStatusMessage(status)), "application/json"
+		return apiErrorReasonJSON(status, apiStatusMessage(status), reason), "application/json"
 	default: // token
 		code := "server_error"
 		switch {
@@ -211,12 +215,18 @@ func apiStatusMessage(status int) string {
 }
 
 func apiErrorJSON(status int, message string) string {
+	return apiErrorReasonJSON(status, message, "")
+}
+
+// apiErrorReasonJSON is apiErrorJSON with a "reason" if not "".
+func apiErrorReasonJSON(status int, message, reason string) string {
 	type apiError struct {
 		Status  int    `json:"status"`
 		Message string `json:"message"`
+		Reason  string `json:"reason,omitempty"`
 	}
 	b, _ := json.Marshal(struct {
 		Error apiError `json:"error"`
-	}{apiError{status, message}})
+	}{apiError{status, message, reason}})
 	return string(b)
 }

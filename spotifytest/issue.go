@@ -62,13 +62,15 @@ func (s *Server) issue(clientID, userID string, scopes []string, refreshable boo
 		if !ok {
 			panic("spotifytest: IssueTokens: unknown client " + clientID)
 		}
-		tok.RefreshToken = s.newRefreshToken(refreshToken{clientID: clientID, userID: userID, scopes: granted, granted: now, public: c.secret == ""})
+		tok.RefreshToken = s.newRefreshToken(refreshToken{clientID: clientID, userID: userID, scopes: granted, granted: s.refreshNow(), public: c.secret == ""})
 	}
 	return tok
 }
 
-// ExpireAccessToken expires one access token: the Web API answers 401
-// "The access token expired" to it. It reports whether the token was known.
+// ExpireAccessToken expires one access token: the Web API answers it 401
+// "Missing/invalid/expired access token" with error="invalid_token", and
+// AccessTokenInfo says it is not valid. It reports whether the token was
+// known.
 func (s *Server) ExpireAccessToken(token string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -91,8 +93,8 @@ func (s *Server) ExpireUserAccessTokens(userID string) {
 	}
 }
 
-// RevokeAccessToken revokes one access token: the Web API answers it 401
-// "Invalid access token", as if it had never been issued (Spotify does so
+// RevokeAccessToken revokes one access token: the Web API answers it 401,
+// as if it had never been issued (Spotify does so
 // when it drops a token before its time). It reports whether the token was
 // known.
 func (s *Server) RevokeAccessToken(token string) bool {
@@ -158,7 +160,7 @@ func (s *Server) Forward(userID string, scopes ...string) Forwarded {
 
 // ForwardedFor returns what the plugin forwards for a session holding this
 // access token (issued by s), with its user's profile as /v1/me gives it
-// for the token's scopes. ok is false for an unknown token or an app token.
+// for the token's scopes (no email or product in development mode). ok is false for an unknown token or an app token.
 func (s *Server) ForwardedFor(accessToken string) (f Forwarded, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -168,6 +170,9 @@ func (s *Server) ForwardedFor(accessToken string) (f Forwarded, ok bool) {
 	}
 	u := s.users[at.userID]
 	f = Forwarded{AccessToken: accessToken, Expires: at.expires.Truncate(time.Second), UserID: u.ID, DisplayName: u.DisplayName, Scopes: slices.Clone(at.scopes)}
+	if s.developmentMode {
+		return f, true // /v1/me gives neither
+	}
 	if slices.Contains(at.scopes, "user-read-email") {
 		f.Email = u.Email
 	}

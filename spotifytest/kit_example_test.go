@@ -164,8 +164,8 @@ func ExampleServer_ExpireAccessToken() {
 		fmt.Println(get(s, "/v1/me", tok, &body), body.Error.Message)
 	}
 	// Output:
-	// 401 The access token expired
-	// 401 Invalid access token
+	// 401 Missing/invalid/expired access token
+	// 401 Missing/invalid/expired access token
 	// 200
 }
 

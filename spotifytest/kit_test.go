@@ -447,14 +447,14 @@ func TestExpiryAndRevocationTargetOneUserOrToken(t *testing.T) {
 	a1, a2, d := s.IssueToken("alice"), s.IssueToken("alice"), s.IssueToken(spotifytest.DefaultUserID)
 
 	s.ExpireAccessToken(a1)
-	if st, msg := meStatus(a1); st != 401 || msg != "The access token expired" {
+	if st, msg := meStatus(a1); st != 401 || msg != "Missing/invalid/expired access token" {
 		t.Errorf("expired token: %d %q", st, msg)
 	}
 	if st, _ := meStatus(a2); st != 200 {
 		t.Errorf("alice's other token after ExpireAccessToken: %d", st)
 	}
 	s.RevokeAccessToken(a2)
-	if st, msg := meStatus(a2); st != 401 || msg != "Invalid access token" {
+	if st, msg := meStatus(a2); st != 401 || msg != "Missing/invalid/expired access token" {
 		t.Errorf("revoked token: %d %q", st, msg)
 	}
 	if st, _ := meStatus(d); st != 200 {

@@ -21,6 +21,11 @@ const (
 	minTokenLength             = 16 // anything shorter would be guessable or collide
 )
 
+// DefaultRefreshTokenLifetime is how long refresh tokens live by default,
+// counted from the user's consent: Spotify's six months (since 2026), as
+// 183 days so that no six calendar months are longer.
+const DefaultRefreshTokenLifetime = 183 * 24 * time.Hour
+
 // Server is a fake Spotify accounts service and Web API listening on
 // loopback. Create one with NewServer and stop it with Close. All methods
 // are safe for concurrent use.
@@ -43,7 +48,7 @@ type Server struct {
 	accessLifetime  time.Duration
 	refreshLifetime time.Duration
 	codeLifetime    time.Duration
-	rotate          bool
+	rotateEvery     int // rotate on every rotateEvery-th refresh of a consent; 0 never
 	omitScope       bool
 	tokenLength     int
 	codes           map[string]*authCode
@@ -57,6 +62,14 @@ type Server struct {
 	pathCounts      map[string]int
 	players         map[string]*player // by user ID
 	started         time.Time          // anchors the fake listening history
+
+	clock       func() time.Time // refresh tokens age on clock() + clockOffset
+	clockOffset time.Duration
+
+	developmentMode    bool
+	developmentUsers   []string
+	unregisteredBody   string // the 403 answer to users not on the list
+	ownerPremiumLapsed bool
 }
 
 // Client is an app registered with the fake, as in Spotify's developer
@@ -80,6 +93,10 @@ type User struct {
 	Email       string // in /v1/me only with scope user-read-email
 	Country     string // in /v1/me only with scope user-read-private
 	Product     string // "premium" or "free"; in /v1/me only with scope user-read-private
+	// AccountID is the account_id of /v1/me (public, immutable,
+	// pseudonymous; Spotify recommends it over ID for linking accounts).
+	// "" means one derived from a hash of ID: stable and distinct per user.
+	AccountID string
 	// GrantScopes, if non-nil, caps what this user grants: the granted
 	// scopes are the requested ones that are also in GrantScopes. A non-nil
 	// empty slice grants nothing.
@@ -144,9 +161,12 @@ type refreshToken struct {
 	clientID string
 	userID   string
 	scopes   []string
-	granted  time.Time // when the user approved: lifetime counts from here, across rotations
+	granted  time.Time // when the user approved, on the refresh clock: lifetime counts from here, across rotations
 	public   bool      // issued to an exchange without client secret: may refresh with client_id alone
 	revoked  bool
+	// refreshes counts the refreshes of this consent, across rotations,
+	// for SetRotateRefreshTokensEvery.
+	refreshes int
 }
 
 // NewServer starts a fake Spotify on 127.0.0.1 at a free port. It knows
@@ -154,19 +174,22 @@ type refreshToken struct {
 // httptest.NewServer it panics if it cannot listen.
 func NewServer() *Server {
 	s := &Server{
-		done:           make(chan struct{}),
-		clients:        make(map[string]*client),
-		users:          make(map[string]User),
-		accessLifetime: defaultAccessTokenLifetime,
-		codeLifetime:   defaultCodeLifetime,
-		tokenLength:    defaultAccessTokenLength,
-		codes:          make(map[string]*authCode),
-		accessTokens:   make(map[string]*accessToken),
-		refreshTokens:  make(map[string]*refreshToken),
-		faults:         make(map[Endpoint][]*activeFault),
-		pathCounts:     make(map[string]int),
-		players:        make(map[string]*player),
-		started:        time.Now().UTC().Truncate(time.Second),
+		done:             make(chan struct{}),
+		clients:          make(map[string]*client),
+		users:            make(map[string]User),
+		accessLifetime:   defaultAccessTokenLifetime,
+		refreshLifetime:  DefaultRefreshTokenLifetime,
+		codeLifetime:     defaultCodeLifetime,
+		tokenLength:      defaultAccessTokenLength,
+		codes:            make(map[string]*authCode),
+		accessTokens:     make(map[string]*accessToken),
+		refreshTokens:    make(map[string]*refreshToken),
+		faults:           make(map[Endpoint][]*activeFault),
+		pathCounts:       make(map[string]int),
+		players:          make(map[string]*player),
+		started:          time.Now().UTC().Truncate(time.Second),
+		clock:            time.Now,
+		unregisteredBody: UserNotRegistered,
 	}
 	s.AddUser(DefaultUser())
 	s.defaultUserID = DefaultUserID
@@ -267,25 +290,73 @@ func (s *Server) SetAccessTokenLifetime(d time.Duration) {
 	s.accessLifetime = d
 }
 
-// SetRefreshTokenLifetime bounds the life of refresh tokens, counted from
-// the user's approval (a rotated refresh token does not start a new life,
-// in line with Spotify bounding sessions to months). It applies to tokens
-// already issued too. d <= 0 (the default) means refresh tokens never
-// expire. An expired refresh token answers invalid_grant.
+// SetRefreshTokenLifetime sets how long refresh tokens live, counted from
+// the user's approval on the refresh clock (see Advance): refreshing, with
+// or without rotation, does not extend that life, as with Spotify. It
+// applies to tokens already issued too. d == 0 restores the default,
+// DefaultRefreshTokenLifetime (six months); d < 0 means refresh tokens
+// never expire. An expired refresh token answers 400 invalid_grant
+// "Refresh token revoked", Spotify's words.
 func (s *Server) SetRefreshTokenLifetime(d time.Duration) {
+	if d == 0 {
+		d = DefaultRefreshTokenLifetime
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.refreshLifetime = max(d, 0)
+	s.refreshLifetime = d
 }
 
-// SetRotateRefreshTokens switches refresh token rotation. On: every refresh
-// returns a new refresh_token and the old one stops working at once. Off
-// (the default): refresh responses omit refresh_token and the old one keeps
-// working.
-func (s *Server) SetRotateRefreshTokens(on bool) {
+// SetClock sets the clock refresh tokens age on; nil restores time.Now.
+// Advance shifts it further. Only refresh-token life reads this clock:
+// codes and access tokens keep real time, because the code under test
+// lives on real time and must agree with the fake about them. now is
+// called with the server's lock held: it must not call the Server.
+func (s *Server) SetClock(now func() time.Time) {
+	if now == nil {
+		now = time.Now
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.rotate = on
+	s.clock = now
+}
+
+// Advance moves the refresh clock d ahead (see SetClock), say
+// Advance(DefaultRefreshTokenLifetime) to let every refresh token issued
+// so far reach the end of its life at once, with no waiting. Advances add
+// up; a negative d moves the clock back.
+func (s *Server) Advance(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clockOffset += d
+}
+
+// refreshNow is the time on the refresh clock. s.mu must be held.
+func (s *Server) refreshNow() time.Time {
+	return s.clock().Add(s.clockOffset)
+}
+
+// SetRotateRefreshTokens switches refresh token rotation. On: every
+// refresh returns a new refresh_token and the old one stops working at
+// once. Off (the default, and what Spotify does since June 2026): refresh
+// answers omit refresh_token and the old one keeps working. It is
+// SetRotateRefreshTokensEvery(1) or (0).
+func (s *Server) SetRotateRefreshTokens(on bool) {
+	n := 0
+	if on {
+		n = 1
+	}
+	s.SetRotateRefreshTokensEvery(n)
+}
+
+// SetRotateRefreshTokensEvery makes Spotify rotate sometimes: the n-th,
+// 2n-th, 3n-th... refresh of each consent (counted across rotations)
+// returns a new refresh_token and ends the old one; the others omit
+// refresh_token. n == 2 alternates: without, with, without... n <= 0
+// never rotates (the default); 1 always does.
+func (s *Server) SetRotateRefreshTokensEvery(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rotateEvery = max(n, 0)
 }
 
 // SetOmitScope makes token responses leave out "scope", which RFC 6749
@@ -335,7 +406,7 @@ func (s *Server) RevokeRefreshTokens(userID string) {
 }
 
 // ExpireAccessTokens expires every access token issued so far: the Web API
-// answers 401 "The access token expired" to them. Tokens issued later are
+// answers them 401, as ExpireAccessToken does. Tokens issued later are
 // not affected.
 func (s *Server) ExpireAccessTokens() {
 	s.mu.Lock()

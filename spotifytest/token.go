@@ -28,8 +28,10 @@ func errInvalidGrant(desc string) *oauthError {
 	return &oauthError{http.StatusBadRequest, "invalid_grant", desc}
 }
 
+// errInvalidClient is 400, not RFC 6749's 401: Spotify answers bad client
+// credentials so.
 func errInvalidClient(desc string) *oauthError {
-	return &oauthError{http.StatusUnauthorized, "invalid_client", desc}
+	return &oauthError{http.StatusBadRequest, "invalid_client", desc}
 }
 
 // handleToken serves /api/token.
@@ -74,7 +76,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	if oerr != nil {
 		s.countTokenError()
-		writeOAuthError(w, r, oerr)
+		writeOAuthError(w, oerr)
 		return
 	}
 	h := w.Header()
@@ -91,16 +93,13 @@ func (s *Server) countTokenError() {
 	s.mu.Unlock()
 }
 
-func writeOAuthError(w http.ResponseWriter, r *http.Request, e *oauthError) {
+func writeOAuthError(w http.ResponseWriter, e *oauthError) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
 	if e.status == http.StatusMethodNotAllowed {
 		h.Set("Allow", "POST")
-	}
-	if e.status == http.StatusUnauthorized && clientAuthKind(r, nil) == "basic" {
-		h.Set("WWW-Authenticate", `Basic realm="spotify"`) // RFC 6749 §5.2
 	}
 	w.WriteHeader(e.status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": e.code, "error_description": e.description})
@@ -248,7 +247,7 @@ func (s *Server) exchangeCode(form url.Values, clientID string, authenticated bo
 		}
 	}
 	at := s.newAccessToken(clientID, ac.userID, ac.scopes, now)
-	rt := s.newRefreshToken(refreshToken{clientID: clientID, userID: ac.userID, scopes: ac.scopes, granted: now, public: !authenticated})
+	rt := s.newRefreshToken(refreshToken{clientID: clientID, userID: ac.userID, scopes: ac.scopes, granted: s.refreshNow(), public: !authenticated})
 	resp := map[string]any{
 		"access_token":  at,
 		"token_type":    "Bearer",
@@ -275,10 +274,9 @@ func (s *Server) refresh(form url.Values, clientID string, authenticated bool) (
 	switch {
 	case !ok || rt.clientID != clientID:
 		return nil, errInvalidGrant("Invalid refresh token")
-	case rt.revoked:
+	case rt.revoked, s.refreshLifetime > 0 && !s.refreshNow().Before(rt.granted.Add(s.refreshLifetime)):
+		// Spotify gives an expired token the same words as a revoked one.
 		return nil, errInvalidGrant("Refresh token revoked")
-	case s.refreshLifetime > 0 && !now.Before(rt.granted.Add(s.refreshLifetime)):
-		return nil, errInvalidGrant("Refresh token expired")
 	case !authenticated && !rt.public:
 		// Issued to a client that proved its secret: refreshing needs it too.
 		return nil, errInvalidClient("Invalid client")
@@ -293,7 +291,8 @@ func (s *Server) refresh(form url.Values, clientID string, authenticated bool) (
 	if s.omitScope {
 		delete(resp, "scope")
 	}
-	if s.rotate {
+	rt.refreshes++
+	if s.rotateEvery > 0 && rt.refreshes%s.rotateEvery == 0 {
 		delete(s.refreshTokens, old)
 		resp["refresh_token"] = s.newRefreshToken(*rt)
 	}
