@@ -26,13 +26,13 @@ func TestAnEndedGrantCostsTheUserOneClick(t *testing.T) {
 	t.Cleanup(app.Close)
 	site := spotifyauthtest.Start(t, fake, app.URL,
 		spotifyauthtest.WithDirectives("web_api /spotify-api", "auth_endpoint"))
-	// Tokens due at once (the default leeway is 5 minutes), grants
-	// ended at once: the next request of a session refreshes, in vain.
+	// Tokens due at once (the default leeway is 5 minutes): the next
+	// request of a session refreshes, 6 months after the consent on
+	// Spotify's clock, in vain.
 	fake.SetAccessTokenLifetime(time.Minute)
 	endedGrant := func(t *testing.T) *http.Client {
-		fake.SetRefreshTokenLifetime(0)
 		c := site.Client(t, spotifytest.DefaultUserID)
-		fake.SetRefreshTokenLifetime(time.Nanosecond)
+		fake.Advance(spotifytest.DefaultRefreshTokenLifetime + time.Hour)
 		noFollow := *c
 		noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 		return &noFollow
@@ -63,7 +63,6 @@ func TestAnEndedGrantCostsTheUserOneClick(t *testing.T) {
 		if !cleared(resp) {
 			t.Error("the ended session's cookie is not cleared")
 		}
-		fake.SetRefreshTokenLifetime(0)
 		req, _ := http.NewRequest(http.MethodGet, site.URL+"/deep/page?tab=2", nil)
 		req.Header.Set("Accept", "text/html")
 		back, err := fake.LogIn(c, req, spotifytest.DefaultUserID)

@@ -237,7 +237,7 @@ func TestWebAPIRetriesOnceWithAFreshToken(t *testing.T) {
 	ws.fake.RevokeAccessToken(fresh)
 	ws.fake.ResetCounts()
 	resp, body = ws.call(t, c, apiCall{method: "GET", path: "/spotify-api/v1/me/top/artists", header: sameOriginFetch})
-	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "Invalid access token") ||
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "invalid/expired access token") ||
 		!strings.Contains(resp.Header.Get("WWW-Authenticate"), "invalid_token") {
 		t.Errorf("refused again: %d %s; want Spotify's 401 as it came", resp.StatusCode, body)
 	}
