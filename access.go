@@ -102,7 +102,7 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, s *session) {
 		FormAction: EndpointPrefix + "logout",
 		FormRD:     "/",
 		ButtonText: "Log out",
-		LinkURL:    loginURL(safeReturnPath(r.URL.RequestURI())) + "&switch=1",
+		LinkURL:    switchAccountURL(safeReturnPath(r.URL.RequestURI())),
 		LinkText:   "Use another Spotify account",
 	})
 }
