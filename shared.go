@@ -36,11 +36,13 @@ type sharedState struct {
 	backoffCause atomic.Pointer[pauseCause]
 
 	mu        sync.Mutex
-	usedState *fifoMap[struct{}]   // state hash → used (until it stops mattering)
-	recent    *fifoMap[session]    // refresh token hash → what its refresh produced
-	paused    map[string]time.Time // refresh token hash → no retry before
-	rejected  map[string]time.Time // access tokens the upstream found invalid → until when it matters
-	failed    map[string]time.Time // refresh token hash → last failed refresh
+	usedState *fifoMap[struct{}] // state hash → used (until it stops mattering)
+	// unsharedLogged: rule and user already warned about a missing field.
+	unsharedLogged *fifoMap[struct{}]
+	recent         *fifoMap[session]    // refresh token hash → what its refresh produced
+	paused         map[string]time.Time // refresh token hash → no retry before
+	rejected       map[string]time.Time // access tokens the upstream found invalid → until when it matters
+	failed         map[string]time.Time // refresh token hash → last failed refresh
 	// nRejected lets the hot path skip the map (and its lock) when empty.
 	nRejected atomic.Int32
 
@@ -60,12 +62,13 @@ type sharedState struct {
 
 func newSharedState() *sharedState {
 	return &sharedState{
-		usedState:   newFIFOMap[struct{}](maxUsedStates),
-		recent:      newFIFOMap[session](maxRecentRefresh),
-		paused:      make(map[string]time.Time),
-		rejected:    make(map[string]time.Time),
-		failed:      make(map[string]time.Time),
-		maintenance: make(map[string]*maintenanceSchedule),
+		usedState:      newFIFOMap[struct{}](maxUsedStates),
+		unsharedLogged: newFIFOMap[struct{}](maxUnsharedLogged),
+		recent:         newFIFOMap[session](maxRecentRefresh),
+		paused:         make(map[string]time.Time),
+		rejected:       make(map[string]time.Time),
+		failed:         make(map[string]time.Time),
+		maintenance:    make(map[string]*maintenanceSchedule),
 	}
 }
 
