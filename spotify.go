@@ -194,7 +194,7 @@ const (
 // matches the common words, not a sentence.
 func userNotRegistered(said string) bool {
 	s := strings.ToLower(said)
-	return strings.Contains(s, "not registered") || strings.Contains(s, "not approved")
+	return strings.Contains(s, "not registered") || strings.Contains(s, "not be registered") || strings.Contains(s, "not approved")
 }
 
 // ownerPremiumLapsed reports whether Spotify says the app's owner lacks
