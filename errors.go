@@ -55,7 +55,7 @@ var answers = map[failureKind]answer{
 	kindStoreUnavailable:   {"store_unavailable", "Sessions are unavailable", "store_unavailable", http.StatusServiceUnavailable, unavailableRetryAfter},
 	kindTooManyLogins:      {"too_many_logins", "Too many logins", "too_many_logins", http.StatusTooManyRequests, time.Second},
 	kindNotRegistered:      {"user_not_registered", "This Spotify account is not on the app's user list", "user_not_registered", http.StatusForbidden, 0},
-	kindOwnerPremium:       {"owner_premium_required", "Spotify is refusing this site", "spotify_unavailable", http.StatusServiceUnavailable, ownerPremiumPause},
+	kindOwnerPremium:       {"owner_premium_required", "Spotify is refusing this site", "spotify_unavailable", http.StatusServiceUnavailable, unavailableRetryAfter},
 	kindFieldNotShared:     {"field_not_shared", "Spotify did not share what this site checks", "forbidden", http.StatusForbidden, 0},
 }
 
