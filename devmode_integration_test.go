@@ -284,3 +284,38 @@ func TestHandleErrorsGetsTheDevelopmentModeAnswers(t *testing.T) {
 		}
 	}
 }
+
+// TestWebAPIPassesForbiddenOnButStopsForTheOwnersPremium: through web_api,
+// Spotify's 403s reach the page as they came (a user not on the list
+// included), but the owner's lapsed Premium is the outage answer, and
+// no call reaches Spotify while its pause lasts.
+func TestWebAPIPassesForbiddenOnButStopsForTheOwnersPremium(t *testing.T) {
+	ws := startWebAPISite(t)
+	c := ws.Client(t, spotifytest.DefaultUserID)
+	ws.currentToken(t, c)
+	call := apiCall{method: "GET", path: "/spotify-api/v1/me/top/tracks", header: sameOriginFetch}
+
+	ws.fake.InjectFault(spotifytest.EndpointAPI, spotifytest.Fault{Status: http.StatusForbidden, Times: 1, Path: "/v1/me/top/tracks",
+		Body: "User not registered in the Developer Dashboard"})
+	resp, body := ws.call(t, c, call)
+	if resp.StatusCode != http.StatusForbidden || body != "User not registered in the Developer Dashboard" {
+		t.Fatalf("a 403 of Spotify's: %d %q, want it as it came", resp.StatusCode, body)
+	}
+
+	ws.fake.InjectFault(spotifytest.EndpointAPI, spotifytest.Fault{Status: http.StatusForbidden, Path: "/v1/me/top/tracks",
+		Body: `{"error":{"status":403,"message":"Active premium subscription required for the owner of the app"}}`})
+	resp, body = ws.call(t, c, call)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, `"error":"spotify_unavailable"`) ||
+		!strings.Contains(body, "Premium") {
+		t.Fatalf("the owner's lapsed Premium: %d Retry-After %q %s, want the 503 outage answer", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	before := ws.fake.APIRequestCount("/v1/me/top/tracks")
+	for range 3 {
+		if resp, _ := ws.call(t, c, call); resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("during the pause: %d, want 503", resp.StatusCode)
+		}
+	}
+	if n := ws.fake.APIRequestCount("/v1/me/top/tracks") - before; n != 0 {
+		t.Errorf("%d calls reached Spotify during the pause, want 0", n)
+	}
+}

@@ -146,7 +146,7 @@ func extendBackoff(until *atomic.Int64, cause *atomic.Pointer[pauseCause], err e
 
 // pausedError is the answer while calls are paused: the cause's kind and
 // words, with the wait left.
-func pausedError(c *pauseCause, wait time.Duration, now time.Time, message string) error {
+func pausedError(c *pauseCause, wait time.Duration, now time.Time, message string) *authError {
 	ae := &authError{Kind: kindRateLimited, Message: message, RetryAfter: wait}
 	if c != nil {
 		ae.Kind, ae.Message, ae.Said = c.ae.Kind, c.ae.Message, c.ae.Said
@@ -155,6 +155,20 @@ func pausedError(c *pauseCause, wait time.Duration, now time.Time, message strin
 		}
 	}
 	return ae
+}
+
+// premiumPaused returns the answer while calls are paused because the app
+// owner's Premium has lapsed, or nil.
+func (s *sharedState) premiumPaused(now time.Time) *authError {
+	wait := s.backoff(now)
+	if wait <= 0 {
+		return nil
+	}
+	c := s.backoffCause.Load()
+	if c == nil || c.ae.Kind != kindOwnerPremium {
+		return nil
+	}
+	return pausedError(c, wait, now, "")
 }
 
 // checkBackoff fails fast while Spotify has asked us to wait.
