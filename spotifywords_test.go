@@ -266,3 +266,23 @@ func TestARuleThatRefusesOnWhatSpotifySentIsNotBlamedOnAMissingField(t *testing.
 		t.Fatalf("%d: %s", resp.StatusCode, body)
 	}
 }
+
+func TestAppModeTreatsTheOwnersLapsedPremiumAsAnOutage(t *testing.T) {
+	hs := newHarness(t, withSecret("app-secret-value"), func(h *Handler, _ *spotifytest.Client) { h.Mode = modeApp })
+	core, logs := observer.New(zap.WarnLevel)
+	hs.h.logger = zap.New(core)
+	hs.fake.InjectFault(spotifytest.EndpointToken, spotifytest.Fault{Status: http.StatusForbidden,
+		Body: "Active premium subscription required for the owner of the app"})
+	for range 5 {
+		resp, body := apiGet(hs, newBrowser(t), "/search?q=x")
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "Premium") {
+			t.Fatalf("%d Retry-After %q %s, want the 503 outage answer", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
+	}
+	if n := hs.fake.Counts().ClientCredentials; n != 1 {
+		t.Errorf("%d client-credentials calls for 5 requests, want 1: the pause holds the others", n)
+	}
+	if n := logs.FilterLevelExact(zap.ErrorLevel).FilterMessageSnippet("no active Premium").Len(); n != 1 {
+		t.Errorf("%d ERROR lines naming the owner's Premium, want 1: %v", n, logs.All())
+	}
+}
