@@ -158,7 +158,7 @@ func spotifyDetail(what string, status int, said string) error {
 // a longer wait Spotify asks for is kept (Asked) so the log and the page
 // can say it.
 func rateLimitError(retryAfter, said string, detail error) *authError {
-	wait, asked := parseRetryAfterAsked(retryAfter)
+	wait, asked := parseRetryAfter(retryAfter)
 	ae := &authError{Kind: kindRateLimited, Message: "Spotify is rate limiting this app", RetryAfter: wait, Said: said, Err: detail}
 	if asked > wait {
 		ae.Asked = asked
@@ -320,15 +320,9 @@ func scrubURLError(err error) error {
 }
 
 // parseRetryAfter reads a Retry-After header (seconds or a date), with a
-// default when it is missing or unreadable and a cap when it is huge.
-func parseRetryAfter(v string) time.Duration {
-	wait, _ := parseRetryAfterAsked(v)
-	return wait
-}
-
-// parseRetryAfterAsked returns the wait honoured (capped at maxRetryAfter)
-// and the wait asked for, which may be longer.
-func parseRetryAfterAsked(v string) (wait, asked time.Duration) {
+// default when it is missing or unreadable. It returns the wait honoured
+// (capped at maxRetryAfter) and the wait asked for, which may be longer.
+func parseRetryAfter(v string) (wait, asked time.Duration) {
 	asked = defaultRetryAfter
 	if secs, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && secs >= 0 {
 		asked = time.Duration(min(secs, maxAskedSeconds)) * time.Second
