@@ -117,6 +117,9 @@ func (s *sharedState) firstUnshared(rule, userID string, now time.Time) bool {
 	key := rule + "\x00" + userID
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.unsharedLogged == nil {
+		s.unsharedLogged = newFIFOMap[struct{}](maxUnsharedLogged)
+	}
 	if _, seen := s.unsharedLogged.get(key, now); seen {
 		return false
 	}

@@ -36,15 +36,17 @@ type sharedState struct {
 	backoffCause atomic.Pointer[pauseCause]
 
 	mu        sync.Mutex
-	usedState *fifoMap[struct{}] // state hash → used (until it stops mattering)
-	// unsharedLogged: rule and user already warned about a missing field.
-	unsharedLogged *fifoMap[struct{}]
-	recent         *fifoMap[session]    // refresh token hash → what its refresh produced
-	paused         map[string]time.Time // refresh token hash → no retry before
-	rejected       map[string]time.Time // access tokens the upstream found invalid → until when it matters
-	failed         map[string]time.Time // refresh token hash → last failed refresh
+	usedState *fifoMap[struct{}]   // state hash → used (until it stops mattering)
+	recent    *fifoMap[session]    // refresh token hash → what its refresh produced
+	paused    map[string]time.Time // refresh token hash → no retry before
+	rejected  map[string]time.Time // access tokens the upstream found invalid → until when it matters
+	failed    map[string]time.Time // refresh token hash → last failed refresh
 	// nRejected lets the hot path skip the map (and its lock) when empty.
 	nRejected atomic.Int32
+
+	// unsharedLogged: rule and user already warned about a missing
+	// field (made on first use).
+	unsharedLogged *fifoMap[struct{}]
 
 	app        atomic.Pointer[appToken] // mode app: the current app token
 	appRetryAt atomic.Int64             // mode app: renewal failed; unix ns when to try again
@@ -62,13 +64,12 @@ type sharedState struct {
 
 func newSharedState() *sharedState {
 	return &sharedState{
-		usedState:      newFIFOMap[struct{}](maxUsedStates),
-		unsharedLogged: newFIFOMap[struct{}](maxUnsharedLogged),
-		recent:         newFIFOMap[session](maxRecentRefresh),
-		paused:         make(map[string]time.Time),
-		rejected:       make(map[string]time.Time),
-		failed:         make(map[string]time.Time),
-		maintenance:    make(map[string]*maintenanceSchedule),
+		usedState:   newFIFOMap[struct{}](maxUsedStates),
+		recent:      newFIFOMap[session](maxRecentRefresh),
+		paused:      make(map[string]time.Time),
+		rejected:    make(map[string]time.Time),
+		failed:      make(map[string]time.Time),
+		maintenance: make(map[string]*maintenanceSchedule),
 	}
 }
 
@@ -149,7 +150,10 @@ func extendBackoff(until *atomic.Int64, cause *atomic.Pointer[pauseCause], err e
 func pausedError(c *pauseCause, wait time.Duration, now time.Time, message string) *authError {
 	ae := &authError{Kind: kindRateLimited, Message: message, RetryAfter: wait}
 	if c != nil {
-		ae.Kind, ae.Message, ae.Said = c.ae.Kind, c.ae.Message, c.ae.Said
+		ae.Kind, ae.Said = c.ae.Kind, c.ae.Said
+		if c.ae.Kind != kindRateLimited {
+			ae.Message = c.ae.Message
+		}
 		if asked := c.ae.Asked - now.Sub(c.at); asked > wait {
 			ae.Asked = asked
 		}
@@ -168,7 +172,7 @@ func (s *sharedState) premiumPaused(now time.Time) *authError {
 	if c == nil || c.ae.Kind != kindOwnerPremium {
 		return nil
 	}
-	return pausedError(c, wait, now, "")
+	return pausedError(c, wait, now, ownerPremiumMessage)
 }
 
 // checkBackoff fails fast while Spotify has asked us to wait.
