@@ -183,7 +183,7 @@ func (h *Handler) denyUnshared(w http.ResponseWriter, r *http.Request, s *sessio
 		Title: ans.title,
 		Message: "You are logged in with Spotify as " + displayWho(s) + ", but Spotify did not share your " + field +
 			" with this site, and this site admits accounts by their " + field + ". " +
-			"Spotify no longer shares it with apps in development mode, so no account can be admitted this way; " +
+			"Spotify no longer shares it with apps in development mode; " +
 			"the site's owner can admit accounts by their Spotify user id instead.",
 		FormAction: EndpointPrefix + "logout",
 		FormRD:     "/",
