@@ -73,6 +73,60 @@ func asciiMap(s string, from, to byte, delta int) string {
 	return string(b)
 }
 
+// unsharedField names a rule that cannot admit the session because
+// Spotify did not send the field it checks (development-mode apps get no
+// email, product or country since 2026), and that field in plain words.
+// It returns "" when that is not why the session is refused: when a rule
+// on a field Spotify did send refuses it, that rule is the reason.
+func (a *accessRules) unsharedField(s *session) (rule, field string) {
+	if len(a.users) > 0 && !slices.Contains(a.users, s.UserID) {
+		return "", ""
+	}
+	checks := []struct {
+		rule, field string
+		values      []string
+		have        string
+	}{
+		{"allow_emails", "email address", a.emails, asciiLower(s.Email)},
+		{"allow_products", "subscription type (product)", a.products, asciiLower(s.Product)},
+		{"allow_countries", "country", a.countries, asciiUpper(s.Country)},
+	}
+	for _, c := range checks {
+		if len(c.values) > 0 && c.have != "" && !slices.Contains(c.values, c.have) {
+			return "", ""
+		}
+	}
+	for _, c := range checks {
+		if len(c.values) > 0 && c.have == "" {
+			return c.rule, c.field
+		}
+	}
+	return "", ""
+}
+
+// Unshared-field warnings are logged once per user and rule within
+// unsharedLogKeep; the memory of them holds at most maxUnsharedLogged.
+const (
+	maxUnsharedLogged = 10_000
+	unsharedLogKeep   = 24 * time.Hour
+)
+
+// firstUnshared reports whether this user and rule have not been logged
+// within unsharedLogKeep, and marks them logged.
+func (s *sharedState) firstUnshared(rule, userID string, now time.Time) bool {
+	key := rule + "\x00" + userID
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.unsharedLogged == nil {
+		s.unsharedLogged = newFIFOMap[struct{}](maxUnsharedLogged)
+	}
+	if _, seen := s.unsharedLogged.get(key, now); seen {
+		return false
+	}
+	s.unsharedLogged.put(key, struct{}{}, now.Add(unsharedLogKeep))
+	return true
+}
+
 const (
 	modeUser = "user"
 	modeApp  = "app"
@@ -82,6 +136,10 @@ const (
 // says who they are logged in as, with a way out. No redirect, so no loop.
 func (h *Handler) deny(w http.ResponseWriter, r *http.Request, s *session) {
 	h.metrics.answered(http.StatusForbidden)
+	if rule, field := h.rules.unsharedField(s); rule != "" {
+		h.denyUnshared(w, r, s, rule, field)
+		return
+	}
 	h.logger.Info("access denied by rules", zap.String("user_id", s.UserID))
 	if h.handOff(w, r, http.StatusForbidden, "this Spotify account is not allowed here") {
 		return
@@ -90,21 +148,55 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, s *session) {
 		writeJSON(w, http.StatusForbidden, apiError{Error: "forbidden", Description: "this Spotify account is not allowed here"})
 		return
 	}
-	who := s.DisplayName
-	if who == "" {
-		who = s.UserID
-	} else {
-		who += " (" + s.UserID + ")"
-	}
 	writePage(w, http.StatusForbidden, page{
 		Title:      "Not allowed",
-		Message:    "You are logged in with Spotify as " + who + ", and this account is not allowed here.",
+		Message:    "You are logged in with Spotify as " + displayWho(s) + ", and this account is not allowed here.",
 		FormAction: EndpointPrefix + "logout",
 		FormRD:     "/",
 		ButtonText: "Log out",
-		LinkURL:    loginURL(safeReturnPath(r.URL.RequestURI())) + "&switch=1",
+		LinkURL:    switchAccountURL(safeReturnPath(r.URL.RequestURI())),
 		LinkText:   "Use another Spotify account",
 	})
+}
+
+// denyUnshared answers a user whom a rule cannot admit because Spotify
+// did not send the field it checks: trying another account would not
+// help, so the page says what is missing, and the operator learns (once
+// per user and rule) that development mode is the cause.
+func (h *Handler) denyUnshared(w http.ResponseWriter, r *http.Request, s *session, rule, field string) {
+	if h.shared.firstUnshared(rule, s.UserID, time.Now()) {
+		h.logger.Warn("access rule cannot admit this user: Spotify did not send the profile field it checks; "+
+			"development-mode Spotify apps no longer receive email, product or country from /v1/me (since 2026), "+
+			"so only allow_users works for them (extended quota brings the fields back)",
+			zap.String("rule", rule), zap.String("user_id", s.UserID))
+	}
+	ans := answers[kindFieldNotShared]
+	desc := "Spotify did not share this account's " + field + ", which this site's access rules check"
+	if h.handOff(w, r, ans.status, desc) {
+		return
+	}
+	if !isNavigation(r) {
+		writeJSON(w, ans.status, apiError{Error: ans.code, Description: desc})
+		return
+	}
+	writePage(w, ans.status, page{
+		Title: ans.title,
+		Message: "You are logged in with Spotify as " + displayWho(s) + ", but Spotify did not share your " + field +
+			" with this site, and this site admits accounts by their " + field + ". " +
+			"Spotify no longer shares it with apps in development mode; " +
+			"the site's owner can admit accounts by their Spotify user id instead.",
+		FormAction: EndpointPrefix + "logout",
+		FormRD:     "/",
+		ButtonText: "Log out",
+	})
+}
+
+// displayWho names the user on a page: display name and id, or the id.
+func displayWho(s *session) string {
+	if s.DisplayName == "" {
+		return s.UserID
+	}
+	return s.DisplayName + " (" + s.UserID + ")"
 }
 
 // neededScopes returns the scopes this route needs that the session lacks:

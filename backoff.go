@@ -37,6 +37,9 @@ type sharedPause struct {
 	Until   int64  `json:"u"` // unix nanoseconds
 	Kind    string `json:"k"` // the failure kind, for the answer given meanwhile
 	Message string `json:"m,omitempty"`
+	Said    string `json:"s,omitempty"` // Spotify's words, for the log
+	// AskedUntil (unix nanoseconds): a 429 asked for longer than Until.
+	AskedUntil int64 `json:"a,omitempty"`
 }
 
 func (h *Handler) backoffKey() string {
@@ -50,21 +53,47 @@ func (h *Handler) checkBackoff(ctx context.Context, now time.Time) error {
 		return err
 	}
 	if p, ok := h.loadPause(ctx, h.backoffKey(), now); ok {
-		h.shared.noteRateLimit(&authError{Kind: kindRateLimited, RetryAfter: time.Duration(p.Until - now.UnixNano())}, now)
-		h.logger.Debug("Spotify rate limit published by another instance; not calling Spotify meanwhile")
+		ae := &authError{Kind: kindRateLimited, Message: "Spotify is rate limiting this app",
+			RetryAfter: time.Duration(p.Until - now.UnixNano()), Said: cleanSpotifyText(p.Said, maxSpotifyText)}
+		if p.Kind == kindOwnerPremium.String() {
+			ae.Kind, ae.Message = kindOwnerPremium, ownerPremiumMessage
+		}
+		if asked := time.Duration(p.AskedUntil - now.UnixNano()); asked > ae.RetryAfter {
+			ae.Asked = asked
+		}
+		h.shared.noteRateLimit(ae, now)
+		h.logger.Debug("Spotify pause published by another instance; not calling Spotify meanwhile", zap.Stringer("reason", ae.Kind))
 		return h.shared.checkBackoff(now)
 	}
 	return nil
 }
 
-// noteRateLimit remembers a 429 here and publishes it for the others.
+// noteRateLimit remembers a failure that pauses every call to Spotify (a
+// 429, the app owner's lapsed Premium) here and publishes it for the
+// others.
 func (h *Handler) noteRateLimit(ctx context.Context, err error, now time.Time) {
 	var ae *authError
-	if !errors.As(err, &ae) || ae.Kind != kindRateLimited {
+	if !errors.As(err, &ae) || !pausesCalls(ae.Kind) {
 		return
 	}
+	switch {
+	case ae.Kind == kindOwnerPremium:
+		// The operator's problem, not the user's: every call fails.
+		h.logger.Error("Spotify refuses this app because its owner has no active Premium subscription; "+
+			"every login, refresh and Web API call fails until the owner of the Spotify app renews Premium. "+
+			"No instance calls Spotify until the pause ends, then it is tried again",
+			zap.Duration("pause", ae.RetryAfter), zap.String("spotify_said", ae.Said))
+	case ae.Asked > ae.RetryAfter:
+		h.logger.Warn("Spotify asks this app to wait longer than the plugin's cap; pausing calls for the cap, then trying again",
+			zap.Duration("spotify_asked", ae.Asked), zap.String("spotify_asks", aboutDuration(ae.Asked)),
+			zap.Duration("pause", ae.RetryAfter), zap.String("spotify_said", ae.Said))
+	}
 	h.shared.noteRateLimit(ae, now)
-	h.storePause(ctx, h.backoffKey(), sharedPause{Until: now.Add(ae.RetryAfter).UnixNano(), Kind: ae.Kind.String()})
+	p := sharedPause{Until: now.Add(ae.RetryAfter).UnixNano(), Kind: ae.Kind.String(), Said: ae.Said}
+	if ae.Asked > ae.RetryAfter {
+		p.AskedUntil = now.Add(ae.Asked).UnixNano()
+	}
+	h.storePause(ctx, h.backoffKey(), p)
 }
 
 // publishRefreshPause tells the other instances that refreshing this

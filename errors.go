@@ -3,6 +3,7 @@ package spotifyauth
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -25,6 +26,9 @@ const (
 	kindStoreUnavailable                          // session_store storage: Caddy's storage failed
 	kindTooManyLogins                             // code exchanges over login_rate_limit
 	kindScopeNotGranted                           // the user did not grant a required scope
+	kindNotRegistered                             // development mode: the user is not on the app's user list
+	kindOwnerPremium                              // the app owner's Premium lapsed: every call fails, for everyone
+	kindFieldNotShared                            // an access rule needs a profile field Spotify did not send
 )
 
 // unavailableRetryAfter is what clients are told to wait when Spotify
@@ -50,6 +54,9 @@ var answers = map[failureKind]answer{
 	kindMisconfigured:      {"misconfigured", "Login is misconfigured", "misconfigured", http.StatusInternalServerError, 0},
 	kindStoreUnavailable:   {"store_unavailable", "Sessions are unavailable", "store_unavailable", http.StatusServiceUnavailable, unavailableRetryAfter},
 	kindTooManyLogins:      {"too_many_logins", "Too many logins", "too_many_logins", http.StatusTooManyRequests, time.Second},
+	kindNotRegistered:      {"user_not_registered", "This Spotify account is not on the app's user list", "user_not_registered", http.StatusForbidden, 0},
+	kindOwnerPremium:       {"owner_premium_required", "Spotify is refusing this site", "spotify_unavailable", http.StatusServiceUnavailable, unavailableRetryAfter},
+	kindFieldNotShared:     {"field_not_shared", "Spotify did not share what this site checks", "forbidden", http.StatusForbidden, 0},
 }
 
 // String names the kind for logs and metric labels.
@@ -66,7 +73,12 @@ type authError struct {
 	Kind       failureKind
 	Message    string
 	RetryAfter time.Duration
-	Err        error // for the log; also free of secrets
+	// Asked is the wait Spotify asked for when it is longer than the
+	// plugin waits (RetryAfter is capped at maxRetryAfter).
+	Asked time.Duration
+	// Said is Spotify's own text (cleaned and capped), for the log.
+	Said string
+	Err  error // for the log; also free of secrets
 }
 
 func (e *authError) Error() string {
@@ -101,12 +113,50 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, ae *authError, re
 	if isNavigation(r) || !answersJSON(r) && (r.URL.Path == h.callbackPath || strings.HasPrefix(r.URL.Path, EndpointPrefix)) {
 		msg := ae.Message
 		if ans.status == http.StatusServiceUnavailable {
-			msg += ". Please try again in a moment."
+			msg += ". " + retryAdvice(ae, max(ae.RetryAfter, ans.minRetryAfter))
 		}
-		writePage(w, ans.status, page{Title: ans.title, Message: msg, LinkURL: safeReturnPath(retryURL), LinkText: "Try again"})
+		linkText := "Try again"
+		if ae.Kind == kindNotRegistered {
+			linkText = "Use another Spotify account"
+		}
+		writePage(w, ans.status, page{Title: ans.title, Message: msg, LinkURL: safeReturnPath(retryURL), LinkText: linkText})
 		return
 	}
 	writeJSON(w, ans.status, apiError{Error: ans.code, Description: ae.Message})
+}
+
+// retryAdvice tells a user of a 503 when to come back, in plain words:
+// "in a moment" only when it is one.
+func retryAdvice(ae *authError, wait time.Duration) string {
+	switch {
+	case ae.Kind == kindOwnerPremium:
+		return "Please try again later."
+	case ae.Asked > wait:
+		return "Spotify asks this site to wait " + aboutDuration(ae.Asked) + " before calling it again, so please try again later."
+	case wait >= 2*time.Minute:
+		return "Please try again in " + aboutDuration(wait) + "."
+	}
+	return "Please try again in a moment."
+}
+
+// aboutDuration says a wait in the unit a person would use: "40 seconds",
+// "12 minutes", "about 22 hours", "about 3 days".
+func aboutDuration(d time.Duration) string {
+	unit := func(n int64, one string) string {
+		if n == 1 {
+			return "1 " + one
+		}
+		return strconv.FormatInt(n, 10) + " " + one + "s"
+	}
+	switch {
+	case d < 2*time.Minute:
+		return unit(int64((d+time.Second-1)/time.Second), "second")
+	case d < 2*time.Hour:
+		return unit(int64((d+time.Minute-1)/time.Minute), "minute")
+	case d < 48*time.Hour:
+		return "about " + unit(int64((d+time.Hour/2)/time.Hour), "hour")
+	}
+	return "about " + unit(int64((d+12*time.Hour)/(24*time.Hour)), "day")
 }
 
 func asAuthError(err error) *authError {

@@ -65,6 +65,7 @@ type exchangeLimiter struct {
 	// (or the login's /v1/me) with 429. It stops further code exchanges
 	// only: refreshes of existing sessions go on.
 	backoffUntil atomic.Int64
+	backoffCause atomic.Pointer[pauseCause]
 }
 
 type clientBucket struct {
@@ -131,14 +132,17 @@ func setLimit(l *rate.Limiter, n int, now time.Time) {
 // checkBackoff fails fast while Spotify has asked code exchanges to wait.
 func (e *exchangeLimiter) checkBackoff(now time.Time) error {
 	if wait := time.Duration(e.backoffUntil.Load() - now.UnixNano()); wait > 0 {
-		return &authError{Kind: kindRateLimited, Message: "Spotify is rate limiting logins to this app", RetryAfter: wait}
+		return pausedError(e.backoffCause.Load(), wait, now, "Spotify is rate limiting logins to this app")
 	}
 	return nil
 }
 
-// noteRateLimit remembers a 429 met during a login.
+// noteRateLimit remembers a 429 met during a login. (The owner's lapsed
+// Premium pauses every call: Handler.noteRateLimit.)
 func (e *exchangeLimiter) noteRateLimit(err error, now time.Time) {
-	extendBackoff(&e.backoffUntil, err, now)
+	if kindOf(err) == kindRateLimited {
+		extendBackoff(&e.backoffUntil, &e.backoffCause, err, now)
+	}
 }
 
 // clientAddress is who a code exchange is charged to: the client IP as

@@ -195,7 +195,7 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 		if ae.Kind == kindRefreshRevoked {
 			ae.Kind = kindLoginRejected // invalid_grant on a code: expired or already used
 		}
-		h.logger.Warn("login failed", zap.Stringer("reason", ae.Kind), zap.String("detail", ae.Message), zap.Error(ae.Err))
+		h.logLoginFailure(ae)
 		h.refuseLogin(w, r, ae, ls.ReturnTo)
 		return
 	}
@@ -248,10 +248,48 @@ func (h *Handler) afterLogin(w http.ResponseWriter, r *http.Request, ls *loginSt
 	}
 }
 
-// refuseLogin counts a failed login and answers it.
+// logLoginFailure logs a failed code exchange or profile call with
+// Spotify's own words. A user refused by a development-mode app is named
+// as such: the operator can add them in Spotify's dashboard.
+func (h *Handler) logLoginFailure(ae *authError) {
+	fields := spotifyFields(ae)
+	if ae.Kind == kindNotRegistered {
+		h.logger.Warn("login refused by Spotify: the account is not on the user list of this development-mode app "+
+			"(add it under User Management in Spotify's developer dashboard)", fields...)
+		return
+	}
+	h.logger.Warn("login failed", append(fields, zap.String("detail", ae.Message))...)
+}
+
+// spotifyFields are the log fields of a failure: its kind, the error, what
+// Spotify said and, for a 429 beyond the plugin's cap, how long it asked.
+func spotifyFields(ae *authError) []zap.Field {
+	fields := []zap.Field{zap.Stringer("reason", ae.Kind), zap.Error(ae.Err)}
+	if ae.Said != "" {
+		fields = append(fields, zap.String("spotify_said", ae.Said))
+	}
+	if ae.Asked > ae.RetryAfter {
+		fields = append(fields, zap.String("spotify_asks_to_wait", aboutDuration(ae.Asked)),
+			zap.Duration("waiting", ae.RetryAfter))
+	}
+	return fields
+}
+
+// refuseLogin counts a failed login and answers it. Refused by a
+// development-mode app, the user is offered Spotify's account picker.
 func (h *Handler) refuseLogin(w http.ResponseWriter, r *http.Request, ae *authError, returnTo string) {
 	h.metrics.loginFailures.WithLabelValues(ae.Kind.String()).Inc()
-	h.fail(w, r, ae, loginURL(returnTo))
+	retry := loginURL(returnTo)
+	if ae.Kind == kindNotRegistered {
+		retry = switchAccountURL(returnTo)
+	}
+	h.fail(w, r, ae, retry)
+}
+
+// switchAccountURL starts a login that shows Spotify's consent dialog
+// (show_dialog=true), where the user can pick another account.
+func switchAccountURL(returnTo string) string {
+	return loginURL(returnTo) + "&switch=1"
 }
 
 // completeLogin exchanges the code and learns who the user is.
@@ -268,9 +306,7 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 		oauth2.SetAuthURLParam("redirect_uri", ls.RedirectURI))
 	if err != nil {
 		ae := classifyTokenError(err, "code exchange")
-		// A login's 429 pauses logins only, not refreshes of sessions
-		// that already exist.
-		h.shared.exchanges.noteRateLimit(ae, time.Now())
+		h.noteLoginPause(ctx, ae)
 		return session{}, ae
 	}
 	if tok.RefreshToken == "" {
@@ -278,7 +314,9 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 	}
 	prof, err := h.spotify.me(ctx, tok.AccessToken)
 	if err != nil {
-		h.shared.exchanges.noteRateLimit(err, time.Now())
+		// Nothing of this user is kept: no session, no cookie. A user
+		// Spotify refused has a token, but it opens nothing.
+		h.noteLoginPause(ctx, err)
 		return session{}, err
 	}
 	if !validUserID(prof.ID) {
@@ -301,6 +339,17 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 		Country:     profileWord(prof.Country, 2),
 		Requested:   ls.Scopes,
 	}, nil
+}
+
+// noteLoginPause: a login's 429 pauses logins only, not refreshes of
+// sessions that already exist; the owner's lapsed Premium fails every
+// call, so it pauses them all, on every instance.
+func (h *Handler) noteLoginPause(ctx context.Context, err error) {
+	if kindOf(err) == kindOwnerPremium {
+		h.noteRateLimit(ctx, err, time.Now())
+		return
+	}
+	h.shared.exchanges.noteRateLimit(err, time.Now())
 }
 
 // consumeState checks the callback's state against this browser's login

@@ -168,7 +168,7 @@ func (h *Handler) refreshOnce(ctx context.Context, key, id string, sess session)
 			return result{fresh, true}, nil
 		}
 		if err := h.checkBackoff(ctx, now); err != nil {
-			h.metrics.refreshFailures.WithLabelValues(kindRateLimited.String()).Inc()
+			h.metrics.refreshFailures.WithLabelValues(kindOf(err).String()).Inc()
 			return nil, err
 		}
 		if !tokenUsable(sess, now) && h.shared.failedRecently(id, now) {

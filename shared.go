@@ -30,8 +30,10 @@ type sharedState struct {
 	refreshes singleflight.Group
 
 	// backoffUntil (unix nanoseconds) is when Spotify allows calls again
-	// after a 429; until then no call is made from this instance.
+	// after a 429 (or the owner's lapsed Premium); until then no call is
+	// made from this instance. backoffCause is what the answer meanwhile says.
 	backoffUntil atomic.Int64
+	backoffCause atomic.Pointer[pauseCause]
 
 	mu        sync.Mutex
 	usedState *fifoMap[struct{}]   // state hash → used (until it stops mattering)
@@ -42,6 +44,10 @@ type sharedState struct {
 	failed    map[string]time.Time // sessionID → last failed refresh
 	// nRejected lets the hot path skip the map (and its lock) when empty.
 	nRejected atomic.Int32
+
+	// unsharedLogged: rule and user already warned about a missing
+	// field (made on first use).
+	unsharedLogged *fifoMap[struct{}]
 
 	app        atomic.Pointer[appToken] // mode app: the current app token
 	appRetryAt atomic.Int64             // mode app: renewal failed; unix ns when to try again
@@ -104,31 +110,77 @@ func (s *sharedState) backoff(now time.Time) time.Duration {
 	return time.Duration(s.backoffUntil.Load() - now.UnixNano())
 }
 
-// noteRateLimit remembers a 429 so this instance stops calling Spotify.
+// noteRateLimit remembers a 429 (or the owner's lapsed Premium) so this
+// instance stops calling Spotify.
 func (s *sharedState) noteRateLimit(err error, now time.Time) {
-	extendBackoff(&s.backoffUntil, err, now)
+	extendBackoff(&s.backoffUntil, &s.backoffCause, err, now)
 }
 
-// extendBackoff moves until (unix nanoseconds) to the end of a 429's
-// Retry-After, never earlier than it already is.
-func extendBackoff(until *atomic.Int64, err error, now time.Time) {
+// pauseCause is the failure that paused calls to Spotify, and when.
+type pauseCause struct {
+	ae authError
+	at time.Time
+}
+
+// pausesCalls reports whether a failure stops every call to Spotify for
+// a while: a 429, or the app owner's lapsed Premium (every call fails).
+func pausesCalls(k failureKind) bool { return k == kindRateLimited || k == kindOwnerPremium }
+
+// extendBackoff moves until (unix nanoseconds) to the end of the wait a
+// pausing failure asks for, never earlier than it already is, and keeps
+// the failure as the cause.
+func extendBackoff(until *atomic.Int64, cause *atomic.Pointer[pauseCause], err error, now time.Time) {
 	var ae *authError
-	if !errors.As(err, &ae) || ae.Kind != kindRateLimited {
+	if !errors.As(err, &ae) || !pausesCalls(ae.Kind) {
 		return
 	}
 	end := now.Add(ae.RetryAfter).UnixNano()
 	for {
 		cur := until.Load()
-		if cur >= end || until.CompareAndSwap(cur, end) {
+		if cur >= end {
+			return
+		}
+		if until.CompareAndSwap(cur, end) {
+			cause.Store(&pauseCause{ae: authError{Kind: ae.Kind, Message: ae.Message, Asked: ae.Asked, Said: ae.Said}, at: now})
 			return
 		}
 	}
 }
 
+// pausedError is the answer while calls are paused: the cause's kind and
+// words, with the wait left.
+func pausedError(c *pauseCause, wait time.Duration, now time.Time, message string) *authError {
+	ae := &authError{Kind: kindRateLimited, Message: message, RetryAfter: wait}
+	if c != nil {
+		ae.Kind, ae.Said = c.ae.Kind, c.ae.Said
+		if c.ae.Kind != kindRateLimited {
+			ae.Message = c.ae.Message
+		}
+		if asked := c.ae.Asked - now.Sub(c.at); asked > wait {
+			ae.Asked = asked
+		}
+	}
+	return ae
+}
+
+// premiumPaused returns the answer while calls are paused because the app
+// owner's Premium has lapsed, or nil.
+func (s *sharedState) premiumPaused(now time.Time) *authError {
+	wait := s.backoff(now)
+	if wait <= 0 {
+		return nil
+	}
+	c := s.backoffCause.Load()
+	if c == nil || c.ae.Kind != kindOwnerPremium {
+		return nil
+	}
+	return pausedError(c, wait, now, ownerPremiumMessage)
+}
+
 // checkBackoff fails fast while Spotify has asked us to wait.
 func (s *sharedState) checkBackoff(now time.Time) error {
 	if wait := s.backoff(now); wait > 0 {
-		return &authError{Kind: kindRateLimited, Message: "Spotify is rate limiting this app", RetryAfter: wait}
+		return pausedError(s.backoffCause.Load(), wait, now, "Spotify is rate limiting this app")
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package spotifyauth
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/oauth2"
 )
@@ -80,51 +83,227 @@ func (c *spotifyClient) me(ctx context.Context, accessToken string) (userProfile
 	return p, nil
 }
 
-// apiStatusError turns a Web API error (nested JSON) into an authError.
+// apiStatusError turns a Web API error into an authError. Spotify's own
+// words (a nested JSON error, or a plain-text body) go into the error for
+// the log, and decide what the user is told: in a development-mode app,
+// the same 403 means "not on the user list" or "the owner's Premium has
+// lapsed", and only its text tells which.
 func apiStatusError(resp *http.Response, body []byte) error {
-	var e struct {
-		Error struct {
-			Status  int    `json:"status"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	_ = json.Unmarshal(body, &e)
-	detail := fmt.Errorf("GET /v1/me: HTTP %d %s", resp.StatusCode, truncate(e.Error.Message, 200))
+	said := spotifyMessage(body)
+	detail := spotifyDetail("GET /v1/me", resp.StatusCode, said)
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
-		return &authError{Kind: kindRateLimited, Message: "Spotify is rate limiting this app",
-			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After")), Err: detail}
+		return rateLimitError(resp.Header.Get("Retry-After"), said, detail)
+	case ownerPremiumLapsed(said):
+		return ownerPremiumError(said, detail)
 	case resp.StatusCode >= 500:
-		return &authError{Kind: kindSpotifyUnavailable, Message: "Spotify's Web API is failing", Err: detail}
+		return &authError{Kind: kindSpotifyUnavailable, Message: "Spotify's Web API is failing", Said: said, Err: detail}
+	case resp.StatusCode == http.StatusForbidden && userNotRegistered(said):
+		return &authError{Kind: kindNotRegistered, Message: notRegisteredMessage, Said: said, Err: detail}
 	case resp.StatusCode == http.StatusForbidden:
-		// Development-mode apps admit only users on their allowlist.
-		return &authError{Kind: kindLoginRejected, Message: "Spotify refused this account for this app (in development mode, the account must be added to the app's user list in Spotify's dashboard)", Err: detail}
+		return &authError{Kind: kindLoginRejected, Message: "Spotify refused to tell this site who you are", Said: said, Err: detail}
 	default:
-		return &authError{Kind: kindLoginRejected, Message: "Spotify rejected the profile request", Err: detail}
+		return &authError{Kind: kindLoginRejected, Message: "Spotify rejected the profile request", Said: said, Err: detail}
 	}
 }
 
 // classifyTokenError sorts an x/oauth2 error from the token endpoint.
+// error_description is what tells a redirect URI mismatch from an expired
+// code, so it goes into the error for the log.
 func classifyTokenError(err error, what string) *authError {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
-		detail := fmt.Errorf("%s: HTTP %d %s", what, re.Response.StatusCode, truncate(re.ErrorCode, 64))
+		said := tokenErrorText(re)
+		detail := spotifyDetail(what, re.Response.StatusCode, said)
 		switch {
 		case re.Response.StatusCode == http.StatusTooManyRequests:
-			return &authError{Kind: kindRateLimited, Message: "Spotify is rate limiting this app",
-				RetryAfter: parseRetryAfter(re.Response.Header.Get("Retry-After")), Err: detail}
+			return rateLimitError(re.Response.Header.Get("Retry-After"), said, detail)
+		case ownerPremiumLapsed(said):
+			return ownerPremiumError(said, detail)
 		case re.Response.StatusCode >= 500:
-			return &authError{Kind: kindSpotifyUnavailable, Message: "Spotify's accounts service is failing", Err: detail}
+			return &authError{Kind: kindSpotifyUnavailable, Message: "Spotify's accounts service is failing", Said: said, Err: detail}
 		case re.ErrorCode == "invalid_grant":
-			return &authError{Kind: kindRefreshRevoked, Message: "Spotify no longer accepts this grant", Err: detail}
+			return &authError{Kind: kindRefreshRevoked, Message: "Spotify no longer accepts this grant", Said: said, Err: detail}
 		case re.ErrorCode == "":
 			// A 4xx without an OAuth error body is not Spotify speaking.
-			return &authError{Kind: kindSpotifyUnavailable, Message: "Spotify's accounts service answered unexpectedly", Err: detail}
+			return &authError{Kind: kindSpotifyUnavailable, Message: "Spotify's accounts service answered unexpectedly", Said: said, Err: detail}
 		default:
-			return &authError{Kind: kindLoginRejected, Message: "Spotify rejected the request (" + truncate(re.ErrorCode, 64) + ")", Err: detail}
+			return &authError{Kind: kindLoginRejected, Message: "Spotify rejected the request (" + cleanSpotifyText(re.ErrorCode, 64) + ")", Said: said, Err: detail}
 		}
 	}
 	return &authError{Kind: kindSpotifyUnavailable, Message: "Spotify's accounts service could not be reached", Err: scrubURLError(err)}
+}
+
+// tokenErrorText is what the token endpoint said: the OAuth error code and
+// its description, or the body when it is not an OAuth error.
+func tokenErrorText(re *oauth2.RetrieveError) string {
+	switch {
+	case re.ErrorCode != "" && re.ErrorDescription != "":
+		return cleanSpotifyText(re.ErrorCode+": "+re.ErrorDescription, maxSpotifyText)
+	case re.ErrorCode != "":
+		return cleanSpotifyText(re.ErrorCode, maxSpotifyText)
+	}
+	return spotifyMessage(re.Body)
+}
+
+// spotifyDetail is the error the log shows for an answer of Spotify's.
+func spotifyDetail(what string, status int, said string) error {
+	if said == "" {
+		return fmt.Errorf("%s: HTTP %d", what, status)
+	}
+	return fmt.Errorf("%s: HTTP %d: %s", what, status, said)
+}
+
+// rateLimitError is a 429. Retry-After is honoured up to maxRetryAfter;
+// a longer wait Spotify asks for is kept (Asked) so the log and the page
+// can say it.
+func rateLimitError(retryAfter, said string, detail error) *authError {
+	wait, asked := parseRetryAfter(retryAfter)
+	ae := &authError{Kind: kindRateLimited, Message: "Spotify is rate limiting this app", RetryAfter: wait, Said: said, Err: detail}
+	if asked > wait {
+		ae.Asked = asked
+	}
+	return ae
+}
+
+// ownerPremiumPause is how long no call is made to Spotify, by any
+// instance, after it said the app's owner has no Premium: every call fails
+// until the owner renews it, which takes a person some minutes at least.
+// Short enough that a renewal is noticed soon after.
+const ownerPremiumPause = 5 * time.Minute
+
+func ownerPremiumError(said string, detail error) *authError {
+	return &authError{Kind: kindOwnerPremium, Message: ownerPremiumMessage, RetryAfter: ownerPremiumPause, Said: said, Err: detail}
+}
+
+// What users are told when the app's development mode or its owner's
+// Premium is the cause.
+const (
+	notRegisteredMessage = "This site's Spotify app is in development mode, and Spotify admits only the accounts " +
+		"its owner has added to the app's user list (at most 5 for new apps). The Spotify account you used is not on that list. " +
+		"Ask the site's owner to add it, or log in with another Spotify account."
+	ownerPremiumMessage = "Spotify is refusing every login and request of this site because the Premium subscription " +
+		"of the Spotify app's owner has lapsed. This is not a problem with your account; it will work again once the " +
+		"site's owner renews Premium"
+)
+
+// userNotRegistered reports whether a 403's text says the user is not on
+// a development-mode app's user list. Spotify has worded it several ways
+// over the years ("User not registered in the Developer Dashboard", "User
+// not approved for app", "... the user may not be registered."), so this
+// matches the common words, not a sentence.
+func userNotRegistered(said string) bool {
+	s := strings.ToLower(said)
+	return strings.Contains(s, "not registered") || strings.Contains(s, "not be registered") || strings.Contains(s, "not approved")
+}
+
+// ownerPremiumLapsed reports whether Spotify says the app's owner lacks
+// Premium ("Active premium subscription required for the owner of the
+// app"). A user's own missing Premium (the player's PREMIUM_REQUIRED)
+// does not name the owner.
+func ownerPremiumLapsed(said string) bool {
+	s := strings.ToLower(said)
+	return strings.Contains(s, "premium") && strings.Contains(s, "owner")
+}
+
+// maxSpotifyText bounds Spotify's words in a log line.
+const maxSpotifyText = 300
+
+// spotifyMessage returns what a Web API error body says: the nested JSON
+// error's message and reason ({"error":{"status":429,"message":"...",
+// "reason":"QUOTA_EXCEEDED"}}), an OAuth-style error, or the body itself
+// (development-mode 403s are plain text). Cleaned and capped.
+func spotifyMessage(body []byte) string {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return ""
+	}
+	if trimmed[0] == '{' {
+		var nested struct {
+			Error struct {
+				Message string `json:"message"`
+				Reason  string `json:"reason"`
+			} `json:"error"`
+			Reason string `json:"reason"`
+		}
+		var flat struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		_ = json.Unmarshal(trimmed, &nested) // a string "error" fails here and fits flat
+		_ = json.Unmarshal(trimmed, &flat)
+		msg, reason := nested.Error.Message, cmp.Or(nested.Error.Reason, nested.Reason)
+		if msg == "" && flat.Error != "" {
+			msg = strings.TrimSuffix(flat.Error+": "+flat.Description, ": ")
+		}
+		switch {
+		case msg != "" && reason != "":
+			return cleanSpotifyText(msg+" (reason "+reason+")", maxSpotifyText)
+		case msg != "" || reason != "":
+			return cleanSpotifyText(msg+reason, maxSpotifyText)
+		}
+	}
+	return cleanSpotifyText(string(trimmed), maxSpotifyText)
+}
+
+// minRedactedRun is the length from which a run of token characters in
+// Spotify's text is replaced: tokens, codes and client secrets are at
+// least this long, Spotify's words never are. Its texts carry none of
+// them; this holds if a proxy in between ever echoes a request.
+const minRedactedRun = 32
+
+// cleanSpotifyText makes a text of Spotify's fit for one log line and a
+// page: valid UTF-8, control characters as spaces, runs of spaces folded,
+// long token-like runs redacted, at most n bytes.
+func cleanSpotifyText(s string, n int) string {
+	s = strings.ToValidUTF8(s, "")
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r >= 0x7f && r < 0xa0 || r == utf8.RuneError || r == '\u2028' || r == '\u2029' {
+			return ' '
+		}
+		return r
+	}, s)
+	words := strings.Fields(s)
+	for i, w := range words {
+		words[i] = redactTokenRuns(w)
+	}
+	s = strings.Join(words, " ")
+	if len(s) > n {
+		cut := n
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+// redactTokenRuns replaces each run of at least minRedactedRun token
+// characters (base64url, hex, '.', '~') in w.
+func redactTokenRuns(w string) string {
+	if len(w) < minRedactedRun {
+		return w
+	}
+	var b strings.Builder
+	run := 0
+	flush := func(end int) {
+		if run >= minRedactedRun {
+			b.WriteString("[redacted]")
+		} else {
+			b.WriteString(w[end-run : end])
+		}
+		run = 0
+	}
+	for i := 0; i < len(w); i++ {
+		if c := w[i]; isAlnum(c) || c == '-' || c == '_' || c == '.' || c == '~' {
+			run++
+			continue
+		}
+		flush(i)
+		b.WriteByte(w[i])
+	}
+	flush(len(w))
+	return b.String()
 }
 
 // scrubURLError drops the URL from a transport error: token endpoint URLs
@@ -141,20 +320,18 @@ func scrubURLError(err error) error {
 }
 
 // parseRetryAfter reads a Retry-After header (seconds or a date), with a
-// default when it is missing or unreadable and a cap when it is huge.
-func parseRetryAfter(v string) time.Duration {
-	d := defaultRetryAfter
-	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs >= 0 {
-		d = time.Duration(min(secs, int(maxRetryAfter/time.Second))) * time.Second
+// default when it is missing or unreadable. It returns the wait honoured
+// (capped at maxRetryAfter) and the wait asked for, which may be longer.
+func parseRetryAfter(v string) (wait, asked time.Duration) {
+	asked = defaultRetryAfter
+	if secs, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && secs >= 0 {
+		asked = time.Duration(min(secs, maxAskedSeconds)) * time.Second
 	} else if t, err := http.ParseTime(v); err == nil {
-		d = max(time.Until(t), time.Second)
+		asked = max(time.Until(t), time.Second)
 	}
-	return min(d, maxRetryAfter)
+	return min(asked, maxRetryAfter), asked
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
-}
+// maxAskedSeconds keeps a Retry-After in seconds from overflowing a
+// Duration (a year is plenty to say "too long").
+const maxAskedSeconds = 365 * 24 * 3600

@@ -68,6 +68,12 @@ func (h *Handler) serveWebAPI(w http.ResponseWriter, r *http.Request, next caddy
 	if !ok {
 		return nil
 	}
+	// The owner's lapsed Premium fails every call: none is made while
+	// that pause lasts (as this instance knows it; no storage read here).
+	if ae := h.shared.premiumPaused(time.Now()); ae != nil {
+		h.fail(w, r, ae, "")
+		return nil
+	}
 	replay, err := replayableBody(r)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, apiError{Error: "bad_request", Description: "the request body could not be read"})
@@ -94,6 +100,9 @@ func (h *Handler) callWebAPI(w http.ResponseWriter, r, out *http.Request, next c
 		aw := &webAPIWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
 			hdr: http.Header{}, hold: first && replay != nil, token: sess.AccessToken, h: h}
 		err := next.ServeHTTP(aw, out)
+		if aw.forbidden {
+			return h.answerForbidden(w, r, aw)
+		}
 		if !aw.held {
 			return err
 		}
@@ -128,6 +137,20 @@ func (h *Handler) refreshedMeanwhile(w http.ResponseWriter, r *http.Request, ses
 		h.logger.Warn("web_api: saving the refreshed session", zap.String("user_id", sess.UserID), zap.Error(err))
 	}
 	return fresh, true
+}
+
+// answerForbidden passes Spotify's 403 on as it came, unless its text
+// says the app owner's Premium has lapsed: then every call fails, for
+// every user, so it is the outage answer and the shared pause.
+func (h *Handler) answerForbidden(w http.ResponseWriter, r *http.Request, aw *webAPIWriter) error {
+	said := spotifyMessage(aw.heldBody.Bytes())
+	if !ownerPremiumLapsed(said) {
+		return aw.release()
+	}
+	ae := ownerPremiumError(said, spotifyDetail("web_api "+r.Method, http.StatusForbidden, said))
+	h.noteRateLimit(r.Context(), ae, time.Now())
+	h.fail(w, r, ae, "")
+	return nil
 }
 
 // webAPISameOrigin admits requests from the site's own pages: a
@@ -199,6 +222,7 @@ type webAPIWriter struct {
 	token       string
 	hold        bool
 	held        bool
+	forbidden   bool // a 403 held to read its text (the owner's Premium?)
 	wroteHeader bool
 	heldStatus  int
 	heldBody    bytes.Buffer
@@ -217,6 +241,10 @@ func (w *webAPIWriter) WriteHeader(status int) {
 			return
 		}
 		w.h.shared.markRejected(w.token) // the next call refreshes
+	}
+	if status == http.StatusForbidden {
+		w.held, w.forbidden, w.heldStatus = true, true, status
+		return
 	}
 	w.sendHeader(status)
 }
@@ -269,7 +297,7 @@ func (w *webAPIWriter) FlushError() error {
 
 // release sends the held answer as it came, when no fresh token can be had.
 func (w *webAPIWriter) release() error {
-	w.held = false
+	w.held, w.forbidden = false, false
 	// The body held may be cut at maxHeldBody: its length is what is sent.
 	w.hdr["Content-Length"] = []string{strconv.Itoa(w.heldBody.Len())}
 	w.sendHeader(w.heldStatus)
