@@ -2,6 +2,7 @@ package spotifyauth
 
 import (
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -74,7 +75,9 @@ func TestATooManyLoginsPageSaysWhy(t *testing.T) {
 		resp.Header.Get("Cache-Control") != "no-store" {
 		t.Fatalf("%d %v %s", resp.StatusCode, resp.Header, body)
 	}
-	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || s < 1 || s > 60 {
+	// The junk code cost its client failedExchangeWeight exchanges: at 1
+	// a minute, that many minutes.
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || s < 1 || s > failedExchangeWeight*60 {
 		t.Fatalf("Retry-After %q", resp.Header.Get("Retry-After"))
 	}
 }
@@ -110,7 +113,8 @@ func TestExchangeLimitsHoldPerClientAndOverall(t *testing.T) {
 	now := time.Now()
 	allowed := 0
 	for i := range 100 {
-		if ok, _ := e.allow("198.51.100."+strconv.Itoa(i%50), cfg, now); ok {
+		// 50 addresses in 50 different /24s, so no block's share binds.
+		if ok, _ := e.allow(netip.AddrFrom4([4]byte{198, 51, byte(i % 50), 1}), cfg, now); ok {
 			allowed++
 		}
 	}
@@ -118,27 +122,33 @@ func TestExchangeLimitsHoldPerClientAndOverall(t *testing.T) {
 		t.Fatalf("%d exchanges allowed from 50 addresses at once, want the overall 10", allowed)
 	}
 	var f exchangeLimiter
+	one, other := netip.MustParseAddr("203.0.113.9"), netip.MustParseAddr("203.0.113.10")
 	for i := range 3 {
-		if ok, _ := f.allow("203.0.113.9", cfg, now); !ok {
+		if ok, _ := f.allow(one, cfg, now); !ok {
 			t.Fatalf("exchange %d refused", i)
 		}
 	}
-	ok, wait := f.allow("203.0.113.9", cfg, now)
+	ok, wait := f.allow(one, cfg, now)
 	if ok || wait <= 0 || wait > 20*time.Second {
 		t.Fatalf("fourth exchange from one address: allowed %v, wait %s", ok, wait)
 	}
-	if ok, _ := f.allow("203.0.113.10", cfg, now); !ok {
+	if ok, _ := f.allow(other, cfg, now); !ok {
 		t.Fatal("another address was refused")
 	}
 	// A minute later the bucket is full again.
-	if ok, _ := f.allow("203.0.113.9", cfg, now.Add(time.Minute)); !ok {
+	if ok, _ := f.allow(one, cfg, now.Add(time.Minute)); !ok {
 		t.Fatal("still refused a minute later")
 	}
 	// IPv6 addresses count by their /64.
+	var g exchangeLimiter
+	single := &LoginRateLimit{PerClient: 1, Overall: 10}
 	r := &http.Request{RemoteAddr: "[2001:db8:1:2:3:4:5:6]:443"}
 	r2 := &http.Request{RemoteAddr: "[2001:db8:1:2:ffff::1]:443"}
-	if a, b := clientAddress(r.WithContext(t.Context())), clientAddress(r2.WithContext(t.Context())); a != b {
-		t.Fatalf("one /64 counted as %q and %q", a, b)
+	if ok, _ := g.allow(clientAddress(r.WithContext(t.Context())), single, now); !ok {
+		t.Fatal("the first exchange of a /64 was refused")
+	}
+	if ok, _ := g.allow(clientAddress(r2.WithContext(t.Context())), single, now); ok {
+		t.Fatal("another address of the same /64 got a budget of its own")
 	}
 }
 
@@ -178,7 +188,7 @@ func TestDifferentLimitsOnOneLimiterRefillNothing(t *testing.T) {
 		if i%2 == 1 {
 			cfg = b
 		}
-		if ok, _ := e.allow("192.0.2.1", cfg, now); ok {
+		if ok, _ := e.allow(netip.MustParseAddr("192.0.2.1"), cfg, now); ok {
 			allowed++
 		}
 	}
@@ -190,12 +200,13 @@ func TestDifferentLimitsOnOneLimiterRefillNothing(t *testing.T) {
 	// minute (a whole one at the old 2).
 	later := now.Add(time.Minute)
 	one := &LoginRateLimit{PerClient: 1, Overall: 300}
-	e.allow("192.0.2.2", a, later)
-	e.allow("192.0.2.2", a, later)
-	if ok, _ := e.allow("192.0.2.2", one, later); ok { // the reload
+	c2 := netip.MustParseAddr("192.0.2.2")
+	e.allow(c2, a, later)
+	e.allow(c2, a, later)
+	if ok, _ := e.allow(c2, one, later); ok { // the reload
 		t.Fatal("an empty bucket admitted an exchange after a reload")
 	}
-	if ok, _ := e.allow("192.0.2.2", one, later.Add(30*time.Second)); ok {
+	if ok, _ := e.allow(c2, one, later.Add(30*time.Second)); ok {
 		t.Error("the bucket still refills at the old per_client rate")
 	}
 }
