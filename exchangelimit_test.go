@@ -1,9 +1,11 @@
 package spotifyauth
 
 import (
+	"encoding/binary"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -208,5 +210,197 @@ func TestDifferentLimitsOnOneLimiterRefillNothing(t *testing.T) {
 	}
 	if ok, _ := e.allow(c2, one, later.Add(30*time.Second)); ok {
 		t.Error("the bucket still refills at the old per_client rate")
+	}
+}
+
+// The login limiter refuses a callback (429) before the login state is
+// spent: once Retry-After has passed, the same callback completes the
+// login, and only then is the state used up.
+func TestARefusedCallbackLeavesItsLoginToRetryAfterRetryAfter(t *testing.T) {
+	hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) {
+		h.LoginRateLimit = &LoginRateLimit{PerClient: 1, Overall: 100}
+	})
+	hs.junkCallback(t) // a refused code: this address owes failedExchangeWeight exchanges
+
+	user := newBrowser(t)
+	callback, err := hs.fake.Approve(hs.startLogin(user, "/app/x"), spotifytest.DefaultUserID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exchanges := hs.fake.Counts().CodeExchanges
+	resp, body := hs.get(user, callback)
+	retryAfter, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if resp.StatusCode != http.StatusTooManyRequests || retryAfter < 1 {
+		t.Fatalf("callback after a junk code: %d, Retry-After %q, want 429", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	for _, c := range resp.Cookies() {
+		if strings.Contains(c.Name, "_state_") {
+			t.Fatalf("the refused callback touched the login state cookie: %s max-age %d", c.Name, c.MaxAge)
+		}
+	}
+	if u, _ := url.Parse(callback); !strings.Contains(body, u.Path) {
+		t.Errorf("the 429 page's retry link is not the callback itself:\n%s", body)
+	}
+
+	// Just before Retry-After the limiter still refuses: the header is honest.
+	loginLimitWaited(hs.h, time.Duration(retryAfter)*time.Second-5*time.Second)
+	if resp, _ := hs.get(user, callback); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("callback 5 s before Retry-After: %d, want 429", resp.StatusCode)
+	}
+	loginLimitWaited(hs.h, 5*time.Second)
+	resp, body = hs.get(user, callback)
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/app/x" {
+		t.Fatalf("the same callback after Retry-After: %d to %q, want the login completed: %s", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+	if n := hs.fake.Counts().CodeExchanges - exchanges; n != 1 {
+		t.Fatalf("%d code exchanges for the user's login, want 1 (none while refused)", n)
+	}
+	if resp, _ := hs.get(user, "/app/x"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("after the login: %d", resp.StatusCode)
+	}
+	// Completed, the login state is spent as always.
+	loginLimitWaited(hs.h, time.Hour)
+	if resp, _ := hs.get(user, callback); resp.StatusCode == http.StatusFound {
+		t.Fatal("the callback was accepted a second time")
+	}
+}
+
+// attackScenario is one block looping on junk login+callback pairs.
+type attackScenario struct {
+	name     string
+	attacker []netip.Addr
+}
+
+func attackScenarios() []attackScenario {
+	var v6, v4 []netip.Addr
+	for i := range 16 { // the 16 /64s of 2001:db8:aa:10::/60
+		v6 = append(v6, netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 0xaa, 0, 0x10 + byte(i), 15: 1}))
+	}
+	for i := range 256 { // every address of 198.51.100.0/24
+		v4 = append(v4, netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}))
+	}
+	return []attackScenario{
+		{"16 /64s of one IPv6 /60", v6},
+		{"256 addresses of one IPv4 /24", v4},
+	}
+}
+
+// realUser is the i-th real user's fresh address, each in a block of its
+// own, IPv6 and IPv4 in turn.
+func realUser(i int) netip.Addr {
+	if i%2 == 0 {
+		return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0x10, byte(i), 15: 7})
+	}
+	return netip.AddrFrom4([4]byte{203, byte(i), 113, 7})
+}
+
+// The attack at the default limits, on the limiter's own clock:
+// one block sends a junk callback from every one of its addresses every
+// 50 ms for 24 s, while real users arrive from other blocks. Before,
+// 16 /64s spent the overall budget at once and 8 of 8 real users got 429.
+func TestOneBlockCannotSpendTheOverallLoginBudget(t *testing.T) {
+	const (
+		attackFor = 24 * time.Second
+		step      = 50 * time.Millisecond
+		users     = 40
+	)
+	for _, sc := range attackScenarios() {
+		t.Run(sc.name, func(t *testing.T) {
+			var e exchangeLimiter
+			start := time.Now()
+			junk, attackExchanges, admitted := 0, 0, 0
+			nextUser := 0
+			for at := time.Duration(0); at < attackFor; at += step {
+				now := start.Add(at)
+				for _, a := range sc.attacker {
+					junk++
+					if ok, _ := e.allow(a, nil, now); ok {
+						attackExchanges++
+						e.failed(a, nil, now) // Spotify: invalid_grant
+					}
+				}
+				if nextUser < users && at >= time.Duration(nextUser)*attackFor/users {
+					if ok, wait := e.allow(realUser(nextUser), nil, now); ok {
+						admitted++
+					} else {
+						t.Errorf("real user %d (%s) at %s: refused, Retry-After %s", nextUser, realUser(nextUser), at, wait)
+					}
+					nextUser++
+				}
+			}
+			t.Logf("%d junk callbacks in %s from %d addresses: %d reached Spotify; real users admitted during the attack: %d of %d",
+				junk, attackFor, len(sc.attacker), attackExchanges, admitted, users)
+			// The block's share: 2×20 at once and 40 a minute, each junk
+			// code costing failedExchangeWeight.
+			if limit := (40 + 40*int(attackFor/time.Second)/60) / failedExchangeWeight; attackExchanges > limit+1 {
+				t.Errorf("the attacking block got %d exchanges, want at most its share, %d", attackExchanges, limit+1)
+			}
+			if admitted != users {
+				t.Errorf("%d of %d real users admitted", admitted, users)
+			}
+		})
+	}
+}
+
+// Memory and work per new address are bounded: 100,000 addresses, each
+// in a block of its own at every level (the worst case), fill each table
+// to its bound and no further, and a new address is still admitted
+// (before, 10,000 addresses in a minute refused every new one for 60 s).
+func TestTheLoginLimiterStaysBoundedFor100000Addresses(t *testing.T) {
+	const addresses = 100_000
+	cfg := &LoginRateLimit{PerClient: 20, Overall: 10 * addresses}
+	now := time.Now()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	e := new(exchangeLimiter)
+	for i := range addresses {
+		var v6 [16]byte
+		binary.BigEndian.PutUint32(v6[:], 0x20010db8)
+		binary.BigEndian.PutUint32(v6[4:], uint32(i)<<16) // a /48 of its own
+		if ok, _ := e.allow(netip.AddrFrom16(v6), cfg, now); !ok {
+			t.Fatalf("IPv6 address %d refused", i)
+		}
+		var v4 [4]byte
+		binary.BigEndian.PutUint32(v4[:], 0x40000001+uint32(i)<<8) // a /24 of its own
+		if ok, _ := e.allow(netip.AddrFrom4(v4), cfg, now); !ok {
+			t.Fatalf("IPv4 address %d refused", i)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	entries := 0
+	for _, tb := range append(e.v4[:], e.v6[:]...) {
+		if tb.len() > maxBlocksPerLevel || len(tb.slots) > maxBlocksPerLevel {
+			t.Fatalf("a table holds %d blocks in %d slots, want at most %d", tb.len(), len(tb.slots), maxBlocksPerLevel)
+		}
+		entries += tb.len()
+	}
+	heap := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d IPv6 and %d IPv4 addresses, each a new block at every level: %d buckets in %d tables, %.1f MiB of heap (%d bytes a bucket)",
+		addresses, addresses, entries, len(e.v4)+len(e.v6), float64(heap)/(1<<20), heap/int64(max(entries, 1)))
+	runtime.KeepAlive(e)
+}
+
+// BenchmarkLoginLimiterNewAddress is the work of a callback from an
+// address never seen, with every table full: one lookup, insert and
+// eviction per level.
+func BenchmarkLoginLimiterNewAddress(b *testing.B) {
+	cfg := &LoginRateLimit{PerClient: 20, Overall: 1 << 30}
+	e := new(exchangeLimiter)
+	now := time.Now()
+	addr := func(i int) netip.Addr {
+		var v6 [16]byte
+		binary.BigEndian.PutUint64(v6[:], 0x20010db8_00000000|uint64(uint32(i))<<16)
+		return netip.AddrFrom16(v6)
+	}
+	for i := range maxBlocksPerLevel {
+		e.allow(addr(i), cfg, now)
+	}
+	b.ReportAllocs()
+	i := maxBlocksPerLevel
+	for b.Loop() {
+		e.allow(addr(i), cfg, now)
+		i++
 	}
 }
