@@ -404,3 +404,41 @@ func BenchmarkLoginLimiterNewAddress(b *testing.B) {
 		i++
 	}
 }
+
+// A working login costs its client one exchange; a code Spotify refuses
+// costs failedExchangeWeight, so a junk loop gets a quarter of what real
+// logins from the same address would.
+func TestARefusedCodeCostsItsBlocksMoreThanAWorkingLogin(t *testing.T) {
+	cfg := &LoginRateLimit{PerClient: failedExchangeWeight, Overall: 100}
+	now := time.Now()
+	addr := netip.MustParseAddr("192.0.2.1")
+
+	var working exchangeLimiter
+	for i := range failedExchangeWeight {
+		if ok, _ := working.allow(addr, cfg, now); !ok {
+			t.Fatalf("working login %d of %d refused", i+1, failedExchangeWeight)
+		}
+	}
+
+	var junk exchangeLimiter
+	if ok, _ := junk.allow(addr, cfg, now); !ok {
+		t.Fatal("the first exchange was refused")
+	}
+	junk.failed(addr, cfg, now)
+	ok, wait := junk.allow(addr, cfg, now)
+	if ok {
+		t.Fatal("an exchange was admitted right after a refused code had used up the budget")
+	}
+	// The debt is paid off at per_client a minute: one exchange's worth
+	// after a quarter of a minute.
+	if wait != 15*time.Second {
+		t.Errorf("Retry-After %s after one refused code, want 15s", wait)
+	}
+	if ok, _ := junk.allow(addr, cfg, now.Add(wait)); !ok {
+		t.Error("still refused after the wait it gave")
+	}
+	// Another /24 is untouched.
+	if ok, _ := junk.allow(netip.MustParseAddr("192.0.3.1"), cfg, now); !ok {
+		t.Error("another block paid for the refused code")
+	}
+}
