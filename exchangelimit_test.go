@@ -442,3 +442,40 @@ func TestARefusedCodeCostsItsBlocksMoreThanAWorkingLogin(t *testing.T) {
 		t.Error("another block paid for the refused code")
 	}
 }
+
+// Spotify's 429 back-off refuses a callback before its state is spent
+// too: the same callback completes the login once the back-off is over.
+func TestACallbackDuringSpotifysBackOffLeavesItsLoginToRetry(t *testing.T) {
+	hs := newHarness(t)
+	user := newBrowser(t)
+	callback, err := hs.fake.Approve(hs.startLogin(user, "/app/x"), spotifytest.DefaultUserID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs.fake.InjectFault(spotifytest.EndpointToken, spotifytest.Fault{Status: http.StatusTooManyRequests, RetryAfter: "600", Times: 1})
+	if resp := hs.junkCallback(t); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("junk callback meeting a 429: %d, want 503", resp.StatusCode)
+	}
+	exchanges := hs.fake.Counts().CodeExchanges
+	resp, body := hs.get(user, callback)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("callback during the back-off: %d, Retry-After %q, want 503 with one", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	for _, c := range resp.Cookies() {
+		if strings.Contains(c.Name, "_state_") {
+			t.Fatalf("the refused callback touched the login state cookie: %s max-age %d", c.Name, c.MaxAge)
+		}
+	}
+	if u, _ := url.Parse(callback); !strings.Contains(body, u.Path+"?") {
+		t.Errorf("the 503 page's retry link is not the callback itself:\n%s", body)
+	}
+	retryAfterPassed(t, hs.h)
+	hs.h.shared.exchanges.backoffUntil.Store(0) // the logins' own back-off
+	resp, body = hs.get(user, callback)
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/app/x" {
+		t.Fatalf("the same callback after the back-off: %d to %q: %s", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+	if n := hs.fake.Counts().CodeExchanges - exchanges; n != 1 {
+		t.Fatalf("%d code exchanges for the user's login, want 1 (none during the back-off)", n)
+	}
+}

@@ -200,16 +200,23 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 	h.afterLogin(w, r, &ls, &sess)
 }
 
-// admitCallback checks the callback's state and code, then the login
-// limiter, and only then uses the state up: a callback the limiter
-// refuses (429) leaves its login to be completed once Retry-After has
-// passed. It answers itself and returns false if the login stops here.
+// admitCallback checks the callback's state and code, then Spotify's
+// back-off and the login limiter, and only then uses the state up: a
+// callback refused for now (503, 429) leaves its login to be completed
+// once Retry-After has passed. It answers itself and returns false if the
+// login stops here.
 func (h *Handler) admitCallback(w http.ResponseWriter, r *http.Request, q url.Values, now time.Time) (loginState, bool) {
 	ls, err := h.openState(w, r, q.Get("state"), now)
 	if err == nil {
 		if code := q.Get("code"); code == "" || len(code) > maxCodeLen {
 			h.spendState(w, r, &ls, now)
 			h.refuseLogin(w, r, &authError{Kind: kindBadRequest, Message: "The login callback carries no valid code."}, ls.ReturnTo)
+			return ls, false
+		}
+		if err := h.loginBackoff(r.Context(), now); err != nil {
+			ae := asAuthError(err)
+			h.metrics.loginFailures.WithLabelValues(ae.Kind.String()).Inc()
+			h.fail(w, r, ae, r.URL.RequestURI()) // retry this very callback
 			return ls, false
 		}
 		if !h.admitExchange(w, r, now) {
@@ -272,14 +279,17 @@ func (h *Handler) refuseLogin(w http.ResponseWriter, r *http.Request, ae *authEr
 	h.fail(w, r, ae, loginURL(returnTo))
 }
 
+// loginBackoff fails fast while Spotify has asked this app, or its
+// logins, to wait.
+func (h *Handler) loginBackoff(ctx context.Context, now time.Time) error {
+	if err := h.checkBackoff(ctx, now); err != nil {
+		return err
+	}
+	return h.shared.exchanges.checkBackoff(now)
+}
+
 // completeLogin exchanges the code and learns who the user is.
 func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState, now time.Time) (session, error) {
-	if err := h.checkBackoff(ctx, now); err != nil {
-		return session{}, err
-	}
-	if err := h.shared.exchanges.checkBackoff(now); err != nil {
-		return session{}, err
-	}
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, h.httpClient)
 	tok, err := h.oauth.Exchange(ctx, code,
 		oauth2.VerifierOption(ls.Verifier),
