@@ -649,6 +649,22 @@ func retryAfterPassed(t *testing.T, h *Handler) {
 	}
 }
 
+// loginLimitWaited stands for d having passed for the login limiter's
+// per-block buckets (not its overall budget): each refills as if its last
+// use were d earlier.
+func loginLimitWaited(h *Handler, d time.Duration) {
+	e := &h.shared.exchanges
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, tables := range [][]blockTable{e.v4[:], e.v6[:]} {
+		for i := range tables {
+			for j := range tables[i].slots {
+				tables[i].slots[j].b.last -= int64(d)
+			}
+		}
+	}
+}
+
 // ---- Metrics ----
 
 func (hs *harness) metric(name string, labels ...string) float64 {
@@ -904,6 +920,8 @@ func (d *discardWriter) WriteHeader(int)             {}
 // ---- Views of internals only tests need ----
 
 func (f *fifoMap[V]) len() int { return len(f.entries) }
+
+func (t *blockTable) len() int { return len(t.index) }
 
 func (s *sharedState) usedStateCount() int {
 	s.mu.Lock()

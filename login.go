@@ -175,25 +175,16 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 		h.loginNotApproved(w, r, e, q.Get("state"), now)
 		return
 	}
-	ls, err := h.consumeState(w, r, q.Get("state"), now)
-	if err != nil {
-		h.logger.Info("login callback refused", zap.String("reason", err.Error()))
-		h.refuseLogin(w, r, &authError{Kind: kindStateInvalid, Message: "This login link is invalid, was already used, has expired, or was started in another browser."}, "/")
+	ls, ok := h.admitCallback(w, r, q, now)
+	if !ok {
 		return
 	}
-	code := q.Get("code")
-	if code == "" || len(code) > maxCodeLen {
-		h.refuseLogin(w, r, &authError{Kind: kindBadRequest, Message: "The login callback carries no valid code."}, ls.ReturnTo)
-		return
-	}
-	if !h.admitExchange(w, r, ls.ReturnTo, now) {
-		return
-	}
-	sess, err := h.completeLogin(r.Context(), code, ls, now)
+	sess, err := h.completeLogin(r.Context(), q.Get("code"), ls, now)
 	if err != nil {
 		ae := asAuthError(err)
 		if ae.Kind == kindRefreshRevoked {
-			ae.Kind = kindLoginRejected // invalid_grant on a code: expired or already used
+			ae.Kind = kindLoginRejected // invalid_grant on a code: expired, already used or made up
+			h.exchangeFailed(r, now)
 		}
 		h.logLoginFailure(ae)
 		h.refuseLogin(w, r, ae, ls.ReturnTo)
@@ -207,6 +198,40 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 	h.metrics.logins.Inc()
 	h.logger.Info("login", zap.String("user_id", sess.UserID), zap.String("scopes", sess.Scopes))
 	h.afterLogin(w, r, &ls, &sess)
+}
+
+// admitCallback checks the callback's state and code, then Spotify's
+// back-off and the login limiter, and only then uses the state up: a
+// callback refused for now (503, 429) leaves its login to be completed
+// once Retry-After has passed. It answers itself and returns false if the
+// login stops here.
+func (h *Handler) admitCallback(w http.ResponseWriter, r *http.Request, q url.Values, now time.Time) (loginState, bool) {
+	ls, err := h.openState(w, r, q.Get("state"), now)
+	if err == nil {
+		if code := q.Get("code"); code == "" || len(code) > maxCodeLen {
+			h.spendState(w, r, &ls, now)
+			h.refuseLogin(w, r, &authError{Kind: kindBadRequest, Message: "The login callback carries no valid code."}, ls.ReturnTo)
+			return ls, false
+		}
+		if err := h.loginBackoff(r.Context(), now); err != nil {
+			ae := asAuthError(err)
+			h.metrics.loginFailures.WithLabelValues(ae.Kind.String()).Inc()
+			h.fail(w, r, ae, r.URL.RequestURI()) // retry this very callback
+			return ls, false
+		}
+		if !h.admitExchange(w, r, now) {
+			return ls, false
+		}
+		if !h.spendState(w, r, &ls, now) {
+			err = errors.New("state already used")
+		}
+	}
+	if err != nil {
+		h.logger.Info("login callback refused", zap.String("reason", err.Error()))
+		h.refuseLogin(w, r, &authError{Kind: kindStateInvalid, Message: "This login link is invalid, was already used, has expired, or was started in another browser."}, "/")
+		return ls, false
+	}
+	return ls, true
 }
 
 // loginNotApproved answers a callback that carries Spotify's error
@@ -292,14 +317,17 @@ func switchAccountURL(returnTo string) string {
 	return loginURL(returnTo) + "&switch=1"
 }
 
+// loginBackoff fails fast while Spotify has asked this app, or its
+// logins, to wait.
+func (h *Handler) loginBackoff(ctx context.Context, now time.Time) error {
+	if err := h.checkBackoff(ctx, now); err != nil {
+		return err
+	}
+	return h.shared.exchanges.checkBackoff(now)
+}
+
 // completeLogin exchanges the code and learns who the user is.
 func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState, now time.Time) (session, error) {
-	if err := h.checkBackoff(ctx, now); err != nil {
-		return session{}, err
-	}
-	if err := h.shared.exchanges.checkBackoff(now); err != nil {
-		return session{}, err
-	}
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, h.httpClient)
 	tok, err := h.oauth.Exchange(ctx, code,
 		oauth2.VerifierOption(ls.Verifier),
@@ -353,8 +381,19 @@ func (h *Handler) noteLoginPause(ctx context.Context, err error) {
 }
 
 // consumeState checks the callback's state against this browser's login
-// cookie, and uses it up: the cookie is expired and the state remembered.
+// cookie, and uses it up.
 func (h *Handler) consumeState(w http.ResponseWriter, r *http.Request, state string, now time.Time) (loginState, error) {
+	ls, err := h.openState(w, r, state, now)
+	if err == nil && !h.spendState(w, r, &ls, now) {
+		err = errors.New("state already used")
+	}
+	return ls, err
+}
+
+// openState checks the callback's state against this browser's login
+// cookie without using it up (see spendState). A cookie that fails a
+// check is expired.
+func (h *Handler) openState(w http.ResponseWriter, r *http.Request, state string, now time.Time) (loginState, error) {
 	var ls loginState
 	if state == "" {
 		return ls, errors.New("missing state")
@@ -368,7 +407,21 @@ func (h *Handler) consumeState(w http.ResponseWriter, r *http.Request, state str
 	if !ok {
 		return ls, errors.New("no login in progress in this browser for this state")
 	}
-	http.SetCookie(w, h.stateCookie(r, name, "", -1))
+	ls, err := h.readState(name, raw, state, now)
+	if err == nil && h.shared.stateUsed(id, now) {
+		err = errors.New("state already used")
+	}
+	if err != nil {
+		http.SetCookie(w, h.stateCookie(r, name, "", -1))
+		return ls, err
+	}
+	ls.ReturnTo = safeReturnPath(ls.ReturnTo)
+	return ls, nil
+}
+
+// readState opens the state cookie called name and checks it holds state.
+func (h *Handler) readState(name, raw, state string, now time.Time) (loginState, error) {
+	var ls loginState
 	if len(raw) > maxStateCookieLen {
 		return ls, errors.New("login cookie is oversized")
 	}
@@ -385,11 +438,16 @@ func (h *Handler) consumeState(w http.ResponseWriter, r *http.Request, state str
 	if now.Sub(time.Unix(ls.Created, 0)) > stateLifetime {
 		return ls, errors.New("login took too long")
 	}
-	if !h.shared.useState(id, now) {
-		return ls, errors.New("state already used")
-	}
-	ls.ReturnTo = safeReturnPath(ls.ReturnTo)
 	return ls, nil
+}
+
+// spendState uses an opened login state up: its cookie is expired and the
+// state remembered, so a replay is refused even if the browser kept the
+// cookie. False: another callback spent it first.
+func (h *Handler) spendState(w http.ResponseWriter, r *http.Request, ls *loginState, now time.Time) bool {
+	id := stateID(ls.State)
+	http.SetCookie(w, h.stateCookie(r, h.cookies.state(r, id), "", -1))
+	return h.shared.useState(id, now)
 }
 
 // oauthErrorCode passes on an OAuth error code only if it looks like one

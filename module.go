@@ -171,8 +171,9 @@ type Handler struct {
 	TokenEndpoint bool `json:"token_endpoint,omitempty"`
 
 	// Bounds the code exchanges (one Spotify token call each) that login
-	// callbacks may cause, per client address and overall, so strangers
-	// cannot spend the app's Spotify rate limit. Default 20 per client and
+	// callbacks may cause, per client address, per address block and
+	// overall, so strangers cannot spend the app's Spotify rate limit and
+	// one network cannot lock everyone else out. Default 20 per client and
 	// 300 overall per minute.
 	LoginRateLimit *LoginRateLimit `json:"login_rate_limit,omitempty"`
 

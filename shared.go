@@ -105,6 +105,14 @@ func (s *sharedState) useState(key string, now time.Time) bool {
 	return true
 }
 
+// stateUsed reports whether a state was used, without using it.
+func (s *sharedState) stateUsed(key string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, used := s.usedState.get(key, now)
+	return used
+}
+
 // backoff returns how long calls to Spotify must still wait, if at all.
 func (s *sharedState) backoff(now time.Time) time.Duration {
 	return time.Duration(s.backoffUntil.Load() - now.UnixNano())
