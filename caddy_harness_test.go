@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"strings"
@@ -56,6 +57,18 @@ func caddyBrowser(tc *caddytest.Tester) *http.Client {
 	c := *tc.Client
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &c
+}
+
+// freshBrowser is caddyBrowser with a cookie jar of its own.
+func freshBrowser(t *testing.T, tc *caddytest.Tester) *http.Client {
+	t.Helper()
+	c := caddyBrowser(tc)
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Jar = jar
+	return c
 }
 
 func navigate(t *testing.T, c *http.Client, rawURL string) (*http.Response, string) {

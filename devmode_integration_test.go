@@ -5,7 +5,6 @@ import (
 	"html"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -74,19 +73,6 @@ func callbackFor(t *testing.T, c *http.Client, fake *spotifytest.Server, path, u
 		t.Fatal(err)
 	}
 	return callback
-}
-
-// freshBrowser is a browser of its own: caddyBrowser's copies share the
-// tester's cookie jar.
-func freshBrowser(t *testing.T, tc *caddytest.Tester) *http.Client {
-	t.Helper()
-	c := caddyBrowser(tc)
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Jar = jar
-	return c
 }
 
 var hrefRE = regexp.MustCompile(`href="([^"]*)"`)

@@ -3,7 +3,6 @@ package spotifyauth_test
 import (
 	"fmt"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"testing"
 
@@ -119,15 +118,4 @@ func fromAddress(t *testing.T, c *http.Client, rawURL, addr string) (*http.Respo
 	req.Header.Set("Accept", "text/html")
 	req.Header.Set("X-Forwarded-For", addr)
 	return testkit.Do(t, c, req)
-}
-
-// freshBrowser is the tester's client with a cookie jar of its own.
-func freshBrowser(t *testing.T, tc *caddytest.Tester) *http.Client {
-	c := caddyBrowser(tc)
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Jar = jar
-	return c
 }
