@@ -82,8 +82,7 @@ func TestRefreshAfterRefreshThroughCaddy(t *testing.T) {
 				for _, p := range procs {
 					p.waitReady(t)
 				}
-				jar, _ := cookiejar.New(nil) // cookies ignore ports: the instances are one site
-				browser := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+				browser := processBrowser(t)
 				fake.SetAccessTokenLifetime(lifetime)
 				multiLogin(t, browser, fake, procs[0])
 
@@ -162,8 +161,7 @@ func TestUpstreamRejectionsRefreshOnceEveryFewMinutesWithRotation(t *testing.T) 
 			for _, p := range procs {
 				p.waitReady(t)
 			}
-			jar, _ := cookiejar.New(nil)
-			browser := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			browser := processBrowser(t)
 			multiLogin(t, browser, fake, procs[0])
 			fake.ResetCounts()
 			for i := range 50 {
@@ -213,4 +211,15 @@ func TestSessionsLongerThanSpotifysGrantsWarn(t *testing.T) {
 			t.Errorf("session_lifetime %s (app mode %v): warned %v, want %v", tc.lifetime, tc.appMode, got, tc.warn)
 		}
 	}
+}
+
+// processBrowser is a browser for Caddy processes: cookies ignore ports,
+// so instances on one host are one site to it; redirects are left to the
+// test. Its own transport: parallel tests closing the default
+// transport's idle connections must not break its requests.
+func processBrowser(t *testing.T) *http.Client {
+	jar, _ := cookiejar.New(nil)
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Jar: jar, Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
