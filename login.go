@@ -295,6 +295,7 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 		// (RFC 6749 section 5.1).
 		Scopes:      grantedScopes(tok, ls.Scopes),
 		UserID:      prof.ID,
+		AccountID:   h.accountID(prof),
 		DisplayName: profileText(prof.DisplayName, maxDisplayNameLen),
 		Email:       profileText(prof.Email, maxEmailLen),
 		Product:     profileWord(prof.Product, maxProductLen),

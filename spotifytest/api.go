@@ -188,6 +188,9 @@ func (s *Server) serveMe(w http.ResponseWriter, _ *http.Request, at *accessToken
 	if u.DisplayName != "" {
 		me["display_name"] = u.DisplayName
 	}
+	if u.AccountID != "" {
+		me["account_id"] = u.AccountID
+	}
 	if slices.Contains(at.scopes, "user-read-email") && u.Email != "" {
 		me["email"] = u.Email
 	}

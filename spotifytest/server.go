@@ -80,6 +80,10 @@ type User struct {
 	Email       string // in /v1/me only with scope user-read-email
 	Country     string // in /v1/me only with scope user-read-private
 	Product     string // "premium" or "free"; in /v1/me only with scope user-read-private
+	// AccountID is the account_id of /v1/me (public, immutable,
+	// pseudonymous; Spotify recommends it over ID for linking accounts).
+	// "" leaves it out.
+	AccountID string
 	// GrantScopes, if non-nil, caps what this user grants: the granted
 	// scopes are the requested ones that are also in GrantScopes. A non-nil
 	// empty slice grants nothing.
