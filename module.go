@@ -332,6 +332,7 @@ func (h *Handler) provisionRequestSettings(ctx caddy.Context) error {
 	}
 	h.leeway = int64(time.Duration(h.RefreshLeeway) / time.Second)
 	h.rules = h.newAccessRules()
+	h.notePartnerScopes()
 	h.userHeaders = h.UserHeaders == nil || *h.UserHeaders
 	h.appMode = h.Mode == modeApp
 	h.tokenHeader = http.CanonicalHeaderKey(h.TokenHeader)
