@@ -86,7 +86,7 @@ const (
 // says who they are logged in as, with a way out. No redirect, so no loop.
 func (h *Handler) deny(w http.ResponseWriter, r *http.Request, s *session) {
 	h.metrics.answered(http.StatusForbidden)
-	h.logger.Info("access denied by rules", zap.String("user_id", s.UserID))
+	h.logger.Info("access denied by rules", zap.String("user_id", s.UserID), zap.String("account_id", s.AccountID))
 	if h.handOff(w, r, http.StatusForbidden, "this Spotify account is not allowed here") {
 		return
 	}

@@ -65,6 +65,8 @@ func TestAllowUsersMatchesAUsersIDOrAccountID(t *testing.T) {
 	hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) {
 		h.AllowUsers = []string{"alice", "acc-of-bob"}
 	})
+	core, logs := observer.New(zap.InfoLevel)
+	hs.h.logger = zap.New(core)
 	for _, u := range []spotifytest.User{
 		{ID: "alice", AccountID: "acc-of-alice"},
 		{ID: "bob", AccountID: "acc-of-bob"},
@@ -88,6 +90,11 @@ func TestAllowUsersMatchesAUsersIDOrAccountID(t *testing.T) {
 		if resp, _ := hs.get(c, "/app/"); resp.StatusCode != want {
 			t.Errorf("%s against allow_users alice acc-of-bob: %d, want %d", id, resp.StatusCode, want)
 		}
+	}
+	// The operator finds what to list in the log of a refusal.
+	denied := logs.FilterMessage("access denied by rules").FilterField(zap.String("user_id", "carol")).All()
+	if len(denied) != 1 || denied[0].ContextMap()["account_id"] != "acc-of-carol" {
+		t.Errorf("the refusal's log line does not name the account id: %v", denied)
 	}
 }
 

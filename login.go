@@ -205,7 +205,7 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.metrics.logins.Inc()
-	h.logger.Info("login", zap.String("user_id", sess.UserID), zap.String("scopes", sess.Scopes))
+	h.logger.Info("login", zap.String("user_id", sess.UserID), zap.String("account_id", sess.AccountID), zap.String("scopes", sess.Scopes))
 	h.afterLogin(w, r, &ls, &sess)
 }
 
