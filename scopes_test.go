@@ -11,7 +11,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 )
 
-// Spotify's scopes as of late 2026 (../shared/SPOTIFY.md, "Scopes"),
+// Spotify's scopes as of late 2026 (its Web API scope documentation),
 // written out again so a change to the accepted list is deliberate.
 var (
 	documentedUserScopes = []string{

@@ -141,7 +141,7 @@ func checkNotNegative(option string, d caddy.Duration) error {
 	return nil
 }
 
-// Spotify's scopes (../shared/SPOTIFY.md, "Scopes"). Anything else makes
+// Spotify's scopes as its Web API documents them in 2026. Anything else makes
 // Spotify show its own "Illegal scope" page at /authorize, with no way
 // back to the site (new development-mode apps refuse the whole request),
 // so it is a config error.
