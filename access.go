@@ -42,8 +42,12 @@ func (h *Handler) newAccessRules() accessRules {
 
 // allows compares case-insensitively in ASCII only. Unicode case folding
 // would let look-alikes in: the Kelvin sign K (U+212A) lowercases to "k".
+// allow_users takes a user's id or account_id: Spotify recommends the
+// latter for linking accounts, and both are Spotify's, never the user's
+// choice today (only accounts made long ago chose their id).
 func (a *accessRules) allows(s *session) bool {
-	return (len(a.users) == 0 || slices.Contains(a.users, s.UserID)) &&
+	return (len(a.users) == 0 || slices.Contains(a.users, s.UserID) ||
+		s.AccountID != "" && slices.Contains(a.users, s.AccountID)) &&
 		(len(a.emails) == 0 || s.Email != "" && slices.Contains(a.emails, asciiLower(s.Email))) &&
 		(len(a.products) == 0 || slices.Contains(a.products, asciiLower(s.Product))) &&
 		(len(a.countries) == 0 || slices.Contains(a.countries, asciiUpper(s.Country)))
@@ -140,7 +144,7 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, s *session) {
 		h.denyUnshared(w, r, s, rule, field)
 		return
 	}
-	h.logger.Info("access denied by rules", zap.String("user_id", s.UserID))
+	h.logger.Info("access denied by rules", zap.String("user_id", s.UserID), zap.String("account_id", s.AccountID))
 	if h.handOff(w, r, http.StatusForbidden, "this Spotify account is not allowed here") {
 		return
 	}
@@ -293,6 +297,7 @@ func (p *placeholders) get(key string) (any, bool) {
 // their name.
 var sessionPlaceholders = map[string]func(s *session) any{
 	"user.id":           func(s *session) any { return s.UserID },
+	"user.account_id":   func(s *session) any { return s.AccountID },
 	"user.display_name": func(s *session) any { return s.DisplayName },
 	"user.email":        func(s *session) any { return s.Email },
 	"user.product":      func(s *session) any { return s.Product },

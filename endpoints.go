@@ -153,6 +153,7 @@ func requestOrigin(r *http.Request) string {
 // userinfo is what /oauth2/spotify/userinfo tells: who, never tokens.
 type userinfo struct {
 	ID          string   `json:"id"`
+	AccountID   string   `json:"account_id,omitempty"`
 	DisplayName string   `json:"display_name,omitempty"`
 	Email       string   `json:"email,omitempty"`
 	Product     string   `json:"product,omitempty"`
@@ -175,7 +176,7 @@ func (h *Handler) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, userinfo{
-		ID: s.UserID, DisplayName: s.DisplayName, Email: s.Email, Product: s.Product, Country: s.Country,
+		ID: s.UserID, AccountID: s.AccountID, DisplayName: s.DisplayName, Email: s.Email, Product: s.Product, Country: s.Country,
 		Scopes:      strings.Fields(s.Scopes),
 		ExpiresAt:   time.Unix(s.TokenExpires, 0).UTC().Format(time.RFC3339),
 		SessionEnds: time.Unix(s.Expires, 0).UTC().Format(time.RFC3339),

@@ -108,7 +108,7 @@ func (h *Handler) passUpstream(r *http.Request, s *session) {
 	if h.userHeaders {
 		// Sessions made before profile fields were cleaned at login may
 		// still hold control characters: headerSafe encodes those.
-		vals[2], vals[3], vals[4], vals[5], vals[6] = headerSafe(s.UserID), up.name, up.email, headerSafe(s.Product), headerSafe(s.Scopes)
+		vals[2], vals[3], vals[4], vals[5], vals[6], vals[7] = headerSafe(s.UserID), headerSafe(s.AccountID), up.name, up.email, headerSafe(s.Product), headerSafe(s.Scopes)
 		for i, name := range userHeaderNames {
 			if v := vals[2+i]; v != "" {
 				r.Header[name] = vals[2+i : 3+i : 3+i]
@@ -122,7 +122,7 @@ func (h *Handler) passUpstream(r *http.Request, s *session) {
 
 // userHeaderNames are the identity headers, in the order passUpstream
 // fills them. All match the X-Spotify- prefix that is always stripped.
-var userHeaderNames = [...]string{"X-Spotify-User-Id", "X-Spotify-User-Name", "X-Spotify-User-Email", "X-Spotify-Product", "X-Spotify-Scopes"}
+var userHeaderNames = [...]string{"X-Spotify-User-Id", "X-Spotify-Account-Id", "X-Spotify-User-Name", "X-Spotify-User-Email", "X-Spotify-Product", "X-Spotify-Scopes"}
 
 // challenge answers a request that has no session: browsers are sent to
 // log in, everything else gets 401 with the login URL.

@@ -523,7 +523,7 @@ func sampleSession() session {
 	return session{
 		Created: 1700000000, Expires: 1800000000, TokenExpires: 1700003600,
 		AccessToken: "BQC-access", RefreshToken: "AQD-refresh",
-		Scopes: "user-read-email user-top-read", UserID: "alice",
+		Scopes: "user-read-email user-top-read", UserID: "alice", AccountID: "4Nq7aLiCe0aCc0uNt1d2x3",
 		DisplayName: "Alice Åström 🎧", Email: "alice@example.com", Product: "premium", Country: "SE",
 	}
 }

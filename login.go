@@ -196,7 +196,7 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.metrics.logins.Inc()
-	h.logger.Info("login", zap.String("user_id", sess.UserID), zap.String("scopes", sess.Scopes))
+	h.logger.Info("login", zap.String("user_id", sess.UserID), zap.String("account_id", sess.AccountID), zap.String("scopes", sess.Scopes))
 	h.afterLogin(w, r, &ls, &sess)
 }
 
@@ -361,6 +361,7 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 		// (RFC 6749 section 5.1).
 		Scopes:      grantedScopes(tok, ls.Scopes),
 		UserID:      prof.ID,
+		AccountID:   h.accountID(prof),
 		DisplayName: profileText(prof.DisplayName, maxDisplayNameLen),
 		Email:       profileText(prof.Email, maxEmailLen),
 		Product:     profileWord(prof.Product, maxProductLen),

@@ -201,8 +201,10 @@ func TestOverHTTPSTheStateCookieIsHostOnlySoASiblingCannotPlantOne(t *testing.T)
 
 func TestAStateCookieStaysSmallWithEveryScopeAndAnAwkwardReturnPath(t *testing.T) {
 	var all []string
-	for sc := range knownScopes {
-		all = append(all, sc)
+	for _, scopes := range []map[string]bool{userScopes, partnerScopes} {
+		for sc := range scopes {
+			all = append(all, sc)
+		}
 	}
 	hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) {
 		h.Scopes = all

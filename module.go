@@ -139,8 +139,9 @@ type Handler struct {
 	// most 30m (Spotify tokens live an hour).
 	RefreshLeeway caddy.Duration `json:"refresh_leeway,omitempty"`
 
-	// Only these Spotify user ids may pass. Rules of different kinds must
-	// all match; within a kind, any value matches. Empty: anyone.
+	// Only these Spotify users may pass, each given by its user id or its
+	// account_id. Rules of different kinds must all match; within a kind,
+	// any value matches. Empty: anyone.
 	AllowUsers []string `json:"allow_users,omitempty"`
 
 	// Only these emails may pass (compared case-insensitively). Needs the
@@ -160,8 +161,8 @@ type Handler struct {
 	// if it still lacks it, the answer is 403 naming the scope.
 	RequiredScopes []string `json:"required_scopes,omitempty"`
 
-	// Send the identity headers (X-Spotify-User-Id, -User-Name,
-	// -User-Email, -Product, -Scopes) upstream. Default on. Incoming
+	// Send the identity headers (X-Spotify-User-Id, -Account-Id,
+	// -User-Name, -User-Email, -Product, -Scopes) upstream. Default on. Incoming
 	// headers of those names are removed either way.
 	UserHeaders *bool `json:"user_headers,omitempty"`
 
@@ -332,6 +333,7 @@ func (h *Handler) provisionRequestSettings(ctx caddy.Context) error {
 	}
 	h.leeway = int64(time.Duration(h.RefreshLeeway) / time.Second)
 	h.rules = h.newAccessRules()
+	h.notePartnerScopes()
 	h.userHeaders = h.UserHeaders == nil || *h.UserHeaders
 	h.appMode = h.Mode == modeApp
 	h.tokenHeader = http.CanonicalHeaderKey(h.TokenHeader)

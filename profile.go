@@ -3,6 +3,8 @@ package spotifyauth
 import (
 	"strings"
 	"unicode/utf8"
+
+	"go.uber.org/zap"
 )
 
 // Profile fields come from Spotify's /v1/me and reach upstream headers
@@ -37,6 +39,21 @@ func validUserID(id string) bool {
 		}
 	}
 	return true
+}
+
+// accountID is the profile's account_id if it is usable. It is an
+// identifier like id (Spotify recommends it over id for linking accounts),
+// so it reaches the same places and must pass the same check: a header
+// value, and one path segment through {http.auth.user.account_id}. One
+// that fails is dropped, not mended: an altered id would name someone
+// else. The user still logs in; allow_users can still match the id.
+func (h *Handler) accountID(p userProfile) string {
+	if p.AccountID == "" || validUserID(p.AccountID) {
+		return p.AccountID
+	}
+	h.logger.Warn("Spotify sent an account_id this site cannot use (Spotify ids are ASCII letters, digits, '.', '_' "+
+		"and '-'); the session goes without it", zap.String("user_id", p.ID), zap.Int("account_id_length", len(p.AccountID)))
+	return ""
 }
 
 func isAlnum(c byte) bool {

@@ -24,6 +24,7 @@ type session struct {
 	Product      string
 	Country      string
 	Requested    string // space separated scopes asked for, granted or not
+	AccountID    string // /v1/me account_id ("" if Spotify sent none)
 
 	// storeKey is where the session lives with session_store storage
 	// (not marshaled: it is the storage key itself).
@@ -33,18 +34,26 @@ type session struct {
 	up *upstreamValues
 }
 
-const sessionFormat = 2
+// Session formats. Format 3 is format 2 with AccountID appended. A
+// session without an account id is still written as format 2, byte for
+// byte what earlier versions wrote: instances of either version read it
+// during a rolling upgrade, and a cookie session moved to storage keeps
+// its migrationRef (a hash of these bytes).
+const (
+	sessionFormatV2 = 2
+	sessionFormat   = 3
+)
 
 // marshal encodes the session compactly: a format byte, three varints,
 // then length-prefixed strings. Cheaper than JSON in both size and time.
 func (s *session) marshal() []byte {
-	fields := s.stringFields()
+	format, fields := s.formatFields()
 	n := 1 + 3*binary.MaxVarintLen64
 	for _, f := range fields {
 		n += binary.MaxVarintLen64 + len(*f)
 	}
 	b := make([]byte, 0, n)
-	b = append(b, sessionFormat)
+	b = append(b, format)
 	b = binary.AppendVarint(b, s.Created)
 	b = binary.AppendVarint(b, s.Expires)
 	b = binary.AppendVarint(b, s.TokenExpires)
@@ -55,16 +64,37 @@ func (s *session) marshal() []byte {
 	return b
 }
 
-func (s *session) stringFields() [9]*string {
-	return [9]*string{&s.AccessToken, &s.RefreshToken, &s.Scopes, &s.UserID,
-		&s.DisplayName, &s.Email, &s.Product, &s.Country, &s.Requested}
+// stringFields lists the string fields in encoding order; format 2 has
+// all but the last.
+func (s *session) stringFields() [10]*string {
+	return [10]*string{&s.AccessToken, &s.RefreshToken, &s.Scopes, &s.UserID,
+		&s.DisplayName, &s.Email, &s.Product, &s.Country, &s.Requested, &s.AccountID}
+}
+
+// formatFields is the format s is written in and the fields it holds.
+func (s *session) formatFields() (byte, []*string) {
+	all := s.stringFields()
+	if s.AccountID == "" {
+		return sessionFormatV2, all[:len(all)-1]
+	}
+	return sessionFormat, all[:]
 }
 
 var errBadSession = errors.New("malformed session")
 
 func unmarshalSession(b []byte) (session, error) {
 	var s session
-	if len(b) == 0 || b[0] != sessionFormat {
+	if len(b) == 0 {
+		return s, errBadSession
+	}
+	fields := s.stringFields()
+	var decode []*string
+	switch b[0] {
+	case sessionFormatV2:
+		decode = fields[:len(fields)-1]
+	case sessionFormat:
+		decode = fields[:]
+	default:
 		return s, errBadSession
 	}
 	str := string(b[1:])
@@ -77,7 +107,7 @@ func unmarshalSession(b []byte) (session, error) {
 		*p = v
 		pos += n
 	}
-	for _, f := range s.stringFields() {
+	for _, f := range decode {
 		l, n := uvarintFromString(str[pos:])
 		if n <= 0 || l > uint64(len(str)-pos-n) {
 			return s, errBadSession
@@ -86,7 +116,9 @@ func unmarshalSession(b []byte) (session, error) {
 		*f = str[pos : pos+int(l)]
 		pos += int(l)
 	}
-	if pos != len(str) || s.AccessToken == "" || s.UserID == "" {
+	// Format 3 without an account id is not what marshal writes: refused,
+	// so that every accepted session has one encoding.
+	if pos != len(str) || s.AccessToken == "" || s.UserID == "" || b[0] == sessionFormat && s.AccountID == "" {
 		return s, errBadSession
 	}
 	return s, nil

@@ -2,7 +2,9 @@ package spotifyauth
 
 import (
 	"bytes"
+	"encoding/hex"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -25,26 +27,80 @@ func testSealer(t testing.TB, secrets ...string) *seal.Sealer {
 }
 
 func TestSessionRoundTripsThroughItsBinaryEncoding(t *testing.T) {
-	in := sampleSession()
-	out, err := unmarshalSession(in.marshal())
+	for _, accountID := range []string{"4Nq7aLiCe0aCc0uNt1d2x3", ""} {
+		in := sampleSession()
+		in.AccountID = accountID
+		out, err := unmarshalSession(in.marshal())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out != in {
+			t.Fatalf("got %+v, want %+v", out, in)
+		}
+	}
+}
+
+// format2Session is a session as the code before account_id wrote it
+// (testdata/session_format2.txt), and what it holds.
+func format2Session(t testing.TB) ([]byte, session) {
+	t.Helper()
+	raw, err := os.ReadFile("testdata/session_format2.txt")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out != in {
-		t.Fatalf("got %+v, want %+v", out, in)
+	var b []byte
+	for _, line := range strings.Split(string(raw), "\n") {
+		if line != "" && !strings.HasPrefix(line, "#") {
+			if b, err = hex.DecodeString(line); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := sampleSession()
+	want.AccountID = ""
+	want.Expires, want.TokenExpires = 4000000000, 4000000000
+	want.Requested = "user-read-email user-top-read"
+	return b, want
+}
+
+func TestSessionsWrittenBeforeAccountIDStillDecode(t *testing.T) {
+	b, want := format2Session(t)
+	got, err := unmarshalSession(b)
+	if err != nil {
+		t.Fatalf("a format-2 session no longer decodes: %v", err)
+	}
+	if got != want {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	// Written again, it is the same bytes: instances not yet upgraded
+	// read it, and a moved cookie session keeps its migrationRef.
+	if again := got.marshal(); !bytes.Equal(again, b) {
+		t.Fatalf("a session without account id is written as %x, want the format-2 bytes %x", again, b)
+	}
+	got.AccountID = "acc1"
+	if f := got.marshal()[0]; f != sessionFormat {
+		t.Fatalf("a session with an account id is written in format %d, want %d", f, sessionFormat)
 	}
 }
 
 func TestMalformedSessionBytesAreRejected(t *testing.T) {
 	good := (&session{AccessToken: "a", UserID: "u"}).marshal()
+	withAccount := (&session{AccessToken: "a", UserID: "u", AccountID: "acc"}).marshal()
+	// Format 3 with an empty account id: decodable, but not what marshal
+	// writes (that is format 2), so two encodings would mean one session.
+	emptyAccount := append(append([]byte{sessionFormat}, good[1:]...), 0)
 	for name, b := range map[string][]byte{
-		"empty":           nil,
-		"wrong format":    append([]byte{9}, good[1:]...),
-		"truncated":       good[:len(good)-1],
-		"trailing bytes":  append(append([]byte{}, good...), 0),
-		"no access token": (&session{UserID: "u"}).marshal(),
-		"no user":         (&session{AccessToken: "a"}).marshal(),
-		"huge length":     append([]byte{sessionFormat, 0, 0, 0}, 0xff, 0xff, 0xff, 0xff, 0x0f),
+		"empty":                       nil,
+		"wrong format":                append([]byte{9}, good[1:]...),
+		"truncated":                   good[:len(good)-1],
+		"trailing bytes":              append(append([]byte{}, good...), 0),
+		"no access token":             (&session{UserID: "u"}).marshal(),
+		"no user":                     (&session{AccessToken: "a"}).marshal(),
+		"huge length":                 append([]byte{sessionFormat, 0, 0, 0}, 0xff, 0xff, 0xff, 0xff, 0x0f),
+		"format 3 truncated":          withAccount[:len(withAccount)-1],
+		"format 3 without account id": emptyAccount,
+		"format 3 read as format 2":   append([]byte{sessionFormatV2}, withAccount[1:]...),
+		"format 2 read as format 3":   append([]byte{sessionFormat}, good[1:]...),
 	} {
 		if _, err := unmarshalSession(b); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -188,6 +244,8 @@ func FuzzOpenSession(f *testing.F) {
 func FuzzUnmarshalSession(f *testing.F) {
 	good := sampleSession()
 	f.Add(good.marshal())
+	good.AccountID = ""
+	f.Add(good.marshal()) // format 2
 	f.Add([]byte{sessionFormat})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		sess, err := unmarshalSession(b)

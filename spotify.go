@@ -47,6 +47,7 @@ type spotifyClient struct {
 // userProfile is what the handler keeps of /v1/me. Only ID is guaranteed.
 type userProfile struct {
 	ID          string `json:"id"`
+	AccountID   string `json:"account_id"`
 	DisplayName string `json:"display_name"`
 	Email       string `json:"email"`
 	Product     string `json:"product"`

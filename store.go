@@ -19,7 +19,7 @@ const storedSessionPrefix = "spotify_auth/sessions/"
 // A reference is a format byte, a hash naming the user's directory (so
 // logging out everywhere finds all of a user's sessions), and a random id.
 const (
-	refFormat  = 'S' // sessions start with sessionFormat, never this
+	refFormat  = 'S' // sessions start with a session format byte, never this
 	refUserLen = 16
 	refIDLen   = 32
 	refLen     = 1 + refUserLen + refIDLen

@@ -78,6 +78,8 @@ func demoShapeSite(t *testing.T, fake *spotifytest.Server, upstream string, extr
 // header in several spellings, and the plugin's cookies.
 var spoofs = [][2]string{
 	{"X-Spotify-User-Id", "admin"},
+	{"X-Spotify-Account-Id", "admins-account"},
+	{"x_spotify_account_id", "admins-account"},
 	{"x_spotify_user_email", "admin@example.com"},
 	{"X-SPOTIFY-PRODUCT", "premium"},
 	{"X-Spotify-Token-Expires", "2099-01-01T00:00:00Z"},
@@ -183,7 +185,7 @@ func TestNoManagedHeaderOrCookieReachesAnyUpstreamOnAnyPath(t *testing.T) {
 	if v := got.Header.Values("X-Spotify-User-Id"); len(v) != 1 {
 		t.Fatalf("X-Spotify-User-Id: %q", v)
 	}
-	assertNothingManaged(t, "logged in", got, "X-Spotify-User-Id", "X-Spotify-User-Name", "X-Spotify-User-Email",
+	assertNothingManaged(t, "logged in", got, "X-Spotify-User-Id", "X-Spotify-Account-Id", "X-Spotify-User-Name", "X-Spotify-User-Email",
 		"X-Spotify-Product", "X-Spotify-Scopes", "X-Spotify-Token-Expires", "Authorization")
 
 	// The same session cookie sent to an ungated path goes nowhere.

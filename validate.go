@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 )
 
 // Validation, written once. Each option's check is in optionChecks;
@@ -140,19 +141,32 @@ func checkNotNegative(option string, d caddy.Duration) error {
 	return nil
 }
 
-// knownScopes is Spotify's documented scope list.
-var knownScopes = map[string]bool{
-	"ugc-image-upload": true, "user-read-playback-state": true,
-	"user-modify-playback-state": true, "user-read-currently-playing": true,
-	"app-remote-control": true, "streaming": true,
-	"playlist-read-private": true, "playlist-read-collaborative": true,
-	"playlist-modify-private": true, "playlist-modify-public": true,
-	"user-follow-modify": true, "user-follow-read": true,
-	"user-read-playback-position": true, "user-top-read": true,
-	"user-read-recently-played": true, "user-library-modify": true,
-	"user-library-read": true, "user-read-email": true,
-	"user-read-private": true, "user-personalized": true,
-}
+// Spotify's scopes as its Web API documents them in 2026. Anything else makes
+// Spotify show its own "Illegal scope" page at /authorize, with no way
+// back to the site (new development-mode apps refuse the whole request),
+// so it is a config error.
+var (
+	// userScopes are the 19 documented user scopes.
+	userScopes = map[string]bool{
+		"ugc-image-upload": true, "user-read-playback-state": true,
+		"user-modify-playback-state": true, "user-read-currently-playing": true,
+		"app-remote-control": true, "streaming": true,
+		"playlist-read-private": true, "playlist-read-collaborative": true,
+		"playlist-modify-private": true, "playlist-modify-public": true,
+		"user-follow-modify": true, "user-follow-read": true,
+		"user-read-playback-position": true, "user-top-read": true,
+		"user-read-recently-played": true, "user-library-modify": true,
+		"user-library-read": true, "user-read-email": true,
+		"user-read-private": true,
+	}
+	// partnerScopes are Spotify's Open Access scopes: documented, but
+	// granted only to apps Spotify has approved as partners. Accepted,
+	// with a note at startup (notePartnerScopes).
+	partnerScopes = map[string]bool{
+		"user-soa-link": true, "user-soa-unlink": true, "soa-manage-entitlements": true,
+		"soa-manage-partner": true, "soa-create-partner": true,
+	}
+)
 
 func checkCookieName(name string) error {
 	if name != "" && !validCookieName(name) {
@@ -170,11 +184,39 @@ func checkTokenHeader(name string) error {
 
 func checkScopes(option string, scopes []string) error {
 	for _, s := range scopes {
-		if !knownScopes[s] {
-			return fmt.Errorf("%s: unknown Spotify scope %q", option, s)
+		if userScopes[s] || partnerScopes[s] {
+			continue
 		}
+		why := "Spotify would answer the login with its own \"Illegal scope\" page"
+		if s == "user-personalized" {
+			// It appears in Spotify's own clients' grants, so people copy it.
+			why = "it is not a documented scope (only Spotify's own apps get it), and " + why
+		}
+		return fmt.Errorf("%s: unknown Spotify scope %q: %s", option, s, why)
 	}
 	return nil
+}
+
+// notePartnerScopes says at startup that Open Access scopes work only for
+// apps Spotify has made partners: otherwise every login ends on Spotify's
+// error page, and nothing in the config looks wrong.
+func (h *Handler) notePartnerScopes() {
+	for _, opt := range []struct {
+		name   string
+		scopes []string
+	}{{"scopes", h.Scopes}, {"required_scopes", h.RequiredScopes}} {
+		var partner []string
+		for _, s := range opt.scopes {
+			if partnerScopes[s] {
+				partner = append(partner, s)
+			}
+		}
+		if len(partner) > 0 {
+			h.logger.Warn("Spotify grants Open Access scopes only to apps it has approved as partners; "+
+				"without that approval every login ends on Spotify's \"Illegal scope\" page",
+				zap.String("option", opt.name), zap.Strings("partner_scopes", partner))
+		}
+	}
 }
 
 func checkRedirectURI(raw string) error {

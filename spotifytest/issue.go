@@ -141,7 +141,9 @@ type Forwarded struct {
 	// plugin at login: only with the user-read-email and user-read-private
 	// scopes.
 	UserID, DisplayName, Email, Product string
-	Scopes                              []string
+	// AccountID is /v1/me's account_id (X-Spotify-Account-Id).
+	AccountID string
+	Scopes    []string
 	// TokenHeader is the plugin's token_header: "" or "Authorization"
 	// sends "Bearer <token>" in Authorization, any other header the bare
 	// token.
@@ -169,7 +171,7 @@ func (s *Server) ForwardedFor(accessToken string) (f Forwarded, ok bool) {
 		return Forwarded{}, false
 	}
 	u := s.users[at.userID]
-	f = Forwarded{AccessToken: accessToken, Expires: at.expires.Truncate(time.Second), UserID: u.ID, DisplayName: u.DisplayName, Scopes: slices.Clone(at.scopes)}
+	f = Forwarded{AccessToken: accessToken, Expires: at.expires.Truncate(time.Second), UserID: u.ID, AccountID: u.accountID(), DisplayName: u.DisplayName, Scopes: slices.Clone(at.scopes)}
 	if s.developmentMode {
 		return f, true // /v1/me gives neither
 	}
@@ -215,6 +217,7 @@ func (f Forwarded) Apply(r *http.Request) {
 	}
 	for _, h := range [...]struct{ name, value string }{
 		{"X-Spotify-User-Id", f.UserID},
+		{"X-Spotify-Account-Id", f.AccountID},
 		{"X-Spotify-User-Name", EncodeHeaderText(f.DisplayName)},
 		{"X-Spotify-User-Email", headerSafe(f.Email)},
 		{"X-Spotify-Product", f.Product},
