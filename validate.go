@@ -67,6 +67,9 @@ var optionChecks = []optionCheck{
 		}
 		return nil
 	}},
+	{"allow_users", func(h *Handler) error { return checkNoEmptyValue("allow_users", h.AllowUsers) }},
+	{"allow_emails", func(h *Handler) error { return checkNoEmptyValue("allow_emails", h.AllowEmails) }},
+	{"allow_products", func(h *Handler) error { return checkNoEmptyValue("allow_products", h.AllowProducts) }},
 	{"allow_countries", func(h *Handler) error {
 		for _, c := range h.AllowCountries {
 			if len(c) != 2 {
@@ -129,6 +132,16 @@ func (h *Handler) checkCombinations() error {
 	}
 	if h.AuthEndpoint {
 		return errors.New("auth_endpoint needs a logged-in user: it is not available with mode app")
+	}
+	return nil
+}
+
+// checkNoEmptyValue refuses an empty rule value: a field Spotify sent in
+// a form the plugin does not keep (a product with a control character)
+// is dropped at login, and must then match no rule.
+func checkNoEmptyValue(option string, values []string) error {
+	if slices.Contains(values, "") {
+		return fmt.Errorf("%s: an empty value would admit users whose field is missing", option)
 	}
 	return nil
 }
