@@ -3,7 +3,6 @@ package spotifyauth
 import (
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -98,7 +97,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, ae *authError, re
 	if h.handOff(w, r, ans.status, ae.Message) {
 		return
 	}
-	if isNavigation(r) || !answersJSON(r) && (r.URL.Path == h.callbackPath || strings.HasPrefix(r.URL.Path, EndpointPrefix)) {
+	if isNavigation(r) || !answersJSON(r) && h.isEndpointPath(r.URL.Path) {
 		msg := ae.Message
 		if ans.status == http.StatusServiceUnavailable {
 			msg += ". Please try again in a moment."

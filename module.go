@@ -213,22 +213,25 @@ type Handler struct {
 	stopMaintain  context.CancelFunc
 	maintainDone  chan struct{}
 	callbackPath  string
-	redirectURL   *url.URL // nil when derived per request
-	tokenHeader   string   // canonical form
-	headerVar     string   // request variable: the gate set tokenHeader
-	app           string   // appBinding: what keys are derived for
-	errorRoutes   bool     // the site has handle_errors: answers go there
-	invalid       error    // what validate found, reported by Validate
-	leeway        int64    // RefreshLeeway in seconds
-	rules         accessRules
-	userHeaders   bool
-	appMode       bool
-	metrics       *metrics
-	bearer        bool
-	cookies       cookieNames
-	shared        *sharedState
-	sharedKey     string
-	logger        *zap.Logger
+	// callbackEscaped is the callback's path as the browser sends it,
+	// the only spelling it answers at.
+	callbackEscaped string
+	redirectURL     *url.URL // nil when derived per request
+	tokenHeader     string   // canonical form
+	headerVar       string   // request variable: the gate set tokenHeader
+	app             string   // appBinding: what keys are derived for
+	errorRoutes     bool     // the site has handle_errors: answers go there
+	invalid         error    // what validate found, reported by Validate
+	leeway          int64    // RefreshLeeway in seconds
+	rules           accessRules
+	userHeaders     bool
+	appMode         bool
+	metrics         *metrics
+	bearer          bool
+	cookies         cookieNames
+	shared          *sharedState
+	sharedKey       string
+	logger          *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -321,10 +324,10 @@ func (h *Handler) provisionKeys(ctx caddy.Context) error {
 // options, once.
 func (h *Handler) provisionRequestSettings(ctx caddy.Context) error {
 	h.storeSessions = h.SessionStore == sessionStoreStorage
-	h.callbackPath = DefaultCallbackPath
+	h.callbackPath, h.callbackEscaped = DefaultCallbackPath, DefaultCallbackPath
 	if h.RedirectURI != "" {
 		u, _ := url.Parse(h.RedirectURI) // validated
-		h.callbackPath = u.Path
+		h.callbackPath, h.callbackEscaped = u.Path, u.EscapedPath()
 		if u.IsAbs() {
 			h.redirectURL = u
 		}
