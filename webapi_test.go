@@ -457,3 +457,38 @@ func newJarClient() *http.Client {
 	jar, _ := cookiejar.New(nil)
 	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
+
+// TestWebAPIEndsAStoredSessionAtOnceOnLogout: with session_store
+// storage, the web_api route's gate keeps stored sessions it read for a
+// moment, as the site's gate does. A logout served by the site's gate
+// ends the session on the web_api route of the same instance at once: a
+// copy of the cookie that had just called the Web API gets 401 on its
+// next call, not Spotify's answer.
+func TestWebAPIEndsAStoredSessionAtOnceOnLogout(t *testing.T) {
+	ws := startWebAPISite(t, "session_store storage")
+	c := ws.Client(t, spotifytest.DefaultUserID)
+	site, _ := url.Parse(ws.URL)
+	copyJar, _ := cookiejar.New(nil)
+	copyJar.SetCookies(site, c.Jar.Cookies(site))
+	thief := &http.Client{Jar: copyJar}
+	for _, who := range []*http.Client{c, thief} {
+		if resp, body := ws.call(t, who, apiCall{method: "GET", path: "/spotify-api/v1/me", header: sameOriginFetch}); resp.StatusCode != http.StatusOK {
+			t.Fatalf("before the logout: %d %s", resp.StatusCode, body)
+		}
+	}
+	resp, _ := ws.call(t, c, apiCall{method: "POST", path: "/oauth2/spotify/logout", body: "x=1",
+		header: map[string]string{"Origin": ws.URL, "Content-Type": "application/x-www-form-urlencoded"}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("logout: %d", resp.StatusCode)
+	}
+	ws.fake.ResetCounts()
+	if resp, body := ws.call(t, thief, apiCall{method: "GET", path: "/spotify-api/v1/me", header: sameOriginFetch}); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the copied cookie on web_api after the logout: %d %s; want 401 at once", resp.StatusCode, body)
+	}
+	if resp, _ := ws.call(t, thief, apiCall{method: "GET", path: "/", header: sameOriginFetch}); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the copied cookie at the site's gate after the logout: %d; want 401", resp.StatusCode)
+	}
+	if n := ws.fake.Counts().APICalls; n != 0 {
+		t.Errorf("the ended session reached Spotify %d times", n)
+	}
+}
