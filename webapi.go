@@ -151,11 +151,10 @@ func (h *Handler) refreshedMeanwhile(w http.ResponseWriter, r *http.Request, ses
 var webAPIMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete}
 
 // isWebAPIPath admits <prefix>/v1/... as the client spelled it (the
-// escaped path: no percent-encoded letter, slash or other spelling of
-// the prefix that Caddy's matcher would take for it), with no dot
-// segment, empty segment or backslash that Caddy's strip_path_prefix or
-// Spotify could resolve to another of its paths (/api/token is on the
-// same host in tests, Spotify's own services behind it in life).
+// escaped path: no percent-encoded letter or slash, no other case of the
+// prefix, though Caddy's matcher takes them all), with no dot segment,
+// empty segment or backslash once decoded: strip_path_prefix cleans the
+// path, and Spotify may, into one outside /v1/.
 func (h *Handler) isWebAPIPath(r *http.Request) bool {
 	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), h.WebAPIPrefix)
 	if !ok || !strings.HasPrefix(rest, "/v1/") {
