@@ -59,9 +59,11 @@ var forwardedHeaders = []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwa
 // serveWebAPI is the gate of a web_api route: every request it sees is a
 // Web API call of the page's scripts. Answers of its own are always JSON.
 func (h *Handler) serveWebAPI(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	// Set now as well, for what Caddy writes itself (a reverse_proxy
-	// error, handle_errors).
+	// Set first and last as well, for what Caddy writes itself: a
+	// reverse_proxy error, handle_errors after a hand-off (which drops
+	// the pages' CSP; sandbox still lets the operator's page load styles).
 	setSandbox(w.Header())
+	defer setSandbox(w.Header())
 	w = &sandboxWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 	answerScript(r)
 	if !slices.Contains(webAPIMethods, r.Method) {
