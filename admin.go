@@ -113,14 +113,16 @@ func revokeUser(ctx context.Context, handlers []*Handler, userID string, now tim
 	return res, nil
 }
 
-// adminUserID takes the user id from /spotify_auth/users/<id>/sessions.
+// adminUserID takes the user id from /spotify_auth/users/<id>/sessions,
+// spelled exactly so, as every endpoint of the plugin: a Spotify user id
+// needs no escaping, so an escaped one is another spelling, not an id.
 func adminUserID(u *url.URL) (string, error) {
 	parts := strings.Split(strings.TrimPrefix(u.EscapedPath(), adminPrefix), "/")
 	if len(parts) != 3 || parts[0] != "users" || parts[2] != "sessions" {
 		return "", fmt.Errorf("not found: the endpoint is %susers/<spotify-user-id>/sessions", adminPrefix)
 	}
-	id, err := url.PathUnescape(parts[1])
-	if err != nil || !validUserID(id) {
+	id := parts[1]
+	if !validUserID(id) {
 		return "", errors.New("not found: the user id must be a Spotify user id")
 	}
 	return id, nil

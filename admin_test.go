@@ -182,6 +182,10 @@ func TestAdminRevokeErrors(t *testing.T) {
 		{"DELETE", "/spotify_auth/users/x", http.StatusNotFound},
 		{"DELETE", "/spotify_auth/users//sessions", http.StatusNotFound},
 		{"DELETE", "/spotify_auth/users/x/sessions?client_id=another-app", http.StatusNotFound},
+		// Exact spellings only, as for the site's endpoints.
+		{"DELETE", "/spotify_auth/users/%78/sessions", http.StatusNotFound},
+		{"DELETE", "/spotify_auth/users/x/session%73", http.StatusNotFound},
+		{"DELETE", "/spotify_auth/users%2Fx%2Fsessions", http.StatusNotFound},
 	} {
 		status, body := s.adminCall(t, tc.method, tc.path)
 		if status != tc.status || !strings.Contains(body, `"error"`) {

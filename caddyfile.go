@@ -110,10 +110,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 			Strip{TokenHeader: handler.TokenHeader, CookieName: handler.CookieName}, "handler", "spotify_auth_strip", nil)},
 	}
 	routes := []httpcaddyfile.ConfigValue{{Class: "route", Value: route}, {Class: "route", Value: strip}}
-	if handler.webAPIPrefix != "" {
+	if handler.webAPIRoutePrefix != "" {
 		// First: the sort keeps routes of one directive that both have
 		// matchers in this order, and puts it ahead of a gate without.
-		api, err := webAPIRoute(h, *handler, handler.webAPIPrefix)
+		api, err := webAPIRoute(h, *handler, handler.webAPIRoutePrefix)
 		if err != nil {
 			return nil, err
 		}
@@ -213,7 +213,7 @@ var optionParsers = map[string]func(h *Handler, args []string) error{
 	"required_scopes":  func(h *Handler, args []string) error { return atLeastOne(args, &h.RequiredScopes) },
 	"mode":             func(h *Handler, args []string) error { return one(args, &h.Mode) },
 	"session_store":    func(h *Handler, args []string) error { return one(args, &h.SessionStore) },
-	"web_api":          func(h *Handler, args []string) error { return one(args, &h.webAPIPrefix) },
+	"web_api":          func(h *Handler, args []string) error { return one(args, &h.webAPIRoutePrefix) },
 	"session_lifetime": func(h *Handler, args []string) error { return duration(args, &h.SessionLifetime) },
 	"timeout":          func(h *Handler, args []string) error { return duration(args, &h.Timeout) },
 	"refresh_leeway":   func(h *Handler, args []string) error { return duration(args, &h.RefreshLeeway) },

@@ -12,9 +12,14 @@ import (
 // The endpoints under /oauth2/spotify/ other than login and callback:
 // logout, userinfo and token, and the dispatch to all of them.
 
+// serveEndpoint answers at the exact, unencoded path of each endpoint.
+// Any other spelling Caddy's matcher would also take for it
+// (/oauth2/spotify/%61uth, /oauth2%2Fspotify%2Fauth, ./, //, capitals)
+// is 404: a front proxy that blocks the literal path must not be
+// walked around.
 func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
-	switch r.URL.Path {
-	case h.callbackPath:
+	switch r.URL.EscapedPath() {
+	case h.callbackEscaped:
 		h.handleCallback(w, r)
 	case EndpointPrefix + "login":
 		h.handleLogin(w, r)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -110,7 +109,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, ae *authError, re
 	if h.handOff(w, r, ans.status, ae.Message) {
 		return
 	}
-	if isNavigation(r) || !answersJSON(r) && (r.URL.Path == h.callbackPath || strings.HasPrefix(r.URL.Path, EndpointPrefix)) {
+	if isNavigation(r) || !answersJSON(r) && h.isEndpointPath(r.URL.Path) {
 		msg := ae.Message
 		if ans.status == http.StatusServiceUnavailable {
 			msg += ". " + retryAdvice(ae, max(ae.RetryAfter, ans.minRetryAfter))

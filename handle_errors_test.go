@@ -120,3 +120,36 @@ func TestWithoutHandleErrorsTheBuiltInAnswersStay(t *testing.T) {
 		t.Fatalf("%d %q %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
 }
+
+// TestHandleErrorsKeepsTheWebAPISandbox: an answer of the web_api route
+// that the site's handle_errors renders still carries nosniff and the
+// sandboxing CSP (the operator's page is free to load its styles under
+// it, not to run script from the site's origin).
+func TestHandleErrorsKeepsTheWebAPISandbox(t *testing.T) {
+	fake := newFake(t)
+	tc := caddytest.NewTester(t)
+	tc.InitServer(globalOptions(caddyStorage(t))+site+` {
+	spotify_auth {
+		`+fakeOptions(fake)+`
+		web_api /spotify-api
+	}
+	respond "app"
+	handle_errors {
+		respond "custom {err.status_code}" {err.status_code}
+	}
+}`, "caddyfile")
+	req, _ := http.NewRequest(http.MethodGet, site+"/spotify-api/v1/me", nil)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	resp, err := caddyBrowser(tc).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || string(body) != "custom 401" {
+		t.Fatalf("no session: %d %q, want handle_errors' 401", resp.StatusCode, body)
+	}
+	if csp, sniff := resp.Header.Values("Content-Security-Policy"), resp.Header.Get("X-Content-Type-Options"); len(csp) != 1 || csp[0] != "sandbox" || sniff != "nosniff" {
+		t.Errorf("handle_errors' answer on the web_api route: CSP %q, X-Content-Type-Options %q; want sandbox and nosniff", csp, sniff)
+	}
+}

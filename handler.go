@@ -3,6 +3,7 @@ package spotifyauth
 import (
 	"io"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -31,7 +32,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if h.WebAPI {
 		return h.serveWebAPI(w, r, next)
 	}
-	if p := r.URL.Path; !h.appMode && (p == h.callbackPath || strings.HasPrefix(p, EndpointPrefix)) {
+	if !h.appMode && h.isEndpointPath(r.URL.Path) {
 		return h.serveEndpoint(w, r)
 	}
 
@@ -50,6 +51,17 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	}
 	h.passUpstream(r, &sess)
 	return next.ServeHTTP(&upstreamWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, shared: h.shared, token: sess.AccessToken, cookies: &h.cookies}, r)
+}
+
+// isEndpointPath reports whether p (decoded) is the callback or under
+// the endpoint prefix as Caddy's path matcher sees it: cleaned, in any
+// case. serveEndpoint answers such a request at an endpoint's exact path
+// only, and with 404 at any other spelling of it.
+func (h *Handler) isEndpointPath(p string) bool {
+	p = path.Clean(p) // no allocation for a path that is clean already
+	dir := EndpointPrefix[:len(EndpointPrefix)-1]
+	return strings.EqualFold(p, h.callbackPath) ||
+		len(p) >= len(dir) && strings.EqualFold(p[:len(dir)], dir) && (len(p) == len(dir) || p[len(dir)] == '/')
 }
 
 // admit loads the request's session and takes it through what every

@@ -189,17 +189,23 @@ type Handler struct {
 	// reverse_proxy that must follow it in the route. The Caddyfile's
 	// `web_api <prefix>` builds that route; in JSON, match `<prefix>/*`,
 	// put it before the gate's route, and follow this handler (with the
-	// block's other fields) by a reverse_proxy to api_url with
+	// block's other fields and web_api_prefix) by a reverse_proxy to api_url with
 	// `rewrite.strip_path_prefix` `<prefix>`, `Host` set to the API's host
 	// and the X-Forwarded-* headers deleted.
 	WebAPI bool `json:"web_api,omitempty"`
+
+	// The path prefix the web_api route is matched on (the Caddyfile's
+	// `web_api <prefix>`), required with web_api: the gate passes on only
+	// `<prefix>/v1/...` spelled exactly so, and answers 404 to anything
+	// else under the prefix.
+	WebAPIPrefix string `json:"web_api_prefix,omitempty"`
 
 	// Serve /oauth2/spotify/auth for nginx's auth_request and Traefik's
 	// forwardAuth: 200 with the upstream's headers as response headers,
 	// 401 with the login URL. Default off.
 	AuthEndpoint bool `json:"auth_endpoint,omitempty"`
 
-	webAPIPrefix string // Caddyfile `web_api <prefix>`: the route to emit
+	webAPIRoutePrefix string // Caddyfile `web_api <prefix>`: the route to emit (its gate gets WebAPIPrefix)
 
 	oauth         *oauth2.Config
 	httpClient    *http.Client
@@ -215,22 +221,25 @@ type Handler struct {
 	stopMaintain  context.CancelFunc
 	maintainDone  chan struct{}
 	callbackPath  string
-	redirectURL   *url.URL // nil when derived per request
-	tokenHeader   string   // canonical form
-	headerVar     string   // request variable: the gate set tokenHeader
-	app           string   // appBinding: what keys are derived for
-	errorRoutes   bool     // the site has handle_errors: answers go there
-	invalid       error    // what validate found, reported by Validate
-	leeway        int64    // RefreshLeeway in seconds
-	rules         accessRules
-	userHeaders   bool
-	appMode       bool
-	metrics       *metrics
-	bearer        bool
-	cookies       cookieNames
-	shared        *sharedState
-	sharedKey     string
-	logger        *zap.Logger
+	// callbackEscaped is the callback's path as the browser sends it,
+	// the only spelling it answers at.
+	callbackEscaped string
+	redirectURL     *url.URL // nil when derived per request
+	tokenHeader     string   // canonical form
+	headerVar       string   // request variable: the gate set tokenHeader
+	app             string   // appBinding: what keys are derived for
+	errorRoutes     bool     // the site has handle_errors: answers go there
+	invalid         error    // what validate found, reported by Validate
+	leeway          int64    // RefreshLeeway in seconds
+	rules           accessRules
+	userHeaders     bool
+	appMode         bool
+	metrics         *metrics
+	bearer          bool
+	cookies         cookieNames
+	shared          *sharedState
+	sharedKey       string
+	logger          *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -323,10 +332,10 @@ func (h *Handler) provisionKeys(ctx caddy.Context) error {
 // options, once.
 func (h *Handler) provisionRequestSettings(ctx caddy.Context) error {
 	h.storeSessions = h.SessionStore == sessionStoreStorage
-	h.callbackPath = DefaultCallbackPath
+	h.callbackPath, h.callbackEscaped = DefaultCallbackPath, DefaultCallbackPath
 	if h.RedirectURI != "" {
 		u, _ := url.Parse(h.RedirectURI) // validated
-		h.callbackPath = u.Path
+		h.callbackPath, h.callbackEscaped = u.Path, u.EscapedPath()
 		if u.IsAbs() {
 			h.redirectURL = u
 		}

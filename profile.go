@@ -2,6 +2,7 @@ package spotifyauth
 
 import (
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"go.uber.org/zap"
@@ -60,7 +61,8 @@ func isAlnum(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
-// profileText cleans a free-text field (display name, email): valid
+// profileText cleans a free-text field shown, never compared (the display
+// name): valid
 // UTF-8, no control characters (C0, DEL, C1), at most n bytes.
 func profileText(s string, n int) string {
 	if len(s) > n {
@@ -73,6 +75,24 @@ func profileText(s string, n int) string {
 		}
 		return r
 	}, s)
+}
+
+// profileEmail keeps the email only as Spotify sent it: allow_emails
+// compares it, so it is never cleaned into another address ("ka\x00te@"
+// must not become "kate@"). One that is too long, not valid UTF-8 (JSON
+// decoding turned it into U+FFFD), or holds a control or format
+// character (U+200B, U+202E, U+FEFF...) is no email: it matches no rule
+// and reaches no header.
+func profileEmail(s string) string {
+	if len(s) > maxEmailLen {
+		return ""
+	}
+	for _, r := range s {
+		if r < 0x20 || r >= 0x7f && r < 0xa0 || r == utf8.RuneError || unicode.Is(unicode.Cf, r) {
+			return ""
+		}
+	}
+	return s
 }
 
 // profileWord keeps a one-word field (product, country) only if it is

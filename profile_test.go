@@ -45,6 +45,64 @@ func TestAllowEmailsComparesInASCIIOnly(t *testing.T) {
 	}
 }
 
+// An email is compared as Spotify sent it: one holding a control or
+// format character, or bytes that are not UTF-8, is no email at all, so
+// it cannot become an allowed one by losing that character.
+func TestAllowEmailsComparesWhatSpotifySent(t *testing.T) {
+	hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) {
+		h.Scopes = []string{"user-read-email"}
+		h.AllowEmails = []string{"kate@example.com"}
+	})
+	for _, tc := range []struct {
+		id, email string
+		want      int
+	}{
+		{"plain", "kate@example.com", http.StatusOK},
+		{"nul", "ka\x00te@example.com", http.StatusForbidden},
+		{"del", "k\x7fate@example.com", http.StatusForbidden},
+		{"c1-byte", "kate\x85@example.com", http.StatusForbidden}, // not UTF-8: JSON makes it U+FFFD
+		{"c1-rune", "kate\u0085@example.com", http.StatusForbidden},
+		{"tab", "\tkate@example.com", http.StatusForbidden},
+		{"newline", "kate@example.com\n", http.StatusForbidden},
+		{"escape", "\x1bkate@example.com", http.StatusForbidden},
+		{"zero-width-space", "ka\u200bte@example.com", http.StatusForbidden},
+		{"right-to-left-override", "\u202ekate@example.com", http.StatusForbidden},
+		{"byte-order-mark", "\ufeffkate@example.com", http.StatusForbidden},
+		{"soft-hyphen", "ka\u00adte@example.com", http.StatusForbidden},
+		{"replacement", "ka\ufffdte@example.com", http.StatusForbidden},
+		{"padded", "kate@example.com" + strings.Repeat("\x00", 300), http.StatusForbidden},
+	} {
+		t.Run(tc.id, func(t *testing.T) {
+			hs.fake.AddUser(spotifytest.User{ID: tc.id, Email: tc.email})
+			c := newBrowser(t)
+			if resp := hs.loginAs(c, "/", tc.id); resp.StatusCode != http.StatusFound {
+				t.Fatalf("login: %d", resp.StatusCode)
+			}
+			if resp, _ := hs.get(c, "/"); resp.StatusCode != tc.want {
+				t.Fatalf("%s email against allow_emails kate@example.com: %d, want %d", tc.id, resp.StatusCode, tc.want)
+			}
+		})
+	}
+	if n := hs.upstreamCount(); n != 1 {
+		t.Fatalf("%d requests reached the upstream, want 1 (the plain email's)", n)
+	}
+}
+
+// A value the rules hold can only be matched by what Spotify sent: an
+// empty one would match a field dropped at login.
+func TestAllowRulesRefuseEmptyValues(t *testing.T) {
+	for _, tc := range []struct{ block, want string }{
+		{"scopes user-read-private\nallow_products premium \"\"", "allow_products"},
+		{"scopes user-read-email\nallow_emails \"\"", "allow_emails"},
+		{"allow_users alice \"\"", "allow_users"},
+	} {
+		_, err := adapt(t, ":8080 {\n\tspotify_auth {\n\t\tclient_id a\n"+tc.block+"\n\t}\n}")
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "empty") {
+			t.Errorf("%q: error %v, want one naming %s and the empty value", tc.block, err, tc.want)
+		}
+	}
+}
+
 func TestAllowEmailsAloneWarnsThatEmailsAreUnverified(t *testing.T) {
 	for _, tc := range []struct {
 		name string

@@ -20,8 +20,9 @@ import (
 //     not (Handler.session), so logout everywhere still ends a cached
 //     session at once here and at the next re-read elsewhere.
 //   - A stored session is kept at most storedSessionCacheTTL; this
-//     instance forgets it at once when it writes or deletes it (refresh,
-//     logout), so a logout is immediate where it was served and takes
+//     instance forgets it at once, in every handler of the app, when it
+//     writes or deletes it (refresh, logout), so a logout is immediate
+//     where it was served (web_api included) and takes
 //     effect within storedSessionCacheTTL (plus the request in flight) on
 //     the others.
 //   - Both maps are bounded (oldest out first), cookies longer than
@@ -127,7 +128,18 @@ func (c *sessionCache) putStored(key string, s session, began uint64, readAt tim
 	c.stored.put(key, storedEntry{s}, readAt.Add(storedSessionCacheTTL))
 }
 
-// forgetStored drops a stored session this instance writes or deletes.
+// forgetStored drops a stored session this instance writes or deletes
+// from the caches of every handler of the app in this config (h's
+// web_api gate, the same app on other sites): each keeps its own, and a
+// logout served by one must end the session on all of them at once.
+func (h *Handler) forgetStored(key string) {
+	h.opened.forgetStored(key)
+	for _, o := range configSiblings(h) {
+		o.opened.forgetStored(key)
+	}
+}
+
+// forgetStored drops a stored session from this cache.
 func (c *sessionCache) forgetStored(key string) {
 	if c == nil {
 		return

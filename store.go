@@ -98,7 +98,7 @@ func (h *Handler) storeSession(ctx context.Context, s *session) ([]byte, error) 
 	}
 	sealed := h.sealers().stored.Seal(s.marshal(), []byte(key))
 	err := h.storage.Store(ctx, key, []byte(sealed))
-	h.opened.forgetStored(key)
+	h.forgetStored(key)
 	if err != nil {
 		return nil, &authError{Kind: kindStoreUnavailable, Message: "Sessions cannot be saved right now", Err: err}
 	}
@@ -127,7 +127,7 @@ func (h *Handler) deleteStored(ctx context.Context, s *session, everywhere bool)
 	var errs []error
 	for _, k := range keys {
 		err := h.storage.Delete(ctx, k)
-		h.opened.forgetStored(k)
+		h.forgetStored(k)
 		if err == nil {
 			n++
 		} else if !errors.Is(err, fs.ErrNotExist) {

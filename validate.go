@@ -1,6 +1,7 @@
 package spotifyauth
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -68,6 +69,9 @@ var optionChecks = []optionCheck{
 		}
 		return nil
 	}},
+	{"allow_users", func(h *Handler) error { return checkNoEmptyValue("allow_users", h.AllowUsers) }},
+	{"allow_emails", func(h *Handler) error { return checkNoEmptyValue("allow_emails", h.AllowEmails) }},
+	{"allow_products", func(h *Handler) error { return checkNoEmptyValue("allow_products", h.AllowProducts) }},
 	{"allow_countries", func(h *Handler) error {
 		for _, c := range h.AllowCountries {
 			if len(c) != 2 {
@@ -88,7 +92,12 @@ var optionChecks = []optionCheck{
 		}
 		return nil
 	}},
-	{"web_api", func(h *Handler) error { return checkWebAPIPrefix(h.webAPIPrefix) }},
+	{"web_api", func(h *Handler) error {
+		if err := checkWebAPIPrefix(h.webAPIRoutePrefix); err != nil {
+			return err
+		}
+		return checkWebAPIPrefix(h.WebAPIPrefix) // a JSON config's web_api gate
+	}},
 	{"storage", func(h *Handler) error { return checkStorageConfig(h.StorageRaw) }},
 }
 
@@ -115,6 +124,9 @@ func (h *Handler) checkCombinations() error {
 	if (len(h.AllowProducts) > 0 || len(h.AllowCountries) > 0) && !slices.Contains(granted, "user-read-private") {
 		return errors.New("allow_products and allow_countries need the user-read-private scope (add it to scopes): without it Spotify does not tell product or country")
 	}
+	if err := h.checkWebAPIRoute(); err != nil {
+		return err
+	}
 	if h.KeyRotation != 0 && len(h.CookieSecrets) > 0 {
 		return errors.New("key_rotation applies only to generated keys; with cookie_secret, rotate by putting a new secret first and removing the old one later")
 	}
@@ -125,11 +137,21 @@ func (h *Handler) checkCombinations() error {
 		return errors.New("mode app (client credentials) needs client_secret")
 	}
 	// Without a user, these would hand the app's token to any visitor.
-	if h.WebAPI || h.webAPIPrefix != "" {
+	if h.WebAPI || h.webAPIRoutePrefix != "" {
 		return errors.New("web_api needs a logged-in user: it is not available with mode app")
 	}
 	if h.AuthEndpoint {
 		return errors.New("auth_endpoint needs a logged-in user: it is not available with mode app")
+	}
+	return nil
+}
+
+// checkNoEmptyValue refuses an empty rule value: a field Spotify sent in
+// a form the plugin does not keep (a product with a control character)
+// is dropped at login, and must then match no rule.
+func checkNoEmptyValue(option string, values []string) error {
+	if slices.Contains(values, "") {
+		return fmt.Errorf("%s: an empty value would admit users whose field is missing", option)
 	}
 	return nil
 }
@@ -323,8 +345,28 @@ func checkWebAPIPrefix(prefix string) error {
 	if len(prefix) < 2 || prefix[0] != '/' || strings.HasSuffix(prefix, "/") || strings.ContainsAny(prefix, "*?#{}% \\") {
 		return fmt.Errorf("web_api %q: want a path such as /spotify-api (no trailing slash, wildcard or placeholder)", prefix)
 	}
-	if hasPathPrefix(EndpointPrefix, prefix) || strings.HasPrefix(prefix+"/", EndpointPrefix) {
+	// In any case: Caddy's path matcher ignores it, so `web_api /OAUTH2`
+	// would take the login endpoints' requests.
+	if lower := strings.ToLower(prefix); hasPathPrefix(EndpointPrefix, lower) || strings.HasPrefix(lower+"/", EndpointPrefix) {
 		return fmt.Errorf("web_api %q overlaps the login endpoints under %s", prefix, EndpointPrefix)
+	}
+	return nil
+}
+
+// checkWebAPIRoute checks what web_api needs of the other options: a
+// JSON config's web_api gate must know its prefix, and the route (which
+// comes first) must not take the callback, whose code it would send to
+// the Web API.
+func (h *Handler) checkWebAPIRoute() error {
+	if h.WebAPI && h.WebAPIPrefix == "" {
+		return errors.New("web_api needs web_api_prefix: the path prefix its route matches, e.g. /spotify-api (the Caddyfile's web_api <prefix> sets both)")
+	}
+	prefix := cmp.Or(h.webAPIRoutePrefix, h.WebAPIPrefix)
+	if prefix == "" {
+		return nil
+	}
+	if cb, err := h.configuredCallbackPath(); err == nil && hasPathPrefix(strings.ToLower(cb), strings.ToLower(prefix)) {
+		return fmt.Errorf("web_api %q overlaps the callback %s (redirect_uri)", prefix, cb)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,7 +59,24 @@ var forwardedHeaders = []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwa
 // serveWebAPI is the gate of a web_api route: every request it sees is a
 // Web API call of the page's scripts. Answers of its own are always JSON.
 func (h *Handler) serveWebAPI(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	// Set first and last as well, for what Caddy writes itself: a
+	// reverse_proxy error, handle_errors after a hand-off (which drops
+	// the pages' CSP; sandbox still lets the operator's page load styles).
+	setSandbox(w.Header())
+	defer setSandbox(w.Header())
+	w = &sandboxWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 	answerScript(r)
+	if !slices.Contains(webAPIMethods, r.Method) {
+		h.metrics.answered(http.StatusMethodNotAllowed)
+		w.Header().Set("Allow", strings.Join(webAPIMethods, ", "))
+		writeJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Description: "the Web API proxy takes " + strings.Join(webAPIMethods, ", ")})
+		return nil
+	}
+	if !h.isWebAPIPath(r) {
+		h.metrics.answered(http.StatusNotFound)
+		writeJSON(w, http.StatusNotFound, apiError{Error: "not_found", Description: "the Web API proxy serves " + h.WebAPIPrefix + "/v1/... only"})
+		return nil
+	}
 	if !webAPISameOrigin(r) {
 		h.metrics.answered(http.StatusForbidden)
 		writeJSON(w, http.StatusForbidden, apiError{Error: "forbidden", Description: "the Web API proxy takes requests from this site's own pages only"})
@@ -151,6 +169,72 @@ func (h *Handler) answerForbidden(w http.ResponseWriter, r *http.Request, aw *we
 	h.noteRateLimit(r.Context(), ae, time.Now())
 	h.fail(w, r, ae, "")
 	return nil
+}
+
+// webAPIMethods are the methods Spotify's Web API uses. Anything else
+// (TRACE, CONNECT, WebDAV's) is not a Web API call and is refused.
+var webAPIMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete}
+
+// isWebAPIPath admits <prefix>/v1/... as the client spelled it (the
+// escaped path: no percent-encoded letter or slash, no other case of the
+// prefix, though Caddy's matcher takes them all), with no dot segment,
+// empty segment or backslash once decoded: strip_path_prefix cleans the
+// path, and Spotify may, into one outside /v1/.
+func (h *Handler) isWebAPIPath(r *http.Request) bool {
+	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), h.WebAPIPrefix)
+	if !ok || !strings.HasPrefix(rest, "/v1/") {
+		return false
+	}
+	p := r.URL.Path // decoded: %2e%2e and %2F.. show here
+	if strings.ContainsRune(p, '\\') {
+		return false
+	}
+	clean := path.Clean(p)
+	return p == clean || len(p) == len(clean)+1 && strings.HasPrefix(p, clean) && p[len(p)-1] == '/'
+}
+
+// setSandbox marks an answer of the web_api route: served from the
+// site's origin, Spotify's JSON must never be sniffed into a page or run
+// script there.
+func setSandbox(hdr http.Header) {
+	hdr["X-Content-Type-Options"] = []string{"nosniff"}
+	hdr["Content-Security-Policy"] = []string{"sandbox"}
+}
+
+// sandboxWriter puts setSandbox's headers on every answer of the web_api
+// route, whoever writes it: the gate's own JSON (which carries the pages'
+// CSP) or Spotify's through reverse_proxy.
+type sandboxWriter struct {
+	caddyhttp.ResponseWriterWrapper
+	wroteHeader bool
+}
+
+func (w *sandboxWriter) WriteHeader(status int) {
+	if !w.wroteHeader && status >= http.StatusOK {
+		w.wroteHeader = true
+		setSandbox(w.Header())
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *sandboxWriter) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// ReadFrom goes through Write, so the headers are set first.
+func (w *sandboxWriter) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(struct{ io.Writer }{w}, r)
+}
+
+// FlushError is what reverse_proxy's streaming calls.
+func (w *sandboxWriter) FlushError() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 // webAPISameOrigin admits requests from the site's own pages: a
@@ -351,7 +435,7 @@ func webAPIRoute(h httpcaddyfile.Helper, gate Handler, prefix string) (caddyhttp
 		transport.TLS = &reverseproxy.TLSConfig{}
 	}
 	proxy.TransportRaw = caddyconfig.JSONModuleObject(transport, "protocol", "http", nil)
-	gate.WebAPI = true
+	gate.WebAPI, gate.WebAPIPrefix = true, prefix
 	gate.AuthEndpoint = false
 	gate.TokenEndpoint = false
 	return caddyhttp.Route{

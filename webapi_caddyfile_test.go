@@ -67,6 +67,7 @@ func TestWebAPICaddyfileRoute(t *testing.T) {
 			t.Errorf("matcher %q: first route matches %s, want the web_api prefix", matcher, got)
 		}
 		if len(api.Handle) != 2 || string(api.Handle[0]["handler"]) != `"spotify_auth"` || string(api.Handle[0]["web_api"]) != "true" ||
+			string(api.Handle[0]["web_api_prefix"]) != `"/spotify-api"` ||
 			api.Handle[0]["auth_endpoint"] != nil || string(api.Handle[1]["handler"]) != `"reverse_proxy"` {
 			t.Fatalf("matcher %q: web_api route handlers %v", matcher, api.Handle)
 		}
@@ -78,7 +79,7 @@ func TestWebAPICaddyfileRoute(t *testing.T) {
 			}
 		}
 		gate := routes[1]
-		if string(gate.Handle[0]["handler"]) != `"spotify_auth"` || gate.Handle[0]["web_api"] != nil {
+		if string(gate.Handle[0]["handler"]) != `"spotify_auth"` || gate.Handle[0]["web_api"] != nil || gate.Handle[0]["web_api_prefix"] != nil {
 			t.Errorf("matcher %q: second route is not the site's gate: %v", matcher, gate.Handle)
 		}
 		if matcher != "" && !strings.Contains(string(gate.Match[1]["path"]), `"/oauth2/spotify/auth"`) {
@@ -94,6 +95,10 @@ func TestWebAPIAndAuthEndpointConfigErrors(t *testing.T) {
 		{"web_api /api/*", "want a path"},
 		{"web_api /oauth2", "overlaps"},
 		{"web_api /oauth2/spotify/x", "overlaps"},
+		{"web_api /OAUTH2", "overlaps"},
+		{"web_api /OAuth2/Spotify/token", "overlaps"},
+		{"web_api /spotify-api\nredirect_uri /spotify-api/callback", "overlaps the callback"},
+		{"web_api /Spotify-API\nredirect_uri https://example.com/spotify-api/cb", "overlaps the callback"},
 		{"web_api /a\napi_url http://127.0.0.1:9/base", "must have no path"},
 		{"web_api /a\napi_url {env.API}", "literal URL"},
 		{"client_secret s\nmode app\nweb_api /a", "not available with mode app"},

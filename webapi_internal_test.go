@@ -46,3 +46,43 @@ func TestWebAPIAnswersKeepOnlyTheirDescription(t *testing.T) {
 		t.Errorf("Vary %q, want Cookie", got.Get("Vary"))
 	}
 }
+
+// Only <prefix>/v1/... spelled so, with nothing that strip_path_prefix or
+// Spotify could resolve elsewhere, is a Web API call.
+func TestWebAPIPathIsTheWebAPIOnly(t *testing.T) {
+	h := &Handler{WebAPIPrefix: "/spotify-api"}
+	for target, want := range map[string]bool{
+		"/spotify-api/v1/me":                      true,
+		"/spotify-api/v1/me/top/artists?limit=5":  true,
+		"/spotify-api/v1/playlists/abc/tracks/":   true,
+		"/spotify-api/v1/search?q=a%2Fb%20c":      true,
+		"/spotify-api/v1/":                        true,
+		"/spotify-api/v1":                         false,
+		"/spotify-api/":                           false,
+		"/spotify-api/me":                         false,
+		"/spotify-api/v2/me":                      false,
+		"/spotify-api/api/token":                  false,
+		"/spotify-api/v1/../api/token":            false,
+		"/spotify-api/v1/%2e%2e/api/token":        false,
+		"/spotify-api/v1/me%2F..%2F..%2Fapi":      false,
+		"/spotify-api/v1/./me":                    false,
+		"/spotify-api/v1//me":                     false,
+		"/spotify-api/v1/me%5C..%5Capi":           false,
+		"/spotify-api/%761/me":                    false,
+		"/spotify%2Dapi/v1/me":                    false,
+		"/%73potify-api/v1/me":                    false,
+		"/SPOTIFY-API/v1/me":                      false,
+		"/spotify-api/V1/me":                      false,
+		"/spotify-apix/v1/me":                     false,
+		"/other/spotify-api/v1/me":                false,
+		"/spotify-api/v1/me/../../../v1/me":       false,
+		"/spotify-api/v1/me%2Fplayer%2F..%2F..":   false,
+		"/spotify-api/v1/users/a%2Fb/playlists":   true, // decoded it is a/b: no dot segment
+		"/spotify-api/v1/users/a%252e%252e/x":     true, // %2e%2e once decoded is text, not a segment
+		"/spotify-api/v1/users/.hidden/playlists": true,
+	} {
+		if got := h.isWebAPIPath(httptest.NewRequest(http.MethodGet, target, nil)); got != want {
+			t.Errorf("%s: %v, want %v", target, got, want)
+		}
+	}
+}

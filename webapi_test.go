@@ -2,9 +2,14 @@ package spotifyauth_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -351,5 +356,159 @@ func TestWebAPIRefusalsRefreshOnceEveryFewMinutesWithRotation(t *testing.T) {
 	}
 	if n := ws.fake.Counts().Refreshes; n != 1 {
 		t.Fatalf("50 calls with refused tokens caused %d refreshes, want 1", n)
+	}
+}
+
+// TestWebAPIAnswersOnlyTheWebAPI: through a real Caddy, with a recorder
+// in front of the fake as api_url, only <prefix>/v1/... spelled as such
+// reaches Spotify; every other path under the prefix (other versions,
+// Spotify's token endpoint, dot segments, encoded slashes, another
+// spelling of the prefix) is 404, and TRACE and CONNECT are refused,
+// all without a call to api_url. Every answer, proxied or the gate's
+// own, carries nosniff and a sandboxing CSP.
+func TestWebAPIAnswersOnlyTheWebAPI(t *testing.T) {
+	fake := testkit.NewFake(t)
+	port := freePort(t)
+	site := "http://127.0.0.1:" + strconv.Itoa(port)
+	fake.AddClient(spotifytest.Client{ID: "it-client", RedirectURIs: []string{site + "/oauth2/spotify/callback"}})
+	var mu sync.Mutex
+	var calls []string
+	toFake, err := url.Parse(fake.APIURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(toFake)
+	recorder := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls = append(calls, r.Method+" "+r.URL.EscapedPath())
+		mu.Unlock()
+		proxy.ServeHTTP(w, r)
+	}))
+	defer recorder.Close()
+	runCaddy(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+	auto_https off
+	storage file_system %s
+	log {
+		level ERROR
+	}
+}
+
+%s {
+	bind 127.0.0.1
+	spotify_auth {
+		client_id it-client
+		authorize_url %s
+		token_url %s
+		api_url %s
+		web_api /spotify-api
+	}
+	respond "app"
+}
+`, t.TempDir(), site, fake.AuthorizeURL(), fake.TokenURL(), recorder.URL))
+	c := newJarClient()
+	start, _ := http.NewRequest(http.MethodGet, site+"/oauth2/spotify/login?rd=%2F", nil)
+	if resp, err := fake.LogIn(c, start, spotifytest.DefaultUserID); err != nil || resp.StatusCode != http.StatusFound {
+		t.Fatalf("login: %v %v", err, resp)
+	}
+	takeCalls := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		out := calls
+		calls = nil
+		return out
+	}
+	takeCalls() // the login's /v1/me
+	assertSandboxed := func(what string, resp *http.Response) {
+		t.Helper()
+		if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("%s: X-Content-Type-Options %q, want nosniff", what, got)
+		}
+		if got := resp.Header.Values("Content-Security-Policy"); len(got) != 1 || got[0] != "sandbox" {
+			t.Errorf("%s: Content-Security-Policy %q, want sandbox", what, got)
+		}
+	}
+
+	resp, body := doWith(t, c, "GET", site+"/spotify-api/v1/me", sameOriginFetch)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, spotifytest.DefaultUserID) {
+		t.Fatalf("/spotify-api/v1/me: %d %s", resp.StatusCode, body)
+	}
+	assertSandboxed("a proxied answer", resp)
+	if got := takeCalls(); len(got) != 1 || got[0] != "GET /v1/me" {
+		t.Fatalf("Spotify got %q, want GET /v1/me", got)
+	}
+
+	for _, p := range []string{
+		"/spotify-api/me", "/spotify-api/", "/spotify-api/v1", "/spotify-api/v2/me", "/spotify-api/api/token",
+		"/spotify-api/authorize", "/spotify-api/v1/../api/token", "/spotify-api/v1/%2e%2e/api/token",
+		"/spotify-api/v1/me%2F..%2F..%2Fapi%2Ftoken", "/spotify-api/v1/./me", "/spotify-api/v1//me",
+		"/spotify-api/v1/me%5C..%5C..%5Capi", "/spotify-api/%761/me", "/spotify%2Dapi/v1/me",
+		"/SPOTIFY-API/v1/me", "/Spotify-Api/v1/me", "/spotify-api/V1/me",
+	} {
+		resp, body := doWith(t, c, "GET", site+p, sameOriginFetch)
+		if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, `"error":"not_found"`) {
+			t.Errorf("GET %s: %d %s, want 404 JSON", p, resp.StatusCode, body)
+		}
+		assertSandboxed("GET "+p, resp)
+	}
+	for _, m := range []string{"TRACE", "CONNECT", "PROPFIND"} {
+		resp, _ := doWith(t, c, m, site+"/spotify-api/v1/me", sameOriginFetch)
+		if resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("%s: %d, want 405", m, resp.StatusCode)
+		}
+		assertSandboxed(m, resp)
+	}
+	crossSite, _ := doWith(t, c, "GET", site+"/spotify-api/v1/me", map[string]string{"Sec-Fetch-Site": "cross-site"})
+	assertSandboxed("a cross-site call's 403", crossSite)
+	anon, _ := doWith(t, newJarClient(), "GET", site+"/spotify-api/v1/me", sameOriginFetch)
+	assertSandboxed("a call without a session", anon)
+	if anon.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a call without a session: %d, want 401", anon.StatusCode)
+	}
+	if got := takeCalls(); len(got) != 0 {
+		t.Errorf("refused calls reached api_url: %q", got)
+	}
+}
+
+// newJarClient is a browser for a Caddy started with runCaddy: a cookie
+// jar, redirects left to the test.
+func newJarClient() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// TestWebAPIEndsAStoredSessionAtOnceOnLogout: with session_store
+// storage, the web_api route's gate keeps stored sessions it read for a
+// moment, as the site's gate does. A logout served by the site's gate
+// ends the session on the web_api route of the same instance at once: a
+// copy of the cookie that had just called the Web API gets 401 on its
+// next call, not Spotify's answer.
+func TestWebAPIEndsAStoredSessionAtOnceOnLogout(t *testing.T) {
+	ws := startWebAPISite(t, "session_store storage")
+	c := ws.Client(t, spotifytest.DefaultUserID)
+	site, _ := url.Parse(ws.URL)
+	copyJar, _ := cookiejar.New(nil)
+	copyJar.SetCookies(site, c.Jar.Cookies(site))
+	thief := &http.Client{Jar: copyJar}
+	for _, who := range []*http.Client{c, thief} {
+		if resp, body := ws.call(t, who, apiCall{method: "GET", path: "/spotify-api/v1/me", header: sameOriginFetch}); resp.StatusCode != http.StatusOK {
+			t.Fatalf("before the logout: %d %s", resp.StatusCode, body)
+		}
+	}
+	resp, _ := ws.call(t, c, apiCall{method: "POST", path: "/oauth2/spotify/logout", body: "x=1",
+		header: map[string]string{"Origin": ws.URL, "Content-Type": "application/x-www-form-urlencoded"}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("logout: %d", resp.StatusCode)
+	}
+	ws.fake.ResetCounts()
+	if resp, body := ws.call(t, thief, apiCall{method: "GET", path: "/spotify-api/v1/me", header: sameOriginFetch}); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the copied cookie on web_api after the logout: %d %s; want 401 at once", resp.StatusCode, body)
+	}
+	if resp, _ := ws.call(t, thief, apiCall{method: "GET", path: "/", header: sameOriginFetch}); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the copied cookie at the site's gate after the logout: %d; want 401", resp.StatusCode)
+	}
+	if n := ws.fake.Counts().APICalls; n != 0 {
+		t.Errorf("the ended session reached Spotify %d times", n)
 	}
 }
