@@ -73,9 +73,11 @@ func (s *Server) routeFor(path, method string) (rt route, id string, allowed str
 }
 
 // handleAPI serves the Web API: every /v1/* path.
-func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
-	s.recordAPI(r)
-	if s.applyFault(w, r, EndpointAPI, nil) {
+func (s *Server) handleAPI(rw http.ResponseWriter, r *http.Request) {
+	userID, answered := s.recordAPI(r)
+	w := &statusWriter{ResponseWriter: rw}
+	defer func() { answered(w.answeredStatus()) }()
+	if s.applyFaultFor(w, r, EndpointAPI, nil, userID) {
 		return
 	}
 	rt, id, allowed, found := s.routeFor(r.URL.Path, r.Method)
