@@ -126,19 +126,26 @@ func cloneTracks(ts []Track) []Track {
 	return slices.Clone(ts)
 }
 
-// The user's data with the documented defaults filled in.
+// The user's data with the documented defaults filled in: DefaultUser's
+// canned data, or for any other user data derived from the ID.
 func (u *User) topArtists() []Artist {
-	if u.TopArtists == nil {
+	switch {
+	case u.TopArtists != nil:
+		return u.TopArtists
+	case u.ID == DefaultUserID:
 		return defaultArtists
 	}
-	return u.TopArtists
+	return derivedArtists(u.ID)
 }
 
 func (u *User) topTracks() []Track {
-	if u.TopTracks == nil {
+	switch {
+	case u.TopTracks != nil:
+		return u.TopTracks
+	case u.ID == DefaultUserID:
 		return defaultTracks
 	}
-	return u.TopTracks
+	return derivedTracks(u.ID)
 }
 
 func (u *User) savedTracks() []Track {
