@@ -78,8 +78,7 @@ var defaultTracks = []Track{
 	{"Lock Contention Blues", "The Mutex Brothers", "Deadlock", "2017-09-15", 263300, 40, false},
 }
 
-// DefaultTopArtists returns the canned top artists of a user whose
-// TopArtists is nil: The Loopbacks, Ada & the Lovelaces, Null Pointer
+// DefaultTopArtists returns DefaultUser's canned top artists: The Loopbacks, Ada & the Lovelaces, Null Pointer
 // Orchestra, Race Condition and The Mutex Brothers, in that order.
 func DefaultTopArtists() []Artist {
 	out := slices.Clone(defaultArtists)
@@ -89,8 +88,7 @@ func DefaultTopArtists() []Artist {
 	return out
 }
 
-// DefaultTopTracks returns the canned top tracks of a user whose TopTracks
-// is nil: "Port 0", "Handshake", "Segfault Lullaby", "Data Race"
+// DefaultTopTracks returns DefaultUser's canned top tracks: "Port 0", "Handshake", "Segfault Lullaby", "Data Race"
 // (explicit) and "Lock Contention Blues", one by each default artist, in
 // that order.
 func DefaultTopTracks() []Track { return slices.Clone(defaultTracks) }

@@ -102,11 +102,13 @@ type User struct {
 	// empty slice grants nothing.
 	GrantScopes []string
 
-	// The user's listening data, served by the Web API. nil means the
-	// canned defaults (see DefaultTopArtists); a non-nil empty slice means
-	// none, as for a new account.
-	TopArtists []Artist // /v1/me/top/artists; nil: DefaultTopArtists()
-	TopTracks  []Track  // /v1/me/top/tracks; nil: DefaultTopTracks()
+	// The user's listening data, served by the Web API. nil means data
+	// derived from the ID: five artists and a track by each, stable for
+	// the ID and different from any other user's (DefaultUser's are the
+	// canned DefaultTopArtists and DefaultTopTracks); a non-nil empty
+	// slice means none, as for a new account.
+	TopArtists []Artist // /v1/me/top/artists
+	TopTracks  []Track  // /v1/me/top/tracks
 	// SavedTracks (/v1/me/tracks) and RecentlyPlayed
 	// (/v1/me/player/recently-played, most recent first); nil: the top
 	// tracks.
