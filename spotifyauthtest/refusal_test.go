@@ -29,6 +29,7 @@ func TestLogInSaysWhenTheSiteRefusesTheUser(t *testing.T) {
 		setup func(fake *spotifytest.Server)
 		opts  []spotifyauthtest.Option
 		want  string // in the error
+		all   bool   // the listed user is refused too
 	}{
 		{
 			name: "a user not on the allow list is logged in but not let in",
@@ -50,6 +51,18 @@ func TestLogInSaysWhenTheSiteRefusesTheUser(t *testing.T) {
 			},
 			want: "Spotify refused the login",
 		},
+		{
+			name:  "the owner's lapsed Premium refuses everyone at the callback",
+			setup: func(fake *spotifytest.Server) { fake.SetOwnerPremiumLapsed(true) },
+			want:  "Spotify refused the login",
+			all:   true,
+		},
+		{
+			name:  "a required scope the user does not grant",
+			setup: func(fake *spotifytest.Server) { fake.AddUser(spotifytest.User{ID: "mallory", GrantScopes: []string{"user-read-email"}}) },
+			opts:  []spotifyauthtest.Option{spotifyauthtest.WithScopes("user-top-read", "user-read-email"), spotifyauthtest.WithDirectives("required_scopes user-top-read")},
+			want:  "insufficient_scope",
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fake := spotifytest.NewServer()
@@ -65,8 +78,8 @@ func TestLogInSaysWhenTheSiteRefusesTheUser(t *testing.T) {
 			if !errors.Is(err, spotifyauthtest.ErrRefused) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "mallory") {
 				t.Errorf("LogIn(mallory) = %v; want ErrRefused saying %q", err, tc.want)
 			}
-			if err := site.LogIn(site.NewBrowser(), spotifytest.DefaultUserID); err != nil {
-				t.Errorf("LogIn(%s) = %v; want the listed user let in", spotifytest.DefaultUserID, err)
+			if err := site.LogIn(site.NewBrowser(), spotifytest.DefaultUserID); (err == nil) == tc.all {
+				t.Errorf("LogIn(%s) = %v; want refused %v", spotifytest.DefaultUserID, err, tc.all)
 			}
 			if n := upstream.Load(); n != 0 {
 				t.Errorf("the logins sent %d requests to the app; LogIn must not touch it", n)
@@ -99,5 +112,18 @@ func TestLogOutEndsTheSessionAndNoRedirectsShowsTheLoginRedirect(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), site.Fake.AuthorizeURL()) {
 		t.Errorf("after LogOut: %d Location %q; want 302 to the fake's /authorize", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+func TestLogInFailingOnTheWayIsNotARefusal(t *testing.T) {
+	fake := spotifytest.NewServer()
+	t.Cleanup(fake.Close)
+	app, _ := countingApp(t)
+	site := spotifyauthtest.Start(t, fake, app.URL)
+	fake.InjectFault(spotifytest.EndpointToken, spotifytest.Fault{Status: http.StatusServiceUnavailable})
+
+	err := site.LogIn(site.NewBrowser(), spotifytest.DefaultUserID)
+	if err == nil || errors.Is(err, spotifyauthtest.ErrRefused) || !strings.Contains(err.Error(), "503") {
+		t.Errorf("LogIn with Spotify's token endpoint down = %v; want an error with the 503 that is not ErrRefused", err)
 	}
 }

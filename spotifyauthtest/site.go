@@ -423,14 +423,16 @@ const admittedPath = "/spotifyauthtest/admitted"
 //     callback answers 403, page "Spotify refused the login", and no
 //     session is made;
 //   - the owner's Premium lapsed (SetOwnerPremiumLapsed): the same;
-//   - Deny at the consent (SetAutoDeny): the callback answers 403,
-//     "Login cancelled";
 //   - not admitted by the block's rules (allow_users, allow_emails,
 //     allow_products, allow_countries): the login completes and every
 //     page behind the gate answers 403, "Not allowed" (JSON
 //     {"error":"forbidden"} to API calls);
-//   - a required_scopes scope not granted (User.GrantScopes): 403,
-//     "Permission missing".
+//   - a required_scopes scope the user does not grant (User.GrantScopes):
+//     the plugin asks once more, then pages answer 403 "Permission
+//     missing" (JSON {"error":"insufficient_scope"}).
+//
+// Any other failure (Spotify unreachable, a fault injected at the fake)
+// is an error that does not wrap ErrRefused.
 //
 // With a WithMatcher that is not a path ("@name ..."), LogIn cannot see
 // the rules' refusal: the probe is not behind the gate.
@@ -446,8 +448,12 @@ func (s *Site) LogIn(c *http.Client, userID string) error {
 	if err != nil {
 		return err // names the step that failed
 	}
-	if resp.StatusCode != http.StatusFound {
-		return fmt.Errorf("%w: the login of %q: the callback answered %d %s", ErrRefused, userID, resp.StatusCode, pageText(resp))
+	switch resp.StatusCode {
+	case http.StatusFound:
+	case http.StatusForbidden:
+		return fmt.Errorf("%w: the login of %q: the callback answered 403 %s", ErrRefused, userID, pageText(resp))
+	default:
+		return fmt.Errorf("spotifyauthtest: the login of %q: the callback answered %d %s, want a redirect back to the site", userID, resp.StatusCode, pageText(resp))
 	}
 	probe, err := http.NewRequest(http.MethodGet, s.URL+admittedPath, nil)
 	if err != nil {
