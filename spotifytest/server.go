@@ -554,9 +554,8 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = w.Write([]byte(strings.Join([]string{
 		"spotifytest: a fake Spotify accounts service and Web API",
-		"GET/POST /authorize, POST /api/token, GET /v1/me, GET /v1/me/top/{artists,tracks},",
-		"GET/PUT /v1/me/player{,/play,/pause}, GET /v1/me/player/recently-played, GET /v1/me/playlists,",
-		"GET /v1/me/tracks, GET /v1/search, GET /v1/{tracks,artists,albums}/{id}",
+		"GET/POST /authorize, POST /api/token, and the Web API under /v1/:",
+		"the list of what is served in each quota mode is in the package doc (go doc spotifytest)",
 		"",
 	}, "\n")))
 }
