@@ -13,6 +13,13 @@
 // directory, the site binds 127.0.0.1 only on a free port, and the exact
 // redirect URI is registered at the fake before Caddy starts.
 //
+// Site.LogIn says when the site refuses a user (ErrRefused: not on the
+// development-mode list, not admitted by allow_* rules), Site.LogOut ends
+// a session as the logout button does, and NoRedirects shows a client the
+// redirects themselves. Keep the tests that Start a site in a package of
+// their own: it compiles Caddy, and unit tests with spotifytest alone stay
+// fast.
+//
 // Caddy's running config is process-wide, so one Site runs at a time in a
 // process: tests that Start a Site must not call t.Parallel (Start fails
 // the test if another Site is running). Unit tests that need no Caddy use
