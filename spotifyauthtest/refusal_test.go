@@ -58,10 +58,12 @@ func TestLogInSaysWhenTheSiteRefusesTheUser(t *testing.T) {
 			all:   true,
 		},
 		{
-			name:  "a required scope the user does not grant",
-			setup: func(fake *spotifytest.Server) { fake.AddUser(spotifytest.User{ID: "mallory", GrantScopes: []string{"user-read-email"}}) },
-			opts:  []spotifyauthtest.Option{spotifyauthtest.WithScopes("user-top-read", "user-read-email"), spotifyauthtest.WithDirectives("required_scopes user-top-read")},
-			want:  "insufficient_scope",
+			name: "a required scope the user does not grant",
+			setup: func(fake *spotifytest.Server) {
+				fake.AddUser(spotifytest.User{ID: "mallory", GrantScopes: []string{"user-read-email"}})
+			},
+			opts: []spotifyauthtest.Option{spotifyauthtest.WithScopes("user-top-read", "user-read-email"), spotifyauthtest.WithDirectives("required_scopes user-top-read")},
+			want: "insufficient_scope",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
