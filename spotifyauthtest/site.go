@@ -441,6 +441,9 @@ const admittedPath = "/spotifyauthtest/admitted"
 // Any other failure (Spotify unreachable, a fault injected at the fake)
 // is an error that does not wrap ErrRefused.
 //
+// A user refused by the rules keeps the session in c, so a test can go
+// on to check what such a user sees.
+//
 // With a WithMatcher that is not a path ("@name ..."), LogIn cannot see
 // the rules' refusal: the probe is not behind the gate.
 func (s *Site) LogIn(c *http.Client, userID string) error {
