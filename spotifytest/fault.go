@@ -140,6 +140,9 @@ func (s *Server) applyFaultFor(w http.ResponseWriter, r *http.Request, ep Endpoi
 		case <-t.C:
 		case <-r.Context().Done():
 			fail()
+			if sw, ok := w.(*statusWriter); ok {
+				sw.unanswered = true // for APIRequest.Status
+			}
 			return true // nobody is listening any more
 		case <-s.done:
 			fail()

@@ -109,15 +109,15 @@ type readCloser struct {
 // keeps Hijack, which a Drop fault needs.
 type statusWriter struct {
 	http.ResponseWriter
-	status   int
-	hijacked bool
+	status     int
+	unanswered bool // dropped, or abandoned when the client went away
 }
 
 // answeredStatus is the status the client got: 200 if the handler wrote
-// nothing (net/http's default), 0 if the connection was dropped.
+// nothing (net/http's default), 0 if it got no answer.
 func (sw *statusWriter) answeredStatus() int {
 	switch {
-	case sw.hijacked:
+	case sw.unanswered:
 		return 0
 	case sw.status == 0:
 		return http.StatusOK
@@ -141,7 +141,7 @@ func (sw *statusWriter) Write(b []byte) (int, error) {
 
 func (sw *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if hj, ok := sw.ResponseWriter.(http.Hijacker); ok {
-		sw.hijacked = true
+		sw.unanswered = true
 		return hj.Hijack()
 	}
 	return nil, nil, errors.New("spotifytest: connection cannot be hijacked")
