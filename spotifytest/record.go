@@ -39,8 +39,8 @@ type APIRequest struct {
 	Body          []byte
 	BodyTruncated bool
 	// Status is the status the fake answered, including an injected
-	// fault's; 0 if the connection was dropped or the request is still
-	// being served.
+	// fault's; 0 if it gave no answer (a Drop fault, a client gone during
+	// a Delay) or is still serving the request.
 	Status int
 
 	seq uint64 // finds the record again when the answer is known
