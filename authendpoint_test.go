@@ -1,6 +1,7 @@
 package spotifyauth_test
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -351,7 +352,13 @@ func TestAuthEndpointAnswers(t *testing.T) {
 			t.Errorf("Cache-Control %q, want no-store", cc)
 		}
 
-		resp, _ = ask(t, site.Client(t, "outsider"), auth, nil)
+		// LogIn says the rules refuse the outsider; the browser keeps the
+		// session, which the auth endpoint must refuse too.
+		outsider := site.NewBrowser()
+		if err := site.LogIn(outsider, "outsider"); !errors.Is(err, spotifyauthtest.ErrRefused) {
+			t.Fatalf("LogIn(outsider) = %v, want ErrRefused", err)
+		}
+		resp, _ = ask(t, outsider, auth, nil)
 		if resp.StatusCode != http.StatusForbidden {
 			t.Errorf("a user allow_users refuses: %d, want 403", resp.StatusCode)
 		}

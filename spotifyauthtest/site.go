@@ -13,6 +13,13 @@
 // directory, the site binds 127.0.0.1 only on a free port, and the exact
 // redirect URI is registered at the fake before Caddy starts.
 //
+// Site.LogIn says when the site refuses a user (ErrRefused: not on the
+// development-mode list, not admitted by allow_* rules), Site.LogOut ends
+// a session as the logout button does, and NoRedirects shows a client the
+// redirects themselves. Keep the tests that Start a site in a package of
+// their own: it compiles Caddy, and unit tests with spotifytest alone stay
+// fast.
+//
 // Caddy's running config is process-wide, so one Site runs at a time in a
 // process: tests that Start a Site must not call t.Parallel (Start fails
 // the test if another Site is running). Unit tests that need no Caddy use
@@ -21,8 +28,11 @@ package spotifyauthtest
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
+	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -284,9 +294,15 @@ func (c config) caddyfile(s *Site, host, upstream, secret string) string {
 	// Caddy's info logs (e.g. "HTTP/2 skipped") would bury the test's own.
 	b.WriteString("log {\nlevel ERROR\n}\n}\n\n")
 	fmt.Fprintf(&b, "%s {\nbind %s\n", s.URL, host)
+	matcher := c.matcher
+	if strings.HasPrefix(matcher, "/") {
+		// A path matcher gates the probe too, so LogIn sees the rules.
+		fmt.Fprintf(&b, "@spotifyauthtest_gated path %s %s\n", matcher, admittedPath)
+		matcher = "@spotifyauthtest_gated"
+	}
 	b.WriteString("spotify_auth")
-	if c.matcher != "" {
-		b.WriteString(" " + c.matcher)
+	if matcher != "" {
+		b.WriteString(" " + matcher)
 	}
 	b.WriteString(" {\n")
 	if c.realSpotify {
@@ -312,6 +328,9 @@ func (c config) caddyfile(s *Site, host, upstream, secret string) string {
 	for _, line := range c.siteLines {
 		b.WriteString(line + "\n")
 	}
+	// Answered after spotify_auth has admitted the request, never by the
+	// upstream: LogIn's check costs the app nothing.
+	fmt.Fprintf(&b, "respond %s 204\n", admittedPath)
 	if upstream != "" {
 		fmt.Fprintf(&b, "reverse_proxy %s\n", upstream)
 	}
@@ -391,9 +410,42 @@ func (s *Site) Client(t testing.TB, userID string) *http.Client {
 	return c
 }
 
+// ErrRefused is wrapped by LogIn's error when the site refuses the user
+// (rather than the login failing on the way): test it with errors.Is.
+var ErrRefused = errors.New("spotifyauthtest: the site refuses this user")
+
+// admittedPath is the probe LogIn requests after the callback: spotify_auth
+// gates it like the app and the Caddyfile answers it 204.
+const admittedPath = "/spotifyauthtest/admitted"
+
 // LogIn logs the client (made by NewBrowser or NewClient) in as userID,
 // replacing any session it has: the login redirect, the consent at the
-// fake, the callback.
+// fake, the callback; then it asks the site, through spotify_auth and not
+// the upstream, whether the session is let in.
+//
+// A user the site refuses gets an error wrapping ErrRefused that says why,
+// as the site answered:
+//   - not on the app's development-mode list at Spotify
+//     (spotifytest's SetDevelopmentMode and SetDevelopmentUsers): the
+//     callback answers 403, page "Spotify refused the login", and no
+//     session is made;
+//   - the owner's Premium lapsed (SetOwnerPremiumLapsed): the same;
+//   - not admitted by the block's rules (allow_users, allow_emails,
+//     allow_products, allow_countries): the login completes and every
+//     page behind the gate answers 403, "Not allowed" (JSON
+//     {"error":"forbidden"} to API calls);
+//   - a required_scopes scope the user does not grant (User.GrantScopes):
+//     the plugin asks once more, then pages answer 403 "Permission
+//     missing" (JSON {"error":"insufficient_scope"}).
+//
+// Any other failure (Spotify unreachable, a fault injected at the fake)
+// is an error that does not wrap ErrRefused.
+//
+// A user refused by the rules keeps the session in c, so a test can go
+// on to check what such a user sees.
+//
+// With a WithMatcher that is not a path ("@name ..."), LogIn cannot see
+// the rules' refusal: the probe is not behind the gate.
 func (s *Site) LogIn(c *http.Client, userID string) error {
 	if s.Fake == nil {
 		return errors.New("spotifyauthtest: LogIn needs a fake Spotify")
@@ -406,11 +458,82 @@ func (s *Site) LogIn(c *http.Client, userID string) error {
 	if err != nil {
 		return err // names the step that failed
 	}
-	if refused := resp.Request.URL.Query().Get("error"); refused != "" {
-		return fmt.Errorf("spotifyauthtest: the fake refused the login of %q: %s", userID, refused)
+	switch resp.StatusCode {
+	case http.StatusFound:
+	case http.StatusForbidden:
+		return fmt.Errorf("%w: the login of %q: the callback answered 403 %s", ErrRefused, userID, pageText(resp))
+	default:
+		return fmt.Errorf("spotifyauthtest: the login of %q: the callback answered %d %s, want a redirect back to the site", userID, resp.StatusCode, pageText(resp))
 	}
-	if resp.StatusCode != http.StatusFound {
-		return fmt.Errorf("spotifyauthtest: the callback answered %d, want a redirect back to the site", resp.StatusCode)
+	probe, err := http.NewRequest(http.MethodGet, s.URL+admittedPath, nil)
+	if err != nil {
+		return err
+	}
+	probe.Header.Set("Accept", "application/json")
+	resp, err = NoRedirects(c).Do(probe)
+	if err != nil {
+		return fmt.Errorf("spotifyauthtest: checking the session of %q: %w", userID, err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusNoContent:
+		return nil
+	case http.StatusForbidden:
+		var e struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
+		return fmt.Errorf("%w: %q is logged in, but the site answers 403 %s: %s", ErrRefused, userID, e.Error, e.Description)
+	}
+	return fmt.Errorf("spotifyauthtest: after the login of %q the site answered %d to a request with the session", userID, resp.StatusCode)
+}
+
+// pageText is the title and message of one of spotify_auth's pages, or
+// the start of any other body.
+func pageText(resp *http.Response) string {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	body := string(b)
+	between := func(open, close string) string {
+		_, rest, ok := strings.Cut(body, open)
+		if !ok {
+			return ""
+		}
+		text, _, _ := strings.Cut(rest, close)
+		return html.UnescapeString(strings.TrimSpace(text))
+	}
+	if title := between("<h1>", "</h1>"); title != "" {
+		return title + ": " + between("<p>", "</p>")
+	}
+	return strings.TrimSpace(body[:min(len(body), 200)])
+}
+
+// NoRedirects returns a copy of c (sharing its cookie jar and transport)
+// that does not follow redirects: the answer is the 3xx itself, its
+// Location for the test to read.
+func NoRedirects(c *http.Client) *http.Client {
+	nc := *c
+	nc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &nc
+}
+
+// LogOut logs the client out of the site as its logout button does (a
+// same-origin POST to /oauth2/spotify/logout): the session ends and its
+// cookie is cleared. A client without a session is fine.
+func (s *Site) LogOut(c *http.Client) error {
+	req, err := http.NewRequest(http.MethodPost, s.URL+"/oauth2/spotify/logout", strings.NewReader(""))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", s.URL)
+	resp, err := NoRedirects(c).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("spotifyauthtest: logout answered %d %s", resp.StatusCode, pageText(resp))
 	}
 	return nil
 }

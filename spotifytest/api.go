@@ -16,66 +16,146 @@ type route struct {
 	// appToken: an app token (client credentials) may call it, as for
 	// Spotify's catalogue endpoints.
 	appToken bool
-	serve    func(w http.ResponseWriter, r *http.Request, at *accessToken, u *User, id string)
+	// devModeRemoved: Spotify took it away from development-mode apps in
+	// February 2026; they get 403 "Forbidden".
+	devModeRemoved bool
+	// removed: Spotify took it away from apps created since November
+	// 2024, in either mode; 403 "Forbidden".
+	removed bool
+	// serve answers it; nil for an endpoint the fake does not serve
+	// (answered 404 "Service not found" where Spotify would serve it).
+	serve func(w http.ResponseWriter, r *http.Request, at *accessToken, u *User, id string)
 }
 
-// routeFor finds the endpoint for a path and method. id is the {id} of
-// /v1/{tracks,artists,albums}/{id}. found is false for an unknown path;
-// allowed lists the methods the path takes.
+// endpoint is a path pattern ("{id}" matches one segment) and its routes.
+type endpoint struct {
+	pattern string
+	routes  []route
+}
+
+// endpoints is the Web API as the fake knows it, in Spotify's 2026 shape.
+func (s *Server) endpoints() []endpoint {
+	get := func(serve func(http.ResponseWriter, *http.Request, *accessToken, *User, string)) route {
+		return route{method: http.MethodGet, serve: serve}
+	}
+	catalogue := func(serve func(http.ResponseWriter, *http.Request, *accessToken, *User, string)) route {
+		return route{method: http.MethodGet, appToken: true, serve: serve}
+	}
+	gone := func(method string) route { return route{method: method, appToken: true, removed: true} }
+	devGone := func(r route) route { r.devModeRemoved = true; return r }
+	put := func(serve func(http.ResponseWriter, *http.Request, *accessToken, *User, string)) route {
+		return route{method: http.MethodPut, serve: serve}
+	}
+	post := func(serve func(http.ResponseWriter, *http.Request, *accessToken, *User, string)) route {
+		return route{method: http.MethodPost, serve: serve}
+	}
+	del := func(serve func(http.ResponseWriter, *http.Request, *accessToken, *User, string)) route {
+		return route{method: http.MethodDelete, serve: serve}
+	}
+	notServed := func(method string) route { return route{method: method, appToken: true, devModeRemoved: true} }
+	return []endpoint{
+		{"/v1/me", []route{get(s.serveMe)}},
+		{"/v1/me/top/artists", []route{get(s.serveTopArtists)}},
+		{"/v1/me/top/tracks", []route{get(s.serveTopTracks)}},
+		{"/v1/me/player", []route{get(s.servePlayer), put(s.serveTransfer)}},
+		{"/v1/me/player/play", []route{put(s.servePlay)}},
+		{"/v1/me/player/pause", []route{put(s.servePause)}},
+		{"/v1/me/player/next", []route{post(s.serveNext)}},
+		{"/v1/me/player/previous", []route{post(s.servePrevious)}},
+		{"/v1/me/player/volume", []route{put(s.serveVolume())}},
+		{"/v1/me/player/shuffle", []route{put(s.serveShuffle())}},
+		{"/v1/me/player/repeat", []route{put(s.serveRepeat())}},
+		{"/v1/me/player/seek", []route{put(s.serveSeek())}},
+		{"/v1/me/player/queue", []route{get(s.serveQueue), post(s.serveAddToQueue)}},
+		{"/v1/me/player/currently-playing", []route{get(s.serveCurrentlyPlaying)}},
+		{"/v1/me/player/devices", []route{get(s.serveDevices)}},
+		{"/v1/me/player/recently-played", []route{get(s.serveRecentlyPlayed)}},
+		{"/v1/me/playlists", []route{get(s.servePlaylists), post(s.serveCreatePlaylist)}},
+		{"/v1/me/library", []route{put(s.serveLibrary), del(s.serveLibrary)}},
+		{"/v1/me/library/contains", []route{get(s.serveLibraryContains)}},
+		{"/v1/me/tracks", []route{get(s.serveSavedTracks), devGone(put(s.serveSaveTracks)), devGone(del(s.serveSaveTracks))}},
+		{"/v1/me/tracks/contains", []route{devGone(get(s.serveSavedTracksContains))}},
+		{"/v1/me/albums", []route{notServed(http.MethodGet), notServed(http.MethodPut), notServed(http.MethodDelete)}},
+		{"/v1/me/albums/contains", []route{notServed(http.MethodGet)}},
+		{"/v1/me/following", []route{notServed(http.MethodGet), notServed(http.MethodPut), notServed(http.MethodDelete)}},
+		{"/v1/me/following/contains", []route{notServed(http.MethodGet)}},
+		{"/v1/search", []route{catalogue(s.serveSearch)}},
+		{"/v1/tracks", []route{devGone(catalogue(s.serveSeveral("tracks", 50)))}},
+		{"/v1/albums", []route{devGone(catalogue(s.serveSeveral("albums", 20)))}},
+		{"/v1/artists", []route{devGone(catalogue(s.serveSeveral("artists", 50)))}},
+		{"/v1/tracks/{id}", []route{catalogue(s.serveTrack)}},
+		{"/v1/artists/{id}", []route{catalogue(s.serveArtist)}},
+		{"/v1/artists/{id}/top-tracks", []route{devGone(catalogue(s.serveArtistTopTracks))}},
+		{"/v1/artists/{id}/related-artists", []route{gone(http.MethodGet)}},
+		{"/v1/albums/{id}", []route{catalogue(s.serveAlbum)}},
+		{"/v1/albums/{id}/tracks", []route{catalogue(s.serveAlbumTracks)}},
+		{"/v1/playlists/{id}", []route{catalogue(s.servePlaylist)}},
+		{"/v1/playlists/{id}/items", []route{catalogue(s.servePlaylistItems("item")), post(s.serveAddPlaylistItems)}},
+		{"/v1/playlists/{id}/tracks", []route{devGone(catalogue(s.servePlaylistItems("track"))), notServed(http.MethodPost)}},
+		{"/v1/users/{id}", []route{devGone(catalogue(s.serveUser))}},
+		{"/v1/users/{id}/playlists", []route{devGone(catalogue(s.serveUserPlaylists)), devGone(post(s.serveCreatePlaylist))}},
+		{"/v1/browse/new-releases", []route{notServed(http.MethodGet)}},
+		{"/v1/browse/categories", []route{notServed(http.MethodGet)}},
+		{"/v1/browse/categories/{id}", []route{notServed(http.MethodGet)}},
+		{"/v1/browse/categories/{id}/playlists", []route{gone(http.MethodGet)}},
+		{"/v1/browse/featured-playlists", []route{gone(http.MethodGet)}},
+		{"/v1/markets", []route{notServed(http.MethodGet)}},
+		{"/v1/episodes", []route{notServed(http.MethodGet)}},
+		{"/v1/shows", []route{notServed(http.MethodGet)}},
+		{"/v1/audiobooks", []route{notServed(http.MethodGet)}},
+		{"/v1/recommendations", []route{gone(http.MethodGet)}},
+		{"/v1/recommendations/available-genre-seeds", []route{gone(http.MethodGet)}},
+		{"/v1/audio-features", []route{gone(http.MethodGet)}},
+		{"/v1/audio-features/{id}", []route{gone(http.MethodGet)}},
+		{"/v1/audio-analysis/{id}", []route{gone(http.MethodGet)}},
+	}
+}
+
+// matchPattern reports whether path fits pattern, and the segment its
+// "{id}" matched.
+func matchPattern(pattern, path string) (id string, ok bool) {
+	ps, xs := strings.Split(pattern, "/"), strings.Split(path, "/")
+	if len(ps) != len(xs) {
+		return "", false
+	}
+	for i, p := range ps {
+		switch {
+		case p == "{id}" && xs[i] != "":
+			id = xs[i]
+		case p != xs[i]:
+			return "", false
+		}
+	}
+	return id, true
+}
+
+// routeFor finds the endpoint for a path and method. id is the path's
+// {id}. found is false for an unknown path; allowed lists the methods
+// the path takes.
 func (s *Server) routeFor(path, method string) (rt route, id string, allowed string, found bool) {
-	var routes []route
-	switch path {
-	case "/v1/me":
-		routes = []route{{method: http.MethodGet, serve: s.serveMe}}
-	case "/v1/me/top/artists":
-		routes = []route{{method: http.MethodGet, serve: s.serveTopArtists}}
-	case "/v1/me/top/tracks":
-		routes = []route{{method: http.MethodGet, serve: s.serveTopTracks}}
-	case "/v1/me/player":
-		routes = []route{{method: http.MethodGet, serve: s.servePlayer}}
-	case "/v1/me/player/play":
-		routes = []route{{method: http.MethodPut, serve: s.servePlay}}
-	case "/v1/me/player/pause":
-		routes = []route{{method: http.MethodPut, serve: s.servePause}}
-	case "/v1/me/player/recently-played":
-		routes = []route{{method: http.MethodGet, serve: s.serveRecentlyPlayed}}
-	case "/v1/me/playlists":
-		routes = []route{{method: http.MethodGet, serve: s.servePlaylists}}
-	case "/v1/me/tracks":
-		routes = []route{{method: http.MethodGet, serve: s.serveSavedTracks}}
-	case "/v1/search":
-		routes = []route{{method: http.MethodGet, appToken: true, serve: s.serveSearch}}
-	default:
-		kind, rest, ok := strings.Cut(strings.TrimPrefix(path, "/v1/"), "/")
-		if !ok || rest == "" || strings.Contains(rest, "/") {
-			return route{}, "", "", false
+	for _, ep := range s.endpoints() {
+		pid, ok := matchPattern(ep.pattern, path)
+		if !ok {
+			continue
 		}
-		switch kind {
-		case "tracks":
-			routes = []route{{method: http.MethodGet, appToken: true, serve: s.serveTrack}}
-		case "artists":
-			routes = []route{{method: http.MethodGet, appToken: true, serve: s.serveArtist}}
-		case "albums":
-			routes = []route{{method: http.MethodGet, appToken: true, serve: s.serveAlbum}}
-		default:
-			return route{}, "", "", false
+		var methods []string
+		for _, rt := range ep.routes {
+			if rt.method == method || rt.method == http.MethodGet && method == http.MethodHead {
+				return rt, pid, "", true
+			}
+			methods = append(methods, rt.method)
 		}
-		id = rest
+		return route{}, pid, strings.Join(methods, ", "), true
 	}
-	var methods []string
-	for _, rt := range routes {
-		if rt.method == method || rt.method == http.MethodGet && method == http.MethodHead {
-			return rt, id, "", true
-		}
-		methods = append(methods, rt.method)
-	}
-	return route{}, id, strings.Join(methods, ", "), true
+	return route{}, "", "", false
 }
 
 // handleAPI serves the Web API: every /v1/* path.
-func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
-	s.recordAPI(r)
-	if s.applyFault(w, r, EndpointAPI, nil) {
+func (s *Server) handleAPI(rw http.ResponseWriter, r *http.Request) {
+	userID, answered := s.recordAPI(r)
+	w := &statusWriter{ResponseWriter: rw}
+	defer func() { answered(w.answeredStatus()) }()
+	if s.applyFaultFor(w, r, EndpointAPI, nil, userID) {
 		return
 	}
 	rt, id, allowed, found := s.routeFor(r.URL.Path, r.Method)
@@ -106,7 +186,18 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 	if s.refuseByAppState(w, at.userID) {
 		return
 	}
-	rt.serve(w, r, at, u, id)
+	s.mu.Lock()
+	devMode := s.developmentMode
+	s.mu.Unlock()
+	switch {
+	case rt.removed || rt.devModeRemoved && devMode:
+		// What Spotify answers an app for an endpoint taken away from it.
+		writeAPIError(w, http.StatusForbidden, "Forbidden")
+	case rt.serve == nil:
+		writeAPIError(w, http.StatusNotFound, "Service not found")
+	default:
+		rt.serve(w, r, at, u, id)
+	}
 }
 
 // invalidTokenMessage is the Web API's 401 message since 2026, the same
@@ -167,6 +258,14 @@ func writeAPIError(w http.ResponseWriter, status int, message string) {
 	w.Header().Set("Cache-Control", "private, max-age=0")
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(apiErrorJSON(status, message)))
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("spotifytest: " + err.Error()) // only maps, slices and strings: never
+	}
+	return b
 }
 
 func writeAPIJSON(w http.ResponseWriter, v any) {

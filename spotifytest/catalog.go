@@ -78,8 +78,7 @@ var defaultTracks = []Track{
 	{"Lock Contention Blues", "The Mutex Brothers", "Deadlock", "2017-09-15", 263300, 40, false},
 }
 
-// DefaultTopArtists returns the canned top artists of a user whose
-// TopArtists is nil: The Loopbacks, Ada & the Lovelaces, Null Pointer
+// DefaultTopArtists returns DefaultUser's canned top artists: The Loopbacks, Ada & the Lovelaces, Null Pointer
 // Orchestra, Race Condition and The Mutex Brothers, in that order.
 func DefaultTopArtists() []Artist {
 	out := slices.Clone(defaultArtists)
@@ -89,8 +88,7 @@ func DefaultTopArtists() []Artist {
 	return out
 }
 
-// DefaultTopTracks returns the canned top tracks of a user whose TopTracks
-// is nil: "Port 0", "Handshake", "Segfault Lullaby", "Data Race"
+// DefaultTopTracks returns DefaultUser's canned top tracks: "Port 0", "Handshake", "Segfault Lullaby", "Data Race"
 // (explicit) and "Lock Contention Blues", one by each default artist, in
 // that order.
 func DefaultTopTracks() []Track { return slices.Clone(defaultTracks) }
@@ -126,19 +124,26 @@ func cloneTracks(ts []Track) []Track {
 	return slices.Clone(ts)
 }
 
-// The user's data with the documented defaults filled in.
+// The user's data with the documented defaults filled in: DefaultUser's
+// canned data, or for any other user data derived from the ID.
 func (u *User) topArtists() []Artist {
-	if u.TopArtists == nil {
+	switch {
+	case u.TopArtists != nil:
+		return u.TopArtists
+	case u.ID == DefaultUserID:
 		return defaultArtists
 	}
-	return u.TopArtists
+	return derivedArtists(u.ID)
 }
 
 func (u *User) topTracks() []Track {
-	if u.TopTracks == nil {
+	switch {
+	case u.TopTracks != nil:
+		return u.TopTracks
+	case u.ID == DefaultUserID:
 		return defaultTracks
 	}
-	return u.TopTracks
+	return derivedTracks(u.ID)
 }
 
 func (u *User) savedTracks() []Track {

@@ -55,35 +55,93 @@
 //     "Invalid refresh token" (unknown, or rotated away) and "Refresh token
 //     revoked" (revoked or expired). Codes are consumed by the first
 //     exchange attempt, successful or not.
-//   - The Web API, with "Authorization: Bearer <token>", from each user's
-//     own data (User.TopTracks and friends; nil fields get the canned
-//     defaults, DefaultTopTracks and DefaultTopArtists):
-//     GET /v1/me (account_id always, User.AccountID or one derived from
-//     the ID; email only with scope user-read-email; country, product and
-//     explicit_content only with user-read-private; no email, country,
-//     product or followers in development mode);
-//     GET /v1/me/top/{artists,tracks} (user-top-read);
-//     GET /v1/me/player (user-read-playback-state; 204 without an active
-//     device, User.Device), PUT /v1/me/player/play and /pause
-//     (user-modify-playback-state; 404 reason NO_ACTIVE_DEVICE without a
-//     device, 403 PREMIUM_REQUIRED for other products, 403 when pausing a
-//     paused player);
-//     GET /v1/me/player/recently-played (user-read-recently-played; cursor
-//     paging with before/after);
-//     GET /v1/me/playlists (private ones only with playlist-read-private);
-//     GET /v1/me/tracks (user-library-read);
-//     and, for user and app tokens alike, GET /v1/search (q, type
-//     track,artist,album) and GET /v1/{tracks,artists,albums}/{id} over
-//     every track the server knows. Lists use Spotify's paging object
-//     (limit, offset, total, next, previous). A missing scope is 403
-//     "Insufficient client scope". Errors are nested, {"error":{"status":
-//     401,"message":"Missing/invalid/expired access token"}} (the one 401
-//     text since 2026, whether the token is missing, unknown, revoked or
-//     expired); a 401 carries WWW-Authenticate: Bearer realm="spotify",
-//     with error="invalid_token" only when a token was sent (RFC 6750
-//     §3.1). An app token (client credentials) gets 401
-//     "Unauthorized." on user endpoints, as from Spotify. Unknown /v1
-//     paths: 404 "Service not found".
+//   - The Web API, /v1/..., with "Authorization: Bearer <token>": see
+//     the next section.
+//
+// # Web API
+//
+// Answers follow Spotify's documented shapes (testdata/shapes holds the
+// ones the tests compare against) and its 2026 endpoint set. Data comes
+// from each user's fields (User.TopTracks and friends); a user added
+// without them gets five artists and tracks derived from the ID, stable
+// and different from every other user's, while DefaultUser keeps the
+// canned DefaultTopTracks and DefaultTopArtists. Every href, next and
+// previous in an answer is a URL of the fake that it serves (in
+// development mode, the ones Spotify took away answer 403 there too).
+//
+// Served in both modes (scope in brackets):
+//
+//	GET  /v1/me                          account_id always; email [user-read-email]; country, product,
+//	                                     explicit_content [user-read-private]; none of email, country,
+//	                                     product, followers in development mode
+//	GET  /v1/me/top/{artists,tracks}     [user-top-read]
+//	GET  /v1/me/player                   [user-read-playback-state]; 204 without an active device
+//	PUT  /v1/me/player                   transfer, {"device_ids":[one id],"play":bool} [user-modify-playback-state]
+//	PUT  /v1/me/player/{play,pause}      play takes {"uris":[...],"position_ms":N}
+//	POST /v1/me/player/{next,previous}
+//	PUT  /v1/me/player/volume?volume_percent=, /shuffle?state=, /repeat?state=, /seek?position_ms=
+//	POST /v1/me/player/queue?uri=        [user-modify-playback-state]
+//	GET  /v1/me/player/queue             [user-read-currently-playing and user-read-playback-state]
+//	GET  /v1/me/player/currently-playing [user-read-currently-playing]; 204 without a device
+//	GET  /v1/me/player/devices           [user-read-playback-state]
+//	GET  /v1/me/player/recently-played   [user-read-recently-played]; cursor paging
+//	GET  /v1/me/playlists                private ones only with [playlist-read-private]
+//	POST /v1/me/playlists                201 [playlist-modify-public, or -private for "public":false]
+//	GET  /v1/playlists/{id}              items (first 100) only for the owner's or collaborative
+//	                                     playlists in development mode
+//	GET  /v1/playlists/{id}/items        the track under "item"; 403 for others' playlists in
+//	                                     development mode
+//	POST /v1/playlists/{id}/items        up to 100 track URIs, owner only; 201 {"snapshot_id"}
+//	PUT, DELETE /v1/me/library?uris=     up to 40 track, album, episode, show or audiobook URIs
+//	                                     [user-library-modify]; 200, empty body
+//	GET  /v1/me/library/contains?uris=   [true,false,...] [user-library-read]
+//	GET  /v1/me/tracks                   the saved tracks of that library [user-library-read]
+//	GET  /v1/search                      q, type track,artist,album; user and app tokens
+//	GET  /v1/{tracks,artists,albums}/{id}, /v1/albums/{id}/tracks: user and app tokens
+//
+// Player commands check, in Spotify's order, the scope (403 "Insufficient
+// client scope"), then Premium (403 reason PREMIUM_REQUIRED: a Free user
+// hears this whether or not a device is on), then an active device,
+// User.Device (404 reason NO_ACTIVE_DEVICE), then a device_id parameter,
+// if given (404 "Device not found"). Pausing a paused player is 403. The
+// fake has one device per user; its position does not advance with time.
+// PlayerState returns the player (device, current track, queue,
+// position, volume, shuffle, repeat) for a test to assert.
+//
+// Served in extended quota only; development mode answers 403
+// {"error":{"status":403,"message":"Forbidden"}}, as Spotify does since
+// February 2026:
+//
+//	GET  /v1/users/{id}, /v1/users/{id}/playlists; POST /v1/users/{id}/playlists
+//	GET  /v1/tracks?ids= (50), /v1/albums?ids= (20), /v1/artists?ids= (50): null for unknown IDs
+//	GET  /v1/artists/{id}/top-tracks
+//	GET  /v1/playlists/{id}/tracks       the old shape, the track under "track"
+//	PUT, DELETE /v1/me/tracks?ids=; GET /v1/me/tracks/contains?ids=
+//
+// 403 "Forbidden" in both modes, as for every app created since November
+// 2024: /v1/recommendations, /v1/audio-features, /v1/audio-analysis,
+// /v1/artists/{id}/related-artists, /v1/browse/featured-playlists and
+// category playlists.
+//
+// Not served: 403 in development mode (Spotify took them away there too),
+// 404 "Service not found" in extended quota, where Spotify would answer:
+// /v1/browse/new-releases and categories, /v1/markets, several episodes,
+// shows or audiobooks, /v1/me/albums, /v1/me/following. Not served at all
+// (404): episodes, shows, audiobooks and chapters by ID, artists' albums,
+// playlist images, following playlists; nor (405) reordering or removing
+// playlist items or changing a playlist's details; nor play's
+// context_uri and offset. Nor does the fake model development mode's smaller search limit
+// or the fields Spotify stopped sending (popularity, label and others).
+//
+// Lists use Spotify's paging object (limit, offset, total, next,
+// previous). Errors are nested, {"error":{"status":401,"message":
+// "Missing/invalid/expired access token"}} (the one 401 text since 2026,
+// whether the token is missing, unknown, revoked or expired); a 401
+// carries WWW-Authenticate: Bearer realm="spotify", with
+// error="invalid_token" only when a token was sent (RFC 6750 §3.1). An
+// app token (client credentials) gets 401 "Unauthorized." on user
+// endpoints, as from Spotify. Unknown /v1 paths: 404 "Service not
+// found".
 //
 // # Development mode and the owner's Premium
 //
@@ -98,9 +156,9 @@
 // SetUnregisteredUserBody chooses another of Spotify's wordings
 // (UserNotApproved, UserMayNotBeRegistered, UserNotRegisteredForApp) or a
 // JSON form (APIErrorJSON). /v1/me then has no email, country, product or
-// followers for anyone, whatever the scopes. The mode and the list are the
-// server's, shared by every app registered. (The endpoints Spotify took
-// away from development-mode apps are still served.)
+// followers for anyone, whatever the scopes, and the endpoints Spotify
+// took away from development-mode apps answer 403 (see Web API). The mode
+// and the list are the server's, shared by every app registered.
 //
 // SetOwnerPremiumLapsed(true) makes every Web API call, of users and app
 // tokens alike, answer 403 {"error":{"status":403,"message":
@@ -112,12 +170,14 @@
 // # Faults and counters
 //
 // InjectFault makes an endpoint (EndpointAuthorize, EndpointToken,
-// EndpointAPI), or one path of it (Fault.Path), slow (Delay), fail
+// EndpointAPI), or one path, method or user of it (Fault.Path,
+// Fault.Method, Fault.UserID), slow (Delay), fail
 // (Status, with RetryAfter and Body; the default body is Spotify-shaped,
 // with a "reason" such as "QUOTA_EXCEEDED" if Fault.Reason says so)
 // or drop the connection (Drop), for the next Times requests or until
 // ClearFaults. Faulted requests still count. Counts, TokenRequests,
-// AuthorizeRequests, APIRequests (method, path, query, user) and
+// AuthorizeRequests, APIRequests (method, path, query, user, the body's
+// first 16 KiB and the status answered) and
 // APIRequestCount (per path) record every call, so tests can assert, say,
 // that exactly one refresh happened and how the client authenticated.
 //
@@ -128,7 +188,9 @@
 // NewForwardedRequest builds a request exactly as the spotify_auth plugin
 // forwards it to the upstream (token header, X-Spotify-* identity headers
 // with the display name percent-encoded, X-Spotify-Token-Expires), for
-// testing a handler with httptest.NewRecorder and no Caddy. For
+// testing a handler with httptest.NewRecorder and no Caddy;
+// Forward(userID, scopes...).NewRequest(method, target, body) does the
+// same for a request with a body. For
 // end-to-end tests through a real Caddy, see package spotifyauthtest.
 //
 // # Tokens

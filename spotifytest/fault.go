@@ -57,6 +57,14 @@ type Fault struct {
 	// the reverse); a trailing "*" matches every path it is a prefix of:
 	// "/v1/tracks/*". "" = every path of the endpoint.
 	Path string
+	// Method limits the fault to requests with this method, e.g. "PUT"
+	// (so a save fails while reads succeed); "" = any method.
+	Method string
+	// UserID limits the fault to Web API requests made with a token of
+	// this user, so one user's calls fail while another's succeed; ""
+	// = anyone. A fault with a UserID never applies to /authorize or the
+	// token endpoint.
+	UserID string
 }
 
 type activeFault struct {
@@ -67,7 +75,8 @@ type activeFault struct {
 // InjectFault adds a fault for an endpoint. Faults of one endpoint queue up
 // in order: a request gets the first fault whose Path matches it, which
 // applies to its Times requests before the next matching one takes over.
-// A fault with Times 0 stays until ClearFaults.
+// A fault with Times 0 stays until ClearFaults. Path, Method and UserID,
+// where set, must all match.
 func (s *Server) InjectFault(ep Endpoint, f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -81,13 +90,16 @@ func (s *Server) ClearFaults() {
 	clear(s.faults)
 }
 
-// takeFault claims the endpoint's current fault for one request.
-func (s *Server) takeFault(ep Endpoint, path string) (Fault, bool) {
+// takeFault claims the endpoint's current fault for one request of the
+// user ("" for none known).
+func (s *Server) takeFault(ep Endpoint, r *http.Request, userID string) (Fault, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := s.faults[ep]
 	for i, af := range q {
-		if af.f.Path != "" && !pathMatches(af.f.Path, path) {
+		if af.f.Path != "" && !pathMatches(af.f.Path, r.URL.Path) ||
+			af.f.Method != "" && !strings.EqualFold(af.f.Method, r.Method) ||
+			af.f.UserID != "" && af.f.UserID != userID {
 			continue
 		}
 		if af.f.Times > 0 {
@@ -107,7 +119,12 @@ func (s *Server) takeFault(ep Endpoint, path string) (Fault, bool) {
 // finishes the request, so that counters are right by the time the client
 // sees the outcome.
 func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, ep Endpoint, failed func()) bool {
-	f, ok := s.takeFault(ep, r.URL.Path)
+	return s.applyFaultFor(w, r, ep, failed, "")
+}
+
+// applyFaultFor is applyFault for a request made with a token of userID.
+func (s *Server) applyFaultFor(w http.ResponseWriter, r *http.Request, ep Endpoint, failed func(), userID string) bool {
+	f, ok := s.takeFault(ep, r, userID)
 	if !ok {
 		return false
 	}
@@ -123,6 +140,9 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, ep Endpoint,
 		case <-t.C:
 		case <-r.Context().Done():
 			fail()
+			if sw, ok := w.(*statusWriter); ok {
+				sw.unanswered = true // for APIRequest.Status
+			}
 			return true // nobody is listening any more
 		case <-s.done:
 			fail()

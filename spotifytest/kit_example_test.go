@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
@@ -196,4 +197,37 @@ func ExampleServer_IssueTokens() {
 	// Output:
 	// true true [user-top-read]
 	// true
+}
+
+// ExampleServer_PlayerState tests an app that plays a track and queues
+// another: the player holds what the app did, and the request log what
+// it sent and what it got.
+func ExampleServer_PlayerState() {
+	s := spotifytest.NewServer()
+	defer s.Close()
+	s.AddUser(spotifytest.User{ID: "dj", Product: "premium", Device: "Kitchen speaker"})
+	token := s.IssueToken("dj", "user-modify-playback-state")
+	tracks := spotifytest.DefaultTopTracks()
+
+	// The app under test would make these two calls.
+	for _, call := range [][3]string{
+		{"PUT", "/v1/me/player/play", `{"uris":["` + tracks[2].URI() + `"]}`},
+		{"POST", "/v1/me/player/queue?uri=" + tracks[4].URI(), ""},
+	} {
+		req, _ := http.NewRequest(call[0], s.APIURL()+call[1], strings.NewReader(call[2]))
+		req.Header.Set("Authorization", "Bearer "+token)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
+
+	p := s.PlayerState("dj")
+	fmt.Println(p.Device, p.Playing, p.Item.Name, "then", p.Queue[0].Name)
+	for _, r := range s.APIRequests() {
+		fmt.Println(r.Status, r.Method, r.Path, string(r.Body))
+	}
+	// Output:
+	// Kitchen speaker true Segfault Lullaby then Lock Contention Blues
+	// 204 PUT /v1/me/player/play {"uris":["spotify:track:MSg6yi7a41LaVk3WjlH0u7"]}
+	// 204 POST /v1/me/player/queue
 }

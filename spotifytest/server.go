@@ -102,11 +102,13 @@ type User struct {
 	// empty slice grants nothing.
 	GrantScopes []string
 
-	// The user's listening data, served by the Web API. nil means the
-	// canned defaults (see DefaultTopArtists); a non-nil empty slice means
-	// none, as for a new account.
-	TopArtists []Artist // /v1/me/top/artists; nil: DefaultTopArtists()
-	TopTracks  []Track  // /v1/me/top/tracks; nil: DefaultTopTracks()
+	// The user's listening data, served by the Web API. nil means data
+	// derived from the ID: five artists and a track by each, stable for
+	// the ID and different from any other user's (DefaultUser's are the
+	// canned DefaultTopArtists and DefaultTopTracks); a non-nil empty
+	// slice means none, as for a new account.
+	TopArtists []Artist // /v1/me/top/artists
+	TopTracks  []Track  // /v1/me/top/tracks
 	// SavedTracks (/v1/me/tracks) and RecentlyPlayed
 	// (/v1/me/player/recently-played, most recent first); nil: the top
 	// tracks.
@@ -552,9 +554,8 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = w.Write([]byte(strings.Join([]string{
 		"spotifytest: a fake Spotify accounts service and Web API",
-		"GET/POST /authorize, POST /api/token, GET /v1/me, GET /v1/me/top/{artists,tracks},",
-		"GET/PUT /v1/me/player{,/play,/pause}, GET /v1/me/player/recently-played, GET /v1/me/playlists,",
-		"GET /v1/me/tracks, GET /v1/search, GET /v1/{tracks,artists,albums}/{id}",
+		"GET/POST /authorize, POST /api/token, and the Web API under /v1/:",
+		"the list of what is served in each quota mode is in the package doc (go doc spotifytest)",
 		"",
 	}, "\n")))
 }

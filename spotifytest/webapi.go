@@ -1,146 +1,12 @@
 package spotifytest
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
-
-// player is a user's playback state. The device comes from User.Device.
-type player struct {
-	playing bool
-	trackID string // "" = the user's first top track
-}
-
-// playerState returns the user's state (zero value if none yet). s.mu
-// must be held.
-func (s *Server) playerState(userID string) *player {
-	p, ok := s.players[userID]
-	if !ok {
-		p = &player{}
-		s.players[userID] = p
-	}
-	return p
-}
-
-// IsPlaying reports whether the user's player is playing (after a PUT
-// /v1/me/player/play and before a pause).
-func (s *Server) IsPlaying(userID string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, ok := s.players[userID]
-	return ok && p.playing
-}
-
-// writePlayerError is a player command error: Spotify adds a reason.
-func writePlayerError(w http.ResponseWriter, status int, message, reason string) {
-	b, _ := json.Marshal(map[string]any{"error": map[string]any{"status": status, "message": message, "reason": reason}})
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
-}
-
-// servePlayer serves GET /v1/me/player: 204 without an active device.
-func (s *Server) servePlayer(w http.ResponseWriter, _ *http.Request, at *accessToken, u *User, _ string) {
-	if !requireScope(w, at, "user-read-playback-state") {
-		return
-	}
-	if u.Device == "" {
-		w.WriteHeader(http.StatusNoContent)
-		return
-	}
-	s.mu.Lock()
-	p := *s.playerState(u.ID)
-	c := s.catalog()
-	s.mu.Unlock()
-	var item any
-	if t, ok := c.tracks[p.trackID]; ok {
-		item = s.fullTrack(c, t)
-	} else if top := u.topTracks(); len(top) > 0 {
-		item = s.fullTrack(c, top[0])
-	}
-	writeAPIJSON(w, map[string]any{
-		"device": map[string]any{
-			"id": fakeID("device:" + u.ID + "\x00" + u.Device), "is_active": true, "is_private_session": false,
-			"is_restricted": false, "name": u.Device, "type": "Computer", "volume_percent": 50, "supports_volume": true,
-		},
-		"repeat_state":           "off",
-		"shuffle_state":          false,
-		"context":                nil,
-		"timestamp":              time.Now().UnixMilli(),
-		"progress_ms":            0,
-		"is_playing":             p.playing,
-		"item":                   item,
-		"currently_playing_type": "track",
-		"actions":                map[string]any{"disallows": map[string]bool{}},
-	})
-}
-
-// playerCommand checks what every player command needs: the scope, an
-// active device and Premium.
-func playerCommand(w http.ResponseWriter, at *accessToken, u *User) bool {
-	if !requireScope(w, at, "user-modify-playback-state") {
-		return false
-	}
-	if u.Device == "" {
-		writePlayerError(w, http.StatusNotFound, "Player command failed: No active device found", "NO_ACTIVE_DEVICE")
-		return false
-	}
-	if u.Product != "premium" {
-		writePlayerError(w, http.StatusForbidden, "Player command failed: Premium required", "PREMIUM_REQUIRED")
-		return false
-	}
-	return true
-}
-
-// servePlay serves PUT /v1/me/player/play, with an optional body
-// {"uris":["spotify:track:ID", ...]} choosing the track.
-func (s *Server) servePlay(w http.ResponseWriter, r *http.Request, at *accessToken, u *User, _ string) {
-	if !playerCommand(w, at, u) {
-		return
-	}
-	var body struct {
-		URIs []string `json:"uris"`
-	}
-	raw, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
-	if err != nil || len(strings.TrimSpace(string(raw))) > 0 && json.Unmarshal(raw, &body) != nil {
-		writeAPIError(w, http.StatusBadRequest, "Malformed json")
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.playerState(u.ID)
-	if len(body.URIs) > 0 {
-		id, ok := strings.CutPrefix(body.URIs[0], "spotify:track:")
-		if _, known := s.catalog().tracks[id]; !ok || !known {
-			writeAPIError(w, http.StatusBadRequest, "Invalid track uri: "+body.URIs[0])
-			return
-		}
-		p.trackID = id
-	}
-	p.playing = true
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// servePause serves PUT /v1/me/player/pause. Pausing a paused player is
-// refused, as Spotify does.
-func (s *Server) servePause(w http.ResponseWriter, _ *http.Request, at *accessToken, u *User, _ string) {
-	if !playerCommand(w, at, u) {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.playerState(u.ID)
-	if !p.playing {
-		writePlayerError(w, http.StatusForbidden, "Player command failed: Restriction violated", "UNKNOWN")
-		return
-	}
-	p.playing = false
-	w.WriteHeader(http.StatusNoContent)
-}
 
 // playedAt is when the user played the i-th (0 = most recent) track of
 // their history: every four minutes back from the server's start.
@@ -213,60 +79,6 @@ func (s *Server) serveRecentlyPlayed(w http.ResponseWriter, r *http.Request, at 
 		"next":    next,
 		"cursors": cursors,
 	})
-}
-
-// servePlaylists serves GET /v1/me/playlists: simplified playlists, the
-// private ones only with playlist-read-private.
-func (s *Server) servePlaylists(w http.ResponseWriter, r *http.Request, at *accessToken, u *User, _ string) {
-	readPrivate := containsScope(at, "playlist-read-private")
-	owner := map[string]any{
-		"id": u.ID, "display_name": nil, "type": "user", "uri": "spotify:user:" + u.ID,
-		"href": s.URL + "/v1/users/" + u.ID, "external_urls": map[string]string{"spotify": "https://open.spotify.com/user/" + u.ID},
-	}
-	if u.DisplayName != "" {
-		owner["display_name"] = u.DisplayName
-	}
-	items := []any{}
-	for _, p := range u.playlists() {
-		if p.Private && !readPrivate {
-			continue
-		}
-		obj := s.object("playlist", p.id(u.ID), p.Name)
-		obj["description"] = p.Description
-		obj["public"] = !p.Private
-		obj["collaborative"] = false
-		obj["images"] = []any{}
-		obj["owner"] = owner
-		obj["snapshot_id"] = fakeID("snapshot:" + p.id(u.ID))
-		obj["tracks"] = map[string]any{"href": s.URL + "/v1/playlists/" + p.id(u.ID) + "/tracks", "total": len(p.Tracks)}
-		items = append(items, obj)
-	}
-	s.servePage(w, r, items, 20, 50)
-}
-
-func containsScope(at *accessToken, scope string) bool {
-	for _, sc := range at.scopes {
-		if sc == scope {
-			return true
-		}
-	}
-	return false
-}
-
-// serveSavedTracks serves GET /v1/me/tracks: saved tracks with added_at.
-func (s *Server) serveSavedTracks(w http.ResponseWriter, r *http.Request, at *accessToken, u *User, _ string) {
-	if !requireScope(w, at, "user-library-read") {
-		return
-	}
-	s.mu.Lock()
-	c := s.catalog()
-	s.mu.Unlock()
-	saved := u.savedTracks()
-	items := make([]any, len(saved))
-	for i, t := range saved {
-		items[i] = map[string]any{"added_at": s.started.Add(-time.Duration(i+1) * 24 * time.Hour).Format(time.RFC3339), "track": s.fullTrack(c, t)}
-	}
-	s.servePage(w, r, items, 20, 50)
 }
 
 // serveSearch serves GET /v1/search over the catalogue (every default and
@@ -398,11 +210,16 @@ func (s *Server) serveAlbum(w http.ResponseWriter, _ *http.Request, _ *accessTok
 	s.mu.Lock()
 	c := s.catalog()
 	s.mu.Unlock()
-	tracks, ok := c.albums[id]
-	if !ok {
+	if _, ok := c.albums[id]; !ok {
 		writeAPIError(w, http.StatusNotFound, "Resource not found")
 		return
 	}
+	writeAPIJSON(w, s.fullAlbumJSON(c, id))
+}
+
+// fullAlbumJSON is a full album object of a known album.
+func (s *Server) fullAlbumJSON(c *catalog, id string) map[string]any {
+	tracks := c.albums[id]
 	album := s.albumJSON(tracks[0], len(tracks))
 	items := make([]any, len(tracks))
 	popularity := 0
@@ -416,5 +233,108 @@ func (s *Server) serveAlbum(w http.ResponseWriter, _ *http.Request, _ *accessTok
 	album["popularity"] = popularity
 	album["copyrights"] = []any{}
 	album["external_ids"] = map[string]string{}
-	writeAPIJSON(w, album)
+	return album
+}
+
+// serveSeveral serves GET /v1/{tracks,albums,artists}?ids=: up to limit
+// comma-separated IDs, answered {"<kind>": [object or null, ...]} in
+// order, null for an unknown ID, as Spotify does.
+func (s *Server) serveSeveral(kind string, limit int) func(http.ResponseWriter, *http.Request, *accessToken, *User, string) {
+	return func(w http.ResponseWriter, r *http.Request, _ *accessToken, _ *User, _ string) {
+		raw := r.URL.Query().Get("ids")
+		if strings.TrimSpace(raw) == "" {
+			writeAPIError(w, http.StatusBadRequest, "invalid id")
+			return
+		}
+		ids := strings.Split(raw, ",")
+		if len(ids) > limit {
+			writeAPIError(w, http.StatusBadRequest, "Too many ids requested")
+			return
+		}
+		s.mu.Lock()
+		c := s.catalog()
+		s.mu.Unlock()
+		out := make([]any, len(ids))
+		for i, id := range ids {
+			if !isSpotifyID(id) {
+				writeAPIError(w, http.StatusBadRequest, "invalid id")
+				return
+			}
+			switch kind {
+			case "tracks":
+				if t, ok := c.tracks[id]; ok {
+					out[i] = s.fullTrack(c, t)
+				}
+			case "artists":
+				if a, ok := c.artists[id]; ok {
+					out[i] = s.artistJSON(a)
+				}
+			case "albums":
+				if _, ok := c.albums[id]; ok {
+					out[i] = s.fullAlbumJSON(c, id)
+				}
+			}
+		}
+		writeAPIJSON(w, map[string]any{kind: out})
+	}
+}
+
+// serveArtistTopTracks serves GET /v1/artists/{id}/top-tracks: the
+// artist's known tracks, most popular first, at most 10.
+func (s *Server) serveArtistTopTracks(w http.ResponseWriter, _ *http.Request, _ *accessToken, _ *User, id string) {
+	if !lookupID(w, id) {
+		return
+	}
+	s.mu.Lock()
+	c := s.catalog()
+	s.mu.Unlock()
+	a, ok := c.artists[id]
+	if !ok {
+		writeAPIError(w, http.StatusNotFound, "Resource not found")
+		return
+	}
+	var tracks []Track
+	for _, tid := range c.trackIDs {
+		if t := c.tracks[tid]; t.Artist == a.Name {
+			tracks = append(tracks, t)
+		}
+	}
+	slices.SortStableFunc(tracks, func(x, y Track) int { return y.Popularity - x.Popularity })
+	writeAPIJSON(w, map[string]any{"tracks": s.fullTracks(c, tracks[:min(len(tracks), 10)])})
+}
+
+// serveAlbumTracks serves GET /v1/albums/{id}/tracks: a paging object of
+// simplified tracks.
+func (s *Server) serveAlbumTracks(w http.ResponseWriter, r *http.Request, _ *accessToken, _ *User, id string) {
+	if !lookupID(w, id) {
+		return
+	}
+	s.mu.Lock()
+	c := s.catalog()
+	s.mu.Unlock()
+	tracks, ok := c.albums[id]
+	if !ok {
+		writeAPIError(w, http.StatusNotFound, "Resource not found")
+		return
+	}
+	items := make([]any, len(tracks))
+	for i, t := range tracks {
+		items[i] = s.simpleTrackJSON(t, i+1)
+	}
+	s.servePage(w, r, items, 20, 50)
+}
+
+// serveUser serves GET /v1/users/{id}: a public user object.
+func (s *Server) serveUser(w http.ResponseWriter, _ *http.Request, _ *accessToken, _ *User, id string) {
+	s.mu.Lock()
+	u, ok := s.users[id]
+	s.mu.Unlock()
+	if !ok {
+		writeAPIError(w, http.StatusNotFound, "Resource not found")
+		return
+	}
+	obj := s.ownerJSON(u)
+	obj["followers"] = map[string]any{"href": nil, "total": 0}
+	obj["images"] = []any{}
+	writeAPIJSON(w, obj)
 }
