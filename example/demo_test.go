@@ -184,6 +184,8 @@ func TestDemoRefusesAUserNotOnTheDevelopmentModeList(t *testing.T) {
 	if strings.Contains(body, "Hello,") {
 		t.Errorf("the upstream's page was shown:\n%s", body)
 	}
+	// The plugin's development-mode page, with a way to pick another account.
+	wantInPage(t, body, "not on the app&#39;s user list", "development mode", "Use another Spotify account")
 	// The listed demo user still gets in.
 	_, body = get(t, d.site.Client(t, spotifytest.DefaultUserID), d.AppURL)
 	wantInPage(t, body, "Hello, Test User!")

@@ -25,11 +25,12 @@ func countingApp(t *testing.T) (*httptest.Server, *atomic.Int64) {
 
 func TestLogInSaysWhenTheSiteRefusesTheUser(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		setup func(fake *spotifytest.Server)
-		opts  []spotifyauthtest.Option
-		want  string // in the error
-		all   bool   // the listed user is refused too
+		name   string
+		setup  func(fake *spotifytest.Server)
+		opts   []spotifyauthtest.Option
+		want   string // in the error
+		all    bool   // the listed user is refused too
+		outage bool   // not a refusal of the user: an error without ErrRefused
 	}{
 		{
 			name: "a user not on the allow list is logged in but not let in",
@@ -49,13 +50,14 @@ func TestLogInSaysWhenTheSiteRefusesTheUser(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
-			want: "Spotify refused the login",
+			want: "not on the app's user list",
 		},
 		{
-			name:  "the owner's lapsed Premium refuses everyone at the callback",
-			setup: func(fake *spotifytest.Server) { fake.SetOwnerPremiumLapsed(true) },
-			want:  "Spotify refused the login",
-			all:   true,
+			name:   "the owner's lapsed Premium is an outage for everyone at the callback",
+			setup:  func(fake *spotifytest.Server) { fake.SetOwnerPremiumLapsed(true) },
+			want:   "503 Spotify is refusing this site",
+			all:    true,
+			outage: true,
 		},
 		{
 			name: "a required scope the user does not grant",
@@ -77,8 +79,8 @@ func TestLogInSaysWhenTheSiteRefusesTheUser(t *testing.T) {
 			site := spotifyauthtest.Start(t, fake, app.URL, tc.opts...)
 
 			err := site.LogIn(site.NewBrowser(), "mallory")
-			if !errors.Is(err, spotifyauthtest.ErrRefused) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "mallory") {
-				t.Errorf("LogIn(mallory) = %v; want ErrRefused saying %q", err, tc.want)
+			if err == nil || errors.Is(err, spotifyauthtest.ErrRefused) == tc.outage || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "mallory") {
+				t.Errorf("LogIn(mallory) = %v; want an error saying %q (ErrRefused: %v)", err, tc.want, !tc.outage)
 			}
 			if err := site.LogIn(site.NewBrowser(), spotifytest.DefaultUserID); (err == nil) == tc.all {
 				t.Errorf("LogIn(%s) = %v; want refused %v", spotifytest.DefaultUserID, err, tc.all)

@@ -427,9 +427,8 @@ const admittedPath = "/spotifyauthtest/admitted"
 // as the site answered:
 //   - not on the app's development-mode list at Spotify
 //     (spotifytest's SetDevelopmentMode and SetDevelopmentUsers): the
-//     callback answers 403, page "Spotify refused the login", and no
-//     session is made;
-//   - the owner's Premium lapsed (SetOwnerPremiumLapsed): the same;
+//     callback answers 403, page "This Spotify account is not on the
+//     app's user list", and no session is made;
 //   - not admitted by the block's rules (allow_users, allow_emails,
 //     allow_products, allow_countries): the login completes and every
 //     page behind the gate answers 403, "Not allowed" (JSON
@@ -438,7 +437,9 @@ const admittedPath = "/spotifyauthtest/admitted"
 //     the plugin asks once more, then pages answer 403 "Permission
 //     missing" (JSON {"error":"insufficient_scope"}).
 //
-// Any other failure (Spotify unreachable, a fault injected at the fake)
+// Any other failure (Spotify unreachable, a fault injected at the fake,
+// the owner's lapsed Premium with SetOwnerPremiumLapsed, which the plugin
+// answers as an outage for everyone: 503 "Spotify is refusing this site")
 // is an error that does not wrap ErrRefused.
 //
 // A user refused by the rules keeps the session in c, so a test can go
