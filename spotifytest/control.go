@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -32,7 +34,7 @@ var controlOps = []struct {
 	{"POST clients", `{"id","secret","redirect_uris":[...]}: AddClient`, (*Server).ctlAddClient},
 	{"POST users", `a user object: AddUser (adds, or replaces the user with that id)`, (*Server).ctlAddUser},
 	{"POST tokens", `{"user","scopes":[...],"client"}: IssueToken, or IssueTokens with "client"`, (*Server).ctlIssue},
-	{"POST forwarded", `{"user","scopes","access_token","token_header","user_headers"}: Forward or ForwardedFor, then Apply`, (*Server).ctlForwarded},
+	{"POST forwarded", `{"user","scopes","access_token","token_header","user_headers"}: Forward or ForwardedFor, then Apply; ?format=headers: as header lines`, (*Server).ctlForwarded},
 	{"POST token-info", `{"token"}: AccessTokenInfo`, (*Server).ctlTokenInfo},
 	{"POST expire", `{"token"} or {"user"} or {}: ExpireAccessToken, ExpireUserAccessTokens, ExpireAccessTokens`, (*Server).ctlExpire},
 	{"POST revoke-access", `{"token"} or {"user"}: RevokeAccessToken, RevokeUserAccessTokens`, (*Server).ctlRevokeAccess},
@@ -56,6 +58,11 @@ func (s *Server) routeControl(mux *http.ServeMux) {
 			out, err := handle(s, r)
 			if err != nil {
 				writeControl(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+				return
+			}
+			if lines, ok := out.(headerLines); ok {
+				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+				_, _ = io.WriteString(w, string(lines))
 				return
 			}
 			if out == nil {
@@ -324,6 +331,13 @@ func (s *Server) ctlForwarded(r *http.Request) (any, error) {
 	f.NoUserHeaders = in.UserHeaders != nil && !*in.UserHeaders
 	req := httptest.NewRequest(http.MethodGet, "/", nil)
 	f.Apply(req)
+	if r.URL.Query().Get("format") == "headers" {
+		var b strings.Builder
+		for _, name := range slices.Sorted(maps.Keys(req.Header)) {
+			b.WriteString(name + ": " + req.Header.Get(name) + "\n")
+		}
+		return headerLines(b.String()), nil
+	}
 	headers := make(map[string]string, len(req.Header))
 	for name, vs := range req.Header {
 		headers[name] = vs[0]
@@ -331,6 +345,10 @@ func (s *Server) ctlForwarded(r *http.Request) (any, error) {
 	return map[string]any{"headers": headers, "access_token": f.AccessToken,
 		"expires_at": f.Expires.UTC().Format(time.RFC3339)}, nil
 }
+
+// headerLines is an answer in HTTP header syntax, "Name: value" lines,
+// which curl reads with -H @file.
+type headerLines string
 
 // tokenOrUser is the body of the operations on one token or one user's.
 type tokenOrUser struct {
