@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -83,7 +85,7 @@ func newFakeFlags() (*flag.FlagSet, *fakeOptions) {
 	fs.StringVar(&o.autoApprove, "auto-approve", "", "approve every consent at once as this user (no consent page)")
 	fs.BoolVar(&o.development, "development", false, "development mode: only --development-users may use the Web API")
 	fs.StringVar(&o.developmentUsers, "development-users", "", "comma-separated user IDs on the development-mode list (at most 5)")
-	fs.DurationVar(&o.tokenLifetime, "token-lifetime", 0, "access token lifetime (default 1h)")
+	fs.DurationVar(&o.tokenLifetime, "token-lifetime", time.Hour, "access token lifetime")
 	fs.BoolVar(&o.rotate, "rotate", false, "rotate refresh tokens on every refresh (default: never, as Spotify since 2026)")
 	fs.IntVar(&o.rotateEvery, "rotate-every", 0, "rotate refresh tokens on every n-th refresh of a consent")
 	return fs, o
@@ -176,6 +178,9 @@ func runFake(ctx context.Context, o *fakeOptions, out io.Writer) error {
 	fmt.Fprintf(out, "  authorize_url %s\n  token_url     %s\n  api_url       %s\n  control API   %s%s\n",
 		s.AuthorizeURL(), s.TokenURL(), s.APIURL(), s.URL, spotifytest.ControlPrefix)
 	fmt.Fprintln(out, "  a test tool: never expose it to the internet")
+	if !isLoopback(s.URL) {
+		fmt.Fprintln(out, "  WARNING: not on loopback: anyone who reaches it can mint tokens")
+	}
 	<-ctx.Done()
 	return nil
 }
@@ -187,4 +192,16 @@ func runFakeCommand(o *fakeOptions) (int, error) {
 		return caddy.ExitCodeFailedStartup, err
 	}
 	return caddy.ExitCodeSuccess, nil
+}
+
+// isLoopback tells whether the fake's URL has a loopback IP: the one place
+// a fake Spotify is safe. (Docker networks may need more; hence a warning,
+// not a refusal.)
+func isLoopback(rawURL string) bool {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(u.Hostname())
+	return ip != nil && ip.IsLoopback()
 }

@@ -202,6 +202,20 @@ func TestSpotifyFakeRefusesBadFlags(t *testing.T) {
 	}
 }
 
+func TestSpotifyFakeWarnsOffLoopback(t *testing.T) {
+	for url, want := range map[string]bool{
+		"http://127.0.0.1:8090": true,
+		"http://[::1]:8090":     true,
+		"http://0.0.0.0:8090":   false,
+		"http://[::]:8090":      false,
+		"http://10.1.2.3:8090":  false,
+	} {
+		if got := isLoopback(url); got != want {
+			t.Errorf("isLoopback(%s) = %v, want %v", url, got, want)
+		}
+	}
+}
+
 func writeTemp(t *testing.T, content string) string {
 	p := filepath.Join(t.TempDir(), "f.json")
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
