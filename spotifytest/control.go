@@ -165,7 +165,7 @@ func (s *Server) ctlAddClient(r *http.Request) (any, error) {
 
 // UserJSON is a User as the control API and `caddy spotify-fake --users`
 // read it: snake_case names of User's fields. A list that is absent or
-// null gets User's defaults (the canned listening data); [] means none.
+// null is nil, User's defaults; [] means none.
 type UserJSON struct {
 	ID             string         `json:"id"`
 	DisplayName    string         `json:"display_name,omitempty"`

@@ -584,7 +584,6 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		"GET/POST /authorize, POST /api/token, GET /v1/me, GET /v1/me/top/{artists,tracks},",
 		"GET/PUT /v1/me/player{,/play,/pause}, GET /v1/me/player/recently-played, GET /v1/me/playlists,",
 		"GET /v1/me/tracks, GET /v1/search, GET /v1/{tracks,artists,albums}/{id}",
-		"control API for tests: GET " + ControlPrefix,
 		"",
 	}, "\n")))
 }
