@@ -193,6 +193,39 @@
 // same for a request with a body. For
 // end-to-end tests through a real Caddy, see package spotifyauthtest.
 //
+// # Control API, for tests in any language
+//
+// Every Server also answers a control API under ControlPrefix,
+// "/_spotifytest/", a path Spotify never uses, so that tests that are not
+// written in Go (against `caddy spotify-fake`, which serves a Server on a
+// given address with NewServerOn) can do what Go tests do. JSON in and
+// out; errors are 400 {"error":"..."}, unknown fields included. Each
+// operation calls the method named:
+//
+//	POST   clients         {"id","secret","redirect_uris"}            AddClient
+//	POST   users           UserJSON: {"id","display_name",...,"top_tracks"} AddUser
+//	POST   tokens          {"user","scopes","client"}                 IssueToken; IssueTokens with client
+//	POST   forwarded       {"user","scopes"} or {"access_token"},      Forward or ForwardedFor, then Apply:
+//	                       "token_header","user_headers"               {"headers":{...}}; ?format=headers: lines
+//	POST   token-info      {"token"}                                  AccessTokenInfo
+//	POST   expire          {"token"}, {"user"} or {}                  ExpireAccessToken(s), ExpireUserAccessTokens
+//	POST   revoke-access   {"token"} or {"user"}                      RevokeAccessToken, RevokeUserAccessTokens
+//	POST   revoke-refresh  {"token"} or {"user"}                      RevokeRefreshToken, RevokeRefreshTokens
+//	POST   advance         {"by":"4400h"}                             Advance
+//	POST   faults          {"endpoint","path","status","retry_after", InjectFault
+//	                       "body","reason","delay","drop","times"}
+//	DELETE faults                                                     ClearFaults
+//	PUT    settings        {"auto_approve","access_token_lifetime",   the Set methods
+//	                       "rotate_refresh_tokens_every",
+//	                       "development_mode","development_users",...}
+//	GET    requests                                                   APIRequests, TokenRequests, AuthorizeRequests
+//	GET    counts          ?path=/v1/me*                              Counts, APIRequestCount
+//	POST   reset                                                      ResetCounts
+//
+// The Go methods' panics on bad arguments (an unknown user or scope)
+// are 400s there. The README's "Testing your app" has the fields of each
+// operation and the recipes.
+//
 // # Tokens
 //
 // Access tokens are 200 random URL-safe characters by default

@@ -2,6 +2,7 @@ package spotifytest
 
 import (
 	"crypto/rand"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -175,6 +176,31 @@ type refreshToken struct {
 // DefaultUser() and no clients: register apps with AddClient. Like
 // httptest.NewServer it panics if it cannot listen.
 func NewServer() *Server {
+	s := newServer()
+	s.ts = httptest.NewServer(s.handler())
+	s.URL = s.ts.URL
+	return s
+}
+
+// NewServerOn is NewServer listening on addr ("127.0.0.1:8090"; port 0
+// picks a free one), for a fake that other processes must find at a
+// known address, as `caddy spotify-fake` does. It is a test tool: listen
+// on loopback only.
+func NewServerOn(addr string) (*Server, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s := newServer()
+	s.ts = httptest.NewUnstartedServer(s.handler())
+	_ = s.ts.Listener.Close() // httptest's own 127.0.0.1:0 listener
+	s.ts.Listener = l
+	s.ts.Start()
+	s.URL = s.ts.URL
+	return s, nil
+}
+
+func newServer() *Server {
 	s := &Server{
 		done:             make(chan struct{}),
 		clients:          make(map[string]*client),
@@ -195,14 +221,17 @@ func NewServer() *Server {
 	}
 	s.AddUser(DefaultUser())
 	s.defaultUserID = DefaultUserID
+	return s
+}
+
+func (s *Server) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/authorize", s.handleAuthorize)
 	mux.HandleFunc("/api/token", s.handleToken)
 	mux.HandleFunc("/v1/", s.handleAPI)
 	mux.HandleFunc("/", s.handleRoot)
-	s.ts = httptest.NewServer(mux)
-	s.URL = s.ts.URL
-	return s
+	s.routeControl(mux) // control.go
+	return mux
 }
 
 // Close shuts the server down: injected delays end at once, then it waits
