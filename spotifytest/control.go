@@ -436,6 +436,8 @@ type faultJSON struct {
 	Drop       bool     `json:"drop"`
 	Times      int      `json:"times"`
 	Path       string   `json:"path"`
+	Method     string   `json:"method"`
+	User       string   `json:"user"`
 }
 
 func (s *Server) ctlInjectFault(r *http.Request) (any, error) {
@@ -449,7 +451,7 @@ func (s *Server) ctlInjectFault(r *http.Request) (any, error) {
 		return nil, fmt.Errorf(`"endpoint" must be %q, %q or %q`, EndpointAuthorize, EndpointToken, EndpointAPI)
 	}
 	s.InjectFault(in.Endpoint, Fault{Status: in.Status, RetryAfter: in.RetryAfter, Body: in.Body, Reason: in.Reason,
-		Delay: time.Duration(in.Delay), Drop: in.Drop, Times: in.Times, Path: in.Path})
+		Delay: time.Duration(in.Delay), Drop: in.Drop, Times: in.Times, Path: in.Path, Method: in.Method, UserID: in.User})
 	return nil, nil
 }
 
@@ -534,6 +536,10 @@ func (s *Server) ctlRequests(*http.Request) (any, error) {
 		Query  url.Values  `json:"query"`
 		User   string      `json:"user"`
 		Header http.Header `json:"header"`
+		Status int         `json:"status"`
+		Body   string      `json:"body"`
+		// BodyTruncated says Body is the first 16 KiB only.
+		BodyTruncated bool `json:"body_truncated"`
 	}
 	type tokenReqJSON struct {
 		GrantType  string     `json:"grant_type"`
@@ -542,7 +548,7 @@ func (s *Server) ctlRequests(*http.Request) (any, error) {
 	}
 	api := []apiJSON{}
 	for _, ar := range s.APIRequests() {
-		api = append(api, apiJSON{ar.Method, ar.Path, ar.Query, ar.UserID, ar.Header})
+		api = append(api, apiJSON{ar.Method, ar.Path, ar.Query, ar.UserID, ar.Header, ar.Status, string(ar.Body), ar.BodyTruncated})
 	}
 	token := []tokenReqJSON{}
 	for _, tr := range s.TokenRequests() {

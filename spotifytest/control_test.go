@@ -147,13 +147,14 @@ func TestControlTokensIssuesWorkingTokens(t *testing.T) {
 
 func TestControlForwardedIsWhatThePluginSends(t *testing.T) {
 	s := newControlled(t)
-	mustCtl(t, s, "POST", "users", `{"id":"zoe","display_name":"Zoë","email":"zoe@example.com","product":"free"}`)
+	mustCtl(t, s, "POST", "users", `{"id":"zoe","account_id":"acc-zoe","display_name":"Zoë","email":"zoe@example.com","product":"free"}`)
 	out := mustCtl(t, s, "POST", "forwarded", `{"user":"zoe","scopes":["user-read-email"]}`)
 	h := out["headers"].(map[string]any)
 	tok := out["access_token"].(string)
 	want := map[string]any{
 		"Authorization":           "Bearer " + tok,
 		"X-Spotify-User-Id":       "zoe",
+		"X-Spotify-Account-Id":    "acc-zoe",
 		"X-Spotify-User-Name":     "Zo%C3%AB",
 		"X-Spotify-User-Email":    "zoe@example.com",
 		"X-Spotify-Scopes":        "user-read-email",
@@ -274,6 +275,19 @@ func TestControlFaults(t *testing.T) {
 		t.Errorf("/v1/me after DELETE faults = %d, want 200", res.status)
 	}
 
+	mustCtl(t, s, "POST", "faults", `{"endpoint":"api","method":"PUT","user":"testuser","status":502}`)
+	if res := callAPI(t, s, "GET", "/v1/me", tok, ""); res.status != http.StatusOK {
+		t.Errorf("GET /v1/me under a PUT-only fault = %d, want 200", res.status)
+	}
+	if res := callAPI(t, s, "PUT", "/v1/me/player/pause", tok, ""); res.status != http.StatusBadGateway {
+		t.Errorf("testuser's PUT under the fault = %d, want 502", res.status)
+	}
+	s.AddUser(spotifytest.User{ID: "bob"})
+	if res := callAPI(t, s, "PUT", "/v1/me/player/pause", s.IssueToken("bob", "user-modify-playback-state"), ""); res.status == http.StatusBadGateway {
+		t.Error("bob's PUT got testuser's fault")
+	}
+	mustCtl(t, s, "DELETE", "faults", "")
+
 	mustCtl(t, s, "POST", "faults", `{"endpoint":"token","drop":true,"delay":"1ms","times":1}`)
 	if _, err := http.PostForm(s.TokenURL(), url.Values{"grant_type": {"client_credentials"}}); err == nil {
 		t.Error("the dropped token request got an answer")
@@ -346,6 +360,9 @@ func TestControlRequestsCountsAndReset(t *testing.T) {
 	}
 	if hdr := first["header"].(map[string]any); hdr["Authorization"] != nil {
 		t.Error("the request log holds the bearer token")
+	}
+	if first["status"] != float64(http.StatusOK) {
+		t.Errorf("first API request's status = %v, want 200", first["status"])
 	}
 	if tr := out["token"].([]any); len(tr) != 1 || tr[0].(map[string]any)["grant_type"] != "client_credentials" {
 		t.Errorf("token requests = %v", tr)

@@ -213,7 +213,8 @@
 //	POST   revoke-refresh  {"token"} or {"user"}                      RevokeRefreshToken, RevokeRefreshTokens
 //	POST   advance         {"by":"4400h"}                             Advance
 //	POST   faults          {"endpoint","path","status","retry_after", InjectFault
-//	                       "body","reason","delay","drop","times"}
+//	                       "body","reason","delay","drop","times",
+//	                       "method","user"}
 //	DELETE faults                                                     ClearFaults
 //	PUT    settings        {"auto_approve","access_token_lifetime",   the Set methods
 //	                       "rotate_refresh_tokens_every",
