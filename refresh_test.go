@@ -66,22 +66,9 @@ func TestRefreshAfterRefreshThroughCaddy(t *testing.T) {
 				fake := spotifytest.NewServer()
 				t.Cleanup(fake.Close)
 				fake.SetRotateRefreshTokensEvery(map[string]int{"never": 0, "always": 1, "alternating": 2}[rotation])
-				ports := freePorts(t, instances)
-				var redirects []string
-				for _, p := range ports {
-					redirects = append(redirects, fmt.Sprintf("http://127.0.0.1:%d%s", p, DefaultCallbackPath))
-				}
-				fake.AddClient(spotifytest.Client{ID: testClientID, RedirectURIs: redirects})
-				storage := "file_system " + filepath.Join(t.TempDir(), "storage")
-				var procs []*caddyProcess
-				for i, port := range ports {
-					name := string(rune('A' + i))
-					procs = append(procs, startCaddyWith(t, bin, name, port, storage, fake, leeway, "",
-						fmt.Sprintf(`respond /app/* "%s {http.request.header.Authorization}"`, name)))
-				}
-				for _, p := range procs {
-					p.waitReady(t)
-				}
+				procs := startInstances(t, bin, instances, fake, leeway, func(name string) string {
+					return fmt.Sprintf(`respond /app/* "%s {http.request.header.Authorization}"`, name)
+				})
 				browser := processBrowser(t)
 				fake.SetAccessTokenLifetime(lifetime)
 				multiLogin(t, browser, fake, procs[0])
@@ -146,21 +133,9 @@ func TestUpstreamRejectionsRefreshOnceEveryFewMinutesWithRotation(t *testing.T) 
 			fake := spotifytest.NewServer()
 			t.Cleanup(fake.Close)
 			fake.SetRotateRefreshTokens(true)
-			ports := freePorts(t, instances)
-			var redirects []string
-			for _, p := range ports {
-				redirects = append(redirects, fmt.Sprintf("http://127.0.0.1:%d%s", p, DefaultCallbackPath))
-			}
-			fake.AddClient(spotifytest.Client{ID: testClientID, RedirectURIs: redirects})
-			storage := "file_system " + filepath.Join(t.TempDir(), "storage")
-			var procs []*caddyProcess
-			for i, port := range ports {
-				procs = append(procs, startCaddyWith(t, bin, string(rune('A'+i)), port, storage, fake, time.Minute, "",
-					"header /app/* WWW-Authenticate `Bearer realm=\"spotify\", error=\"invalid_token\"`\n\trespond /app/* 401"))
-			}
-			for _, p := range procs {
-				p.waitReady(t)
-			}
+			procs := startInstances(t, bin, instances, fake, time.Minute, func(string) string {
+				return "header /app/* WWW-Authenticate `Bearer realm=\"spotify\", error=\"invalid_token\"`\n\trespond /app/* 401"
+			})
 			browser := processBrowser(t)
 			multiLogin(t, browser, fake, procs[0])
 			fake.ResetCounts()
@@ -222,4 +197,26 @@ func processBrowser(t *testing.T) *http.Client {
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Jar: jar, Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// startInstances starts n Caddy processes (A, B, ...) sharing one
+// file_system storage, registered at the fake, and waits until they serve.
+func startInstances(t *testing.T, bin string, n int, fake *spotifytest.Server, leeway time.Duration, upstream func(name string) string) []*caddyProcess {
+	t.Helper()
+	ports := freePorts(t, n)
+	var redirects []string
+	for _, p := range ports {
+		redirects = append(redirects, fmt.Sprintf("http://127.0.0.1:%d%s", p, DefaultCallbackPath))
+	}
+	fake.AddClient(spotifytest.Client{ID: testClientID, RedirectURIs: redirects})
+	storage := "file_system " + filepath.Join(t.TempDir(), "storage")
+	var procs []*caddyProcess
+	for i, port := range ports {
+		name := string(rune('A' + i))
+		procs = append(procs, startCaddyWith(t, bin, name, port, storage, fake, leeway, "", upstream(name)))
+	}
+	for _, p := range procs {
+		p.waitReady(t)
+	}
+	return procs
 }
