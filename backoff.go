@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 	"go.uber.org/zap"
 )
 
@@ -18,14 +19,6 @@ import (
 // refresh, an app token), never on the request path of a valid session;
 // once read, a back-off is kept in memory, so it costs one read per
 // instance.
-
-const (
-	backoffPrefix = "spotify_auth/backoff/"
-	pausePrefix   = "spotify_auth/paused/"
-	// forcedPausePrefix sits in pausePrefix's folder, so the same sweep
-	// deletes it.
-	forcedPausePrefix = pausePrefix + "forced-"
-)
 
 // storageOpTimeout bounds a storage call made to coordinate, so a hung
 // store cannot hold a login or refresh for long; it fails open to this
@@ -43,7 +36,7 @@ type sharedPause struct {
 }
 
 func (h *Handler) backoffKey() string {
-	return backoffPrefix + hashedName(16, h.TokenURL, h.ClientID)
+	return storagekeys.Backoff + storagekeys.Hash(16, h.TokenURL, h.ClientID)
 }
 
 // checkBackoff fails fast while Spotify has asked this app to wait: as
@@ -52,7 +45,7 @@ func (h *Handler) checkBackoff(ctx context.Context, now time.Time) error {
 	if err := h.shared.checkBackoff(now); err != nil {
 		return err
 	}
-	if p, ok := h.loadPause(ctx, h.backoffKey(), now); ok {
+	if p, ok := h.loadPause(ctx, storagekeys.AppBackoff(h.TokenURL, h.ClientID), now); ok {
 		ae := &authError{Kind: kindRateLimited, Message: "Spotify is rate limiting this app",
 			RetryAfter: time.Duration(p.Until - now.UnixNano()), Said: cleanSpotifyText(p.Said, maxSpotifyText)}
 		if p.Kind == kindOwnerPremium.String() {
@@ -93,19 +86,19 @@ func (h *Handler) noteRateLimit(ctx context.Context, err error, now time.Time) {
 	if ae.Asked > ae.RetryAfter {
 		p.AskedUntil = now.Add(ae.Asked).UnixNano()
 	}
-	h.storePause(ctx, h.backoffKey(), p)
+	h.storePause(ctx, storagekeys.AppBackoff(h.TokenURL, h.ClientID), p)
 }
 
 // publishRefreshPause tells the other instances that refreshing this
 // session failed, so they don't try again before the pause ends.
 func (h *Handler) publishRefreshPause(ctx context.Context, id string, ae *authError, now time.Time) {
-	h.storePause(ctx, pausePrefix+id, sharedPause{Until: now.Add(refreshRetryPause).UnixNano(), Kind: ae.Kind.String(), Message: ae.Message})
+	h.storePause(ctx, storagekeys.Paused+id, sharedPause{Until: now.Add(refreshRetryPause).UnixNano(), Kind: ae.Kind.String(), Message: ae.Message})
 }
 
 // refreshPausedElsewhere reports whether another instance's refresh of
 // this session failed within the pause (and then pauses here too).
 func (h *Handler) refreshPausedElsewhere(ctx context.Context, id string, now time.Time) (sharedPause, bool) {
-	p, ok := h.loadPause(ctx, pausePrefix+id, now)
+	p, ok := h.loadPause(ctx, storagekeys.Paused+id, now)
 	if ok {
 		h.shared.pauseRefresh(id, now, time.Duration(p.Until-now.UnixNano()))
 	}
@@ -118,7 +111,7 @@ func (h *Handler) refreshPausedElsewhere(ctx context.Context, id string, now tim
 func (h *Handler) pauseForcedRefresh(ctx context.Context, id string, now time.Time) {
 	until := now.Add(forcedRefreshInterval)
 	h.shared.pauseForced(id, until, now)
-	h.storePause(ctx, forcedPausePrefix+id, sharedPause{Until: until.UnixNano(), Kind: "forced"})
+	h.storePause(ctx, storagekeys.ForcedPaused+id, sharedPause{Until: until.UnixNano(), Kind: "forced"})
 }
 
 // forcedRefreshPaused reports whether a refresh on the upstream's word is
@@ -128,7 +121,7 @@ func (h *Handler) forcedRefreshPaused(ctx context.Context, id string, now time.T
 	if h.shared.forcedPaused(id, now) {
 		return true
 	}
-	p, ok := h.loadPause(ctx, forcedPausePrefix+id, now)
+	p, ok := h.loadPause(ctx, storagekeys.ForcedPaused+id, now)
 	if ok {
 		h.shared.pauseForced(id, time.Unix(0, p.Until), now)
 	}

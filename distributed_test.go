@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/teststorage"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
@@ -411,7 +412,7 @@ func TestSweepDeletesOnlyWhatHasExpired(t *testing.T) {
 	}
 	ctx := context.Background()
 	results := func() int {
-		keys, _ := hs.h.storage.List(ctx, refreshResultPrefix, false)
+		keys, _ := hs.h.storage.List(ctx, storagekeys.RefreshResults, false)
 		return len(keys)
 	}
 	if results() != 1 {

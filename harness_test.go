@@ -34,6 +34,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/oauth2"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/testkit"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/teststorage"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
@@ -258,7 +259,7 @@ func storageHoldsNone(t *testing.T, storage certmagic.Storage, secrets ...string
 
 func storedSessions(t *testing.T, storage certmagic.Storage) int {
 	t.Helper()
-	keys, err := storage.List(context.Background(), storedSessionPrefix, true)
+	keys, err := storage.List(context.Background(), storagekeys.Sessions, true)
 	if err != nil {
 		return 0
 	}
@@ -277,7 +278,7 @@ func forgetRefreshes(tb testing.TB, h *Handler) {
 	h.shared.mu.Lock()
 	h.shared.recent = newFIFOMap[session](maxRecentRefresh)
 	h.shared.mu.Unlock()
-	keys, _ := h.storage.List(context.Background(), refreshResultPrefix, false)
+	keys, _ := h.storage.List(context.Background(), storagekeys.RefreshResults, false)
 	for _, k := range keys {
 		if err := h.storage.Delete(context.Background(), k); err != nil {
 			tb.Fatal(err)
@@ -644,7 +645,7 @@ func retryAfterPassed(t *testing.T, h *Handler) {
 	t.Helper()
 	h.shared.backoffUntil.Store(0)
 	ctx := context.Background()
-	if err := h.storage.Delete(ctx, h.backoffKey()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := h.storage.Delete(ctx, storagekeys.AppBackoff(h.TokenURL, h.ClientID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)
 	}
 }

@@ -14,12 +14,9 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 	"go.uber.org/zap"
 )
-
-// keyStorageKey is where generated session keys live in Caddy's storage;
-// instances sharing the storage share the keys.
-const keyStorageKey = "spotify_auth/session_keys.json"
 
 // keyActivationDelay is how long a new generated key only opens before it
 // also seals: longer than maintenanceInterval (how often instances re-read
@@ -116,7 +113,7 @@ func loadOrCreateKeys(ctx context.Context, storage certmagic.Storage, keep time.
 		return sk, err
 	}
 	var sk storedKeys
-	err := withStorageLock(ctx, storage, keyStorageKey, logger, func() error {
+	err := withStorageLock(ctx, storage, storagekeys.SessionKeys, logger, func() error {
 		// Another instance may have created it while we waited.
 		var err error
 		if sk, err = loadKeys(ctx, storage); !errors.Is(err, fs.ErrNotExist) {
@@ -127,7 +124,7 @@ func loadOrCreateKeys(ctx context.Context, storage certmagic.Storage, keep time.
 			return err
 		}
 		logger.Info("generated a session key and stored it; set cookie_secret to manage keys yourself",
-			zap.String("storage_key", keyStorageKey))
+			zap.String("storage_key", storagekeys.SessionKeys))
 		return nil
 	})
 	return sk, err
@@ -142,7 +139,7 @@ func rotateKeys(ctx context.Context, storage certmagic.Storage, sk storedKeys, r
 	if !rotationDue(sk, rotation, now) && sk.Keep >= keep {
 		return sk, nil
 	}
-	err := withStorageLock(ctx, storage, keyStorageKey, logger, func() error {
+	err := withStorageLock(ctx, storage, storagekeys.SessionKeys, logger, func() error {
 		var err error
 		if sk, err = loadKeys(ctx, storage); err != nil {
 			return err
@@ -184,27 +181,27 @@ func storeKeys(ctx context.Context, storage certmagic.Storage, sk storedKeys) er
 	if err != nil {
 		return err
 	}
-	if err := storage.Store(ctx, keyStorageKey, data); err != nil {
-		return fmt.Errorf("storing %s: %w", keyStorageKey, err)
+	if err := storage.Store(ctx, storagekeys.SessionKeys, data); err != nil {
+		return fmt.Errorf("storing %s: %w", storagekeys.SessionKeys, err)
 	}
 	return nil
 }
 
 func loadKeys(ctx context.Context, storage certmagic.Storage) (storedKeys, error) {
 	var sk storedKeys
-	data, err := storage.Load(ctx, keyStorageKey)
+	data, err := storage.Load(ctx, storagekeys.SessionKeys)
 	if err != nil {
 		return sk, err
 	}
 	if err := json.Unmarshal(data, &sk); err != nil {
-		return sk, fmt.Errorf("%s is corrupt: %w", keyStorageKey, err)
+		return sk, fmt.Errorf("%s is corrupt: %w", storagekeys.SessionKeys, err)
 	}
 	if len(sk.Keys) == 0 {
-		return sk, fmt.Errorf("%s holds no key", keyStorageKey)
+		return sk, fmt.Errorf("%s holds no key", storagekeys.SessionKeys)
 	}
 	for _, k := range sk.Keys {
 		if len(k.Key) != 32 {
-			return sk, fmt.Errorf("%s holds a key of the wrong size", keyStorageKey)
+			return sk, fmt.Errorf("%s holds a key of the wrong size", storagekeys.SessionKeys)
 		}
 	}
 	slices.SortStableFunc(sk.Keys, func(a, b storedKey) int { return a.Created.Compare(b.Created) })

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 )
 
 // Background maintenance: re-reading generated keys and sweeping expired
@@ -61,37 +63,34 @@ func (h *Handler) maintainOnce(ctx context.Context, now time.Time) (swept bool) 
 	if !h.takeSweepTurn(ctx, now) {
 		return false
 	}
-	h.sweep(ctx, refreshResultPrefix, false, func(key string, modified time.Time) bool {
+	h.sweep(ctx, storagekeys.RefreshResults, false, func(key string, modified time.Time) bool {
 		return now.Sub(modified) > refreshResultKeep
 	})
 	// Back-offs end within maxRetryAfter of being written.
-	for _, prefix := range []string{pausePrefix, backoffPrefix} {
+	for _, prefix := range []string{storagekeys.Paused, storagekeys.Backoff} {
 		h.sweep(ctx, prefix, false, func(key string, modified time.Time) bool {
 			return now.Sub(modified) > maxRetryAfter+time.Minute
 		})
 	}
 	if h.storeSessions && h.maintenance.sessionSweepDue(now) {
-		h.sweep(ctx, storedSessionPrefix, true, func(key string, modified time.Time) bool {
+		h.sweep(ctx, storagekeys.Sessions, true, func(key string, modified time.Time) bool {
 			return now.Sub(modified) > time.Duration(h.SessionLifetime) && h.storedSessionExpired(ctx, key, now)
 		})
 	}
 	if ctx.Err() != nil {
 		// Stopped midway (a reload): give the turn back, or nobody would
 		// sweep for a whole interval.
-		_ = h.storage.Delete(context.WithoutCancel(ctx), sweepTurnKey)
+		_ = h.storage.Delete(context.WithoutCancel(ctx), storagekeys.LastSweep)
 		return false
 	}
 	return true
 }
 
-// sweepTurnKey records when an instance last swept; sweepTurnInterval is
-// how often one of all the instances sharing the storage sweeps. Listing
+// sweepTurnInterval is how often one of all the instances sharing the storage sweeps. Listing
 // and checking every published result costs in proportion to the active
 // sessions (two hours of refreshes), so it is done once per interval for
 // the whole cluster, not once a minute by every instance (SCALING.md).
 const (
-	sweepTurnKey      = "spotify_auth/last_sweep"
-	sweepTurnLock     = "spotify_auth_sweep"
 	sweepTurnInterval = 10 * time.Minute
 )
 
@@ -101,18 +100,18 @@ const (
 func (h *Handler) takeSweepTurn(ctx context.Context, now time.Time) bool {
 	lockCtx, cancel := context.WithTimeout(ctx, storageOpTimeout)
 	defer cancel()
-	if err := h.storage.Lock(lockCtx, sweepTurnLock); err != nil {
+	if err := h.storage.Lock(lockCtx, storagekeys.SweepLock); err != nil {
 		return true
 	}
-	defer h.unlock(ctx, sweepTurnLock)
-	if data, err := h.storage.Load(ctx, sweepTurnKey); err == nil {
+	defer h.unlock(ctx, storagekeys.SweepLock)
+	if data, err := h.storage.Load(ctx, storagekeys.LastSweep); err == nil {
 		if last, err := strconv.ParseInt(string(data), 10, 64); err == nil {
 			if d := now.Sub(time.Unix(0, last)); d >= 0 && d < sweepTurnInterval {
 				return false
 			}
 		}
 	}
-	if err := h.storage.Store(ctx, sweepTurnKey, []byte(strconv.FormatInt(now.UnixNano(), 10))); err != nil {
+	if err := h.storage.Store(ctx, storagekeys.LastSweep, []byte(strconv.FormatInt(now.UnixNano(), 10))); err != nil {
 		h.logger.Debug("recording the sweep in storage", zap.Error(err))
 	}
 	return true

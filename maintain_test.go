@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 )
 
 func TestReloadsMoreFrequentThanTheMaintenanceIntervalDoNotPutOffTheSweep(t *testing.T) {
@@ -16,7 +18,7 @@ func TestReloadsMoreFrequentThanTheMaintenanceIntervalDoNotPutOffTheSweep(t *tes
 
 	hs := newHarness(t)
 	ctx := context.Background()
-	stale := refreshResultPrefix + "stale"
+	stale := storagekeys.RefreshResults + "stale"
 	if err := hs.h.storage.Store(ctx, stale, []byte("x")); err != nil {
 		t.Fatal(err)
 	}

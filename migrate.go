@@ -7,9 +7,10 @@ import (
 	"io/fs"
 	"net/http"
 	"slices"
-	"strings"
 
 	"go.uber.org/zap"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 )
 
 // Moving cookie-mode sessions into storage (session_store storage).
@@ -64,7 +65,7 @@ func (h *Handler) migrateSession(w http.ResponseWriter, r *http.Request, s *sess
 	}
 	// The lock keeps a replay that raced past the check from writing the
 	// cookie session over the stored one after a refresh updated it.
-	lock := "spotify_auth_migrate_" + strings.ReplaceAll(key[len(storedSessionPrefix):], "/", "_")
+	lock := storagekeys.MigrateLock(key)
 	err := withStorageLock(ctx, h.storage, lock, h.logger, store)
 	if err != nil && kindOf(err) == 0 {
 		// Only taking the lock failed: a storage without locks.

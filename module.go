@@ -20,6 +20,8 @@ import (
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 )
 
 func init() {
@@ -455,7 +457,7 @@ func storageConfigID(raw json.RawMessage) string {
 	var cfg map[string]any
 	_ = json.Unmarshal(raw, &cfg) // validated
 	canonical, _ := json.Marshal(cfg)
-	return hashedName(sha256.Size, string(canonical))
+	return storagekeys.Hash(sha256.Size, string(canonical))
 }
 
 // Cleanup stops the background work and releases the shared state taken

@@ -19,6 +19,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/testkit"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
@@ -179,10 +180,10 @@ func TestTwoCaddyProcessesShareSessionsAndRefreshOnce(t *testing.T) {
 
 			if kind == "recording" {
 				calls := readCallLog(t, callLog)
-				if calls["Store "+keyStorageKey] != 1 {
-					t.Fatalf("the key was stored %d times, want once", calls["Store "+keyStorageKey])
+				if calls["Store "+storagekeys.SessionKeys] != 1 {
+					t.Fatalf("the key was stored %d times, want once", calls["Store "+storagekeys.SessionKeys])
 				}
-				if calls["Lock "+keyStorageKey] < 1 || calls["lock-refresh"] < 2 || calls["store-refresh"] != 2 {
+				if calls["Lock "+storagekeys.SessionKeys] < 1 || calls["lock-refresh"] < 2 || calls["store-refresh"] != 2 {
 					t.Fatalf("the recording storage saw %v: want the key created under its lock and two refreshes coordinated through it", calls)
 				}
 				t.Logf("recording storage: %d refresh locks, %d published refresh results, %d pids", calls["lock-refresh"], calls["store-refresh"], calls["pids"])
@@ -391,7 +392,7 @@ func readCallLog(t *testing.T, path string) map[string]int {
 		switch {
 		case method == "Lock" && strings.HasPrefix(key, "spotify_auth_refresh_"):
 			counts["lock-refresh"]++
-		case method == "Store" && strings.HasPrefix(key, refreshResultPrefix):
+		case method == "Store" && strings.HasPrefix(key, storagekeys.RefreshResults):
 			counts["store-refresh"]++
 		}
 	}

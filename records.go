@@ -2,10 +2,7 @@ package spotifyauth
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"strings"
 
 	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 )
@@ -41,11 +38,4 @@ func (h *Handler) loadRecord(ctx context.Context, s *seal.Sealer, key string, v 
 		return err
 	}
 	return json.Unmarshal(plain, v)
-}
-
-// hashedName names what belongs to parts without revealing them: the hex
-// of the first n bytes of their SHA-256.
-func hashedName(n int, parts ...string) string {
-	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
-	return hex.EncodeToString(sum[:n])
 }

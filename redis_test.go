@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/certmagic"
 
 	"github.com/caddyspotify/caddy-spotify-auth/internal/remotestorage"
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/testkit"
 )
 
@@ -118,7 +119,7 @@ func TestAKilledLockHoldersRefreshLockExpiresOnRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := dead.Lock(context.Background(), "spotify_auth_refresh_"+refreshKey(sess)); err != nil {
+	if err := dead.Lock(context.Background(), storagekeys.RefreshLock(refreshKey(sess))); err != nil {
 		t.Fatal(err)
 	}
 	_ = dead.Close() // killed: its Redis client closes with no renewal, no unlock

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"io/fs"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 )
@@ -217,14 +217,14 @@ func grantedScopes(tok *oauth2.Token, previous string) string {
 // June 2026 it does not on refresh): a key of the refresh token alone
 // would find the first result again at every later refresh.
 func refreshKey(sess session) string {
-	return hashedName(16, sess.RefreshToken, sess.AccessToken)
+	return storagekeys.RefreshKey(sess.RefreshToken, sess.AccessToken)
 }
 
 // sessionID names the session itself, across its refreshes and its
 // copies (a lost cookie): the app, the user and when they logged in.
 // Pauses are keyed by it, so no rotation of tokens can reset them.
 func (h *Handler) sessionID(sess session) string {
-	return hashedName(16, h.app, sess.UserID, strconv.FormatInt(sess.Created, 10))
+	return storagekeys.SessionID(h.app, sess.UserID, sess.Created)
 }
 
 // refreshResultKeep is when the sweep deletes a published result: its
@@ -267,7 +267,7 @@ func (h *Handler) refreshAcrossInstances(ctx context.Context, key, id, refreshTo
 	if tr, published, err := h.refreshedElsewhere(ctx, key, id, tokenExpires); published || err != nil {
 		return tr, published, err
 	}
-	lockName := "spotify_auth_refresh_" + key
+	lockName := storagekeys.RefreshLock(key)
 	lockCtx, cancel := context.WithTimeout(ctx, time.Duration(h.Timeout)+2*time.Second)
 	defer cancel()
 	locked := make(chan error, 1)
@@ -347,7 +347,7 @@ func (h *Handler) callRefresh(ctx context.Context, id, refreshToken string) (ref
 }
 
 func (h *Handler) publishRefresh(ctx context.Context, key string, tr refreshResult) {
-	if err := h.storeRecord(ctx, h.sealers().results, refreshResultPrefix+key, tr); err != nil {
+	if err := h.storeRecord(ctx, h.sealers().results, storagekeys.RefreshResults+key, tr); err != nil {
 		h.warnCoordination(err)
 	}
 }
@@ -358,7 +358,7 @@ func (h *Handler) publishRefresh(ctx context.Context, key string, tr refreshResu
 // by the caller.
 func (h *Handler) publishedRefresh(ctx context.Context, key string) (refreshResult, bool) {
 	var tr refreshResult
-	if err := h.loadRecord(ctx, h.sealers().results, refreshResultPrefix+key, &tr); err != nil || tr.AccessToken == "" {
+	if err := h.loadRecord(ctx, h.sealers().results, storagekeys.RefreshResults+key, &tr); err != nil || tr.AccessToken == "" {
 		if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, seal.ErrUnsealable) {
 			h.warnCoordination(err)
 		}
@@ -508,9 +508,8 @@ func (s *sharedState) takeRejected(token string) bool {
 	return ok
 }
 
-// Storage layout and timing of refreshes shared across instances.
+// Timing of refreshes shared across instances.
 const (
-	refreshResultPrefix = "spotify_auth/refresh/"
 	// resultPollInterval is how often an instance waiting for another's
 	// refresh looks for its result: sooner than the lock would tell it
 	// (file_system storage re-checks a held lock only every second).

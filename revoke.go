@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 )
 
 // Revocation marks: "every session of this user that began before T is
@@ -20,14 +22,13 @@ import (
 // instance re-reads from storage every revocationReread.
 
 const (
-	revocationPrefix = "spotify_auth/revoked/"
 	// revocationReread bounds how long another instance keeps accepting
 	// a revoked session (README states it).
 	revocationReread = 30 * time.Second
 )
 
 // revocationMark is what storage holds, sealed for the app, under
-// revocationPrefix + a hash of client and user.
+// storagekeys.Revoked + a hash of client and user.
 type revocationMark struct {
 	UserID string `json:"u"`
 	Before int64  `json:"b"` // unix nanoseconds
@@ -69,7 +70,7 @@ func (h *Handler) revoked(s *session) bool {
 // write their own and none overwrites another's. Readers take every mark
 // that opens for them.
 func (h *Handler) revocationKey(userID string) string {
-	return revocationPrefix + hashedName(refUserLen, h.app, h.marksKeyID(), userID)
+	return storagekeys.Revocation(h.app, h.marksKeyID(), userID, refUserLen)
 }
 
 // marksKeyID names the key this block seals revocation marks with.
@@ -122,7 +123,7 @@ func (h *Handler) loadMark(ctx context.Context, key string) (revocationMark, boo
 // mark dated in the future (clock skew, or a forged one) counts as now,
 // so it can never lock a user out of logging in again.
 func (h *Handler) rereadRevocations(ctx context.Context, now time.Time) error {
-	keys, err := h.storage.List(ctx, revocationPrefix, false)
+	keys, err := h.storage.List(ctx, storagekeys.Revoked, false)
 	if errors.Is(err, fs.ErrNotExist) {
 		keys, err = nil, nil
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 )
 
 // TestARevocationOutlivesABlockWithShorterSessions: two blocks of one app
@@ -57,7 +59,7 @@ func TestARevocationOutlivesABlockWithShorterSessions(t *testing.T) {
 
 			// Once every session it voids has ended, the mark goes.
 			reread(reloaded, now.Add(31*day))
-			if keys, _ := hs.h.storage.List(ctx, revocationPrefix, false); len(keys) != 0 {
+			if keys, _ := hs.h.storage.List(ctx, storagekeys.Revoked, false); len(keys) != 0 {
 				t.Errorf("%d marks left after the longest session ended", len(keys))
 			}
 		})

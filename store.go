@@ -8,13 +8,13 @@ import (
 	"errors"
 	"io/fs"
 	"time"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 )
 
 // Server-side sessions (session_store storage): the cookie holds a sealed
 // reference, the sealed session lives in Caddy's storage. Deleting it there
 // ends the session on every instance at once.
-
-const storedSessionPrefix = "spotify_auth/sessions/"
 
 // A reference is a format byte, a hash naming the user's directory (so
 // logging out everywhere finds all of a user's sessions), and a random id.
@@ -31,7 +31,7 @@ var errNoSession = errors.New("no session")
 // userDir is where a user's stored sessions live. The client id keeps
 // sites with different Spotify apps apart in a shared storage.
 func (h *Handler) userDir(userID string) string {
-	return storedSessionPrefix + hashedName(refUserLen, h.ClientID, userID) + "/"
+	return storagekeys.UserSessions(h.ClientID, userID, refUserLen)
 }
 
 func (h *Handler) newRef(userID string) []byte {
@@ -47,7 +47,7 @@ func (h *Handler) newRef(userID string) []byte {
 // reading the storage does not yield references.
 func storeKeyOf(ref []byte) string {
 	idSum := sha256.Sum256(ref[1+refUserLen:])
-	return storedSessionPrefix + hex.EncodeToString(ref[1:1+refUserLen]) + "/" + hex.EncodeToString(idSum[:16])
+	return storagekeys.StoredSession(hex.EncodeToString(ref[1:1+refUserLen]), hex.EncodeToString(idSum[:16]))
 }
 
 // loadStored returns the session a reference points to. A storage
