@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,33 +48,31 @@ func needNginx(t *testing.T) string {
 	return bin
 }
 
-// readmeNginx is the nginx server block of the README, the config users
-// copy.
-func readmeNginx(t *testing.T) string {
+// docsNginx is the nginx server block of docs/nginx-traefik.md, the config
+// users copy.
+func docsNginx(t *testing.T) string {
 	t.Helper()
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
+	for _, s := range docSnippets(t, "nginx") {
+		if s.file == "docs/nginx-traefik.md" {
+			return s.text
+		}
 	}
-	m := regexp.MustCompile("(?s)```nginx\n(.*?)```").FindStringSubmatch(string(readme))
-	if m == nil {
-		t.Fatal("README.md has no nginx block")
-	}
-	return m[1]
+	t.Fatal("docs/nginx-traefik.md has no nginx block")
+	return ""
 }
 
-// startNginx runs nginx in the foreground with the README's server block,
+// startNginx runs nginx in the foreground with the docs' server block,
 // its addresses replaced, and everything it writes inside a temp dir.
 func startNginx(t *testing.T, bin string, port int, caddyAddr, appAddr string) {
 	t.Helper()
-	server := readmeNginx(t)
+	server := docsNginx(t)
 	for old, repl := range map[string]string{
 		"listen 8080;":   "listen 127.0.0.1:" + strconv.Itoa(port) + ";",
 		"127.0.0.1:2015": caddyAddr,
 		"127.0.0.1:3000": appAddr,
 	} {
 		if !strings.Contains(server, old) {
-			t.Fatalf("README's nginx block lacks %q", old)
+			t.Fatalf("docs/nginx-traefik.md's nginx block lacks %q", old)
 		}
 		server = strings.ReplaceAll(server, old, repl)
 	}
@@ -134,7 +131,7 @@ http {
 	}
 }
 
-// TestAuthEndpointBehindNginx runs the README's nginx config in front of
+// TestAuthEndpointBehindNginx runs docs/nginx-traefik.md's nginx config in front of
 // an app, with Caddy's auth_endpoint as its auth_request: a browser
 // logs in through nginx and comes back to the page it asked for, the app
 // receives the user's Bearer token and id, a refreshed session cookie

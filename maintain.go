@@ -89,7 +89,7 @@ func (h *Handler) maintainOnce(ctx context.Context, now time.Time) (swept bool) 
 // sweepTurnInterval is how often one of all the instances sharing the storage sweeps. Listing
 // and checking every published result costs in proportion to the active
 // sessions (two hours of refreshes), so it is done once per interval for
-// the whole cluster, not once a minute by every instance (SCALING.md).
+// the whole cluster, not once a minute by every instance (docs/scaling.md).
 const (
 	sweepTurnInterval = 10 * time.Minute
 )

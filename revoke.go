@@ -23,7 +23,7 @@ import (
 
 const (
 	// revocationReread bounds how long another instance keeps accepting
-	// a revoked session (README states it).
+	// a revoked session (docs/sessions-and-keys.md states it).
 	revocationReread = 30 * time.Second
 )
 

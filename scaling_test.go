@@ -14,7 +14,7 @@ import (
 
 var scalingCheck = flag.Bool("scaling", false, "run TestCapacityModelAgainstThreeInstances (about 15 s)")
 
-// TestCapacityModelAgainstThreeInstances checks SCALING.md's model of
+// TestCapacityModelAgainstThreeInstances checks docs/scaling.md's model of
 // storage operations and Spotify calls against three in-process instances
 // sharing a recording storage: S sessions, each due for refresh at the
 // start, each sending a request every interval for the run, round robin
@@ -23,7 +23,7 @@ var scalingCheck = flag.Bool("scaling", false, "run TestCapacityModelAgainstThre
 //	go test -run TestCapacityModelAgainstThreeInstances -scaling -v .
 func TestCapacityModelAgainstThreeInstances(t *testing.T) {
 	if !*scalingCheck {
-		t.Skip("a 15 s run that prints figures for SCALING.md; go test -run TestCapacityModelAgainstThreeInstances -scaling -v .")
+		t.Skip("a 15 s run that prints figures for docs/scaling.md; go test -run TestCapacityModelAgainstThreeInstances -scaling -v .")
 	}
 	const (
 		instances = 3
@@ -77,7 +77,7 @@ func TestCapacityModelAgainstThreeInstances(t *testing.T) {
 				t.Fatalf("%d of %d requests failed; %d refreshes at Spotify for %d due sessions, want one each", failed, requests, refreshes, sessions)
 			}
 
-			// The model (SCALING.md). Per refresh, on the instance that makes
+			// The model (docs/scaling.md). Per refresh, on the instance that makes
 			// it: Load the shared back-off, the published result and the
 			// published pause (misses), Lock, Load result and pause again,
 			// Store the result, Unlock; with stored sessions also Exists +

@@ -96,7 +96,7 @@ func TestSessionCacheBounds(t *testing.T) {
 
 // BenchmarkSessionCacheFull reports the heap held by a full cache of
 // opened cookie sessions (the bound, with cookies as long as the fake's,
-// which are as long as Spotify's): the per-instance memory in SCALING.md.
+// which are as long as Spotify's): the per-instance memory in docs/scaling.md.
 func BenchmarkSessionCacheFull(b *testing.B) {
 	h, _ := benchHandler(b)
 	for b.Loop() {

@@ -10,7 +10,7 @@ import (
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
-// The plugin's storage-bound paths on each storage: inputs of SCALING.md.
+// The plugin's storage-bound paths on each storage: inputs of docs/scaling.md.
 // The per-operation costs of the storages themselves are measured in the
 // bench module (bench/internal/redisstorage, BenchmarkStorageOps).
 //

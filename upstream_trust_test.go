@@ -200,7 +200,7 @@ func TestNoManagedHeaderOrCookieReachesAnyUpstreamOnAnyPath(t *testing.T) {
 	}
 }
 
-// TestJSONConfigWithTheStripRouteKeepsUngatedPathsClean is README's JSON
+// TestJSONConfigWithTheStripRouteKeepsUngatedPathsClean is docs/json-config.md's JSON
 // recipe: the gate's route, then one route without matcher.
 func TestJSONConfigWithTheStripRouteKeepsUngatedPathsClean(t *testing.T) {
 	fake := newFake(t)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end tests of an app behind spotify_auth with nothing but a Caddy
-# binary that has the plugin, curl and the app: the recipe of the README's
+# binary that has the plugin, curl and the app: the recipe of docs/testing-your-app.md's
 # "Testing your app", for any language.
 #
 #	CADDY=/path/to/caddy example/e2e.sh

@@ -224,7 +224,7 @@
 //	POST   reset                                                      ResetCounts
 //
 // The Go methods' panics on bad arguments (an unknown user or scope)
-// are 400s there. The README's "Testing your app" has the fields of each
+// are 400s there. The repository's docs/testing-your-app.md has the fields of each
 // operation and the recipes.
 //
 // # Tokens

@@ -2,7 +2,7 @@
 // only: it lets the multi-instance tests run the plugin on a networked
 // store, where locks expire instead of vanishing with a process, every
 // call is a round trip and listing is a key scan. In production, use a
-// published, maintained Redis storage module (see the README).
+// published, maintained Redis storage module (see docs/several-instances.md).
 //
 //	storage spotify_auth_test_redis {
 //		address    127.0.0.1:6379

@@ -10,7 +10,7 @@ import (
 )
 
 // Per-operation costs of the storages the plugin coordinates through: an
-// input of SCALING.md (the plugin's storage-bound paths on each are
+// input of docs/scaling.md (the plugin's storage-bound paths on each are
 // benchmarked in the root package, storage_bench_test.go).
 //
 //	go test -run '^$' -bench StorageOps -benchmem ./bench/internal/redisstorage
