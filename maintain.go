@@ -17,9 +17,8 @@ import (
 // entries from storage and memory, on a schedule that survives reloads.
 
 // maintenanceInterval paces the background work: key reloads and sweeping
-// expired entries from storage and memory. A variable: the test of
-// maintenance across frequent reloads shortens it.
-var maintenanceInterval = time.Minute
+// expired entries from storage and memory (a schedule's every).
+const maintenanceInterval = time.Minute
 
 // maintain runs the background work until ctx ends: re-reading generated
 // keys (another instance may have rotated them) and sweeping expired
@@ -156,7 +155,8 @@ func (s *sharedState) pruneExpired(now time.Time) {
 // last ran, kept across reloads.
 type maintenanceSchedule struct {
 	mu               sync.Mutex
-	last             time.Time // last run, or when the first config started
+	every            time.Duration // maintenanceInterval; a test of frequent reloads shortens it
+	last             time.Time     // last run, or when the first config started
 	lastSessionSweep time.Time
 }
 
@@ -168,7 +168,7 @@ func (m *maintenanceSchedule) start(now time.Time) time.Time {
 	if m.last.IsZero() {
 		m.last, m.lastSessionSweep = now, now
 	}
-	return m.last.Add(maintenanceInterval)
+	return m.last.Add(m.every)
 }
 
 // ran records a run and returns when the next is due.
@@ -176,7 +176,7 @@ func (m *maintenanceSchedule) ran(now time.Time) time.Time {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.last = now
-	return now.Add(maintenanceInterval)
+	return now.Add(m.every)
 }
 
 // sessionSweepDue reports whether the (hourly) sweep of stored sessions

@@ -12,11 +12,12 @@ import (
 )
 
 func TestReloadsMoreFrequentThanTheMaintenanceIntervalDoNotPutOffTheSweep(t *testing.T) {
-	saved := maintenanceInterval
-	maintenanceInterval = 300 * time.Millisecond
-	t.Cleanup(func() { maintenanceInterval = saved })
-
 	hs := newHarness(t)
+	// Every config of this app on this storage, the reloads' too, follows
+	// the schedule kept across reloads.
+	hs.h.maintenance.mu.Lock()
+	hs.h.maintenance.every = 300 * time.Millisecond
+	hs.h.maintenance.mu.Unlock()
 	ctx := context.Background()
 	stale := storagekeys.RefreshResults + "stale"
 	if err := hs.h.storage.Store(ctx, stale, []byte("x")); err != nil {

@@ -82,7 +82,7 @@ func (s *sharedState) maintenanceFor(storageID string) *maintenanceSchedule {
 	defer s.mu.Unlock()
 	m := s.maintenance[storageID]
 	if m == nil {
-		m = new(maintenanceSchedule)
+		m = &maintenanceSchedule{every: maintenanceInterval}
 		s.maintenance[storageID] = m
 	}
 	return m
