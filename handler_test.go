@@ -1,6 +1,8 @@
 package spotifyauth
 
 import (
+	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
+
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -509,7 +511,7 @@ func TestLoginFailuresShowAPageWithARetryLink(t *testing.T) {
 			// a 429, once its Retry-After has passed).
 			hs.fake.ClearFaults()
 			retryAfterPassed(t, hs.h)
-			hs.h.shared.exchanges.backoffUntil.Store(0)
+			hs.h.shared.refresh.EndPause(refresher.Logins)
 			if loc := hs.login(hs.browser, "/app/"); loc != "/app/" {
 				t.Fatalf("second login landed on %q", loc)
 			}

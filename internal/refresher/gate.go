@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
-	"go.uber.org/zap"
 )
 
 // The one answer to "may Spotify be called now?". Spotify's rate limit is
@@ -40,9 +39,8 @@ type Pause struct {
 	// Wait is how long the pause lasts (from now).
 	Wait time.Duration
 	// Asked is what Spotify asked for, if longer than Wait (capped).
-	Asked   time.Duration
-	Said    string // Spotify's words, for the answer and the log
-	Message string // what users are told, if the pause's own
+	Asked time.Duration
+	Said  string // Spotify's words, for the answer and the log
 }
 
 func (p *Pause) Error() string {
@@ -86,7 +84,7 @@ func (b *backoff) check(now time.Time) *Pause {
 	}
 	p := &Pause{Wait: wait}
 	if c := b.cause.Load(); c != nil {
-		p.Premium, p.LoginsOnly, p.Said, p.Message = c.p.Premium, c.p.LoginsOnly, c.p.Said, c.p.Message
+		p.Premium, p.LoginsOnly, p.Said = c.p.Premium, c.p.LoginsOnly, c.p.Said
 		if asked := c.p.Asked - now.Sub(c.at); asked > wait {
 			p.Asked = asked
 		}
@@ -94,11 +92,15 @@ func (b *backoff) check(now time.Time) *Pause {
 	return p
 }
 
-// EndPauses forgets Spotify's pauses this instance knows in memory (not
-// those in storage): for an operator who knows the cause is gone.
-func (s *State) EndPauses() {
+// EndPause forgets the pause of scope's own back-off (Calls: the app's;
+// Logins: the logins' own) as this instance knows it in memory, not in
+// storage: for when the cause is known to be gone.
+func (s *State) EndPause(scope Scope) {
+	if scope == Logins {
+		s.logins.until.Store(0)
+		return
+	}
 	s.app.until.Store(0)
-	s.logins.until.Store(0)
 }
 
 // sharedPause is what storage holds (sealed) for a pause.
@@ -139,7 +141,6 @@ func (c *Coordinator) Check(ctx context.Context, scope Scope, now time.Time) *Pa
 			p.Asked = asked
 		}
 		c.state.app.extend(p, now)
-		c.logger.Debug("Spotify pause published by another instance; not calling Spotify meanwhile", zap.Bool("owner_premium", p.Premium))
 		return c.state.app.check(now)
 	}
 	if scope == Logins {
@@ -159,17 +160,7 @@ func (c *Coordinator) Note(ctx context.Context, scope Scope, p Pause, now time.T
 		return
 	}
 	p.LoginsOnly = false
-	switch {
-	case p.Premium:
-		// The operator's problem, not the user's: every call fails.
-		c.logger.Error("Spotify refuses this app because its owner has no active Premium subscription; "+
-			"every login, refresh and Web API call fails until the owner of the Spotify app renews Premium. "+
-			"No instance calls Spotify until the pause ends, then it is tried again",
-			zap.Duration("pause", p.Wait), zap.String("spotify_said", p.Said))
-	case p.Asked > p.Wait:
-		c.logger.Warn("Spotify asks this app to wait longer than the plugin's cap; pausing calls for the cap, then trying again",
-			zap.Duration("spotify_asked", p.Asked), zap.Duration("pause", p.Wait), zap.String("spotify_said", p.Said))
-	}
+	c.obs.Paused(p)
 	c.state.app.extend(p, now)
 	sp := sharedPause{Until: now.Add(p.Wait).UnixNano(), Kind: kindRateLimited, Said: p.Said}
 	if p.Premium {

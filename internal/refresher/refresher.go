@@ -19,7 +19,6 @@ import (
 	"github.com/caddyserver/certmagic"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
-	"go.uber.org/zap"
 )
 
 // Tokens are what a refresh renews.
@@ -86,8 +85,7 @@ type Config struct {
 	Sealer func() *seal.Sealer
 	Client TokenClient
 	// Now is the clock. Default time.Now.
-	Now    func() time.Time
-	Logger *zap.Logger
+	Now func() time.Time
 	// TokenURL and ClientID name the app, for its shared back-off.
 	TokenURL, ClientID string
 	// Leeway: a result due within it is followed (refreshed again).
@@ -102,22 +100,31 @@ type Config struct {
 	LockWait time.Duration
 	// MaxPause caps a published pause (clock skew, a bad entry). Default 1h.
 	MaxPause time.Duration
-	// Observer counts what happens (metrics). Optional.
+	// Observer is told what happens (metrics, the operator's log). Optional.
 	Observer Observer
 }
 
-// Observer is told what refreshes did.
+// Observer is told what the coordinator did and met.
 type Observer interface {
 	Refreshed()       // Spotify gave a new token
 	Reused()          // another instance's published result was used
 	Failed(err error) // a refresh failed at Spotify or the gate
+	// Paused: Spotify asked every call of the app to wait (a 429, the
+	// owner's lapsed Premium); no instance calls it until the pause ends.
+	Paused(p Pause)
+	// Uncoordinated: the storage failed to coordinate (a lock, a
+	// publish), so this instance acts alone for now: correct, but another
+	// may refresh the same session too. Told at most once a minute.
+	Uncoordinated(err error)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) Refreshed()   {}
-func (nopObserver) Reused()      {}
-func (nopObserver) Failed(error) {}
+func (nopObserver) Refreshed()          {}
+func (nopObserver) Reused()             {}
+func (nopObserver) Failed(error)        {}
+func (nopObserver) Paused(Pause)        {}
+func (nopObserver) Uncoordinated(error) {}
 
 // Timing defaults and fixed intervals.
 const (
@@ -125,9 +132,9 @@ const (
 	DefaultForcedPause = 5 * time.Minute
 	defaultLockWait    = 12 * time.Second
 	defaultMaxPause    = time.Hour
-	// expiredRetryInterval is how soon a session whose token has expired
+	// ExpiredRetryInterval is how soon a session whose token has expired
 	// may retry a refresh that Spotify failed.
-	expiredRetryInterval = time.Second
+	ExpiredRetryInterval = time.Second
 	// maxRefreshHops bounds how far a stale cookie follows the refreshes
 	// its copies made since it was set.
 	maxRefreshHops = 4
@@ -145,10 +152,9 @@ const (
 // Coordinator coordinates the refreshes of one config around the State
 // that outlives it.
 type Coordinator struct {
-	state  *State
-	cfg    Config
-	logger *zap.Logger
-	obs    Observer
+	state *State
+	cfg   Config
+	obs   Observer
 }
 
 // New returns a Coordinator over state with cfg's defaults filled in.
@@ -168,10 +174,7 @@ func New(state *State, cfg Config) *Coordinator {
 	if cfg.MaxPause <= 0 {
 		cfg.MaxPause = defaultMaxPause
 	}
-	c := &Coordinator{state: state, cfg: cfg, logger: cfg.Logger, obs: cfg.Observer}
-	if c.logger == nil {
-		c.logger = zap.NewNop()
-	}
+	c := &Coordinator{state: state, cfg: cfg, obs: cfg.Observer}
 	if c.obs == nil {
 		c.obs = nopObserver{}
 	}
@@ -254,7 +257,7 @@ func (c *Coordinator) once(ctx context.Context, id string, cur Tokens) (Tokens, 
 			c.obs.Failed(p)
 			return nil, p
 		}
-		if !cur.usable(now) && c.state.before(c.state.failed, id, now, expiredRetryInterval) {
+		if !cur.usable(now) && c.state.before(c.state.failed, id, now, ExpiredRetryInterval) {
 			return nil, ErrFailedRecently
 		}
 		fresh, published, err := c.acrossInstances(ctx, key, id, cur)

@@ -231,7 +231,7 @@ func TestAnExpiredTokenIsRetriedDespiteThePauseButNotWithinASecond(t *testing.T)
 	if _, err := c.Refresh(context.Background(), expired); err != ErrFailedRecently {
 		t.Fatalf("at once: %v, want ErrFailedRecently", err)
 	}
-	cl.clock.advance(expiredRetryInterval)
+	cl.clock.advance(ExpiredRetryInterval)
 	if _, err := c.Refresh(context.Background(), expired); !errors.Is(err, errBroken) || cl.calls() != 2 {
 		t.Fatalf("a second later: %v with %d calls, want Spotify asked again", err, cl.calls())
 	}

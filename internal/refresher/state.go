@@ -11,9 +11,9 @@ import (
 // Bounds on the in-memory tables, so no input can grow them without limit.
 const (
 	maxEntries = 100_000
-	// minRemembered is the least a refresh result is remembered; it is
+	// MinRemembered is the least a refresh result is remembered; it is
 	// kept until its own access token expires if that is later.
-	minRemembered = time.Minute
+	MinRemembered = time.Minute
 )
 
 // State is the in-memory part of refresh coordination: what must survive
@@ -61,7 +61,7 @@ func (s *State) Prune(now time.Time) {
 	for _, m := range []map[string]time.Time{s.paused, s.forced, s.retryNot} {
 		pruneBefore(m, now, 0)
 	}
-	pruneBefore(s.failed, now, expiredRetryInterval)
+	pruneBefore(s.failed, now, ExpiredRetryInterval)
 }
 
 // Len is how many entries the tables hold (results, pauses, failures).
@@ -86,7 +86,7 @@ func (s *State) remember(key string, t Tokens, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	until := time.Unix(t.Expires, 0)
-	if least := now.Add(minRemembered); until.Before(least) {
+	if least := now.Add(MinRemembered); until.Before(least) {
 		until = least
 	}
 	s.recent.put(key, t, until)

@@ -9,7 +9,6 @@ import (
 
 	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
-	"go.uber.org/zap"
 )
 
 // Coordination through storage: the lock of one refresh, the published
@@ -119,18 +118,15 @@ func (c *Coordinator) unlock(ctx context.Context, name string) {
 	}
 }
 
-// warnCoordination reports that the storage failed at coordinating, so
-// this instance acts alone for now: correct, but other instances may
-// refresh the same session too.
+// warnCoordination tells the observer the storage failed at
+// coordinating, at most once a minute (a broken lock must not flood the log).
 func (c *Coordinator) warnCoordination(err error) {
 	now := c.cfg.Now().Unix()
 	last := c.state.coordinationWarned.Load()
 	if now-last < int64(coordinationWarnInterval/time.Second) || !c.state.coordinationWarned.CompareAndSwap(last, now) {
 		return
 	}
-	c.logger.Warn("Caddy's storage failed to coordinate a token refresh between instances; "+
-		"this instance refreshes on its own, so another may refresh the same session",
-		zap.Error(err))
+	c.obs.Uncoordinated(err)
 }
 
 func (c *Coordinator) storePause(ctx context.Context, key string, p sharedPause) {
@@ -145,10 +141,7 @@ func (c *Coordinator) storePause(ctx context.Context, key string, p sharedPause)
 func (c *Coordinator) loadPause(ctx context.Context, key string, now time.Time) (sharedPause, bool) {
 	var p sharedPause
 	if err := c.load(ctx, key, &p); err != nil {
-		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, seal.ErrUnsealable) {
-			c.logger.Debug("reading a shared pause from storage", zap.Error(err))
-		}
-		return p, false
+		return p, false // none, another app's, or unreadable: call Spotify as alone
 	}
 	// Never honoured for longer than Spotify may ask.
 	if p.Until <= now.UnixNano() || time.Duration(p.Until-now.UnixNano()) > c.cfg.MaxPause {
