@@ -1,13 +1,12 @@
 package spotifyauth
 
 import (
-	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
-
 	"context"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/teststorage"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )

@@ -1,8 +1,6 @@
 package spotifyauth
 
 import (
-	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
-
 	"encoding/binary"
 	"net/http"
 	"net/netip"
@@ -14,6 +12,8 @@ import (
 	"time"
 
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
 )
 
 // junkCallback starts a login in a fresh browser and sends the callback

@@ -1,8 +1,6 @@
 package spotifyauth
 
 import (
-	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
-
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -16,6 +14,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
 )
 
 func TestLoginFlowHandsTheUpstreamAWorkingToken(t *testing.T) {

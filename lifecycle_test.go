@@ -1,8 +1,6 @@
 package spotifyauth
 
 import (
-	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
-
 	"net/http"
 	"strconv"
 	"strings"
@@ -12,6 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
 )
 
 func TestRefreshFailureMatrix(t *testing.T) {

@@ -16,9 +16,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"golang.org/x/oauth2"
 
 	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
-	"golang.org/x/oauth2"
 )
 
 // The login flow: starting it and the callback.

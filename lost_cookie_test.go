@@ -1,11 +1,11 @@
 package spotifyauth
 
 import (
-	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
-
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
 )
 
 // TestALostRefreshedCookieDoesNotEndTheSession: Spotify rotates refresh

@@ -1,8 +1,6 @@
 package spotifyauth
 
 import (
-	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
-
 	"context"
 	"os"
 	"testing"
@@ -10,6 +8,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 )
 

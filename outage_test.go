@@ -1,12 +1,11 @@
 package spotifyauth
 
 import (
-	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
-
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
