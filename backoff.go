@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/records"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
 )
 
@@ -13,7 +14,7 @@ import (
 
 // storageOpTimeout bounds a storage call made on the side (a record, the
 // sweep's lock), so a hung store cannot hold a request for long.
-const storageOpTimeout = 2 * time.Second
+const storageOpTimeout = records.Timeout
 
 // mayCallSpotify answers whether Spotify may be called now for scope:
 // nil, or the failure to answer while the pause holds.

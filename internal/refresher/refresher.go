@@ -142,9 +142,6 @@ const (
 	// refresh looks for its result: sooner than the lock would tell it
 	// (file_system storage re-checks a held lock only every second).
 	resultPollInterval = 50 * time.Millisecond
-	// storageOpTimeout bounds a storage call made to coordinate, so a hung
-	// store cannot hold a refresh for long.
-	storageOpTimeout = 2 * time.Second
 	// coordinationWarnInterval keeps a broken storage lock from flooding the log.
 	coordinationWarnInterval = time.Minute
 )

@@ -363,3 +363,34 @@ func TestPruneKeepsOnlyWhatStillMatters(t *testing.T) {
 		t.Fatalf("%d entries two hours later, want 0", n)
 	}
 }
+
+// brokenLocks is a storage whose locks fail (a networked store down).
+type brokenLocks struct{ certmagic.Storage }
+
+var errNoLock = errors.New("lock unavailable")
+
+func (brokenLocks) Lock(context.Context, string) error { return errNoLock }
+
+type uncoordinated struct {
+	nopObserver
+	n atomic.Int32
+}
+
+func (u *uncoordinated) Uncoordinated(error) { u.n.Add(1) }
+
+func TestAStorageThatCannotLockStillRefreshesAndSaysSoOnce(t *testing.T) {
+	cl := newCluster(t)
+	obs := &uncoordinated{}
+	c := New(NewState(), Config{Storage: brokenLocks{cl.storage}, Sealer: func() *seal.Sealer { return cl.sealer },
+		Client: cl.client, Now: cl.clock.Now, Observer: obs})
+	s := cl.due()
+	for i := range 2 {
+		s.ID, s.AccessToken = "session "+strconv.Itoa(i), "access "+strconv.Itoa(i)
+		if _, err := c.Refresh(context.Background(), s); err != nil {
+			t.Fatalf("refresh %d without a lock: %v", i, err)
+		}
+	}
+	if cl.calls() != 2 || obs.n.Load() != 1 {
+		t.Fatalf("%d calls, told %d times, want 2 calls and one word of it within a minute", cl.calls(), obs.n.Load())
+	}
+}

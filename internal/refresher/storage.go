@@ -2,11 +2,11 @@ package refresher
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io/fs"
 	"time"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/records"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 )
@@ -150,31 +150,12 @@ func (c *Coordinator) loadPause(ctx context.Context, key string, now time.Time) 
 	return p, true
 }
 
-// store keeps v at key, sealed. Like every record call, it gives up after
-// storageOpTimeout (and outlives the request): a hung store must not hold
-// a request.
+// store and load outlive the request that calls them: a record half
+// written because a browser went away would help nobody.
 func (c *Coordinator) store(ctx context.Context, key string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storageOpTimeout)
-	defer cancel()
-	return c.cfg.Storage.Store(ctx, key, []byte(c.cfg.Sealer().Seal(data, []byte(key))))
+	return records.Store(context.WithoutCancel(ctx), c.cfg.Storage, c.cfg.Sealer(), key, v)
 }
 
-// load reads into v what store kept at key: an error wrapping
-// fs.ErrNotExist if there is none, seal.ErrUnsealable if it does not open.
 func (c *Coordinator) load(ctx context.Context, key string, v any) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storageOpTimeout)
-	defer cancel()
-	data, err := c.cfg.Storage.Load(ctx, key)
-	if err != nil {
-		return err
-	}
-	plain, err := c.cfg.Sealer().Open(string(data), []byte(key))
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(plain, v)
+	return records.Load(context.WithoutCancel(ctx), c.cfg.Storage, c.cfg.Sealer(), key, v)
 }
