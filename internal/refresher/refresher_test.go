@@ -394,3 +394,19 @@ func TestAStorageThatCannotLockStillRefreshesAndSaysSoOnce(t *testing.T) {
 		t.Fatalf("%d calls, told %d times, want 2 calls and one word of it within a minute", cl.calls(), obs.n.Load())
 	}
 }
+
+func TestAFailedAppTokenRenewalWaitsTheRetryPause(t *testing.T) {
+	cl := newCluster(t)
+	c := cl.instance()
+	if c.RetryPaused("app-token") {
+		t.Fatal("paused before any failure")
+	}
+	c.PauseRetry("app-token")
+	if !c.RetryPaused("app-token") || c.RetryPaused("another") {
+		t.Fatal("the pause does not hold for its key alone")
+	}
+	cl.clock.advance(DefaultRetryPause)
+	if c.RetryPaused("app-token") {
+		t.Fatal("still paused once the retry pause passed")
+	}
+}

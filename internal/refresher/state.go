@@ -18,8 +18,9 @@ const (
 
 // State is the in-memory part of refresh coordination: what must survive
 // a config reload (a refresh in flight is still joined, a pause still
-// holds), so the caller keeps one per app in a caddy.UsagePool and builds
-// a Coordinator around it for each config.
+// holds), so the caller keeps one per app where it keeps such state (the
+// handler: in a caddy.UsagePool) and builds a Coordinator around it for
+// each config.
 type State struct {
 	flight singleflight.Group
 
@@ -48,9 +49,6 @@ func NewState() *State {
 		retryNot: make(map[string]time.Time),
 	}
 }
-
-// Destruct implements caddy.Destructor.
-func (s *State) Destruct() error { return nil }
 
 // Prune drops what no longer matters at now, so the tables hold only
 // live entries rather than growing until their bound.
