@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
@@ -49,18 +50,21 @@ func (h *Handler) appToken(ctx context.Context) (*appToken, error) {
 	}
 	// As with a user's token: while the current one still works, a failed
 	// renewal serves it and is tried again only after a pause.
-	usable := cur != nil && cur.expires-minTokenLeft > now.Unix()
-	if usable && now.UnixNano() < h.shared.appRetryAt.Load() {
+	usable := cur != nil && cur.expires-refresher.MinTokenLeft > now.Unix()
+	if usable && h.refresh.RetryPaused(appTokenKey) {
 		return cur, nil
 	}
 	t, err := h.renewAppToken(ctx)
 	if err != nil && usable {
-		h.shared.appRetryAt.Store(now.Add(refreshRetryPause).UnixNano())
+		h.refresh.PauseRetry(appTokenKey)
 		h.logger.Warn("renewing the app token failed; using the current one until it expires", zap.Error(err))
 		return cur, nil
 	}
 	return t, err
 }
+
+// appTokenKey names the app token's renewal to the refresh coordinator.
+const appTokenKey = "app-token"
 
 // renewAppToken gets a new app token: one call per instance at a time.
 func (h *Handler) renewAppToken(ctx context.Context) (*appToken, error) {
@@ -71,12 +75,12 @@ func (h *Handler) renewAppToken(ctx context.Context) (*appToken, error) {
 		return nil
 	}
 	ctx = context.WithValue(context.WithoutCancel(ctx), oauth2.HTTPClient, h.httpClient)
-	v, err, _ := h.shared.refreshes.Do("app-token", func() (any, error) {
+	v, err := h.refresh.Once(appTokenKey, func() (any, error) {
 		if t := fresh(); t != nil {
 			return t, nil
 		}
 		now := time.Now()
-		if err := h.checkBackoff(ctx, now); err != nil {
+		if err := h.mayCallSpotify(ctx, refresher.Calls, now); err != nil {
 			return nil, err
 		}
 		cc := clientcredentials.Config{
@@ -88,7 +92,7 @@ func (h *Handler) renewAppToken(ctx context.Context) (*appToken, error) {
 		tok, err := cc.Token(ctx)
 		if err != nil {
 			ae := classifyTokenError(err, "client credentials")
-			h.noteRateLimit(ctx, ae, time.Now())
+			h.noteSpotify(ctx, refresher.Calls, ae)
 			h.metrics.refreshFailures.WithLabelValues(ae.Kind.String()).Inc()
 			return nil, ae
 		}

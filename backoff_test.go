@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/teststorage"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
@@ -70,9 +71,11 @@ func TestAFailedRefreshPausesEveryInstance(t *testing.T) {
 			hs.addInstance()
 			// Long enough that nine in-process requests fit in it.
 			const pause = 2 * time.Second
-			saved := refreshRetryPause
-			refreshRetryPause = pause
-			t.Cleanup(func() { refreshRetryPause = saved })
+			for _, h := range append([]*Handler{hs.h}, hs.instances...) {
+				cfg := h.refresherConfig()
+				cfg.RetryPause = pause
+				h.refresh = refresher.New(h.shared.refresh, cfg)
+			}
 			hs.login(hs.browser, "/")
 			old := hs.nearlyExpire(hs.browser)
 			hs.fake.InjectFault(spotifytest.EndpointToken, spotifytest.Fault{Status: http.StatusBadGateway})

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -96,12 +95,6 @@ type exchangeLimiter struct {
 	// out the /48s (or IPv4 blocks) that hold the flood's debt.
 	v4 [len(v4Levels)]blockTable
 	v6 [len(v6Levels)]blockTable
-
-	// backoffUntil (unix nanoseconds): Spotify answered a code exchange
-	// (or the login's /v1/me) with 429. It stops further code exchanges
-	// only: refreshes of existing sessions go on.
-	backoffUntil atomic.Int64
-	backoffCause atomic.Pointer[pauseCause]
 }
 
 // blockRef is one of a client's blocks: its table, key and share.
@@ -261,22 +254,6 @@ func setLimit(l *rate.Limiter, n int, now time.Time) {
 	if l.Burst() != n {
 		l.SetLimitAt(now, perMinute(n))
 		l.SetBurstAt(now, n)
-	}
-}
-
-// checkBackoff fails fast while Spotify has asked code exchanges to wait.
-func (e *exchangeLimiter) checkBackoff(now time.Time) error {
-	if wait := time.Duration(e.backoffUntil.Load() - now.UnixNano()); wait > 0 {
-		return pausedError(e.backoffCause.Load(), wait, now, "Spotify is rate limiting logins to this app")
-	}
-	return nil
-}
-
-// noteRateLimit remembers a 429 met during a login. (The owner's lapsed
-// Premium pauses every call: Handler.noteRateLimit.)
-func (e *exchangeLimiter) noteRateLimit(err error, now time.Time) {
-	if kindOf(err) == kindRateLimited {
-		extendBackoff(&e.backoffUntil, &e.backoffCause, err, now)
 	}
 }
 

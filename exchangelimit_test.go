@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
 )
 
 // junkCallback starts a login in a fresh browser and sends the callback
@@ -470,7 +472,7 @@ func TestACallbackDuringSpotifysBackOffLeavesItsLoginToRetry(t *testing.T) {
 		t.Errorf("the 503 page's retry link is not the callback itself:\n%s", body)
 	}
 	retryAfterPassed(t, hs.h)
-	hs.h.shared.exchanges.backoffUntil.Store(0) // the logins' own back-off
+	hs.h.shared.refresh.EndPause(refresher.Logins) // the logins' own back-off
 	resp, body = hs.get(user, callback)
 	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/app/x" {
 		t.Fatalf("the same callback after the back-off: %d to %q: %s", resp.StatusCode, resp.Header.Get("Location"), body)

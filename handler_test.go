@@ -14,6 +14,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
 )
 
 func TestLoginFlowHandsTheUpstreamAWorkingToken(t *testing.T) {
@@ -509,7 +511,7 @@ func TestLoginFailuresShowAPageWithARetryLink(t *testing.T) {
 			// a 429, once its Retry-After has passed).
 			hs.fake.ClearFaults()
 			retryAfterPassed(t, hs.h)
-			hs.h.shared.exchanges.backoffUntil.Store(0)
+			hs.h.shared.refresh.EndPause(refresher.Logins)
 			if loc := hs.login(hs.browser, "/app/"); loc != "/app/" {
 				t.Fatalf("second login landed on %q", loc)
 			}

@@ -34,6 +34,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/oauth2"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/testkit"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/teststorage"
@@ -275,9 +276,7 @@ func storedSessions(t *testing.T, storage certmagic.Storage) int {
 // forgetRefreshes makes the handler forget recent refresh results, in
 // memory and in storage, as if their time had passed.
 func forgetRefreshes(tb testing.TB, h *Handler) {
-	h.shared.mu.Lock()
-	h.shared.recent = newFIFOMap[session](maxRecentRefresh)
-	h.shared.mu.Unlock()
+	h.shared.refresh.Prune(time.Now().Add(refreshResultKeep))
 	keys, _ := h.storage.List(context.Background(), storagekeys.RefreshResults, false)
 	for _, k := range keys {
 		if err := h.storage.Delete(context.Background(), k); err != nil {
@@ -550,6 +549,7 @@ func (hs *harness) addInstance() (*Handler, *prometheus.Registry) {
 	h.stopMaintain()
 	<-h.maintainDone
 	h.shared = newSharedState()
+	h.provisionRefresh()
 	hs.mu.Lock()
 	hs.instances = append(hs.instances, h)
 	hs.mu.Unlock()
@@ -643,7 +643,7 @@ func (hs *harness) burst(c *http.Client, path string, n, instances int) []result
 // failed refresh.
 func retryAfterPassed(t *testing.T, h *Handler) {
 	t.Helper()
-	h.shared.backoffUntil.Store(0)
+	h.shared.refresh.EndPause(refresher.Calls)
 	ctx := context.Background()
 	if err := h.storage.Delete(ctx, storagekeys.AppBackoff(h.TokenURL, h.ClientID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)

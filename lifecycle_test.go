@@ -10,6 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
 )
 
 func TestRefreshFailureMatrix(t *testing.T) {
@@ -92,9 +94,7 @@ func TestRefreshFailureMatrix(t *testing.T) {
 				// cookie refreshes and works.
 				hs.fake.ClearFaults()
 				retryAfterPassed(t, hs.h)
-				hs.h.shared.mu.Lock()
-				clear(hs.h.shared.failed) // and the retry interval passes
-				hs.h.shared.mu.Unlock()
+				hs.h.shared.refresh.Prune(time.Now().Add(refresher.ExpiredRetryInterval)) // and the retry interval passes
 				resp, _ = hs.get(hs.browser, "/app/")
 				if resp.StatusCode != http.StatusOK || !setCookieNamed(resp, "spotify_auth") {
 					t.Fatalf("after recovery: %d", resp.StatusCode)

@@ -17,6 +17,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
 )
 
 // The login flow: starting it and the callback.
@@ -213,7 +215,7 @@ func (h *Handler) admitCallback(w http.ResponseWriter, r *http.Request, q url.Va
 			h.refuseLogin(w, r, &authError{Kind: kindBadRequest, Message: "The login callback carries no valid code."}, ls.ReturnTo)
 			return ls, false
 		}
-		if err := h.loginBackoff(r.Context(), now); err != nil {
+		if err := h.mayCallSpotify(r.Context(), refresher.Logins, now); err != nil {
 			ae := asAuthError(err)
 			h.metrics.loginFailures.WithLabelValues(ae.Kind.String()).Inc()
 			h.fail(w, r, ae, r.URL.RequestURI()) // retry this very callback
@@ -317,15 +319,6 @@ func switchAccountURL(returnTo string) string {
 	return loginURL(returnTo) + "&switch=1"
 }
 
-// loginBackoff fails fast while Spotify has asked this app, or its
-// logins, to wait.
-func (h *Handler) loginBackoff(ctx context.Context, now time.Time) error {
-	if err := h.checkBackoff(ctx, now); err != nil {
-		return err
-	}
-	return h.shared.exchanges.checkBackoff(now)
-}
-
 // completeLogin exchanges the code and learns who the user is.
 func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState, now time.Time) (session, error) {
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, h.httpClient)
@@ -334,7 +327,7 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 		oauth2.SetAuthURLParam("redirect_uri", ls.RedirectURI))
 	if err != nil {
 		ae := classifyTokenError(err, "code exchange")
-		h.noteLoginPause(ctx, ae)
+		h.noteSpotify(ctx, refresher.Logins, ae) // a 429 pauses logins only
 		return session{}, ae
 	}
 	if tok.RefreshToken == "" {
@@ -344,7 +337,7 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 	if err != nil {
 		// Nothing of this user is kept: no session, no cookie. A user
 		// Spotify refused has a token, but it opens nothing.
-		h.noteLoginPause(ctx, err)
+		h.noteSpotify(ctx, refresher.Logins, err)
 		return session{}, err
 	}
 	if !validUserID(prof.ID) {
@@ -368,17 +361,6 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 		Country:     profileWord(prof.Country, 2),
 		Requested:   ls.Scopes,
 	}, nil
-}
-
-// noteLoginPause: a login's 429 pauses logins only, not refreshes of
-// sessions that already exist; the owner's lapsed Premium fails every
-// call, so it pauses them all, on every instance.
-func (h *Handler) noteLoginPause(ctx context.Context, err error) {
-	if kindOf(err) == kindOwnerPremium {
-		h.noteRateLimit(ctx, err, time.Now())
-		return
-	}
-	h.shared.exchanges.noteRateLimit(err, time.Now())
 }
 
 // consumeState checks the callback's state against this browser's login

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
 )
 
 // TestALostRefreshedCookieDoesNotEndTheSession: Spotify rotates refresh
@@ -30,7 +32,7 @@ func TestALostRefreshedCookieDoesNotEndTheSession(t *testing.T) {
 		t.Fatalf("%d refreshes, want 1", n)
 	}
 
-	time.Sleep(minRecentRefresh + time.Second)
+	time.Sleep(refresher.MinRemembered + time.Second)
 	for instance := range 2 {
 		lost := newBrowser(t)
 		setCookieIn(t, hs, lost, "spotify_auth", old)
@@ -41,7 +43,7 @@ func TestALostRefreshedCookieDoesNotEndTheSession(t *testing.T) {
 		}
 		resp, _ := hs.do(lost, req)
 		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("the old cookie on instance %d after %s: %d, want 200", instance, minRecentRefresh+time.Second, resp.StatusCode)
+			t.Fatalf("the old cookie on instance %d after %s: %d, want 200", instance, refresher.MinRemembered+time.Second, resp.StatusCode)
 		}
 		if got := hs.upstreamToken(); got != refreshed {
 			t.Fatalf("instance %d passed %q, want the refreshed token", instance, got)
@@ -72,7 +74,7 @@ func TestALostCookieFollowsTheRefreshesItsCopyMadeSince(t *testing.T) {
 	// cookie refreshes again.
 	first := hs.session(hs.browser)
 	first.TokenExpires = time.Now().Add(time.Minute).Unix()
-	hs.h.shared.rememberRefresh(refreshKey(oldSess), first, time.Now())
+	hs.h.refresh.Remember(tokensOf(oldSess), tokensOf(first))
 	hs.dueNow(hs.browser)
 	if resp, _ := apiGet(hs, hs.browser, "/app/"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("second refresh: %d", resp.StatusCode)

@@ -102,7 +102,11 @@ func (h *Handler) takeSweepTurn(ctx context.Context, now time.Time) bool {
 	if err := h.storage.Lock(lockCtx, storagekeys.SweepLock); err != nil {
 		return true
 	}
-	defer h.unlock(ctx, storagekeys.SweepLock)
+	defer func() {
+		if err := h.storage.Unlock(context.WithoutCancel(ctx), storagekeys.SweepLock); err != nil {
+			h.logger.Debug("releasing the sweep lock", zap.Error(err))
+		}
+	}()
 	if data, err := h.storage.Load(ctx, storagekeys.LastSweep); err == nil {
 		if last, err := strconv.ParseInt(string(data), 10, 64); err == nil {
 			if d := now.Sub(time.Unix(0, last)); d >= 0 && d < sweepTurnInterval {
@@ -143,12 +147,9 @@ func (s *sharedState) pruneExpired(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.usedState.prune(now)
-	s.recent.prune(now)
-	pruneExpired(s.paused, now, func(t time.Time) time.Time { return t })
-	pruneExpired(s.forced, now, func(t time.Time) time.Time { return t })
-	pruneExpired(s.failed, now, func(t time.Time) time.Time { return t.Add(expiredRetryInterval) })
 	pruneExpired(s.rejected, now, func(t time.Time) time.Time { return t })
 	s.nRejected.Store(int32(len(s.rejected)))
+	s.refresh.Prune(now)
 }
 
 // maintenanceSchedule is when the background work of a client's configs

@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 )
 
@@ -53,14 +54,17 @@ func TestMaintenanceDropsExpiredEntriesFromTheInMemoryCaches(t *testing.T) {
 	now := time.Now()
 	s.useState("used long ago", now.Add(-usedStateLifetime-time.Second))
 	s.useState("used now", now)
-	expired := sampleSession()
-	expired.TokenExpires = now.Add(-time.Hour).Unix()
-	s.rememberRefresh("refreshed long ago", expired, now.Add(-minRecentRefresh-time.Second))
-	s.rememberRefresh("refreshed now", sampleSession(), now)
-	s.pauseRefresh("paused long ago", now.Add(-time.Hour), refreshRetryPause)
-	s.pauseRefresh("paused now", now, refreshRetryPause)
-	s.pauseForced("forced long ago", now.Add(-time.Second), now.Add(-time.Hour))
-	s.pauseForced("forced now", now.Add(forcedRefreshInterval), now)
+	// The refresh coordinator's memory, as an hour ago and now (what it
+	// keeps, and when each entry ends, is its own package's test).
+	cfg := hs.h.refresherConfig()
+	cfg.Now = func() time.Time { return now.Add(-time.Hour) }
+	hourAgo := refresher.New(s.refresh, cfg)
+	expired := tokensOf(sampleSession())
+	expired.Expires = now.Add(-time.Hour).Unix()
+	hourAgo.Remember(refresher.Tokens{AccessToken: "refreshed long ago"}, expired)
+	hs.h.refresh.Remember(refresher.Tokens{AccessToken: "refreshed now"}, tokensOf(sampleSession()))
+	hourAgo.PauseRetry("paused long ago")
+	hs.h.refresh.PauseRetry("paused now")
 	s.markRejected("rejected now")
 	s.markRejected("rejected long ago") // its session never came back
 	s.mu.Lock()
@@ -72,15 +76,15 @@ func TestMaintenanceDropsExpiredEntriesFromTheInMemoryCaches(t *testing.T) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for name, m := range map[string]map[string]bool{
-		"used states":      keysOf(s.usedState.entries),
-		"recent refreshes": keysOf(s.recent.entries),
-		"paused refreshes": keysOf(s.paused),
-		"forced pauses":    keysOf(s.forced),
-		"rejected tokens":  keysOf(s.rejected),
+		"used states":     keysOf(s.usedState.entries),
+		"rejected tokens": keysOf(s.rejected),
 	} {
 		if len(m) != 1 {
 			t.Errorf("%s after maintenance: %v, want only the live entry", name, m)
 		}
+	}
+	if n := s.refresh.Len(); n != 2 {
+		t.Errorf("the refresh coordinator holds %d entries after maintenance, want the 2 live ones", n)
 	}
 	if n := s.nRejected.Load(); n != 1 {
 		t.Errorf("nRejected %d after maintenance, want 1", n)

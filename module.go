@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 )
 
@@ -240,6 +241,7 @@ type Handler struct {
 	bearer          bool
 	cookies         cookieNames
 	shared          *sharedState
+	refresh         *refresher.Coordinator // over shared.refresh, with this config's storage and keys
 	sharedKey       string
 	logger          *zap.Logger
 }
@@ -414,6 +416,7 @@ func (h *Handler) provisionShared() error {
 	}
 	h.shared = shared.(*sharedState)
 	h.maintenance = h.shared.maintenanceFor(h.storageID)
+	h.provisionRefresh()
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
@@ -23,12 +24,12 @@ func TestAnOutageWithAnExpiredTokenCallsSpotifyAtMostOncePerRetryInterval(t *tes
 		}
 	}
 	if n := hs.fake.Counts().Refreshes; n != 1 {
-		t.Fatalf("%d refresh calls for 20 requests within %s, want 1", n, expiredRetryInterval)
+		t.Fatalf("%d refresh calls for 20 requests within %s, want 1", n, refresher.ExpiredRetryInterval)
 	}
 
 	// Spotify is back: after the interval the session refreshes and works.
 	hs.fake.ClearFaults()
-	time.Sleep(expiredRetryInterval)
+	time.Sleep(refresher.ExpiredRetryInterval)
 	if resp, _ := apiGet(hs, hs.browser, "/api/x"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("after the outage: %d, want 200", resp.StatusCode)
 	}

@@ -2,40 +2,18 @@ package spotifyauth
 
 import (
 	"context"
-	"encoding/json"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/records"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 )
 
-// Records the instances of an app share through Caddy's storage (refresh
-// results, back-offs, revocation marks): JSON sealed with the app's keys
-// and bound to their storage key, so a record of another app, or one
-// moved to another key, does not open.
-
-// storeRecord keeps v at key, sealed by s. Like every record call, it
-// gives up after storageOpTimeout: a hung store must not hold a request.
+// storeRecord keeps v at key in this config's storage, sealed by s
+// (internal/records).
 func (h *Handler) storeRecord(ctx context.Context, s *seal.Sealer, key string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, storageOpTimeout)
-	defer cancel()
-	return h.storage.Store(ctx, key, []byte(s.Seal(data, []byte(key))))
+	return records.Store(ctx, h.storage, s, key, v)
 }
 
-// loadRecord reads into v what storeRecord kept at key: an error wrapping
-// fs.ErrNotExist if there is none, seal.ErrUnsealable if it does not open.
+// loadRecord reads into v what storeRecord kept at key.
 func (h *Handler) loadRecord(ctx context.Context, s *seal.Sealer, key string, v any) error {
-	ctx, cancel := context.WithTimeout(ctx, storageOpTimeout)
-	defer cancel()
-	data, err := h.storage.Load(ctx, key)
-	if err != nil {
-		return err
-	}
-	plain, err := s.Open(string(data), []byte(key))
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(plain, v)
+	return records.Load(ctx, h.storage, s, key, v)
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/rewrite"
 	"go.uber.org/zap"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
 )
 
 // web_api: the page's scripts call the Spotify Web API through the site
@@ -88,8 +90,8 @@ func (h *Handler) serveWebAPI(w http.ResponseWriter, r *http.Request, next caddy
 	}
 	// The owner's lapsed Premium fails every call: none is made while
 	// that pause lasts (as this instance knows it; no storage read here).
-	if ae := h.shared.premiumPaused(time.Now()); ae != nil {
-		h.fail(w, r, ae, "")
+	if err := h.mayCallSpotify(r.Context(), refresher.WebAPI, time.Now()); err != nil {
+		h.fail(w, r, asAuthError(err), "")
 		return nil
 	}
 	replay, err := replayableBody(r)
@@ -144,11 +146,11 @@ func (h *Handler) callWebAPI(w http.ResponseWriter, r, out *http.Request, next c
 // session made a moment ago (calls fired together all find the token
 // dead; one refreshes), saving it where the session lives.
 func (h *Handler) refreshedMeanwhile(w http.ResponseWriter, r *http.Request, sess session) (session, bool) {
-	fresh, ok := h.shared.recentRefresh(refreshKey(sess), time.Now())
-	if !ok || fresh.AccessToken == sess.AccessToken {
+	t, ok := h.refresh.Remembered(tokensOf(sess))
+	if !ok || t.AccessToken == sess.AccessToken {
 		return sess, false
 	}
-	fresh.storeKey = sess.storeKey
+	fresh := withTokens(sess, t)
 	if err := h.setSessionCookie(w, r, &fresh); err == errNoSession {
 		return sess, false // logged out meanwhile
 	} else if err != nil {
@@ -166,7 +168,7 @@ func (h *Handler) answerForbidden(w http.ResponseWriter, r *http.Request, aw *we
 		return aw.release()
 	}
 	ae := ownerPremiumError(said, spotifyDetail("web_api "+r.Method, http.StatusForbidden, said))
-	h.noteRateLimit(r.Context(), ae, time.Now())
+	h.noteSpotify(r.Context(), refresher.Calls, ae)
 	h.fail(w, r, ae, "")
 	return nil
 }
