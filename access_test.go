@@ -18,6 +18,7 @@ var ruleUsers = []spotifytest.User{
 }
 
 func TestAccessRulesAllowAndDeny(t *testing.T) {
+	t.Parallel()
 	scopes := []string{"user-read-email", "user-read-private"}
 	for _, tc := range []struct {
 		name    string
@@ -71,6 +72,7 @@ func TestAccessRulesAllowAndDeny(t *testing.T) {
 }
 
 func TestADeniedUserCausesNoRefresh(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) { h.AllowUsers = []string{"somebody-else"} })
 	hs.login(hs.browser, "/")
 	s := hs.session(hs.browser)
@@ -87,6 +89,7 @@ func TestADeniedUserCausesNoRefresh(t *testing.T) {
 }
 
 func TestAReloadWithNewRulesAppliesToExistingSessions(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.login(hs.browser, "/")
 	if resp, _ := hs.get(hs.browser, "/app/"); resp.StatusCode != http.StatusOK {
@@ -105,6 +108,7 @@ func TestAReloadWithNewRulesAppliesToExistingSessions(t *testing.T) {
 }
 
 func TestRequiredScopesAreAskedForOnceMoreThenRefused(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) {
 		h.Scopes = []string{"user-read-email"}
 		h.RequiredScopes = []string{"streaming"}
@@ -140,6 +144,7 @@ func TestRequiredScopesAreAskedForOnceMoreThenRefused(t *testing.T) {
 }
 
 func TestTwoRoutesShareOneLoginAndAskOnlyForTheMissingScopes(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) { h.Scopes = []string{"user-read-email"} })
 	player := provision(t, &Handler{ClientID: testClientID, CookieSecrets: []string{secretA},
 		AuthorizeURL: hs.fake.AuthorizeURL(), TokenURL: hs.fake.TokenURL(), APIURL: hs.fake.APIURL(),
@@ -177,6 +182,7 @@ func TestTwoRoutesShareOneLoginAndAskOnlyForTheMissingScopes(t *testing.T) {
 }
 
 func TestUpstreamLearnsWhoTheUserIsFromPlaceholdersAndHeaders(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) {
 		h.Scopes = []string{"user-read-email", "user-read-private"}
 	})
@@ -227,6 +233,7 @@ func TestUpstreamLearnsWhoTheUserIsFromPlaceholdersAndHeaders(t *testing.T) {
 }
 
 func TestUserHeadersOffStillStripsThem(t *testing.T) {
+	t.Parallel()
 	off := false
 	hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) { h.UserHeaders = &off })
 	hs.login(hs.browser, "/")
@@ -243,6 +250,7 @@ func TestUserHeadersOffStillStripsThem(t *testing.T) {
 }
 
 func TestUserinfoEndpoint(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	resp, body := apiGet(hs, hs.browser, "/oauth2/spotify/userinfo")
 	if resp.StatusCode != http.StatusUnauthorized {
@@ -261,6 +269,7 @@ func TestUserinfoEndpoint(t *testing.T) {
 }
 
 func TestTokenEndpoint(t *testing.T) {
+	t.Parallel()
 	t.Run("is off by default", func(t *testing.T) {
 		hs := newHarness(t)
 		hs.login(hs.browser, "/")
@@ -324,6 +333,7 @@ func TestTokenEndpoint(t *testing.T) {
 }
 
 func TestAppModeFetchesOneTokenForManyRequests(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, withSecret("app-secret-value"), func(h *Handler, _ *spotifytest.Client) { h.Mode = modeApp })
 	for range 20 {
 		resp, _ := apiGet(hs, newBrowser(t), "/search?q=x")
@@ -349,6 +359,7 @@ func TestAppModeFetchesOneTokenForManyRequests(t *testing.T) {
 // fails. Requests are served with the token that still works, and
 // Spotify is asked again only after a pause, not on every request.
 func TestAppModeServesTheCurrentTokenWhileRenewalFails(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, withSecret("app-secret-value"), func(h *Handler, _ *spotifytest.Client) { h.Mode = modeApp })
 	if resp, _ := apiGet(hs, newBrowser(t), "/search?q=x"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d", resp.StatusCode)
@@ -374,6 +385,7 @@ func TestAppModeServesTheCurrentTokenWhileRenewalFails(t *testing.T) {
 // TestAppModeRoutesWithDifferentTokenHeadersGetTheirOwnFormat: two app-mode
 // routes of one client share the cached token, not its formatting.
 func TestAppModeRoutesWithDifferentTokenHeadersGetTheirOwnFormat(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, withSecret("app-secret-value"), func(h *Handler, _ *spotifytest.Client) { h.Mode = modeApp })
 	custom, _ := hs.sameConfig(func(h *Handler) { h.TokenHeader = "X-Music-Token" })
 	hs.routes = map[string]*Handler{"/custom/": custom}
@@ -398,6 +410,7 @@ func TestAppModeRoutesWithDifferentTokenHeadersGetTheirOwnFormat(t *testing.T) {
 }
 
 func TestAccessConfigErrors(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ block, want string }{
 		{"client_id a\nallow_emails a@b.c", "allow_emails needs the user-read-email scope"},
 		{"client_id a\nscopes user-read-email\nallow_products premium", "user-read-private"},

@@ -19,6 +19,7 @@ import (
 // linking accounts.
 
 func TestAccountIDReachesTheUpstreamPlaceholdersAndUserinfo(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.fake.AddUser(spotifytest.User{ID: "asa", DisplayName: "Åsa", AccountID: "7xAsAaCc0uNt"})
 	hs.loginAs(hs.browser, "/", "asa")
@@ -48,6 +49,7 @@ func TestAccountIDReachesTheUpstreamPlaceholdersAndUserinfo(t *testing.T) {
 }
 
 func TestWithoutAnAccountIDNothingIsSentInItsName(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.fake.AddUser(spotifytest.User{ID: "old"})
 	// A /v1/me from before Spotify added account_id (the fake sends one
@@ -66,6 +68,7 @@ func TestWithoutAnAccountIDNothingIsSentInItsName(t *testing.T) {
 }
 
 func TestAllowUsersMatchesAUsersIDOrAccountID(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) {
 		h.AllowUsers = []string{"alice", "acc-of-bob"}
 	})
@@ -103,6 +106,7 @@ func TestAllowUsersMatchesAUsersIDOrAccountID(t *testing.T) {
 }
 
 func TestAnUnusableAccountIDIsDroppedAndTheUserStillLogsIn(t *testing.T) {
+	t.Parallel()
 	core, logs := observer.New(zap.WarnLevel)
 	hs := newHarness(t)
 	hs.h.logger = zap.New(core)
@@ -139,6 +143,7 @@ func TestAnUnusableAccountIDIsDroppedAndTheUserStillLogsIn(t *testing.T) {
 // those bytes with the handler's keys gives what the old code stored.
 
 func TestCookieSessionsFromBeforeAccountIDKeepWorking(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	plain, want := format2Session(t)
 	u, _ := url.Parse(hs.srv.URL)
@@ -147,6 +152,7 @@ func TestCookieSessionsFromBeforeAccountIDKeepWorking(t *testing.T) {
 }
 
 func TestStoredSessionsFromBeforeAccountIDKeepWorking(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, withStoredSessions())
 	plain, want := format2Session(t)
 	ref := hs.h.newRef(want.UserID)
@@ -185,6 +191,7 @@ func assertOldSessionPasses(t *testing.T, hs *harness, want session) {
 // same old cookie, sent again after the upgrade, must find the copy the
 // old code made, not make another.
 func TestAnOldCookieSessionMovedToStorageKeepsItsName(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, withStoredSessions())
 	plain, _ := format2Session(t)
 	s, err := unmarshalSession(plain)

@@ -18,6 +18,7 @@ import (
 // another instance sharing the storage at its next re-read of the marks
 // (every revocationReread), which is the bound docs/admin-api.md states.
 func TestAdminRevokeReachesOtherInstancesAtTheirReread(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	hs := newHarness(t, withStoredSessions())
 	other, _ := hs.addInstance()
@@ -74,6 +75,7 @@ func (s *failingStore) Store(ctx context.Context, key string, value []byte) erro
 // TestAdminRevokeFailsClosed: a revocation storage cannot record is an
 // error, never a success.
 func TestAdminRevokeFailsClosed(t *testing.T) {
+	t.Parallel()
 	store := &failingStore{Storage: &certmagic.FileStorage{Path: t.TempDir()}}
 	hs := newHarness(t, withStorage(store))
 	hs.login(hs.browser, "/")

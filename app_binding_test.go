@@ -15,6 +15,7 @@ import (
 // another client or another Spotify, can neither be entered with
 // production's cookies nor mint cookies production accepts.
 func TestASessionBelongsToOneApp(t *testing.T) {
+	t.Parallel()
 	other := testkit.NewFake(t)
 	for _, keys := range []struct {
 		name string

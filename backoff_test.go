@@ -16,6 +16,7 @@ import (
 // calling Spotify themselves.
 
 func TestARateLimitIsHonouredByEveryInstance(t *testing.T) {
+	t.Parallel()
 	for _, kind := range storageKinds {
 		t.Run(kind.name, func(t *testing.T) {
 			hs := newHarness(t, withStorage(kind.new(t)))
@@ -64,6 +65,7 @@ func TestARateLimitIsHonouredByEveryInstance(t *testing.T) {
 }
 
 func TestAFailedRefreshPausesEveryInstance(t *testing.T) {
+	t.Parallel()
 	for _, kind := range storageKinds {
 		t.Run(kind.name, func(t *testing.T) {
 			hs := newHarness(t, withStorage(kind.new(t)))
@@ -115,6 +117,7 @@ func TestAFailedRefreshPausesEveryInstance(t *testing.T) {
 // proportion to the active sessions, so of the instances sharing a
 // storage one sweeps per sweepTurnInterval, not each of them every minute.
 func TestOneInstanceSweepsPerInterval(t *testing.T) {
+	t.Parallel()
 	storage := teststorage.New(t.TempDir())
 	hs := newHarness(t, withStorage(storage))
 	b, _ := hs.addInstance()

@@ -9,6 +9,7 @@ import (
 // into one (Caddy's header replace does, on one path of the site) must
 // not change what every other authenticated answer says.
 func TestPrivateAnswersShareNoHeaderValues(t *testing.T) {
+	t.Parallel()
 	first, second := http.Header{}, http.Header{}
 	makePrivate(first)
 	first["Cache-Control"][0] = "public, max-age=3600"

@@ -13,6 +13,7 @@ import (
 )
 
 func TestEveryCaddyfileOptionReachesTheJSONConfig(t *testing.T) {
+	t.Parallel()
 	out, err := adapt(t, `
 :8080 {
 	spotify_auth /app/* {
@@ -68,6 +69,7 @@ func TestEveryCaddyfileOptionReachesTheJSONConfig(t *testing.T) {
 }
 
 func TestKeyRotationReachesTheJSONConfig(t *testing.T) {
+	t.Parallel()
 	out, err := adapt(t, ":8080 {\n\tspotify_auth {\n\t\tclient_id a\n\t\tkey_rotation 720h\n\t}\n}")
 	if err != nil {
 		t.Fatal(err)
@@ -78,6 +80,7 @@ func TestKeyRotationReachesTheJSONConfig(t *testing.T) {
 }
 
 func TestSpotifyAuthIsOrderedBeforeHandlersThatAnswer(t *testing.T) {
+	t.Parallel()
 	out, err := adapt(t, `
 :8080 {
 	file_server
@@ -102,6 +105,7 @@ func TestSpotifyAuthIsOrderedBeforeHandlersThatAnswer(t *testing.T) {
 }
 
 func TestConfigErrorsNameTheOption(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, block, want string
 	}{
@@ -182,6 +186,7 @@ func TestPlaceholdersInSecretsAreResolvedFromEnvAndFiles(t *testing.T) {
 }
 
 func TestUnmarshalCaddyfileDirectly(t *testing.T) {
+	t.Parallel()
 	var h Handler
 	d := caddyfile.NewTestDispenser(`spotify_auth {
 		client_id abc
@@ -212,6 +217,7 @@ func writeFile(name, content string) error {
 }
 
 func TestTheTokenEndpointRoutesToTheBlockThatEnablesIt(t *testing.T) {
+	t.Parallel()
 	out, err := adapt(t, `
 :8080 {
 	spotify_auth /app/* {

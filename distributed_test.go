@@ -26,6 +26,7 @@ import (
 // two-process version of these tests is in multiprocess_test.go.
 
 func TestOneRefreshAcrossInstances(t *testing.T) {
+	t.Parallel()
 	for _, kind := range storageKinds {
 		t.Run(kind.name, func(t *testing.T) {
 			storage := kind.new(t)
@@ -77,6 +78,7 @@ func TestOneRefreshAcrossInstances(t *testing.T) {
 }
 
 func TestAStorageThatCannotLockStillRefreshesAndWarns(t *testing.T) {
+	t.Parallel()
 	storage := teststorage.New(t.TempDir())
 	storage.NoLock = true
 	hs := newHarness(t, withStorage(storage))
@@ -104,6 +106,7 @@ func TestAStorageThatCannotLockStillRefreshesAndWarns(t *testing.T) {
 }
 
 func TestGeneratedKeysRotateWithoutLoggingAnyoneOut(t *testing.T) {
+	t.Parallel()
 	storage := &certmagic.FileStorage{Path: t.TempDir()}
 	hs := newHarness(t, withStorage(storage), func(h *Handler, _ *spotifytest.Client) {
 		h.CookieSecrets = nil
@@ -183,6 +186,7 @@ func TestGeneratedKeysRotateWithoutLoggingAnyoneOut(t *testing.T) {
 }
 
 func TestStoredSessionsEndEverywhereOnLogout(t *testing.T) {
+	t.Parallel()
 	for _, kind := range storageKinds {
 		t.Run(kind.name, func(t *testing.T) {
 			storage := kind.new(t)
@@ -245,6 +249,7 @@ func TestStoredSessionsEndEverywhereOnLogout(t *testing.T) {
 }
 
 func TestStoredSessionRefreshUpdatesStorageNotTheCookie(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, withStoredSessions())
 	hs.addInstance()
 	hs.login(hs.browser, "/")
@@ -272,6 +277,7 @@ func TestStoredSessionRefreshUpdatesStorageNotTheCookie(t *testing.T) {
 }
 
 func TestALogoutDuringARefreshIsNotUndone(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, withStoredSessions())
 	hs.login(hs.browser, "/")
 	hs.nearlyExpire(hs.browser)
@@ -299,6 +305,7 @@ func TestALogoutDuringARefreshIsNotUndone(t *testing.T) {
 }
 
 func TestStoredSessionsFailClosedWhenStorageFails(t *testing.T) {
+	t.Parallel()
 	storage := teststorage.New(t.TempDir())
 	hs := newHarness(t, withStorage(storage), withStoredSessions())
 	hs.login(hs.browser, "/")
@@ -322,6 +329,7 @@ func TestStoredSessionsFailClosedWhenStorageFails(t *testing.T) {
 }
 
 func TestCookieSessionsMoveToStorageWhenSwitchedOn(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.login(hs.browser, "/")
 	before := cookieIn(t, hs, hs.browser, "spotify_auth")
@@ -346,6 +354,7 @@ func TestCookieSessionsMoveToStorageWhenSwitchedOn(t *testing.T) {
 // at the other's next re-read; with session_store storage a copy of a
 // cookie-mode session (from before the switch) is not moved in again.
 func TestLogoutEverywhereEndsEveryCopyOnEveryInstance(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	t.Run("cookie sessions", func(t *testing.T) {
 		hs := newHarness(t)
@@ -404,6 +413,7 @@ func TestLogoutEverywhereEndsEveryCopyOnEveryInstance(t *testing.T) {
 }
 
 func TestSweepDeletesOnlyWhatHasExpired(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, withStoredSessions())
 	hs.login(hs.browser, "/")
 	hs.nearlyExpire(hs.browser)

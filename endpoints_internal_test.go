@@ -29,6 +29,7 @@ func (s *unreadableStore) Load(ctx context.Context, key string) ([]byte, error) 
 // scripts learn that sessions are unavailable (503), not that the user
 // must log in again (401), from userinfo and the token endpoint alike.
 func TestEndpointsSayTheStoreIsOutNotLogIn(t *testing.T) {
+	t.Parallel()
 	store := &unreadableStore{Storage: &certmagic.FileStorage{Path: t.TempDir()}}
 	hs := newHarness(t, withStorage(store), withStoredSessions(), func(h *Handler, _ *spotifytest.Client) { h.TokenEndpoint = true })
 	hs.login(hs.browser, "/")
@@ -49,6 +50,7 @@ func TestEndpointsSayTheStoreIsOutNotLogIn(t *testing.T) {
 // and every other spelling of it is 404, without reaching the upstream
 // or Spotify.
 func TestEndpointsAnswerOnlyAtTheirExactPath(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, func(h *Handler, c *spotifytest.Client) {
 		h.AuthEndpoint, h.TokenEndpoint = true, true
 		h.RedirectURI = "/auth/cb"

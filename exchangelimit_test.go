@@ -29,6 +29,7 @@ func (hs *harness) junkCallback(t *testing.T) *http.Response {
 }
 
 func TestAJunkCallbackFloodCostsABoundedNumberOfTokenCalls(t *testing.T) {
+	t.Parallel()
 	const perClient = 5
 	hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) {
 		h.LoginRateLimit = &LoginRateLimit{PerClient: perClient, Overall: 100}
@@ -68,6 +69,7 @@ func TestAJunkCallbackFloodCostsABoundedNumberOfTokenCalls(t *testing.T) {
 }
 
 func TestATooManyLoginsPageSaysWhy(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) {
 		h.LoginRateLimit = &LoginRateLimit{PerClient: 1}
 	})
@@ -87,6 +89,7 @@ func TestATooManyLoginsPageSaysWhy(t *testing.T) {
 }
 
 func TestARateLimitedCodeExchangeDoesNotPauseRefreshes(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	user := newBrowser(t)
 	hs.login(user, "/")
@@ -112,6 +115,7 @@ func TestARateLimitedCodeExchangeDoesNotPauseRefreshes(t *testing.T) {
 }
 
 func TestExchangeLimitsHoldPerClientAndOverall(t *testing.T) {
+	t.Parallel()
 	var e exchangeLimiter
 	cfg := &LoginRateLimit{PerClient: 3, Overall: 10}
 	now := time.Now()
@@ -157,6 +161,7 @@ func TestExchangeLimitsHoldPerClientAndOverall(t *testing.T) {
 }
 
 func TestLoginRateLimitReachesTheJSONConfig(t *testing.T) {
+	t.Parallel()
 	out, err := adapt(t, `
 :8080 {
 	spotify_auth {
@@ -182,6 +187,7 @@ func TestLoginRateLimitReachesTheJSONConfig(t *testing.T) {
 // reload changes them): a client alternating its callbacks between them
 // gets no fresh bucket from the change.
 func TestDifferentLimitsOnOneLimiterRefillNothing(t *testing.T) {
+	t.Parallel()
 	var e exchangeLimiter
 	a := &LoginRateLimit{PerClient: 2, Overall: 300}
 	b := &LoginRateLimit{PerClient: 2, Overall: 299}
@@ -219,6 +225,7 @@ func TestDifferentLimitsOnOneLimiterRefillNothing(t *testing.T) {
 // spent: once Retry-After has passed, the same callback completes the
 // login, and only then is the state used up.
 func TestARefusedCallbackLeavesItsLoginToRetryAfterRetryAfter(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) {
 		h.LoginRateLimit = &LoginRateLimit{PerClient: 1, Overall: 100}
 	})
@@ -301,6 +308,7 @@ func realUser(i int) netip.Addr {
 // 50 ms for 24 s, while real users arrive from other blocks. Before,
 // 16 /64s spent the overall budget at once and 8 of 8 real users got 429.
 func TestOneBlockCannotSpendTheOverallLoginBudget(t *testing.T) {
+	t.Parallel()
 	const (
 		attackFor = 24 * time.Second
 		step      = 50 * time.Millisecond
@@ -349,6 +357,7 @@ func TestOneBlockCannotSpendTheOverallLoginBudget(t *testing.T) {
 // to its bound and no further, and a new address is still admitted
 // (before, 10,000 addresses in a minute refused every new one for 60 s).
 func TestTheLoginLimiterStaysBoundedFor100000Addresses(t *testing.T) {
+	t.Parallel()
 	const addresses = 100_000
 	cfg := &LoginRateLimit{PerClient: 20, Overall: 10 * addresses}
 	now := time.Now()
@@ -411,6 +420,7 @@ func BenchmarkLoginLimiterNewAddress(b *testing.B) {
 // costs failedExchangeWeight, so a junk loop gets a quarter of what real
 // logins from the same address would.
 func TestARefusedCodeCostsItsBlocksMoreThanAWorkingLogin(t *testing.T) {
+	t.Parallel()
 	cfg := &LoginRateLimit{PerClient: failedExchangeWeight, Overall: 100}
 	now := time.Now()
 	addr := netip.MustParseAddr("192.0.2.1")
@@ -448,6 +458,7 @@ func TestARefusedCodeCostsItsBlocksMoreThanAWorkingLogin(t *testing.T) {
 // Spotify's 429 back-off refuses a callback before its state is spent
 // too: the same callback completes the login once the back-off is over.
 func TestACallbackDuringSpotifysBackOffLeavesItsLoginToRetry(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	user := newBrowser(t)
 	callback, err := hs.fake.Approve(hs.startLogin(user, "/app/x"), spotifytest.DefaultUserID)

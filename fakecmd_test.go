@@ -17,6 +17,7 @@ import (
 )
 
 func TestSpotifyFakeCommandIsRegistered(t *testing.T) {
+	t.Parallel()
 	cmd, ok := caddycmd.Commands()["spotify-fake"]
 	if !ok {
 		t.Fatal("caddy spotify-fake is not registered")
@@ -102,6 +103,7 @@ func meStatus(t *testing.T, base, token string) int {
 }
 
 func TestSpotifyFakeServesWhatTheFlagsSay(t *testing.T) {
+	t.Parallel()
 	users := filepath.Join(t.TempDir(), "users.json")
 	if err := os.WriteFile(users, []byte(`[{"id":"bob","display_name":"Bob","top_tracks":[]}]`), 0o600); err != nil {
 		t.Fatal(err)
@@ -162,6 +164,7 @@ func TestSpotifyFakeServesWhatTheFlagsSay(t *testing.T) {
 }
 
 func TestSpotifyFakeDefaultsToExtendedQuotaWithoutRotation(t *testing.T) {
+	t.Parallel()
 	base := startFake(t, "--listen", "127.0.0.1:0")
 	_, tok := control(t, base, "tokens", `{"user":"testuser"}`)
 	if got := meStatus(t, base, tok["access_token"].(string)); got != http.StatusOK {
@@ -173,6 +176,7 @@ func TestSpotifyFakeDefaultsToExtendedQuotaWithoutRotation(t *testing.T) {
 }
 
 func TestSpotifyFakeRefusesBadFlags(t *testing.T) {
+	t.Parallel()
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -203,6 +207,7 @@ func TestSpotifyFakeRefusesBadFlags(t *testing.T) {
 }
 
 func TestSpotifyFakeWarnsOffLoopback(t *testing.T) {
+	t.Parallel()
 	for url, want := range map[string]bool{
 		"http://127.0.0.1:8090": true,
 		"http://[::1]:8090":     true,

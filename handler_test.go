@@ -19,6 +19,7 @@ import (
 )
 
 func TestLoginFlowHandsTheUpstreamAWorkingToken(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name       string
 		opts       []harnessOpt
@@ -90,6 +91,7 @@ func TestLoginFlowHandsTheUpstreamAWorkingToken(t *testing.T) {
 }
 
 func TestSessionCookieAttributes(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	callback, _ := hs.fake.Approve(hs.startLogin(hs.browser, "/"), spotifytest.DefaultUserID)
 	resp, _ := hs.get(hs.browser, callback)
@@ -108,6 +110,7 @@ func TestSessionCookieAttributes(t *testing.T) {
 }
 
 func TestSeveralTabsLoggingInAtOnceAllSucceed(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	var authURLs []string
 	for i := range 3 {
@@ -127,6 +130,7 @@ func TestSeveralTabsLoggingInAtOnceAllSucceed(t *testing.T) {
 }
 
 func TestCallbacksWithoutAMatchingLoginAreRefusedBeforeAnyTokenExchange(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	other := newBrowser(t)
 
@@ -164,6 +168,7 @@ func TestCallbacksWithoutAMatchingLoginAreRefusedBeforeAnyTokenExchange(t *testi
 }
 
 func TestACallbackCannotBeReplayed(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	authURL := hs.startLogin(hs.browser, "/")
 	callback, _ := hs.fake.Approve(authURL, spotifytest.DefaultUserID)
@@ -189,6 +194,7 @@ func TestACallbackCannotBeReplayed(t *testing.T) {
 }
 
 func TestAnExpiredLoginStateIsRefused(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	// Seal a login state as the handler would have 11 minutes ago.
 	state := "expired-state-0123456789abcdefghij"
@@ -206,6 +212,7 @@ func TestAnExpiredLoginStateIsRefused(t *testing.T) {
 }
 
 func TestDecliningAtSpotifyShowsAPageNotALoop(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	callback, err := hs.fake.Deny(hs.startLogin(hs.browser, "/app/"))
 	if err != nil {
@@ -229,6 +236,7 @@ func TestDecliningAtSpotifyShowsAPageNotALoop(t *testing.T) {
 }
 
 func TestUnauthenticatedRequestsAreRedirectedOrRefusedByKind(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	for _, tc := range []struct {
 		name    string
@@ -271,6 +279,7 @@ func TestUnauthenticatedRequestsAreRedirectedOrRefusedByKind(t *testing.T) {
 }
 
 func TestTamperedOrForeignCookiesMeanNoSession(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.login(hs.browser, "/")
 	u, _ := url.Parse(hs.srv.URL)
@@ -314,6 +323,7 @@ func TestTamperedOrForeignCookiesMeanNoSession(t *testing.T) {
 }
 
 func TestSpoofedHeadersAndOurCookiesNeverReachTheUpstream(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name        string
 		tokenHeader string
@@ -367,6 +377,7 @@ func TestSpoofedHeadersAndOurCookiesNeverReachTheUpstream(t *testing.T) {
 }
 
 func TestLogout(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.login(hs.browser, "/app/")
 
@@ -400,6 +411,7 @@ func TestLogout(t *testing.T) {
 }
 
 func TestRefreshHappensOnceForConcurrentRequestsAndReachesThemAll(t *testing.T) {
+	t.Parallel()
 	for _, rotate := range []bool{false, true} {
 		t.Run(fmt.Sprintf("rotate=%v", rotate), func(t *testing.T) {
 			hs := newHarness(t)
@@ -462,6 +474,7 @@ func TestRefreshHappensOnceForConcurrentRequestsAndReachesThemAll(t *testing.T) 
 }
 
 func TestRevokedRefreshTokenEndsTheSession(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.fake.SetAccessTokenLifetime(time.Minute)
 	hs.login(hs.browser, "/")
@@ -482,6 +495,7 @@ func TestRevokedRefreshTokenEndsTheSession(t *testing.T) {
 }
 
 func TestLoginFailuresShowAPageWithARetryLink(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		ep     spotifytest.Endpoint
@@ -520,6 +534,7 @@ func TestLoginFailuresShowAPageWithARetryLink(t *testing.T) {
 }
 
 func TestLargeSessionsAreSplitIntoChunks(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.fake.SetTokenLength(5000)
 	hs.login(hs.browser, "/")
@@ -544,6 +559,7 @@ func TestLargeSessionsAreSplitIntoChunks(t *testing.T) {
 }
 
 func TestKeyRotationKeepsSessions(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.login(hs.browser, "/")
 	// Put a new secret first, keep the old one: existing cookies still open.
@@ -556,6 +572,7 @@ func TestKeyRotationKeepsSessions(t *testing.T) {
 }
 
 func TestPlainHTTPRedirectOnAPublicHostIsExplained(t *testing.T) {
+	t.Parallel()
 	h := provision(t, &Handler{ClientID: testClientID, CookieSecrets: []string{secretA}})
 	r := httptest.NewRequest(http.MethodGet, "http://music.example.com/app/", nil)
 	r.Header.Set("Accept", "text/html")

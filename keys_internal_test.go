@@ -15,6 +15,7 @@ import (
 // short block's rotations must not drop the key the long block's
 // sessions were sealed with.
 func TestRotationKeepsKeysAnotherBlocksSessionsNeed(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	storage := &certmagic.FileStorage{Path: t.TempDir()}
 	log := zap.NewNop()

@@ -15,6 +15,7 @@ import (
 )
 
 func TestRefreshFailureMatrix(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name       string
 		fault      spotifytest.Fault
@@ -111,6 +112,7 @@ func TestRefreshFailureMatrix(t *testing.T) {
 }
 
 func TestARateLimitStopsCallsToSpotifyForItsDuration(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.login(hs.browser, "/")
 	other := newBrowser(t)
@@ -143,6 +145,7 @@ func TestARateLimitStopsCallsToSpotifyForItsDuration(t *testing.T) {
 }
 
 func TestARefreshedTokenReachesTheUpstreamOnTheSameRequest(t *testing.T) {
+	t.Parallel()
 	for _, rotate := range []bool{true, false} {
 		t.Run("rotate="+strconv.FormatBool(rotate), func(t *testing.T) {
 			hs := newHarness(t)
@@ -186,6 +189,7 @@ func TestARefreshedTokenReachesTheUpstreamOnTheSameRequest(t *testing.T) {
 }
 
 func TestARevokedRefreshTokenSendsBrowsersToLoginAndAPICallsA401(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.login(hs.browser, "/")
 	s := hs.session(hs.browser)
@@ -219,6 +223,7 @@ func TestARevokedRefreshTokenSendsBrowsersToLoginAndAPICallsA401(t *testing.T) {
 }
 
 func TestMetricsCountLoginsAndAnswers(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.login(hs.browser, "/")
 	apiGet(hs, newBrowser(t), "/api/")
@@ -241,6 +246,7 @@ func TestMetricsCountLoginsAndAnswers(t *testing.T) {
 }
 
 func TestSessionsSurviveThreeConsecutiveExpiries(t *testing.T) {
+	t.Parallel()
 	for _, rotate := range []bool{true, false} {
 		t.Run("rotate="+strconv.FormatBool(rotate), func(t *testing.T) {
 			hs := newHarness(t)
@@ -272,6 +278,7 @@ func TestSessionsSurviveThreeConsecutiveExpiries(t *testing.T) {
 }
 
 func TestAnUpstreamRejectingTheTokenTriggersOneRefresh(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.login(hs.browser, "/")
 	first := hs.session(hs.browser).AccessToken

@@ -15,6 +15,7 @@ import (
 )
 
 func TestATokenResponseWithoutScopeGrantsWhatWasRequested(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) {
 		h.Scopes = []string{"user-read-email"}
 		h.RequiredScopes = []string{"streaming"}
@@ -35,6 +36,7 @@ func TestATokenResponseWithoutScopeGrantsWhatWasRequested(t *testing.T) {
 }
 
 func TestTheUsedStateMemoryForgetsOnlyItsOldestEntriesWhenFull(t *testing.T) {
+	t.Parallel()
 	s := newSharedState()
 	now := time.Now()
 	for i := 0; i < maxUsedStates; i++ {
@@ -79,6 +81,7 @@ func stateCookiesIn(t *testing.T, hs *harness, c *http.Client) (n, bytes int) {
 }
 
 func TestPlantedLoginsCannotLockAUserOut(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	long := "/" + strings.Repeat("a", 2000)
 	for range 10 {
@@ -104,6 +107,7 @@ func TestPlantedLoginsCannotLockAUserOut(t *testing.T) {
 }
 
 func TestALongReturnPathIsCutToItsPathOrTheRoot(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ in, want string }{
 		{"/short?x=1", "/short?x=1"},
 		{"/p?" + strings.Repeat("q", 2000), "/p"},
@@ -120,6 +124,7 @@ func TestALongReturnPathIsCutToItsPathOrTheRoot(t *testing.T) {
 }
 
 func TestFourTabsLoggingInAtOnceAllSucceedAndAFifthEvictsTheOldest(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	var authURLs []string
 	for i := range maxConcurrentLogins + 1 {
@@ -154,6 +159,7 @@ func tlsRequest(target string, cookies ...string) *http.Request {
 }
 
 func TestOverHTTPSTheStateCookieIsHostOnlySoASiblingCannotPlantOne(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, func(h *Handler, c *spotifytest.Client) {
 		h.CookieDomain = "site.example"
 		c.RedirectURIs = append(c.RedirectURIs, "https://site.example"+DefaultCallbackPath)
@@ -200,6 +206,7 @@ func TestOverHTTPSTheStateCookieIsHostOnlySoASiblingCannotPlantOne(t *testing.T)
 }
 
 func TestAStateCookieStaysSmallWithEveryScopeAndAnAwkwardReturnPath(t *testing.T) {
+	t.Parallel()
 	var all []string
 	for _, scopes := range []map[string]bool{userScopes, partnerScopes} {
 		for sc := range scopes {

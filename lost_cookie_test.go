@@ -62,6 +62,7 @@ func TestALostRefreshedCookieDoesNotEndTheSession(t *testing.T) {
 // with the first refresh token and gets the newest session, with no call
 // to Spotify.
 func TestALostCookieFollowsTheRefreshesItsCopyMadeSince(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.fake.SetRotateRefreshTokens(true)
 	hs.login(hs.browser, "/")

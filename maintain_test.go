@@ -13,6 +13,7 @@ import (
 )
 
 func TestReloadsMoreFrequentThanTheMaintenanceIntervalDoNotPutOffTheSweep(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	// Every config of this app on this storage, the reloads' too, follows
 	// the schedule kept across reloads.
@@ -49,6 +50,7 @@ func TestReloadsMoreFrequentThanTheMaintenanceIntervalDoNotPutOffTheSweep(t *tes
 }
 
 func TestMaintenanceDropsExpiredEntriesFromTheInMemoryCaches(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	s := hs.h.shared
 	now := time.Now()
@@ -104,6 +106,7 @@ func keysOf[V any](m map[string]V) map[string]bool {
 // a stored session expired, deletes it. (Counted as due on runs that were
 // not this instance's turn, it never ran.)
 func TestTheScheduleSweepsExpiredStoredSessions(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, withStoredSessions())
 	hs.h.stopMaintain() // the test drives the schedule
 	<-hs.h.maintainDone

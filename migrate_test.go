@@ -9,6 +9,7 @@ import (
 )
 
 func TestReplayingACookieSessionMigratesItOnce(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.login(hs.browser, "/")
 	old := cookieIn(t, hs, hs.browser, "spotify_auth")
@@ -55,6 +56,7 @@ func TestReplayingACookieSessionMigratesItOnce(t *testing.T) {
 }
 
 func TestAUsersStoredSessionsAreCappedOldestFirst(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, withStoredSessions(), func(h *Handler, _ *spotifytest.Client) {
 		h.LoginRateLimit = &LoginRateLimit{PerClient: 100}
 	})

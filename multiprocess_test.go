@@ -31,6 +31,7 @@ import (
 // certmagic.Storage implementation (internal/teststorage, which records
 // every call), and on a real Redis (bench/internal/redisstorage).
 func TestTwoCaddyProcessesShareSessionsAndRefreshOnce(t *testing.T) {
+	t.Parallel()
 	bin := buildTestCaddy(t)
 	for _, kind := range []string{"file_system", "recording", "redis"} {
 		t.Run(kind, func(t *testing.T) {

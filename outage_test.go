@@ -10,6 +10,7 @@ import (
 )
 
 func TestAnOutageWithAnExpiredTokenCallsSpotifyAtMostOncePerRetryInterval(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.login(hs.browser, "/")
 	s := hs.session(hs.browser)
@@ -39,6 +40,7 @@ func TestAnOutageWithAnExpiredTokenCallsSpotifyAtMostOncePerRetryInterval(t *tes
 }
 
 func TestATokenInItsLastSecondsIsNotPassedOnWhenItsRefreshFails(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.login(hs.browser, "/")
 	s := hs.session(hs.browser)

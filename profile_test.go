@@ -12,6 +12,7 @@ import (
 )
 
 func TestAllowEmailsComparesInASCIIOnly(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) {
 		h.AllowEmails = []string{"kate@example.com", "Anna@Example.COM"}
 	})
@@ -49,6 +50,7 @@ func TestAllowEmailsComparesInASCIIOnly(t *testing.T) {
 // format character, or bytes that are not UTF-8, is no email at all, so
 // it cannot become an allowed one by losing that character.
 func TestAllowEmailsComparesWhatSpotifySent(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) {
 		h.Scopes = []string{"user-read-email"}
 		h.AllowEmails = []string{"kate@example.com"}
@@ -91,6 +93,7 @@ func TestAllowEmailsComparesWhatSpotifySent(t *testing.T) {
 // A value the rules hold can only be matched by what Spotify sent: an
 // empty one would match a field dropped at login.
 func TestAllowRulesRefuseEmptyValues(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ block, want string }{
 		{"scopes user-read-private\nallow_products premium \"\"", "allow_products"},
 		{"scopes user-read-email\nallow_emails \"\"", "allow_emails"},
@@ -104,6 +107,7 @@ func TestAllowRulesRefuseEmptyValues(t *testing.T) {
 }
 
 func TestAllowEmailsAloneWarnsThatEmailsAreUnverified(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		h    Handler
@@ -126,6 +130,7 @@ func TestAllowEmailsAloneWarnsThatEmailsAreUnverified(t *testing.T) {
 }
 
 func TestHostileProfileFieldsCannotBreakOrInjectHeaders(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) {
 		h.Scopes = []string{"user-read-email", "user-read-private"}
 	})
@@ -164,6 +169,7 @@ func TestHostileProfileFieldsCannotBreakOrInjectHeaders(t *testing.T) {
 }
 
 func TestImplausibleUserIDsAreRefusedWithAClearPage(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	for _, id := range []string{"../admin", "..", "a/b", "a%2Fb", "a b", "a\\b", ".hidden", "a?b", "a\u00e9", strings.Repeat("a", 200)} {
 		t.Run(id, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 )
 
 func TestOpenRedirectCorpusNeverLeavesTheOrigin(t *testing.T) {
+	t.Parallel()
 	payloads := loadRedirectPayloads(t)
 	if len(payloads) < 300 {
 		t.Fatalf("corpus has %d payloads, want at least 300", len(payloads))
@@ -15,6 +16,7 @@ func TestOpenRedirectCorpusNeverLeavesTheOrigin(t *testing.T) {
 }
 
 func TestSafeReturnPathKeepsOrdinaryPaths(t *testing.T) {
+	t.Parallel()
 	for _, p := range []string{"/", "/app/", "/app/page?x=1&y=%2F", "/a/b.c-d_e~f", "/search?q=caf%C3%A9"} {
 		if got := safeReturnPath(p); got != p {
 			t.Errorf("safeReturnPath(%q) = %q, want it kept", p, got)

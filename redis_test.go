@@ -109,6 +109,7 @@ func dialStorage(t testing.TB, addr string) *remotestorage.Storage {
 // the refresh lock for this session and died holding it. The lock expires
 // (it is not renewed) and this instance refreshes, once, and serves.
 func TestAKilledLockHoldersRefreshLockExpiresOnRedis(t *testing.T) {
+	t.Parallel()
 	served := startRedisStorage(t)
 	hs := newHarness(t, withStorage(dialStorage(t, served)))
 	hs.addInstance()

@@ -23,6 +23,7 @@ import (
 // new token the upstream; a result remembered for the first refresh must
 // not answer the second.
 func TestRefreshAfterRefreshWithoutRotation(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.login(hs.browser, "/")
 	var tokens []string
@@ -154,6 +155,7 @@ func TestUpstreamRejectionsRefreshOnceEveryFewMinutesWithRotation(t *testing.T) 
 // TestAnEndedGrantIsCountedOnItsOwn: invalid_grant on refresh ends the
 // session and counts it under sessions_ended_total, not as a failure.
 func TestAnEndedGrantIsCountedOnItsOwn(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.login(hs.browser, "/")
 	hs.fake.RevokeRefreshTokens(spotifytest.DefaultUserID)
@@ -169,6 +171,7 @@ func TestAnEndedGrantIsCountedOnItsOwn(t *testing.T) {
 // TestSessionsLongerThanSpotifysGrantsWarn: Spotify ends refresh tokens 6
 // months after consent, so a longer session_lifetime cannot hold.
 func TestSessionsLongerThanSpotifysGrantsWarn(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		lifetime time.Duration
 		appMode  bool

@@ -16,6 +16,7 @@ import (
 // delete nor forget it before the 30-day sessions it voids have ended, so
 // a revoked long session stays revoked, also after a reload.
 func TestARevocationOutlivesABlockWithShorterSessions(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	const day = 24 * time.Hour
 	for _, writer := range []string{"long", "short"} {
@@ -72,6 +73,7 @@ func TestARevocationOutlivesABlockWithShorterSessions(t *testing.T) {
 // own mark: one block's never replaces the other's, so a revocation
 // survives a reload.
 func TestBlocksWithOtherKeysKeepTheirOwnMarks(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	hs := newHarness(t)
 	other, _ := hs.sameConfig(func(h *Handler) { h.CookieSecrets = []string{secretB} })

@@ -22,6 +22,7 @@ var scalingCheck = flag.Bool("scaling", false, "run TestCapacityModelAgainstThre
 //
 //	go test -run TestCapacityModelAgainstThreeInstances -scaling -v .
 func TestCapacityModelAgainstThreeInstances(t *testing.T) {
+	t.Parallel()
 	if !*scalingCheck {
 		t.Skip("a 15 s run that prints figures for docs/scaling.md; go test -run TestCapacityModelAgainstThreeInstances -scaling -v .")
 	}

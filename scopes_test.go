@@ -26,6 +26,7 @@ var (
 )
 
 func TestTheAcceptedScopesAreSpotifysUserScopesAndItsOpenAccessScopes(t *testing.T) {
+	t.Parallel()
 	if got := slices.Sorted(maps.Keys(userScopes)); !slices.Equal(got, slices.Sorted(slices.Values(documentedUserScopes))) {
 		t.Errorf("user scopes %q, want Spotify's 19", got)
 	}
@@ -41,6 +42,7 @@ func TestTheAcceptedScopesAreSpotifysUserScopesAndItsOpenAccessScopes(t *testing
 }
 
 func TestUnknownScopesAreAConfigErrorNamingTheOptionAndLine(t *testing.T) {
+	t.Parallel()
 	for _, opt := range []string{"scopes", "required_scopes"} {
 		for _, tc := range []struct{ scope, want string }{
 			{"user-personalized", "not a documented scope"},
@@ -64,6 +66,7 @@ func TestUnknownScopesAreAConfigErrorNamingTheOptionAndLine(t *testing.T) {
 }
 
 func TestOpenAccessScopesAreNotedAtStartup(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		h        Handler

@@ -17,6 +17,7 @@ import (
 )
 
 func TestEveryRedirectPayloadStaysOnTheSiteForLoginAndLogout(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) {
 		h.LoginRateLimit = &LoginRateLimit{PerClient: 10_000, Overall: 10_000} // hundreds of logins from one address
 	})
@@ -49,6 +50,7 @@ func TestEveryRedirectPayloadStaysOnTheSiteForLoginAndLogout(t *testing.T) {
 }
 
 func TestSwappedChunksMeanNoSession(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.fake.SetTokenLength(6000)
 	hs.login(hs.browser, "/")
@@ -79,6 +81,7 @@ func TestSwappedChunksMeanNoSession(t *testing.T) {
 }
 
 func TestOversizedAndMalformedInputGetsAClearAnswer(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	// A valid login state, to test a bad code behind a good state.
 	authURL := hs.startLogin(hs.browser, "/")
@@ -133,6 +136,7 @@ func TestOversizedAndMalformedInputGetsAClearAnswer(t *testing.T) {
 }
 
 func TestPagesEscapeWhatTheyShowAndForbidFraming(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	xss := `<script>alert(1)</script>"'><img src=x onerror=alert(1)>`
 	for _, path := range []string{
@@ -165,6 +169,7 @@ func TestPagesEscapeWhatTheyShowAndForbidFraming(t *testing.T) {
 }
 
 func TestAForgedHostCannotStealTheCode(t *testing.T) {
+	t.Parallel()
 	t.Run("without redirect_uri the registered URI check stops it", func(t *testing.T) {
 		hs := newHarness(t)
 		req, _ := http.NewRequest(http.MethodGet, hs.url("/app/"), nil)

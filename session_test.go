@@ -27,6 +27,7 @@ func testSealer(t testing.TB, secrets ...string) *seal.Sealer {
 }
 
 func TestSessionRoundTripsThroughItsBinaryEncoding(t *testing.T) {
+	t.Parallel()
 	for _, accountID := range []string{"4Nq7aLiCe0aCc0uNt1d2x3", ""} {
 		in := sampleSession()
 		in.AccountID = accountID
@@ -64,6 +65,7 @@ func format2Session(t testing.TB) ([]byte, session) {
 }
 
 func TestSessionsWrittenBeforeAccountIDStillDecode(t *testing.T) {
+	t.Parallel()
 	b, want := format2Session(t)
 	got, err := unmarshalSession(b)
 	if err != nil {
@@ -84,6 +86,7 @@ func TestSessionsWrittenBeforeAccountIDStillDecode(t *testing.T) {
 }
 
 func TestMalformedSessionBytesAreRejected(t *testing.T) {
+	t.Parallel()
 	good := (&session{AccessToken: "a", UserID: "u"}).marshal()
 	withAccount := (&session{AccessToken: "a", UserID: "u", AccountID: "acc"}).marshal()
 	// Format 3 with an empty account id: decodable, but not what marshal
@@ -109,6 +112,7 @@ func TestMalformedSessionBytesAreRejected(t *testing.T) {
 }
 
 func TestSealedValuesOpenOnlyWithAKeyAndAssociatedDataThatMatch(t *testing.T) {
+	t.Parallel()
 	a := testSealer(t, secretA)
 	sealed := a.Seal([]byte("hello"), []byte("cookie"))
 
@@ -132,6 +136,7 @@ func TestSealedValuesOpenOnlyWithAKeyAndAssociatedDataThatMatch(t *testing.T) {
 }
 
 func TestEveryBitFlipOrTruncationOfASealedValueIsRejected(t *testing.T) {
+	t.Parallel()
 	s := testSealer(t, secretA)
 	sealed := s.Seal((&session{AccessToken: "a", UserID: "u"}).marshal(), []byte("c"))
 	for i := range sealed {
@@ -147,6 +152,7 @@ func TestEveryBitFlipOrTruncationOfASealedValueIsRejected(t *testing.T) {
 }
 
 func TestCookieValueFindsCookiesWithoutConfusingPrefixes(t *testing.T) {
+	t.Parallel()
 	h := http.Header{"Cookie": {`spotify_auth_1=one; spotify_auth=main`, `other="quoted"`}}
 	for name, want := range map[string]string{"spotify_auth": "main", "spotify_auth_1": "one", "other": "quoted"} {
 		if got, ok := cookieValue(h, name); !ok || got != want {
@@ -159,6 +165,7 @@ func TestCookieValueFindsCookiesWithoutConfusingPrefixes(t *testing.T) {
 }
 
 func TestLongValuesAreSplitIntoChunksAndReassembled(t *testing.T) {
+	t.Parallel()
 	for _, n := range []int{10, maxChunkLen, maxChunkLen + 1, 3*maxChunkLen + 7} {
 		value := strings.Repeat("x", n-1) + "y"
 		parts := splitChunks(value)
@@ -188,6 +195,7 @@ func TestLongValuesAreSplitIntoChunksAndReassembled(t *testing.T) {
 }
 
 func TestCookieNamesOfTheHandlerAreRecognised(t *testing.T) {
+	t.Parallel()
 	c := newCookieNames("spotify_auth", false)
 	for name, want := range map[string]bool{
 		"spotify_auth": true, "__Host-spotify_auth": true, "spotify_auth_1": true,
@@ -200,6 +208,7 @@ func TestCookieNamesOfTheHandlerAreRecognised(t *testing.T) {
 }
 
 func TestLoadSessionRefusesExpiredSessions(t *testing.T) {
+	t.Parallel()
 	h := &Handler{cookies: newCookieNames("s", false), keys: new(atomic.Pointer[keyring]), revocations: &revocations{}}
 	h.keys.Store(&keyring{sessions: testSealer(t, secretA)})
 	s := sampleSession()

@@ -12,6 +12,7 @@ import (
 // once is reused only with the same keys, and expiry and revocation are
 // checked on every request.
 func TestOpenedSessionCacheChangesNoAnswer(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.login(hs.browser, "/")
 	value := cookieIn(t, hs, hs.browser, "spotify_auth")
@@ -63,6 +64,7 @@ func TestOpenedSessionCacheChangesNoAnswer(t *testing.T) {
 }
 
 func TestSessionCacheBounds(t *testing.T) {
+	t.Parallel()
 	c := newSessionCache()
 	kr := &keyring{}
 	now := time.Now()

@@ -18,6 +18,7 @@ import (
 // it says decides the answer.
 
 func TestTokenEndpointErrorsKeepSpotifysDescription(t *testing.T) {
+	t.Parallel()
 	longToken := strings.Repeat("AQBxY3_z-9", 20) // the shape of a refresh token
 	for _, tc := range []struct {
 		name   string
@@ -67,6 +68,7 @@ func TestTokenEndpointErrorsKeepSpotifysDescription(t *testing.T) {
 }
 
 func TestWebAPIErrorsKeepSpotifysText(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, body string
 		status     int
@@ -104,6 +106,7 @@ func TestWebAPIErrorsKeepSpotifysText(t *testing.T) {
 }
 
 func TestARefreshFailureLogsSpotifysDescription(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	core, logs := observer.New(zap.WarnLevel)
 	hs.h.logger = zap.New(core)
@@ -126,6 +129,7 @@ func TestARefreshFailureLogsSpotifysDescription(t *testing.T) {
 }
 
 func TestARateLimitBeyondTheCapSaysHowLongSpotifyAsked(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	core, logs := observer.New(zap.WarnLevel)
 	hs.h.logger = zap.New(core)
@@ -151,6 +155,7 @@ func TestARateLimitBeyondTheCapSaysHowLongSpotifyAsked(t *testing.T) {
 }
 
 func TestRetryAdviceSpeaksPlainly(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		ae   authError
 		wait time.Duration
@@ -169,6 +174,7 @@ func TestRetryAdviceSpeaksPlainly(t *testing.T) {
 }
 
 func TestTheOwnersLapsedPremiumPausesEveryInstance(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t)
 	hs.addInstance()
 	core, logs := observer.New(zap.WarnLevel)
@@ -203,6 +209,7 @@ func TestTheOwnersLapsedPremiumPausesEveryInstance(t *testing.T) {
 }
 
 func TestARuleOnAFieldSpotifyDidNotSendSaysSo(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		rule  string
 		set   func(*Handler)
@@ -253,6 +260,7 @@ func TestARuleOnAFieldSpotifyDidNotSendSaysSo(t *testing.T) {
 }
 
 func TestARuleThatRefusesOnWhatSpotifySentIsNotBlamedOnAMissingField(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) {
 		h.Scopes = []string{"user-read-email", "user-read-private"}
 		h.AllowCountries = []string{"SE"}
@@ -268,6 +276,7 @@ func TestARuleThatRefusesOnWhatSpotifySentIsNotBlamedOnAMissingField(t *testing.
 }
 
 func TestAppModeTreatsTheOwnersLapsedPremiumAsAnOutage(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, withSecret("app-secret-value"), func(h *Handler, _ *spotifytest.Client) { h.Mode = modeApp })
 	core, logs := observer.New(zap.WarnLevel)
 	hs.h.logger = zap.New(core)

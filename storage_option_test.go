@@ -11,6 +11,7 @@ import (
 )
 
 func TestStorageOptionAdaptsToTheModulesJSON(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, storage, want string
 	}{
@@ -49,6 +50,7 @@ func TestStorageOptionAdaptsToTheModulesJSON(t *testing.T) {
 }
 
 func TestStorageOptionErrorsNameTheProblem(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, storage string
 		wants         []string
@@ -81,6 +83,7 @@ func TestStorageOptionErrorsNameTheProblem(t *testing.T) {
 }
 
 func TestStorageOptionInJSONIsCheckedAtProvision(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, storage string
 		wants         []string
@@ -115,6 +118,7 @@ func TestStorageOptionInJSONIsCheckedAtProvision(t *testing.T) {
 // of one app with generated keys are one site when their storage option
 // is the same, and strangers when it differs.
 func TestHandlersShareSessionsAndKeysOnlyThroughTheSameStorage(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		opts []harnessOpt
@@ -160,6 +164,7 @@ func TestHandlersShareSessionsAndKeysOnlyThroughTheSameStorage(t *testing.T) {
 // storage the handler keeps everything there, and a reload back finds
 // the first storage's keys and sessions again.
 func TestReloadWithAnotherStorageUsesOnlyIt(t *testing.T) {
+	t.Parallel()
 	hs := newHarness(t, withGeneratedKeys(), withStoredSessions())
 	hs.login(hs.browser, "/app/")
 	first := hs.h

@@ -73,6 +73,7 @@ func (f *spotifyFront) waitOpenConns(want int) int {
 }
 
 func TestAReloadLeavesNoConnectionOfTheOldConfigToSpotify(t *testing.T) {
+	t.Parallel()
 	hs, front := newFrontHarness(t)
 	hs.login(hs.browser, "/") // code exchange and /v1/me: connections kept alive
 	if n := front.openConns(); n == 0 {
@@ -107,6 +108,7 @@ func TestAReloadLeavesNoConnectionOfTheOldConfigToSpotify(t *testing.T) {
 }
 
 func TestCallsToSpotifyAfterCleanupLeaveNoConnectionOpen(t *testing.T) {
+	t.Parallel()
 	hs, front := newFrontHarness(t)
 	hs.login(hs.browser, "/")
 	if err := hs.h.Cleanup(); err != nil {

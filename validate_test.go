@@ -16,6 +16,7 @@ import (
 // the same one made in a Caddyfile give the same message (the Caddyfile's
 // only adds where it is).
 func TestJSONAndCaddyfileGiveTheSameMessage(t *testing.T) {
+	t.Parallel()
 	const secret = "0123456789abcdef0123456789abcdef"
 	for _, tc := range []struct {
 		name, caddyfile, json string
@@ -74,6 +75,7 @@ func TestJSONAndCaddyfileGiveTheSameMessage(t *testing.T) {
 // Every check belongs to an option the Caddyfile knows, so the parser
 // runs it at that option's line.
 func TestEveryOptionCheckIsACaddyfileOption(t *testing.T) {
+	t.Parallel()
 	for _, c := range optionChecks {
 		_, ok := optionParsers[c.option]
 		if _, block := blockOptionParsers[c.option]; !ok && !block {
@@ -85,6 +87,7 @@ func TestEveryOptionCheckIsACaddyfileOption(t *testing.T) {
 // An invalid config is rejected before Provision writes anything: no key
 // is generated into storage, no background work starts.
 func TestAnInvalidConfigWritesNothing(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	h := &Handler{ClientID: "a", KeyRotation: caddy.Duration(time.Minute), // below the least rotation
 		StorageRaw: json.RawMessage(`{"module":"file_system","root":` + strconv.Quote(dir) + `}`)}

@@ -46,6 +46,7 @@ func siteRoutes(t *testing.T, cfgJSON string) []struct {
 // reverse_proxy to api_url with the prefix stripped, the API's Host, no
 // X-Forwarded-* and TLS for https.
 func TestWebAPICaddyfileRoute(t *testing.T) {
+	t.Parallel()
 	for _, matcher := range []string{"", "/*", "/app/*"} {
 		cfg, err := adapt(t, `example.com {
 	spotify_auth `+matcher+` {
@@ -89,6 +90,7 @@ func TestWebAPICaddyfileRoute(t *testing.T) {
 }
 
 func TestWebAPIAndAuthEndpointConfigErrors(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ lines, want string }{
 		{"web_api spotify-api", "want a path"},
 		{"web_api /spotify-api/", "want a path"},

@@ -13,6 +13,7 @@ import (
 // domain (HSTS, Alt-Svc, CORS, cookies, public caching) must not apply to
 // this site, and nothing carrying the token passes.
 func TestWebAPIAnswersKeepOnlyTheirDescription(t *testing.T) {
+	t.Parallel()
 	h := &Handler{cookies: newCookieNames("spotify_auth", false), tokenHeader: "Authorization"}
 	rec := httptest.NewRecorder()
 	w := &webAPIWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: rec}, hdr: http.Header{}, token: "the-token", h: h}
@@ -50,6 +51,7 @@ func TestWebAPIAnswersKeepOnlyTheirDescription(t *testing.T) {
 // Only <prefix>/v1/... spelled so, with nothing that strip_path_prefix or
 // Spotify could resolve elsewhere, is a Web API call.
 func TestWebAPIPathIsTheWebAPIOnly(t *testing.T) {
+	t.Parallel()
 	h := &Handler{WebAPIPrefix: "/spotify-api"}
 	for target, want := range map[string]bool{
 		"/spotify-api/v1/me":                      true,
