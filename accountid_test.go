@@ -149,7 +149,7 @@ func TestCookieSessionsFromBeforeAccountIDKeepWorking(t *testing.T) {
 func TestStoredSessionsFromBeforeAccountIDKeepWorking(t *testing.T) {
 	hs := newHarness(t, withStoredSessions())
 	plain, want := format2Session(t)
-	ref := hs.h.newRef(want.UserID)
+	ref := storedOf(hs.h).newRef(want.UserID)
 	key := storeKeyOf(ref)
 	if err := hs.h.storage.Store(context.Background(), key, []byte(hs.h.sealers().stored.Seal(plain, []byte(key)))); err != nil {
 		t.Fatal(err)
@@ -191,7 +191,7 @@ func TestAnOldCookieSessionMovedToStorageKeepsItsName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := hs.h.migrationRef(&s)
+	ref := storedOf(hs.h).migrationRef(&s)
 	old := sha256.Sum256(append([]byte(migrationPurpose), plain...))
 	if string(ref[1+refUserLen:]) != string(old[:]) {
 		t.Fatal("an old cookie session moves under another name than before")

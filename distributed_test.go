@@ -193,7 +193,7 @@ func TestStoredSessionsEndEverywhereOnLogout(t *testing.T) {
 			if len(value) > 200 {
 				t.Fatalf("session cookie is %d bytes; with session_store storage it should hold only a reference", len(value))
 			}
-			if n := storedSessions(t, storage); n != 1 {
+			if n := countStoredSessions(t, storage); n != 1 {
 				t.Fatalf("%d stored sessions after one login, want 1", n)
 			}
 			// What the storage holds is sealed: no token, and not the
@@ -219,7 +219,7 @@ func TestStoredSessionsEndEverywhereOnLogout(t *testing.T) {
 			if resp, _ := hs.get(thief, "/app/", onInstance(1)...); resp.StatusCode != http.StatusFound {
 				t.Fatalf("copied cookie %v after logout, on the other instance: status %d, want 302 to login", storedSessionCacheTTL, resp.StatusCode)
 			}
-			if n := storedSessions(t, storage); n != 0 {
+			if n := countStoredSessions(t, storage); n != 0 {
 				t.Fatalf("%d stored sessions after logout, want 0", n)
 			}
 
@@ -227,7 +227,7 @@ func TestStoredSessionsEndEverywhereOnLogout(t *testing.T) {
 			other := newBrowser(t)
 			hs.login(hs.browser, "/")
 			hs.login(other, "/")
-			if n := storedSessions(t, storage); n != 2 {
+			if n := countStoredSessions(t, storage); n != 2 {
 				t.Fatalf("%d stored sessions after two logins, want 2", n)
 			}
 			body := logout(t, hs, hs.browser, "?everywhere=1")
@@ -237,7 +237,7 @@ func TestStoredSessionsEndEverywhereOnLogout(t *testing.T) {
 			if resp, _ := hs.get(other, "/app/"); resp.StatusCode != http.StatusFound {
 				t.Fatalf("other browser after logout everywhere: status %d, want 302", resp.StatusCode)
 			}
-			if n := storedSessions(t, storage); n != 0 {
+			if n := countStoredSessions(t, storage); n != 0 {
 				t.Fatalf("%d stored sessions after logout everywhere, want 0", n)
 			}
 		})
@@ -293,7 +293,7 @@ func TestALogoutDuringARefreshIsNotUndone(t *testing.T) {
 	if resp == nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("request whose session was logged out mid-refresh: %v, want 401", resp)
 	}
-	if n := storedSessions(t, hs.h.storage); n != 0 {
+	if n := countStoredSessions(t, hs.h.storage); n != 0 {
 		t.Fatalf("the refresh brought the logged-out session back (%d stored)", n)
 	}
 }
@@ -331,7 +331,7 @@ func TestCookieSessionsMoveToStorageWhenSwitchedOn(t *testing.T) {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 	after := cookieIn(t, hs, hs.browser, "spotify_auth")
-	if after == before || len(after) > 200 || storedSessions(t, hs.h.storage) != 1 {
+	if after == before || len(after) > 200 || countStoredSessions(t, hs.h.storage) != 1 {
 		t.Fatalf("cookie session not moved to storage (cookie %d → %d bytes)", len(before), len(after))
 	}
 	// And back: a reference still resolves with the default store.
@@ -397,7 +397,7 @@ func TestLogoutEverywhereEndsEveryCopyOnEveryInstance(t *testing.T) {
 		if resp, _ := hs.get(thief, "/app/"); resp.StatusCode != http.StatusFound {
 			t.Fatalf("the cookie-mode copy after logout everywhere: %d, want 302", resp.StatusCode)
 		}
-		if n := storedSessions(t, hs.h.storage); n != 0 {
+		if n := countStoredSessions(t, hs.h.storage); n != 0 {
 			t.Fatalf("%d stored sessions after logout everywhere and a replay, want 0", n)
 		}
 	})
@@ -420,15 +420,15 @@ func TestSweepDeletesOnlyWhatHasExpired(t *testing.T) {
 	}
 	now := time.Now()
 	hs.h.maintainOnce(ctx, now)
-	if results() != 1 || storedSessions(t, hs.h.storage) != 1 {
+	if results() != 1 || countStoredSessions(t, hs.h.storage) != 1 {
 		t.Fatal("the sweep removed live entries")
 	}
 	hs.h.maintainOnce(ctx, now.Add(refreshResultKeep+time.Minute))
-	if results() != 0 || storedSessions(t, hs.h.storage) != 1 {
-		t.Fatalf("after the result's window: %d results, %d sessions; want 0 and 1", results(), storedSessions(t, hs.h.storage))
+	if results() != 0 || countStoredSessions(t, hs.h.storage) != 1 {
+		t.Fatalf("after the result's window: %d results, %d sessions; want 0 and 1", results(), countStoredSessions(t, hs.h.storage))
 	}
 	hs.h.maintainOnce(ctx, now.Add(time.Duration(hs.h.SessionLifetime)+time.Hour))
-	if n := storedSessions(t, hs.h.storage); n != 0 {
+	if n := countStoredSessions(t, hs.h.storage); n != 0 {
 		t.Fatalf("%d stored sessions after their lifetime, want 0", n)
 	}
 }

@@ -28,7 +28,7 @@ func TestReplayingACookieSessionMigratesItOnce(t *testing.T) {
 		}
 		moved = now
 	}
-	n := storedSessions(t, hs.h.storage)
+	n := countStoredSessions(t, hs.h.storage)
 	t.Logf("stored sessions after 30 replays of one cookie-mode session: %d", n)
 	if n != 1 {
 		t.Fatalf("%d stored sessions after 30 replays, want 1", n)
@@ -49,7 +49,7 @@ func TestReplayingACookieSessionMigratesItOnce(t *testing.T) {
 	if got := hs.lastUpstream().Header.Get("Authorization"); got != "Bearer "+fresh {
 		t.Fatal("a replay of the cookie-mode session overwrote the refreshed stored session")
 	}
-	if n := storedSessions(t, hs.h.storage); n != 1 {
+	if n := countStoredSessions(t, hs.h.storage); n != 1 {
 		t.Fatalf("%d stored sessions, want 1", n)
 	}
 }
@@ -72,7 +72,7 @@ func TestAUsersStoredSessionsAreCappedOldestFirst(t *testing.T) {
 	for range 2 {
 		hs.login(newBrowser(t), "/")
 	}
-	n := storedSessions(t, hs.h.storage)
+	n := countStoredSessions(t, hs.h.storage)
 	t.Logf("stored sessions of one user after %d logins: %d", maxStoredSessionsPerUser+2, n)
 	if n != maxStoredSessionsPerUser {
 		t.Fatalf("%d stored sessions for one user, want the cap %d", n, maxStoredSessionsPerUser)

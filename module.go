@@ -214,9 +214,8 @@ type Handler struct {
 	spotify       *spotifyClient
 	keys          *atomic.Pointer[keyring] // a pointer: Handler is copied by value
 	revocations   *revocations
-	opened        *sessionCache // sessions already opened (sessioncache.go)
-	generatedKeys bool          // keys from storage, re-read in the background
-	storeSessions bool
+	sessions      sessionStore         // where sessions live, as session_store says (sessionstore.go)
+	generatedKeys bool                 // keys from storage, re-read in the background
 	storage       certmagic.Storage    // resolved from StorageRaw, or Caddy's
 	storageID     string               // what makes two storage options the same
 	maintenance   *maintenanceSchedule // this app's on this storage, kept across reloads
@@ -276,7 +275,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.revocations = &revocations{}
-	h.opened = newSessionCache()
+	h.sessions = h.newSessionStore()
 	if err := h.rereadRevocations(ctx, time.Now()); err != nil {
 		h.logger.Warn("reading session revocations from storage; retrying in the background", zap.Error(err))
 	}
@@ -333,7 +332,6 @@ func (h *Handler) provisionKeys(ctx caddy.Context) error {
 // provisionRequestSettings derives what the request path reads from the
 // options, once.
 func (h *Handler) provisionRequestSettings(ctx caddy.Context) error {
-	h.storeSessions = h.SessionStore == sessionStoreStorage
 	h.callbackPath, h.callbackEscaped = DefaultCallbackPath, DefaultCallbackPath
 	if h.RedirectURI != "" {
 		u, _ := url.Parse(h.RedirectURI) // validated

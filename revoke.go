@@ -55,8 +55,8 @@ type seenMark struct {
 }
 
 // revoked reports whether s began before a revocation of its user.
-func (h *Handler) revoked(s *session) bool {
-	m := h.revocations.byUser.Load()
+func (rv *revocations) revoked(s *session) bool {
+	m := rv.byUser.Load()
 	if m == nil {
 		return false
 	}

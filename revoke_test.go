@@ -48,12 +48,12 @@ func TestARevocationOutlivesABlockWithShorterSessions(t *testing.T) {
 			// Two days on: past the short block's keep, well within the long one's.
 			later := now.Add(2 * day)
 			reread(short, later)
-			if !short.revoked(&revoked) {
+			if !short.revocations.revoked(&revoked) {
 				t.Error("the short block forgot the revocation of a session the long block issued")
 			}
 			reloaded, _ := hs.sameConfig(lifetime(30 * day))
 			reread(reloaded, later)
-			if !reloaded.revoked(&revoked) {
+			if !reloaded.revocations.revoked(&revoked) {
 				t.Fatal("after the short block's re-read, a reloaded long block no longer knows the revocation")
 			}
 
@@ -87,7 +87,7 @@ func TestBlocksWithOtherKeysKeepTheirOwnMarks(t *testing.T) {
 	if err := reloaded.rereadRevocations(ctx, now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if !reloaded.revoked(&revoked) {
+	if !reloaded.revocations.revoked(&revoked) {
 		t.Fatal("the other block's mark replaced this block's: the revocation is lost after a reload")
 	}
 }

@@ -17,7 +17,7 @@ import (
 //     caches nothing), keyed by its exact sealed value, and only with the
 //     keyring that opened it: keys re-read or rotated empty it in effect.
 //   - Expiry and revocation marks are checked on every request, hit or
-//     not (Handler.session), so logout everywhere still ends a cached
+//     not (cookieStore.load), so logout everywhere still ends a cached
 //     session at once here and at the next re-read elsewhere.
 //   - A stored session is kept at most storedSessionCacheTTL; this
 //     instance forgets it at once, in every handler of the app, when it
@@ -126,17 +126,6 @@ func (c *sessionCache) putStored(key string, s session, began uint64, readAt tim
 		return // this instance wrote or deleted a stored session meanwhile
 	}
 	c.stored.put(key, storedEntry{s}, readAt.Add(storedSessionCacheTTL))
-}
-
-// forgetStored drops a stored session this instance writes or deletes
-// from the caches of every handler of the app in this config (h's
-// web_api gate, the same app on other sites): each keeps its own, and a
-// logout served by one must end the session on all of them at once.
-func (h *Handler) forgetStored(key string) {
-	h.opened.forgetStored(key)
-	for _, o := range configSiblings(h) {
-		o.opened.forgetStored(key)
-	}
 }
 
 // forgetStored drops a stored session from this cache.

@@ -7,7 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"io/fs"
+	"sync/atomic"
 	"time"
+
+	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
 
 	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 )
@@ -25,17 +29,29 @@ const (
 	refLen     = 1 + refUserLen + refIDLen
 )
 
-// errNoSession: the request carries no usable session.
-var errNoSession = errors.New("no session")
+// storedSessions reads and writes sealed sessions in storage, named by
+// references. Both session stores hold one: the storage store keeps its
+// sessions here, the cookie store opens references made under it.
+type storedSessions struct {
+	storage  certmagic.Storage
+	clientID string
+	keys     *atomic.Pointer[keyring]
+	cache    *sessionCache
+	// forget drops a key this instance wrote or deleted from every
+	// cache of the app in this config (sessionstore.go).
+	forget  func(key string)
+	prepare func(*session) *upstreamValues
+	logger  *zap.Logger
+}
 
 // userDir is where a user's stored sessions live. The client id keeps
 // sites with different Spotify apps apart in a shared storage.
-func (h *Handler) userDir(userID string) string {
-	return storagekeys.UserSessions(h.ClientID, userID, refUserLen)
+func (st *storedSessions) userDir(userID string) string {
+	return storagekeys.UserSessions(st.clientID, userID, refUserLen)
 }
 
-func (h *Handler) newRef(userID string) []byte {
-	sum := sha256.Sum256([]byte(h.ClientID + "\x00" + userID))
+func (st *storedSessions) newRef(userID string) []byte {
+	sum := sha256.Sum256([]byte(st.clientID + "\x00" + userID))
 	ref := make([]byte, refLen)
 	ref[0] = refFormat
 	copy(ref[1:], sum[:refUserLen])
@@ -50,25 +66,38 @@ func storeKeyOf(ref []byte) string {
 	return storagekeys.StoredSession(hex.EncodeToString(ref[1:1+refUserLen]), hex.EncodeToString(idSum[:16]))
 }
 
-// loadStored returns the session a reference points to. A storage
-// failure is an error of its own: the session may well exist.
-func (h *Handler) loadStored(ctx context.Context, ref []byte) (session, error) {
+// load returns the session a reference points to. A storage failure is
+// an error of its own: the session may well exist.
+func (st *storedSessions) load(ctx context.Context, ref []byte) (session, error) {
 	if len(ref) != refLen {
 		return session{}, errNoSession
 	}
 	key := storeKeyOf(ref)
-	if s, ok := h.opened.loadStored(key, time.Now()); ok {
+	if s, ok := st.cache.loadStored(key, time.Now()); ok {
 		return s, nil
 	}
-	began := h.opened.beginStoredRead()
-	data, err := h.storage.Load(ctx, key)
+	began := st.cache.beginStoredRead()
+	s, err := st.read(ctx, key)
+	if err != nil {
+		return session{}, err
+	}
+	s.up = st.prepare(&s)
+	st.cache.putStored(key, s, began, time.Now())
+	return s, nil
+}
+
+// read loads and opens the session at key, uncached.
+func (st *storedSessions) read(ctx context.Context, key string) (session, error) {
+	data, err := st.storage.Load(ctx, key)
 	if errors.Is(err, fs.ErrNotExist) {
 		return session{}, errNoSession
 	}
 	if err != nil {
 		return session{}, &authError{Kind: kindStoreUnavailable, Message: "Sessions cannot be read right now", Err: err}
 	}
-	pt, err := h.sealers().stored.Open(string(data), []byte(key))
+	// A session that does not open may be another site's, sharing the
+	// storage with other keys: to this one it does not exist.
+	pt, err := st.keys.Load().stored.Open(string(data), []byte(key))
 	if err != nil {
 		return session{}, errNoSession
 	}
@@ -77,45 +106,51 @@ func (h *Handler) loadStored(ctx context.Context, ref []byte) (session, error) {
 		return session{}, errNoSession
 	}
 	s.storeKey = key
-	s.up = h.upstreamValues(&s)
-	h.opened.putStored(key, s, began, time.Now())
 	return s, nil
 }
 
-// storeSession writes s to storage, under a new reference if it has
-// none, and returns the reference the cookie must then carry (nil if the
-// cookie stays as it is). An update to a session that no longer exists
-// (logged out meanwhile) fails with errNoSession rather than bring it back.
-func (h *Handler) storeSession(ctx context.Context, s *session) ([]byte, error) {
+// write seals s into storage at key.
+func (st *storedSessions) write(ctx context.Context, key string, s *session) error {
+	sealed := st.keys.Load().stored.Seal(s.marshal(), []byte(key))
+	err := st.storage.Store(ctx, key, []byte(sealed))
+	st.forget(key)
+	if err != nil {
+		return &authError{Kind: kindStoreUnavailable, Message: "Sessions cannot be saved right now", Err: err}
+	}
+	s.storeKey = key
+	return nil
+}
+
+// save writes s to storage, under a new reference if it has none, and
+// returns the reference the cookie must then carry (nil if the cookie
+// stays as it is). An update to a session that no longer exists (logged
+// out meanwhile) fails with errNoSession rather than bring it back.
+func (st *storedSessions) save(ctx context.Context, s *session) ([]byte, error) {
 	ctx = context.WithoutCancel(ctx) // a client hanging up must not lose a refresh
 	var ref []byte
 	key := s.storeKey
 	if key == "" {
-		ref = h.newRef(s.UserID)
+		ref = st.newRef(s.UserID)
 		key = storeKeyOf(ref)
-	} else if !h.storage.Exists(ctx, key) {
+	} else if !st.storage.Exists(ctx, key) {
 		return nil, errNoSession
 	}
-	sealed := h.sealers().stored.Seal(s.marshal(), []byte(key))
-	err := h.storage.Store(ctx, key, []byte(sealed))
-	h.forgetStored(key)
-	if err != nil {
-		return nil, &authError{Kind: kindStoreUnavailable, Message: "Sessions cannot be saved right now", Err: err}
+	if err := st.write(ctx, key, s); err != nil {
+		return nil, err
 	}
 	if ref != nil {
-		h.capStoredSessions(ctx, s.UserID, key)
+		st.capUser(ctx, s.UserID, key)
 	}
-	s.storeKey = key
 	return ref, nil
 }
 
-// deleteStored ends stored sessions: this one, or with everywhere all of
-// the user's. It returns how many it ended.
-func (h *Handler) deleteStored(ctx context.Context, s *session, everywhere bool) (int, error) {
+// delete ends stored sessions: this one, or with everywhere all of the
+// user's. It returns how many it ended.
+func (st *storedSessions) delete(ctx context.Context, s *session, everywhere bool) (int, error) {
 	keys := []string{s.storeKey}
 	if everywhere {
 		var err error
-		if keys, err = h.storage.List(ctx, h.userDir(s.UserID), false); errors.Is(err, fs.ErrNotExist) {
+		if keys, err = st.storage.List(ctx, st.userDir(s.UserID), false); errors.Is(err, fs.ErrNotExist) {
 			return 0, nil
 		} else if err != nil {
 			return 0, err
@@ -126,8 +161,8 @@ func (h *Handler) deleteStored(ctx context.Context, s *session, everywhere bool)
 	n := 0
 	var errs []error
 	for _, k := range keys {
-		err := h.storage.Delete(ctx, k)
-		h.forgetStored(k)
+		err := st.storage.Delete(ctx, k)
+		st.forget(k)
 		if err == nil {
 			n++
 		} else if !errors.Is(err, fs.ErrNotExist) {
@@ -137,18 +172,10 @@ func (h *Handler) deleteStored(ctx context.Context, s *session, everywhere bool)
 	return n, errors.Join(errs...)
 }
 
-// storedSessionExpired reports whether the stored session at key has
-// ended. One it cannot open may belong to a site with other keys sharing
-// the storage, so it is left to that site.
-func (h *Handler) storedSessionExpired(ctx context.Context, key string, now time.Time) bool {
-	data, err := h.storage.Load(ctx, key)
-	if err != nil {
-		return false
-	}
-	pt, err := h.sealers().stored.Open(string(data), []byte(key))
-	if err != nil {
-		return false
-	}
-	s, err := unmarshalSession(pt)
+// expired reports whether the stored session at key has ended. One it
+// cannot open may belong to a site with other keys sharing the storage,
+// so it is left to that site.
+func (st *storedSessions) expired(ctx context.Context, key string, now time.Time) bool {
+	s, err := st.read(ctx, key)
 	return err == nil && s.Expires <= now.Unix()
 }
