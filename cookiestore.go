@@ -13,13 +13,14 @@ import (
 // references to stored sessions, so switching back from session_store
 // storage logs nobody out.
 type cookieStore struct {
-	names   cookieNames
-	domain  string // cookie_domain
-	keys    *atomic.Pointer[keyring]
-	cache   *sessionCache   // cookies already opened (sessioncache.go)
-	stored  *storedSessions // where references point
-	marks   *revocations    // checked on every request, cached or not
-	prepare func(*session) *upstreamValues
+	names  cookieNames
+	domain string // cookie_domain
+	keys   *atomic.Pointer[keyring]
+	cache  *sessionCache   // cookies already opened (sessioncache.go)
+	stored *storedSessions // where references point
+	marks  *revocations    // checked on every request, cached or not
+	// What passUpstream sends is worked out once per opened session.
+	bearer, userHeaders bool
 }
 
 func (c *cookieStore) load(r *http.Request, now time.Time) (session, error) {
@@ -50,7 +51,7 @@ func (c *cookieStore) load(r *http.Request, now time.Time) (session, error) {
 		} else if s, err = unmarshalSession(pt); err != nil {
 			return session{}, errNoSession
 		} else {
-			s.up = c.prepare(&s)
+			s.up = newUpstreamValues(&s, c.bearer, c.userHeaders)
 			c.cache.putOpened(raw, kr, openedEntry{sess: s}, now)
 		}
 	}
@@ -61,7 +62,9 @@ func (c *cookieStore) load(r *http.Request, now time.Time) (session, error) {
 }
 
 // adopt has nothing to do: a cookie store holds whatever the cookie does.
-func (c *cookieStore) adopt(http.ResponseWriter, *http.Request, *session) error { return nil }
+func (c *cookieStore) adopt(_ http.ResponseWriter, _ *http.Request, s session) (session, error) {
+	return s, nil
+}
 
 func (c *cookieStore) save(w http.ResponseWriter, r *http.Request, s *session) error {
 	c.writeCookie(w, r, s.marshal(), s.Expires)

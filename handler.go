@@ -81,7 +81,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (session, bool) 
 		h.fail(w, r, asAuthError(err), "")
 		return sess, false
 	}
-	if err := h.sessions.adopt(w, r, &sess); err != nil {
+	if sess, err = h.sessions.adopt(w, r, sess); err != nil {
 		h.logger.Error("moving a session to storage", zap.Error(err))
 		h.fail(w, r, asAuthError(err), "")
 		return sess, false
@@ -102,7 +102,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (session, bool) 
 func (h *Handler) passUpstream(r *http.Request, s *session) {
 	up := s.up
 	if !up.isFor(s) {
-		up = h.upstreamValues(s)
+		up = newUpstreamValues(s, h.bearer, h.userHeaders)
 	}
 	// One allocation for all the header slices: this runs on every
 	// authenticated request. The strings are shared with the cache (they

@@ -40,12 +40,17 @@ func (st *storedSessions) migrationRef(s *session) []byte {
 }
 
 // adopt moves a cookie-mode session to storage, or finds it already
-// moved, and points the browser's cookie at the stored one. On return s
-// is the stored session, which may have been refreshed since.
-func (ss *storageStore) adopt(w http.ResponseWriter, r *http.Request, s *session) error {
+// moved, and points the browser's cookie at the stored one. It returns
+// the stored session, which may have been refreshed since.
+func (ss *storageStore) adopt(w http.ResponseWriter, r *http.Request, s session) (session, error) {
 	if s.storeKey != "" {
-		return nil // stored already
+		return s, nil // stored already
 	}
+	err := ss.migrate(w, r, &s)
+	return s, err
+}
+
+func (ss *storageStore) migrate(w http.ResponseWriter, r *http.Request, s *session) error {
 	ctx := context.WithoutCancel(r.Context())
 	st := ss.stored
 	ref := st.migrationRef(s)

@@ -155,11 +155,13 @@ func (up *upstreamValues) isFor(s *session) bool {
 	return up != nil && up.tokenExpires == s.TokenExpires && up.accessToken == s.AccessToken
 }
 
-func (h *Handler) upstreamValues(s *session) *upstreamValues {
+// newUpstreamValues works them out: bearer and userHeaders are the
+// handler's token_header and user_headers settings.
+func newUpstreamValues(s *session, bearer, userHeaders bool) *upstreamValues {
 	// One allocation for the token and expiry values.
 	var b strings.Builder
 	b.Grow(len("Bearer ") + len(s.AccessToken) + len(time.RFC3339))
-	if h.bearer {
+	if bearer {
 		b.WriteString("Bearer ")
 	}
 	b.WriteString(s.AccessToken)
@@ -169,7 +171,7 @@ func (h *Handler) upstreamValues(s *session) *upstreamValues {
 	built := b.String()
 	up := &upstreamValues{accessToken: s.AccessToken, tokenExpires: s.TokenExpires,
 		token: built[:tokenEnd], expiry: built[tokenEnd:]}
-	if h.userHeaders {
+	if userHeaders {
 		up.name, up.email = encodeHeaderText(s.DisplayName), headerSafe(s.Email)
 	}
 	ps := *s

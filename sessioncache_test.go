@@ -112,7 +112,7 @@ func BenchmarkSessionCacheFull(b *testing.B) {
 			s.RefreshToken = fmt.Sprintf("%0131d", i)
 			value := kr.sessions.Seal(s.marshal(), h.cookies.aad)
 			opened, _ := unmarshalSession(mustOpen(b, kr, value, h.cookies.aad))
-			opened.up = h.upstreamValues(&opened)
+			opened.up = newUpstreamValues(&opened, h.bearer, h.userHeaders)
 			cacheOf(h).putOpened(value, kr, openedEntry{sess: opened}, now)
 		}
 		runtime.GC()

@@ -27,9 +27,11 @@ type sessionStore interface {
 	// usable, or a storage error, which must fail closed.
 	load(r *http.Request, now time.Time) (session, error)
 	// adopt takes in a session the store does not hold yet (a cookie
-	// session under session_store storage), pointing the cookie at it.
-	// On return s is the store's copy, which may be newer.
-	adopt(w http.ResponseWriter, r *http.Request, s *session) error
+	// session under session_store storage), pointing the cookie at it,
+	// and returns the store's copy, which may be newer. By value: a
+	// pointer through an interface would move every request's session
+	// to the heap.
+	adopt(w http.ResponseWriter, r *http.Request, s session) (session, error)
 	// save writes s (a login or a refresh) where it lives. Updating a
 	// stored session that was logged out meanwhile fails with
 	// errNoSession rather than bring it back.
@@ -54,12 +56,13 @@ type sweepFunc func(ctx context.Context, prefix string, recursive bool, expired 
 func (h *Handler) newSessionStore() sessionStore {
 	cache := newSessionCache()
 	stored := &storedSessions{
-		storage:  h.storage,
-		clientID: h.ClientID,
-		keys:     h.keys,
-		cache:    cache,
-		prepare:  h.upstreamValues,
-		logger:   h.logger,
+		storage:     h.storage,
+		clientID:    h.ClientID,
+		keys:        h.keys,
+		cache:       cache,
+		bearer:      h.bearer,
+		userHeaders: h.userHeaders,
+		logger:      h.logger,
 	}
 	// A write or delete here must end the session in the caches of
 	// every handler of the app in this config (the site's gate, its
@@ -73,13 +76,14 @@ func (h *Handler) newSessionStore() sessionStore {
 		}
 	}
 	cookies := &cookieStore{
-		names:   h.cookies,
-		domain:  h.CookieDomain,
-		keys:    h.keys,
-		cache:   cache,
-		stored:  stored,
-		marks:   h.revocations,
-		prepare: h.upstreamValues,
+		names:       h.cookies,
+		domain:      h.CookieDomain,
+		keys:        h.keys,
+		cache:       cache,
+		stored:      stored,
+		marks:       h.revocations,
+		bearer:      h.bearer,
+		userHeaders: h.userHeaders,
 	}
 	if h.SessionStore == sessionStoreStorage {
 		return &storageStore{cookieStore: cookies, lifetime: time.Duration(h.SessionLifetime)}

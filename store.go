@@ -39,9 +39,9 @@ type storedSessions struct {
 	cache    *sessionCache
 	// forget drops a key this instance wrote or deleted from every
 	// cache of the app in this config (sessionstore.go).
-	forget  func(key string)
-	prepare func(*session) *upstreamValues
-	logger  *zap.Logger
+	forget              func(key string)
+	bearer, userHeaders bool // for the upstream values worked out once per read
+	logger              *zap.Logger
 }
 
 // userDir is where a user's stored sessions live. The client id keeps
@@ -81,7 +81,7 @@ func (st *storedSessions) load(ctx context.Context, ref []byte) (session, error)
 	if err != nil {
 		return session{}, err
 	}
-	s.up = st.prepare(&s)
+	s.up = newUpstreamValues(&s, st.bearer, st.userHeaders)
 	st.cache.putStored(key, s, began, time.Now())
 	return s, nil
 }
