@@ -99,7 +99,7 @@ func revokeUser(ctx context.Context, handlers []*Handler, userID string, now tim
 	res := revokeResult{UserID: userID, RevokedBefore: now.UTC().Format(time.RFC3339Nano), Apps: []revokeApp{},
 		OtherInstancesWithin: revocationReread.String()}
 	for _, h := range handlers {
-		if err := h.revokeSessions(ctx, userID, now); err != nil {
+		if err := h.sessions.revoke(ctx, userID, now); err != nil {
 			h.logger.Error("admin revoke: recording the revocation", zap.String("user_id", userID), zap.Error(err))
 			return res, fmt.Errorf("client_id %s: recording the revocation in storage failed; nothing is revoked on other instances: %v", h.ClientID, err)
 		}
@@ -195,7 +195,7 @@ func liveUserHandlers(clientID string) []*Handler {
 	for _, h := range running {
 		// Handlers of one app with different storage options or keys
 		// each hold their own marks and sessions: each is revoked.
-		where := h.app + "\x00" + h.storageID + "\x00" + h.marksKeyID()
+		where := h.app + "\x00" + h.storageID + "\x00" + h.revocations.keyID()
 		if h.appMode || seen[where] || clientID != "" && h.ClientID != clientID {
 			continue
 		}

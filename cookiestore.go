@@ -105,6 +105,10 @@ func (c *cookieStore) clear(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+func (c *cookieStore) revoke(ctx context.Context, userID string, now time.Time) error {
+	return c.marks.revoke(ctx, userID, now)
+}
+
 // delete ends stored sessions even here: sessions made under
 // session_store storage may still be in use.
 func (c *cookieStore) delete(ctx context.Context, s *session, everywhere bool) (int, error) {

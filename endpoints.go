@@ -112,7 +112,7 @@ func (h *Handler) endSession(r *http.Request, everywhere bool) (bool, error) {
 		// The mark ends copies of the session that storage does not
 		// hold: cookie sessions, and cookie sessions from before
 		// session_store storage that would otherwise move in again.
-		if err := h.revokeSessions(r.Context(), sess.UserID, time.Now()); err != nil {
+		if err := h.sessions.revoke(r.Context(), sess.UserID, time.Now()); err != nil {
 			h.logger.Error("logout everywhere: recording the revocation", zap.String("user_id", sess.UserID), zap.Error(err))
 			return false, unreachable(err)
 		}

@@ -274,9 +274,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionShared(); err != nil {
 		return err
 	}
-	h.revocations = &revocations{}
+	h.revocations = h.newRevocations()
 	h.sessions = h.newSessionStore()
-	if err := h.rereadRevocations(ctx, time.Now()); err != nil {
+	if err := h.revocations.reread(ctx, time.Now()); err != nil {
 		h.logger.Warn("reading session revocations from storage; retrying in the background", zap.Error(err))
 	}
 	h.startBackground(ctx)
@@ -426,7 +426,7 @@ func (h *Handler) startBackground(ctx caddy.Context) {
 		defer close(h.maintainDone)
 		var wg sync.WaitGroup
 		wg.Go(func() { h.maintain(mctx, firstMaintenance) })
-		wg.Go(func() { h.watchRevocations(mctx) })
+		wg.Go(func() { h.revocations.watch(mctx) })
 		wg.Wait()
 	}()
 }

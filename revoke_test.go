@@ -33,12 +33,12 @@ func TestARevocationOutlivesABlockWithShorterSessions(t *testing.T) {
 			if writer == "short" {
 				w = short
 			}
-			if err := w.revokeSessions(ctx, "u1", now); err != nil {
+			if err := w.sessions.revoke(ctx, "u1", now); err != nil {
 				t.Fatal(err)
 			}
 			reread := func(h *Handler, at time.Time) {
 				t.Helper()
-				if err := h.rereadRevocations(ctx, at); err != nil {
+				if err := h.revocations.reread(ctx, at); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -77,14 +77,14 @@ func TestBlocksWithOtherKeysKeepTheirOwnMarks(t *testing.T) {
 	other, _ := hs.sameConfig(func(h *Handler) { h.CookieSecrets = []string{secretB} })
 	now := time.Now()
 	revoked := session{UserID: "u1", Created: now.Add(-time.Hour).UnixNano()}
-	if err := hs.h.revokeSessions(ctx, "u1", now); err != nil {
+	if err := hs.h.sessions.revoke(ctx, "u1", now); err != nil {
 		t.Fatal(err)
 	}
-	if err := other.revokeSessions(ctx, "u1", now.Add(time.Second)); err != nil {
+	if err := other.sessions.revoke(ctx, "u1", now.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	reloaded, _ := hs.sameConfig(nil)
-	if err := reloaded.rereadRevocations(ctx, now.Add(time.Minute)); err != nil {
+	if err := reloaded.revocations.reread(ctx, now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if !reloaded.revocations.revoked(&revoked) {

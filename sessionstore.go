@@ -17,7 +17,9 @@ import (
 //     (storedSessions, store.go) and a sealed reference in the cookie.
 //
 // Both open references (sessions made under storage survive a switch
-// back to cookies) and both honour revocation marks (revoke.go).
+// back to cookies) and both write and honour revocation marks
+// (revoke.go): a mark also ends copies of a session that storage does
+// not hold.
 
 // errNoSession: the request carries no usable session.
 var errNoSession = errors.New("no session")
@@ -38,6 +40,9 @@ type sessionStore interface {
 	save(w http.ResponseWriter, r *http.Request, s *session) error
 	// clear expires the session cookie and its chunks.
 	clear(w http.ResponseWriter, r *http.Request)
+	// revoke voids every session of userID that began before now, cookie
+	// or stored, on every instance (revoke.go).
+	revoke(ctx context.Context, userID string, now time.Time) error
 	// delete ends stored sessions: s's, or with everywhere all of its
 	// user's, and returns how many.
 	delete(ctx context.Context, s *session, everywhere bool) (int, error)
