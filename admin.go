@@ -13,6 +13,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/revocation"
 )
 
 func init() {
@@ -97,7 +99,7 @@ func (adminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 // fails closed: an operator told "done" must be able to rely on it.
 func revokeUser(ctx context.Context, handlers []*Handler, userID string, now time.Time) (revokeResult, error) {
 	res := revokeResult{UserID: userID, RevokedBefore: now.UTC().Format(time.RFC3339Nano), Apps: []revokeApp{},
-		OtherInstancesWithin: revocationReread.String()}
+		OtherInstancesWithin: revocation.RereadInterval.String()}
 	for _, h := range handlers {
 		if err := h.sessions.revoke(ctx, userID, now); err != nil {
 			h.logger.Error("admin revoke: recording the revocation", zap.String("user_id", userID), zap.Error(err))
@@ -195,7 +197,7 @@ func liveUserHandlers(clientID string) []*Handler {
 	for _, h := range running {
 		// Handlers of one app with different storage options or keys
 		// each hold their own marks and sessions: each is revoked.
-		where := h.app + "\x00" + h.storageID + "\x00" + h.revocations.keyID()
+		where := h.app + "\x00" + h.storageID + "\x00" + h.revocations.KeyID()
 		if h.appMode || seen[where] || clientID != "" && h.ClientID != clientID {
 			continue
 		}

@@ -45,7 +45,7 @@ func TestAdminRevokeReachesOtherInstancesAtTheirReread(t *testing.T) {
 	if resp, _ := hs.get(thief, "/app/"); resp.StatusCode != http.StatusFound {
 		t.Errorf("a stored session on the revoking instance: %d, want 302 at once", resp.StatusCode)
 	}
-	if err := other.revocations.reread(ctx, time.Now()); err != nil {
+	if err := other.revocations.Reread(ctx, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if resp, _ := hs.get(laptop, "/app/", onInstance(1)...); resp.StatusCode != http.StatusFound {

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"sync/atomic"
 	"time"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/revocation"
 )
 
 // cookieStore is session_store cookie (the default): the whole session is
@@ -16,9 +18,9 @@ type cookieStore struct {
 	names  cookieNames
 	domain string // cookie_domain
 	keys   *atomic.Pointer[keyring]
-	cache  *sessionCache   // cookies already opened (sessioncache.go)
-	stored *storedSessions // where references point
-	marks  *revocations    // checked on every request, cached or not
+	cache  *sessionCache     // cookies already opened (sessioncache.go)
+	stored *storedSessions   // where references point
+	marks  *revocation.Marks // checked on every request, cached or not
 	// What passUpstream sends is worked out once per opened session.
 	bearer, userHeaders bool
 }
@@ -55,7 +57,7 @@ func (c *cookieStore) load(r *http.Request, now time.Time) (session, error) {
 			c.cache.putOpened(raw, kr, openedEntry{sess: s}, now)
 		}
 	}
-	if s.Expires <= now.Unix() || c.marks.revoked(&s) {
+	if s.Expires <= now.Unix() || c.marks.Revoked(s.UserID, s.Created) {
 		return session{}, errNoSession
 	}
 	return s, nil
@@ -106,7 +108,7 @@ func (c *cookieStore) clear(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *cookieStore) revoke(ctx context.Context, userID string, now time.Time) error {
-	return c.marks.revoke(ctx, userID, now)
+	return c.marks.Revoke(ctx, userID, now)
 }
 
 // delete ends stored sessions even here: sessions made under

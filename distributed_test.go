@@ -367,7 +367,7 @@ func TestLogoutEverywhereEndsEveryCopyOnEveryInstance(t *testing.T) {
 		}
 		// The other instance learns at its next re-read (every
 		// revocationReread); this is that re-read.
-		if err := other.revocations.reread(ctx, time.Now()); err != nil {
+		if err := other.revocations.Reread(ctx, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		if resp, _ := hs.get(thief, "/app/", onInstance(1)...); resp.StatusCode != http.StatusFound {

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/revocation"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 )
 
@@ -213,7 +214,7 @@ type Handler struct {
 	httpClient    *http.Client
 	spotify       *spotifyClient
 	keys          *atomic.Pointer[keyring] // a pointer: Handler is copied by value
-	revocations   *revocations
+	revocations   *revocation.Marks
 	sessions      sessionStore         // where sessions live, as session_store says (sessionstore.go)
 	generatedKeys bool                 // keys from storage, re-read in the background
 	storage       certmagic.Storage    // resolved from StorageRaw, or Caddy's
@@ -276,7 +277,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.revocations = h.newRevocations()
 	h.sessions = h.newSessionStore()
-	if err := h.revocations.reread(ctx, time.Now()); err != nil {
+	if err := h.revocations.Reread(ctx, time.Now()); err != nil {
 		h.logger.Warn("reading session revocations from storage; retrying in the background", zap.Error(err))
 	}
 	h.startBackground(ctx)
@@ -426,7 +427,7 @@ func (h *Handler) startBackground(ctx caddy.Context) {
 		defer close(h.maintainDone)
 		var wg sync.WaitGroup
 		wg.Go(func() { h.maintain(mctx, firstMaintenance) })
-		wg.Go(func() { h.revocations.watch(mctx) })
+		wg.Go(func() { h.revocations.Watch(mctx) })
 		wg.Wait()
 	}()
 }

@@ -38,7 +38,7 @@ func TestARevocationOutlivesABlockWithShorterSessions(t *testing.T) {
 			}
 			reread := func(h *Handler, at time.Time) {
 				t.Helper()
-				if err := h.revocations.reread(ctx, at); err != nil {
+				if err := h.revocations.Reread(ctx, at); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -48,12 +48,12 @@ func TestARevocationOutlivesABlockWithShorterSessions(t *testing.T) {
 			// Two days on: past the short block's keep, well within the long one's.
 			later := now.Add(2 * day)
 			reread(short, later)
-			if !short.revocations.revoked(&revoked) {
+			if !short.revocations.Revoked(revoked.UserID, revoked.Created) {
 				t.Error("the short block forgot the revocation of a session the long block issued")
 			}
 			reloaded, _ := hs.sameConfig(lifetime(30 * day))
 			reread(reloaded, later)
-			if !reloaded.revocations.revoked(&revoked) {
+			if !reloaded.revocations.Revoked(revoked.UserID, revoked.Created) {
 				t.Fatal("after the short block's re-read, a reloaded long block no longer knows the revocation")
 			}
 
@@ -84,10 +84,10 @@ func TestBlocksWithOtherKeysKeepTheirOwnMarks(t *testing.T) {
 		t.Fatal(err)
 	}
 	reloaded, _ := hs.sameConfig(nil)
-	if err := reloaded.revocations.reread(ctx, now.Add(time.Minute)); err != nil {
+	if err := reloaded.revocations.Reread(ctx, now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if !reloaded.revocations.revoked(&revoked) {
+	if !reloaded.revocations.Revoked(revoked.UserID, revoked.Created) {
 		t.Fatal("the other block's mark replaced this block's: the revocation is lost after a reload")
 	}
 }

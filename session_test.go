@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/revocation"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 )
 
@@ -200,7 +201,7 @@ func TestCookieNamesOfTheHandlerAreRecognised(t *testing.T) {
 }
 
 func TestLoadSessionRefusesExpiredSessions(t *testing.T) {
-	h := &Handler{cookies: newCookieNames("s", false), keys: new(atomic.Pointer[keyring]), revocations: &revocations{}}
+	h := &Handler{cookies: newCookieNames("s", false), keys: new(atomic.Pointer[keyring]), revocations: &revocation.Marks{}}
 	h.keys.Store(&keyring{sessions: testSealer(t, secretA)})
 	h.sessions = h.newSessionStore()
 	s := sampleSession()

@@ -18,7 +18,7 @@ import (
 //
 // Both open references (sessions made under storage survive a switch
 // back to cookies) and both write and honour revocation marks
-// (revoke.go): a mark also ends copies of a session that storage does
+// (internal/revocation): a mark also ends copies of a session that storage does
 // not hold.
 
 // errNoSession: the request carries no usable session.
@@ -41,7 +41,7 @@ type sessionStore interface {
 	// clear expires the session cookie and its chunks.
 	clear(w http.ResponseWriter, r *http.Request)
 	// revoke voids every session of userID that began before now, cookie
-	// or stored, on every instance (revoke.go).
+	// or stored, on every instance (internal/revocation).
 	revoke(ctx context.Context, userID string, now time.Time) error
 	// delete ends stored sessions: s's, or with everywhere all of its
 	// user's, and returns how many.

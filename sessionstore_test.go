@@ -12,6 +12,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/revocation"
+	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/teststorage"
 )
@@ -25,12 +27,16 @@ func testStores(t *testing.T) (*cookieStore, *storageStore, *teststorage.Storage
 	storage := teststorage.New(t.TempDir())
 	keys := new(atomic.Pointer[keyring])
 	keys.Store(mustKeyring(t, []byte(secretA), "app"))
+	records := &Handler{storage: storage} // records.go's sealed records
 	build := func() *cookieStore {
 		cache := newSessionCache()
 		stored := &storedSessions{storage: storage, clientID: testClientID, keys: keys, cache: cache,
 			forget: cache.forgetStored, bearer: true, userHeaders: true, logger: zap.NewNop()}
 		return &cookieStore{names: newCookieNames(DefaultCookieName, false), keys: keys, cache: cache,
-			stored: stored, marks: &revocations{}, bearer: true, userHeaders: true}
+			stored: stored, bearer: true, userHeaders: true,
+			marks: revocation.New(revocation.Config{Storage: storage, Sealer: func() *seal.Sealer { return keys.Load().marks },
+				App: "app", Keep: DefaultSessionLifetime + revocation.Margin,
+				StoreRecord: records.storeRecord, LoadRecord: records.loadRecord, Logger: zap.NewNop()})}
 	}
 	return build(), &storageStore{cookieStore: build(), lifetime: DefaultSessionLifetime}, storage
 }
@@ -205,7 +211,9 @@ func TestARevokedSessionDoesNotLoadCachedOrNot(t *testing.T) {
 	if _, err := cookies.load(r, time.Now()); err != nil { // now cached
 		t.Fatal(err)
 	}
-	cookies.marks.apply(func(m map[string]int64) { m[s.UserID] = time.Now().UnixNano() })
+	if err := cookies.revoke(context.Background(), s.UserID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := cookies.load(r, time.Now()); err != errNoSession {
 		t.Fatalf("a revoked session loaded: %v", err)
 	}
