@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caddyspotify/caddy-spotify-auth/internal/revocation"
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storedsession"
 )
 
 // cookieStore is session_store cookie (the default): the whole session is
@@ -45,7 +46,7 @@ func (c *cookieStore) load(r *http.Request, now time.Time) (session, error) {
 		if err != nil {
 			return session{}, errNoSession
 		}
-		if len(pt) > 0 && pt[0] == refFormat {
+		if len(pt) > 0 && pt[0] == storedsession.RefFormat {
 			if s, err = c.stored.load(r.Context(), pt); err != nil {
 				return session{}, err
 			}

@@ -200,7 +200,7 @@ func TestStoredSessionsEndEverywhereOnLogout(t *testing.T) {
 			// reference a cookie would need.
 			sess := hs.session(hs.browser)
 			ref, _ := hs.h.sealers().sessions.Open(value, hs.h.cookies.aad)
-			storageHoldsNone(t, storage, sess.AccessToken, sess.RefreshToken, value, string(ref[1+refUserLen:]), hex.EncodeToString(ref[1+refUserLen:]))
+			storageHoldsNone(t, storage, sess.AccessToken, sess.RefreshToken, value, string(refID(ref)), hex.EncodeToString(refID(ref)))
 
 			// A copy of the cookie works on the other instance...
 			thief := newBrowser(t)

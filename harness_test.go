@@ -474,6 +474,10 @@ func cookieStoreOf(h *Handler) *cookieStore {
 // storedOf is where the handler's stored sessions live.
 func storedOf(h *Handler) *storedSessions { return cookieStoreOf(h).stored }
 
+// refID is a stored session reference's random id: after its format
+// byte and the 16 bytes naming the user's directory.
+func refID(ref []byte) []byte { return ref[1+16:] }
+
 // cacheOf is the handler's cache of opened sessions.
 func cacheOf(h *Handler) *sessionCache { return cookieStoreOf(h).cache }
 

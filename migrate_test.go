@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storedsession"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
@@ -58,7 +59,7 @@ func TestAUsersStoredSessionsAreCappedOldestFirst(t *testing.T) {
 	hs := newHarness(t, withStoredSessions(), func(h *Handler, _ *spotifytest.Client) {
 		h.LoginRateLimit = &LoginRateLimit{PerClient: 100}
 	})
-	browsers := make([]*http.Client, maxStoredSessionsPerUser)
+	browsers := make([]*http.Client, storedsession.MaxPerUser)
 	for i := range browsers {
 		browsers[i] = newBrowser(t)
 		hs.login(browsers[i], "/")
@@ -73,9 +74,9 @@ func TestAUsersStoredSessionsAreCappedOldestFirst(t *testing.T) {
 		hs.login(newBrowser(t), "/")
 	}
 	n := countStoredSessions(t, hs.h.storage)
-	t.Logf("stored sessions of one user after %d logins: %d", maxStoredSessionsPerUser+2, n)
-	if n != maxStoredSessionsPerUser {
-		t.Fatalf("%d stored sessions for one user, want the cap %d", n, maxStoredSessionsPerUser)
+	t.Logf("stored sessions of one user after %d logins: %d", storedsession.MaxPerUser+2, n)
+	if n != storedsession.MaxPerUser {
+		t.Fatalf("%d stored sessions for one user, want the cap %d", n, storedsession.MaxPerUser)
 	}
 	for i, c := range browsers {
 		want := http.StatusOK

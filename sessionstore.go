@@ -5,6 +5,9 @@ import (
 	"errors"
 	"net/http"
 	"time"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storedsession"
 )
 
 // Sessions live behind one interface, chosen once at Provision from
@@ -14,7 +17,7 @@ import (
 //   - cookieStore (cookiestore.go) seals the whole session into the
 //     cookie;
 //   - storageStore (storagestore.go) keeps the sealed session in storage
-//     (storedSessions, store.go) and a sealed reference in the cookie.
+//     (storedSessions, store.go, over internal/storedsession) and a sealed reference in the cookie.
 //
 // Both open references (sessions made under storage survive a switch
 // back to cookies) and both write and honour revocation marks
@@ -60,25 +63,31 @@ type sweepFunc func(ctx context.Context, prefix string, recursive bool, expired 
 // newSessionStore builds the store session_store names.
 func (h *Handler) newSessionStore() sessionStore {
 	cache := newSessionCache()
+	keys := h.keys
 	stored := &storedSessions{
-		storage:     h.storage,
-		clientID:    h.ClientID,
-		keys:        h.keys,
+		store: storedsession.New(storedsession.Config{
+			Storage:  h.storage,
+			ClientID: h.ClientID,
+			Sealer:   func() *seal.Sealer { return keys.Load().stored },
+			Created:  sessionCreated,
+			// A write or delete here must end the session in the caches
+			// of every handler of the app in this config (the site's
+			// gate, its web_api gate, the same app on other sites) at
+			// once.
+			Changed: func(key string) {
+				cache.forgetStored(key)
+				for _, o := range configSiblings(h) {
+					if o.sessions != nil {
+						o.sessions.forget(key)
+					}
+				}
+			},
+			Logger: h.logger,
+		}),
 		cache:       cache,
 		bearer:      h.bearer,
 		userHeaders: h.userHeaders,
 		logger:      h.logger,
-	}
-	// A write or delete here must end the session in the caches of
-	// every handler of the app in this config (the site's gate, its
-	// web_api gate, the same app on other sites) at once.
-	stored.forget = func(key string) {
-		cache.forgetStored(key)
-		for _, o := range configSiblings(h) {
-			if o.sessions != nil {
-				o.sessions.forget(key)
-			}
-		}
 	}
 	cookies := &cookieStore{
 		names:       h.cookies,

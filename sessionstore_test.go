@@ -15,6 +15,7 @@ import (
 	"github.com/caddyspotify/caddy-spotify-auth/internal/revocation"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storedsession"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/teststorage"
 )
 
@@ -30,8 +31,10 @@ func testStores(t *testing.T) (*cookieStore, *storageStore, *teststorage.Storage
 	records := &Handler{storage: storage} // records.go's sealed records
 	build := func() *cookieStore {
 		cache := newSessionCache()
-		stored := &storedSessions{storage: storage, clientID: testClientID, keys: keys, cache: cache,
-			forget: cache.forgetStored, bearer: true, userHeaders: true, logger: zap.NewNop()}
+		stored := &storedSessions{cache: cache, bearer: true, userHeaders: true, logger: zap.NewNop(),
+			store: storedsession.New(storedsession.Config{Storage: storage, ClientID: testClientID,
+				Sealer: func() *seal.Sealer { return keys.Load().stored }, Created: sessionCreated,
+				Changed: cache.forgetStored, Logger: zap.NewNop()})}
 		return &cookieStore{names: newCookieNames(DefaultCookieName, false), keys: keys, cache: cache,
 			stored: stored, bearer: true, userHeaders: true,
 			marks: revocation.New(revocation.Config{Storage: storage, Sealer: func() *seal.Sealer { return keys.Load().marks },
@@ -180,7 +183,7 @@ func TestStoredSessionsKeepTheNewestPerUser(t *testing.T) {
 	_, store, storage := testStores(t)
 	ctx := context.Background()
 	var keys []string
-	for i := range maxStoredSessionsPerUser + 2 {
+	for i := range storedsession.MaxPerUser + 2 {
 		s := validSession(time.Hour)
 		s.Created = int64(1000 + i)
 		if _, err := store.stored.save(ctx, &s); err != nil {
@@ -188,8 +191,8 @@ func TestStoredSessionsKeepTheNewestPerUser(t *testing.T) {
 		}
 		keys = append(keys, s.storeKey)
 	}
-	if n := countStoredSessions(t, storage); n != maxStoredSessionsPerUser {
-		t.Fatalf("%d stored, cap %d", n, maxStoredSessionsPerUser)
+	if n := countStoredSessions(t, storage); n != storedsession.MaxPerUser {
+		t.Fatalf("%d stored, cap %d", n, storedsession.MaxPerUser)
 	}
 	for i, k := range keys {
 		if exists := storage.Exists(ctx, k); exists != (i >= 2) {
