@@ -88,7 +88,7 @@ func TestASessionReadsBackAndTheStorageHoldsNeitherItNorItsReference(t *testing.
 func TestReferencesAreUnguessableButMigrationRefsAreStable(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t, &certmagic.FileStorage{Path: t.TempDir()}, secretA, "client")
-	if KeyOf(s.NewRef("alice")) == KeyOf(s.NewRef("alice")) {
+	if first, second := s.NewRef("alice"), s.NewRef("alice"); KeyOf(first) == KeyOf(second) {
 		t.Fatal("two new references name one entry")
 	}
 	a, b := s.MigrationRef("alice", plain(1)), s.MigrationRef("alice", plain(1))
