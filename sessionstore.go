@@ -17,12 +17,13 @@ import (
 //   - cookieStore (cookiestore.go) seals the whole session into the
 //     cookie;
 //   - storageStore (storagestore.go) keeps the sealed session in storage
-//     (storedSessions, store.go, over internal/storedsession) and a sealed reference in the cookie.
+//     (storedSessions in store.go, over internal/storedsession) and a
+//     sealed reference in the cookie.
 //
 // Both open references (sessions made under storage survive a switch
-// back to cookies) and both write and honour revocation marks
-// (internal/revocation): a mark also ends copies of a session that storage does
-// not hold.
+// back to cookies), and both write and honour revocation marks
+// (internal/revocation), which also end copies of a session that
+// storage does not hold.
 
 // errNoSession: the request carries no usable session.
 var errNoSession = errors.New("no session")
