@@ -105,7 +105,7 @@ func revokeUser(ctx context.Context, handlers []*Handler, userID string, now tim
 			h.logger.Error("admin revoke: recording the revocation", zap.String("user_id", userID), zap.Error(err))
 			return res, fmt.Errorf("client_id %s: recording the revocation in storage failed; nothing is revoked on other instances: %v", h.ClientID, err)
 		}
-		n, err := h.sessions.delete(ctx, &session{UserID: userID}, true)
+		n, err := h.sessions.delete(ctx, session{UserID: userID}, true)
 		if err != nil {
 			h.logger.Error("admin revoke: deleting stored sessions", zap.String("user_id", userID), zap.Error(err))
 			return res, fmt.Errorf("client_id %s: sessions are revoked, but deleting the stored ones failed: %v", h.ClientID, err)

@@ -69,9 +69,9 @@ func (c *cookieStore) adopt(_ http.ResponseWriter, _ *http.Request, s session) (
 	return s, nil
 }
 
-func (c *cookieStore) save(w http.ResponseWriter, r *http.Request, s *session) error {
+func (c *cookieStore) save(w http.ResponseWriter, r *http.Request, s session) (session, error) {
 	c.writeCookie(w, r, s.marshal(), s.Expires)
-	return nil
+	return s, nil
 }
 
 // writeCookie seals plain (a session, or a reference to a stored one)
@@ -114,7 +114,7 @@ func (c *cookieStore) revoke(ctx context.Context, userID string, now time.Time) 
 
 // delete ends stored sessions even here: sessions made under
 // session_store storage may still be in use.
-func (c *cookieStore) delete(ctx context.Context, s *session, everywhere bool) (int, error) {
+func (c *cookieStore) delete(ctx context.Context, s session, everywhere bool) (int, error) {
 	return c.stored.delete(ctx, s, everywhere)
 }
 

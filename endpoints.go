@@ -117,7 +117,7 @@ func (h *Handler) endSession(r *http.Request, everywhere bool) (bool, error) {
 			return false, unreachable(err)
 		}
 	}
-	n, err := h.sessions.delete(r.Context(), &sess, everywhere)
+	n, err := h.sessions.delete(r.Context(), sess, everywhere)
 	if err != nil {
 		h.logger.Error("logout: deleting stored sessions", zap.String("user_id", sess.UserID), zap.Error(err))
 		return false, unreachable(err)

@@ -190,7 +190,7 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 		h.refuseLogin(w, r, ae, ls.ReturnTo)
 		return
 	}
-	if err := h.sessions.save(w, r, &sess); err != nil {
+	if sess, err = h.sessions.save(w, r, sess); err != nil {
 		h.logger.Error("login failed: saving the session", zap.Error(err))
 		h.refuseLogin(w, r, asAuthError(err), ls.ReturnTo)
 		return

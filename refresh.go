@@ -99,7 +99,8 @@ func (h *Handler) ensureFresh(w http.ResponseWriter, r *http.Request, sess sessi
 func (h *Handler) saveRefreshed(w http.ResponseWriter, r *http.Request, sess session, fresh *session) error {
 	// A shared result may come from another copy of this session.
 	fresh.storeKey = sess.storeKey
-	err := h.sessions.save(w, r, fresh)
+	saved, err := h.sessions.save(w, r, *fresh)
+	*fresh = saved
 	if err != nil && err != errNoSession {
 		h.logger.Warn("saving the refreshed session", zap.String("user_id", sess.UserID), zap.Error(err))
 		return nil

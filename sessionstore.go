@@ -38,10 +38,11 @@ type sessionStore interface {
 	// pointer through an interface would move every request's session
 	// to the heap.
 	adopt(w http.ResponseWriter, r *http.Request, s session) (session, error)
-	// save writes s (a login or a refresh) where it lives. Updating a
+	// save writes s (a login or a refresh) where it lives and returns
+	// it as saved (a new stored session knows its key). Updating a
 	// stored session that was logged out meanwhile fails with
-	// errNoSession rather than bring it back.
-	save(w http.ResponseWriter, r *http.Request, s *session) error
+	// errNoSession rather than bring it back. By value, as adopt.
+	save(w http.ResponseWriter, r *http.Request, s session) (session, error)
 	// clear expires the session cookie and its chunks.
 	clear(w http.ResponseWriter, r *http.Request)
 	// revoke voids every session of userID that began before now, cookie
@@ -49,7 +50,7 @@ type sessionStore interface {
 	revoke(ctx context.Context, userID string, now time.Time) error
 	// delete ends stored sessions: s's, or with everywhere all of its
 	// user's, and returns how many.
-	delete(ctx context.Context, s *session, everywhere bool) (int, error)
+	delete(ctx context.Context, s session, everywhere bool) (int, error)
 	// sweep deletes expired stored sessions when due says it is time.
 	sweep(ctx context.Context, now time.Time, due func(time.Time) bool, sweep sweepFunc)
 	// forget drops a stored session that another handler of the app

@@ -60,7 +60,8 @@ func TestAStoredSessionCookieHoldsOnlyAReference(t *testing.T) {
 	_, store, storage := testStores(t)
 	s := validSession(time.Hour)
 	rec := httptest.NewRecorder()
-	if err := store.save(rec, httptest.NewRequest(http.MethodGet, "http://example.com/", nil), &s); err != nil {
+	s, err := store.save(rec, httptest.NewRequest(http.MethodGet, "http://example.com/", nil), s)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if s.storeKey == "" || countStoredSessions(t, storage) != 1 {
@@ -84,7 +85,8 @@ func TestTheCookieStoreOpensSessionsMadeUnderStorage(t *testing.T) {
 	cookies, store, _ := testStores(t)
 	s := validSession(time.Hour)
 	rec := httptest.NewRecorder()
-	if err := store.save(rec, httptest.NewRequest(http.MethodGet, "http://example.com/", nil), &s); err != nil {
+	s, err := store.save(rec, httptest.NewRequest(http.MethodGet, "http://example.com/", nil), s)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if got, err := cookies.load(roundTrip(rec), time.Now()); err != nil || got.UserID != s.UserID {
@@ -97,7 +99,8 @@ func TestTheStorageStoreAdoptsACookieSessionOnce(t *testing.T) {
 	cookies, store, storage := testStores(t)
 	s := validSession(time.Hour)
 	rec := httptest.NewRecorder()
-	if err := cookies.save(rec, httptest.NewRequest(http.MethodGet, "http://example.com/", nil), &s); err != nil {
+	s, err := cookies.save(rec, httptest.NewRequest(http.MethodGet, "http://example.com/", nil), s)
+	if err != nil {
 		t.Fatal(err)
 	}
 	old := roundTrip(rec)
@@ -146,11 +149,11 @@ func TestAStoredSessionEndedMeanwhileIsNotSavedBack(t *testing.T) {
 	if _, err := store.stored.save(ctx, &s); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := store.delete(ctx, &s, false); n != 1 || err != nil {
+	if n, err := store.delete(ctx, s, false); n != 1 || err != nil {
 		t.Fatalf("deleted %d: %v", n, err)
 	}
 	// A refresh that was in flight during the logout.
-	if err := store.save(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "http://example.com/", nil), &s); err != errNoSession {
+	if _, err := store.save(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "http://example.com/", nil), s); err != errNoSession {
 		t.Fatalf("saving a logged-out session: %v", err)
 	}
 	if n := countStoredSessions(t, storage); n != 0 {
@@ -170,7 +173,7 @@ func TestDeletingEverywhereEndsOnlyThatUsersSessions(t *testing.T) {
 		}
 	}
 	// The cookie store ends them too: they may predate a switch to cookies.
-	if n, err := cookies.delete(ctx, &session{UserID: "alice"}, true); n != 3 || err != nil {
+	if n, err := cookies.delete(ctx, session{UserID: "alice"}, true); n != 3 || err != nil {
 		t.Fatalf("ended %d of alice's 3: %v", n, err)
 	}
 	if n := countStoredSessions(t, storage); n != 1 {
@@ -207,7 +210,8 @@ func TestARevokedSessionDoesNotLoadCachedOrNot(t *testing.T) {
 	s := validSession(time.Hour)
 	s.Created = time.Now().Add(-time.Hour).UnixNano()
 	rec := httptest.NewRecorder()
-	if err := cookies.save(rec, httptest.NewRequest(http.MethodGet, "http://example.com/", nil), &s); err != nil {
+	s, err := cookies.save(rec, httptest.NewRequest(http.MethodGet, "http://example.com/", nil), s)
+	if err != nil {
 		t.Fatal(err)
 	}
 	r := roundTrip(rec)
@@ -227,12 +231,13 @@ func TestAStorageFailureIsNotALogout(t *testing.T) {
 	_, store, storage := testStores(t)
 	s := validSession(time.Hour)
 	rec := httptest.NewRecorder()
-	if err := store.save(rec, httptest.NewRequest(http.MethodGet, "http://example.com/", nil), &s); err != nil {
+	s, err := store.save(rec, httptest.NewRequest(http.MethodGet, "http://example.com/", nil), s)
+	if err != nil {
 		t.Fatal(err)
 	}
 	store.cache.reset()
 	storage.FailAll.Store(true)
-	_, err := store.load(roundTrip(rec), time.Now())
+	_, err = store.load(roundTrip(rec), time.Now())
 	if err == nil || errors.Is(err, errNoSession) || kindOf(err) != kindStoreUnavailable {
 		t.Fatalf("storage down: %v, want the store unavailable (fail closed, not a new login)", err)
 	}

@@ -18,13 +18,13 @@ type storageStore struct {
 	lifetime time.Duration // session_lifetime: no stored session is older
 }
 
-func (ss *storageStore) save(w http.ResponseWriter, r *http.Request, s *session) error {
-	ref, err := ss.stored.save(r.Context(), s)
+func (ss *storageStore) save(w http.ResponseWriter, r *http.Request, s session) (session, error) {
+	ref, err := ss.stored.save(r.Context(), &s)
 	if err != nil || ref == nil {
-		return err // on success, the cookie already points at s
+		return s, err // on success, the cookie already points at s
 	}
 	ss.writeCookie(w, r, ref, s.Expires)
-	return nil
+	return s, nil
 }
 
 func (ss *storageStore) sweep(ctx context.Context, now time.Time, due func(time.Time) bool, sweep sweepFunc) {

@@ -95,7 +95,7 @@ func (st *storedSessions) save(ctx context.Context, s *session) ([]byte, error) 
 
 // delete ends stored sessions: this one, or with everywhere all of the
 // user's. It returns how many it ended.
-func (st *storedSessions) delete(ctx context.Context, s *session, everywhere bool) (int, error) {
+func (st *storedSessions) delete(ctx context.Context, s session, everywhere bool) (int, error) {
 	switch {
 	case everywhere:
 		return st.store.DeleteUser(ctx, s.UserID)
