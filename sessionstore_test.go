@@ -99,7 +99,7 @@ func TestTheStorageStoreAdoptsACookieSessionOnce(t *testing.T) {
 	cookies, store, storage := testStores(t)
 	s := validSession(time.Hour)
 	rec := httptest.NewRecorder()
-	s, err := cookies.save(rec, httptest.NewRequest(http.MethodGet, "http://example.com/", nil), s)
+	_, err := cookies.save(rec, httptest.NewRequest(http.MethodGet, "http://example.com/", nil), s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func TestAStorageFailureIsNotALogout(t *testing.T) {
 	_, store, storage := testStores(t)
 	s := validSession(time.Hour)
 	rec := httptest.NewRecorder()
-	s, err := store.save(rec, httptest.NewRequest(http.MethodGet, "http://example.com/", nil), s)
+	_, err := store.save(rec, httptest.NewRequest(http.MethodGet, "http://example.com/", nil), s)
 	if err != nil {
 		t.Fatal(err)
 	}
