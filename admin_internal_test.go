@@ -16,7 +16,7 @@ import (
 // TestAdminRevokeReachesOtherInstancesAtTheirReread: the admin revoke
 // ends a user's sessions at once on the instance that received it, and on
 // another instance sharing the storage at its next re-read of the marks
-// (every revocationReread), which is the bound the README states.
+// (every revocation.RereadInterval), which is the bound the README states.
 func TestAdminRevokeReachesOtherInstancesAtTheirReread(t *testing.T) {
 	ctx := context.Background()
 	hs := newHarness(t, withStoredSessions())

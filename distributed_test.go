@@ -366,7 +366,7 @@ func TestLogoutEverywhereEndsEveryCopyOnEveryInstance(t *testing.T) {
 			t.Fatalf("copied cookie on the instance that logged out: %d, want 302", resp.StatusCode)
 		}
 		// The other instance learns at its next re-read (every
-		// revocationReread); this is that re-read.
+		// revocation.RereadInterval); this is that re-read.
 		if err := other.revocations.Reread(ctx, time.Now()); err != nil {
 			t.Fatal(err)
 		}
