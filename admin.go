@@ -29,8 +29,8 @@ func init() {
 // (or the one named) served by this Caddy: the same per-user "void
 // before now" mark that logout?everywhere=1 writes, plus deleting the
 // user's stored sessions. The effect is immediate on this instance; the
-// others sharing the storage re-read the marks every revocation.RereadInterval.
-// The user can log in again at once.
+// others sharing the storage re-read the marks every
+// revocation.RereadInterval. The user can log in again at once.
 //
 // It is served wherever Caddy's admin API is, with its access controls:
 // loopback only by default. Never expose the admin endpoint.
