@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storedsession"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
@@ -155,8 +156,8 @@ func TestStoredSessionsFromBeforeAccountIDKeepWorking(t *testing.T) {
 	t.Parallel()
 	hs := newHarness(t, withStoredSessions())
 	plain, want := format2Session(t)
-	ref := hs.h.newRef(want.UserID)
-	key := storeKeyOf(ref)
+	ref := storedOf(hs.h).store.NewRef(want.UserID)
+	key := storedsession.KeyOf(ref)
 	if err := hs.h.storage.Store(context.Background(), key, []byte(hs.h.sealers().stored.Seal(plain, []byte(key)))); err != nil {
 		t.Fatal(err)
 	}
@@ -198,9 +199,10 @@ func TestAnOldCookieSessionMovedToStorageKeepsItsName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := hs.h.migrationRef(&s)
-	old := sha256.Sum256(append([]byte(migrationPurpose), plain...))
-	if string(ref[1+refUserLen:]) != string(old[:]) {
+	ref := storedOf(hs.h).store.MigrationRef(s.UserID, s.marshal())
+	// The name as earlier versions made it, spelled out.
+	old := sha256.Sum256(append([]byte("caddy-spotify-auth migrated session v1\x00"), plain...))
+	if string(refID(ref)) != string(old[:]) {
 		t.Fatal("an old cookie session moves under another name than before")
 	}
 }

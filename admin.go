@@ -13,6 +13,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/revocation"
 )
 
 func init() {
@@ -27,8 +29,8 @@ func init() {
 // (or the one named) served by this Caddy: the same per-user "void
 // before now" mark that logout?everywhere=1 writes, plus deleting the
 // user's stored sessions. The effect is immediate on this instance; the
-// others sharing the storage re-read the marks every revocationReread.
-// The user can log in again at once.
+// others sharing the storage re-read the marks every
+// revocation.RereadInterval. The user can log in again at once.
 //
 // It is served wherever Caddy's admin API is, with its access controls:
 // loopback only by default. Never expose the admin endpoint.
@@ -97,13 +99,13 @@ func (adminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 // fails closed: an operator told "done" must be able to rely on it.
 func revokeUser(ctx context.Context, handlers []*Handler, userID string, now time.Time) (revokeResult, error) {
 	res := revokeResult{UserID: userID, RevokedBefore: now.UTC().Format(time.RFC3339Nano), Apps: []revokeApp{},
-		OtherInstancesWithin: revocationReread.String()}
+		OtherInstancesWithin: revocation.RereadInterval.String()}
 	for _, h := range handlers {
-		if err := h.revokeSessions(ctx, userID, now); err != nil {
+		if err := h.sessions.revoke(ctx, userID, now); err != nil {
 			h.logger.Error("admin revoke: recording the revocation", zap.String("user_id", userID), zap.Error(err))
 			return res, fmt.Errorf("client_id %s: recording the revocation in storage failed; nothing is revoked on other instances: %v", h.ClientID, err)
 		}
-		n, err := h.deleteStored(ctx, &session{UserID: userID}, true)
+		n, err := h.sessions.delete(ctx, session{UserID: userID}, true)
 		if err != nil {
 			h.logger.Error("admin revoke: deleting stored sessions", zap.String("user_id", userID), zap.Error(err))
 			return res, fmt.Errorf("client_id %s: sessions are revoked, but deleting the stored ones failed: %v", h.ClientID, err)
@@ -195,7 +197,7 @@ func liveUserHandlers(clientID string) []*Handler {
 	for _, h := range running {
 		// Handlers of one app with different storage options or keys
 		// each hold their own marks and sessions: each is revoked.
-		where := h.app + "\x00" + h.storageID + "\x00" + h.marksKeyID()
+		where := h.app + "\x00" + h.storageID + "\x00" + h.revocations.KeyID()
 		if h.appMode || seen[where] || clientID != "" && h.ClientID != clientID {
 			continue
 		}

@@ -16,7 +16,7 @@ import (
 // TestAdminRevokeReachesOtherInstancesAtTheirReread: the admin revoke
 // ends a user's sessions at once on the instance that received it, and on
 // another instance sharing the storage at its next re-read of the marks
-// (every revocationReread), which is the bound docs/admin-api.md states.
+// (every revocation.RereadInterval), which is the bound docs/admin-api.md states.
 func TestAdminRevokeReachesOtherInstancesAtTheirReread(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -46,7 +46,7 @@ func TestAdminRevokeReachesOtherInstancesAtTheirReread(t *testing.T) {
 	if resp, _ := hs.get(thief, "/app/"); resp.StatusCode != http.StatusFound {
 		t.Errorf("a stored session on the revoking instance: %d, want 302 at once", resp.StatusCode)
 	}
-	if err := other.rereadRevocations(ctx, time.Now()); err != nil {
+	if err := other.revocations.Reread(ctx, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if resp, _ := hs.get(laptop, "/app/", onInstance(1)...); resp.StatusCode != http.StatusFound {

@@ -30,9 +30,9 @@ func BenchmarkServeHTTP(b *testing.B) {
 // storage, which reads the session from Caddy's (file_system) storage.
 func BenchmarkServeHTTPStoredSession(b *testing.B) {
 	h, base := benchHandler(b)
-	h.storeSessions = true
+	useStoredSessions(h)
 	s := validSession(time.Hour)
-	ref, err := h.storeSession(context.Background(), &s)
+	ref, err := storedOf(h).save(context.Background(), &s)
 	if err != nil {
 		b.Fatal(err)
 	}

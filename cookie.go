@@ -8,7 +8,8 @@ import (
 )
 
 // Cookies: their names, chunking of values too long for one cookie, and
-// setting and clearing the session cookie.
+// the attributes they share. The session cookie itself is written by the
+// session store (cookiestore.go).
 
 // Cookie size limits. Browsers keep cookies up to 4096 bytes including
 // name and attributes, so values are split into chunks below that.
@@ -131,7 +132,7 @@ func splitChunks(value string) []string {
 
 // cookieTemplate returns a cookie with the attributes every cookie of
 // ours shares.
-func (h *Handler) cookieTemplate(r *http.Request, name, value string, maxAge time.Duration) *http.Cookie {
+func cookieTemplate(r *http.Request, domain, name, value string, maxAge time.Duration) *http.Cookie {
 	c := &http.Cookie{
 		Name:     name,
 		Value:    value,
@@ -139,7 +140,7 @@ func (h *Handler) cookieTemplate(r *http.Request, name, value string, maxAge tim
 		HttpOnly: true,
 		Secure:   r.TLS != nil,
 		SameSite: http.SameSiteLaxMode,
-		Domain:   h.CookieDomain,
+		Domain:   domain,
 	}
 	if maxAge > 0 {
 		c.MaxAge = int((maxAge + time.Second - 1) / time.Second)
@@ -147,55 +148,4 @@ func (h *Handler) cookieTemplate(r *http.Request, name, value string, maxAge tim
 		c.MaxAge = -1
 	}
 	return c
-}
-
-// setSessionCookie saves s: sealed into the response, split into chunks
-// if needed (expiring chunks of an older, longer value), or with
-// session_store storage into storage, the cookie holding a reference.
-func (h *Handler) setSessionCookie(w http.ResponseWriter, r *http.Request, s *session) error {
-	plain := s.marshal()
-	if h.storeSessions {
-		ref, err := h.storeSession(r.Context(), s)
-		if err != nil || ref == nil {
-			return err // on success, the cookie already points at s
-		}
-		plain = ref
-	}
-	h.writeSessionCookie(w, r, plain, s.Expires)
-	return nil
-}
-
-// writeSessionCookie seals plain (a session, or a reference to a stored
-// one) into the session cookie, expiring chunks of a longer value.
-func (h *Handler) writeSessionCookie(w http.ResponseWriter, r *http.Request, plain []byte, expires int64) {
-	name := h.cookies.session(r)
-	parts := splitChunks(h.sealers().sessions.Seal(plain, h.cookies.aad))
-	maxAge := time.Until(time.Unix(expires, 0))
-	for i, p := range parts {
-		n := name
-		if i > 0 {
-			n = chunkName(name, i)
-		}
-		http.SetCookie(w, h.cookieTemplate(r, n, p, maxAge))
-	}
-	for i := len(parts); i < maxChunks; i++ {
-		if _, ok := cookieValue(r.Header, chunkName(name, i)); ok {
-			http.SetCookie(w, h.cookieTemplate(r, chunkName(name, i), "", -1))
-		}
-	}
-}
-
-// clearSessionCookie expires the session cookie and all of its chunks.
-func (h *Handler) clearSessionCookie(w http.ResponseWriter, r *http.Request) {
-	name := h.cookies.session(r)
-	for i := 0; i < maxChunks; i++ {
-		n := name
-		if i > 0 {
-			n = chunkName(name, i)
-		}
-		if _, ok := cookieValue(r.Header, n); !ok {
-			continue
-		}
-		http.SetCookie(w, h.cookieTemplate(r, n, "", -1))
-	}
 }

@@ -197,14 +197,14 @@ func TestStoredSessionsEndEverywhereOnLogout(t *testing.T) {
 			if len(value) > 200 {
 				t.Fatalf("session cookie is %d bytes; with session_store storage it should hold only a reference", len(value))
 			}
-			if n := storedSessions(t, storage); n != 1 {
+			if n := countStoredSessions(t, storage); n != 1 {
 				t.Fatalf("%d stored sessions after one login, want 1", n)
 			}
 			// What the storage holds is sealed: no token, and not the
 			// reference a cookie would need.
 			sess := hs.session(hs.browser)
 			ref, _ := hs.h.sealers().sessions.Open(value, hs.h.cookies.aad)
-			storageHoldsNone(t, storage, sess.AccessToken, sess.RefreshToken, value, string(ref[1+refUserLen:]), hex.EncodeToString(ref[1+refUserLen:]))
+			storageHoldsNone(t, storage, sess.AccessToken, sess.RefreshToken, value, string(refID(ref)), hex.EncodeToString(refID(ref)))
 
 			// A copy of the cookie works on the other instance...
 			thief := newBrowser(t)
@@ -223,7 +223,7 @@ func TestStoredSessionsEndEverywhereOnLogout(t *testing.T) {
 			if resp, _ := hs.get(thief, "/app/", onInstance(1)...); resp.StatusCode != http.StatusFound {
 				t.Fatalf("copied cookie %v after logout, on the other instance: status %d, want 302 to login", storedSessionCacheTTL, resp.StatusCode)
 			}
-			if n := storedSessions(t, storage); n != 0 {
+			if n := countStoredSessions(t, storage); n != 0 {
 				t.Fatalf("%d stored sessions after logout, want 0", n)
 			}
 
@@ -231,7 +231,7 @@ func TestStoredSessionsEndEverywhereOnLogout(t *testing.T) {
 			other := newBrowser(t)
 			hs.login(hs.browser, "/")
 			hs.login(other, "/")
-			if n := storedSessions(t, storage); n != 2 {
+			if n := countStoredSessions(t, storage); n != 2 {
 				t.Fatalf("%d stored sessions after two logins, want 2", n)
 			}
 			body := logout(t, hs, hs.browser, "?everywhere=1")
@@ -241,7 +241,7 @@ func TestStoredSessionsEndEverywhereOnLogout(t *testing.T) {
 			if resp, _ := hs.get(other, "/app/"); resp.StatusCode != http.StatusFound {
 				t.Fatalf("other browser after logout everywhere: status %d, want 302", resp.StatusCode)
 			}
-			if n := storedSessions(t, storage); n != 0 {
+			if n := countStoredSessions(t, storage); n != 0 {
 				t.Fatalf("%d stored sessions after logout everywhere, want 0", n)
 			}
 		})
@@ -299,7 +299,7 @@ func TestALogoutDuringARefreshIsNotUndone(t *testing.T) {
 	if resp == nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("request whose session was logged out mid-refresh: %v, want 401", resp)
 	}
-	if n := storedSessions(t, hs.h.storage); n != 0 {
+	if n := countStoredSessions(t, hs.h.storage); n != 0 {
 		t.Fatalf("the refresh brought the logged-out session back (%d stored)", n)
 	}
 }
@@ -339,7 +339,7 @@ func TestCookieSessionsMoveToStorageWhenSwitchedOn(t *testing.T) {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 	after := cookieIn(t, hs, hs.browser, "spotify_auth")
-	if after == before || len(after) > 200 || storedSessions(t, hs.h.storage) != 1 {
+	if after == before || len(after) > 200 || countStoredSessions(t, hs.h.storage) != 1 {
 		t.Fatalf("cookie session not moved to storage (cookie %d → %d bytes)", len(before), len(after))
 	}
 	// And back: a reference still resolves with the default store.
@@ -375,8 +375,8 @@ func TestLogoutEverywhereEndsEveryCopyOnEveryInstance(t *testing.T) {
 			t.Fatalf("copied cookie on the instance that logged out: %d, want 302", resp.StatusCode)
 		}
 		// The other instance learns at its next re-read (every
-		// revocationReread); this is that re-read.
-		if err := other.rereadRevocations(ctx, time.Now()); err != nil {
+		// revocation.RereadInterval); this is that re-read.
+		if err := other.revocations.Reread(ctx, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		if resp, _ := hs.get(thief, "/app/", onInstance(1)...); resp.StatusCode != http.StatusFound {
@@ -406,7 +406,7 @@ func TestLogoutEverywhereEndsEveryCopyOnEveryInstance(t *testing.T) {
 		if resp, _ := hs.get(thief, "/app/"); resp.StatusCode != http.StatusFound {
 			t.Fatalf("the cookie-mode copy after logout everywhere: %d, want 302", resp.StatusCode)
 		}
-		if n := storedSessions(t, hs.h.storage); n != 0 {
+		if n := countStoredSessions(t, hs.h.storage); n != 0 {
 			t.Fatalf("%d stored sessions after logout everywhere and a replay, want 0", n)
 		}
 	})
@@ -430,15 +430,15 @@ func TestSweepDeletesOnlyWhatHasExpired(t *testing.T) {
 	}
 	now := time.Now()
 	hs.h.maintainOnce(ctx, now)
-	if results() != 1 || storedSessions(t, hs.h.storage) != 1 {
+	if results() != 1 || countStoredSessions(t, hs.h.storage) != 1 {
 		t.Fatal("the sweep removed live entries")
 	}
 	hs.h.maintainOnce(ctx, now.Add(refreshResultKeep+time.Minute))
-	if results() != 0 || storedSessions(t, hs.h.storage) != 1 {
-		t.Fatalf("after the result's window: %d results, %d sessions; want 0 and 1", results(), storedSessions(t, hs.h.storage))
+	if results() != 0 || countStoredSessions(t, hs.h.storage) != 1 {
+		t.Fatalf("after the result's window: %d results, %d sessions; want 0 and 1", results(), countStoredSessions(t, hs.h.storage))
 	}
 	hs.h.maintainOnce(ctx, now.Add(time.Duration(hs.h.SessionLifetime)+time.Hour))
-	if n := storedSessions(t, hs.h.storage); n != 0 {
+	if n := countStoredSessions(t, hs.h.storage); n != 0 {
 		t.Fatalf("%d stored sessions after their lifetime, want 0", n)
 	}
 }

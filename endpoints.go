@@ -59,7 +59,7 @@ func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, r, asAuthError(err), "")
 			return
 		}
-		h.clearSessionCookie(w, r)
+		h.sessions.clear(w, r)
 		if rd != "" {
 			setPageHeaders(w.Header())
 			http.Redirect(w, r, rd, http.StatusSeeOther)
@@ -97,7 +97,7 @@ func writeLogoutForm(w http.ResponseWriter, q url.Values) {
 // where it is stored, and reports whether there was one. On an error the
 // user must learn that the session may live on: fail closed.
 func (h *Handler) endSession(r *http.Request, everywhere bool) (bool, error) {
-	sess, err := h.session(r, time.Now())
+	sess, err := h.sessions.load(r, time.Now())
 	if err == errNoSession {
 		return false, nil
 	}
@@ -112,12 +112,12 @@ func (h *Handler) endSession(r *http.Request, everywhere bool) (bool, error) {
 		// The mark ends copies of the session that storage does not
 		// hold: cookie sessions, and cookie sessions from before
 		// session_store storage that would otherwise move in again.
-		if err := h.revokeSessions(r.Context(), sess.UserID, time.Now()); err != nil {
+		if err := h.sessions.revoke(r.Context(), sess.UserID, time.Now()); err != nil {
 			h.logger.Error("logout everywhere: recording the revocation", zap.String("user_id", sess.UserID), zap.Error(err))
 			return false, unreachable(err)
 		}
 	}
-	n, err := h.deleteStored(r.Context(), &sess, everywhere)
+	n, err := h.sessions.delete(r.Context(), sess, everywhere)
 	if err != nil {
 		h.logger.Error("logout: deleting stored sessions", zap.String("user_id", sess.UserID), zap.Error(err))
 		return false, unreachable(err)
@@ -169,7 +169,7 @@ type userinfo struct {
 }
 
 func (h *Handler) handleUserinfo(w http.ResponseWriter, r *http.Request) {
-	s, err := h.session(r, time.Now())
+	s, err := h.sessions.load(r, time.Now())
 	if err == errNoSession {
 		h.metrics.unauthorized.Inc()
 		writeJSON(w, http.StatusUnauthorized, apiError{Error: "unauthenticated", LoginURL: loginURL("/")})

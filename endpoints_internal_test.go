@@ -35,7 +35,7 @@ func TestEndpointsSayTheStoreIsOutNotLogIn(t *testing.T) {
 	hs.login(hs.browser, "/")
 	store.failReads.Store(true)
 	for _, path := range []string{"userinfo", "token"} {
-		hs.h.opened = newSessionCache() // not read a moment ago
+		cacheOf(hs.h).reset() // not read a moment ago
 		req, _ := http.NewRequest(http.MethodGet, hs.url(EndpointPrefix+path), nil)
 		req.Header.Set("Sec-Fetch-Site", "same-origin")
 		resp, body := hs.do(hs.browser, req)

@@ -71,7 +71,7 @@ func (h *Handler) isEndpointPath(p string) bool {
 // if it has answered the request itself.
 func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (session, bool) {
 	now := time.Now()
-	sess, err := h.session(r, now)
+	sess, err := h.sessions.load(r, now)
 	if err == errNoSession {
 		h.challenge(w, r)
 		return sess, false
@@ -81,12 +81,10 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (session, bool) 
 		h.fail(w, r, asAuthError(err), "")
 		return sess, false
 	}
-	if h.storeSessions && sess.storeKey == "" {
-		if err := h.migrateSession(w, r, &sess); err != nil {
-			h.logger.Error("moving a session to storage", zap.Error(err))
-			h.fail(w, r, asAuthError(err), "")
-			return sess, false
-		}
+	if sess, err = h.sessions.adopt(w, r, sess); err != nil {
+		h.logger.Error("moving a session to storage", zap.Error(err))
+		h.fail(w, r, asAuthError(err), "")
+		return sess, false
 	}
 	if !h.rules.allows(&sess) {
 		h.deny(w, r, &sess)
@@ -104,7 +102,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (session, bool) 
 func (h *Handler) passUpstream(r *http.Request, s *session) {
 	up := s.up
 	if !up.isFor(s) {
-		up = h.upstreamValues(s)
+		up = newUpstreamValues(s, h.bearer, h.userHeaders)
 	}
 	// One allocation for all the header slices: this runs on every
 	// authenticated request. The strings are shared with the cache (they

@@ -258,7 +258,7 @@ func storageHoldsNone(t *testing.T, storage certmagic.Storage, secrets ...string
 	}
 }
 
-func storedSessions(t *testing.T, storage certmagic.Storage) int {
+func countStoredSessions(t *testing.T, storage certmagic.Storage) int {
 	t.Helper()
 	keys, err := storage.List(context.Background(), storagekeys.Sessions, true)
 	if err != nil {
@@ -451,11 +451,49 @@ func (hs *harness) session(c *http.Client) session {
 	for _, ck := range c.Jar.Cookies(u) {
 		r.AddCookie(ck)
 	}
-	s, err := hs.h.session(r, time.Now())
+	s, err := hs.h.sessions.load(r, time.Now())
 	if err != nil {
 		hs.t.Fatalf("no session in the browser: %v", err)
 	}
 	return s
+}
+
+// cookieStoreOf is the handler's session store, or the cookie store a
+// storage store is built on.
+func cookieStoreOf(h *Handler) *cookieStore {
+	switch s := h.sessions.(type) {
+	case *cookieStore:
+		return s
+	case *storageStore:
+		return s.cookieStore
+	}
+	panic(fmt.Sprintf("session store %T", h.sessions))
+}
+
+// storedOf is where the handler's stored sessions live.
+func storedOf(h *Handler) *storedSessions { return cookieStoreOf(h).stored }
+
+// refID is a stored session reference's random id: after its format
+// byte and the 16 bytes naming the user's directory.
+func refID(ref []byte) []byte { return ref[1+16:] }
+
+// cacheOf is the handler's cache of opened sessions.
+func cacheOf(h *Handler) *sessionCache { return cookieStoreOf(h).cache }
+
+// useStoredSessions switches a provisioned handler to session_store
+// storage.
+func useStoredSessions(h *Handler) {
+	h.SessionStore = sessionStoreStorage
+	h.sessions = h.newSessionStore()
+}
+
+// reset empties the cache, so the next read of every session misses.
+func (c *sessionCache) reset() {
+	fresh := newSessionCache()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.opened, c.stored, c.kr = fresh.opened, fresh.stored, nil
+	c.writes++ // a read in flight is not cached
 }
 
 // setSession replaces the browser's session with s: in its cookie, or
@@ -463,7 +501,7 @@ func (hs *harness) session(c *http.Client) session {
 func (hs *harness) setSession(c *http.Client, s session) string {
 	hs.t.Helper()
 	if s.storeKey != "" {
-		if _, err := hs.h.storeSession(context.Background(), &s); err != nil {
+		if _, err := storedOf(hs.h).save(context.Background(), &s); err != nil {
 			hs.t.Fatal(err)
 		}
 		return ""

@@ -63,7 +63,7 @@ type loginRequest struct {
 // what another route of the site needed.
 func (h *Handler) defaultLoginRequest(r *http.Request, returnTo string) loginRequest {
 	scopes := unionScopes(h.Scopes, h.RequiredScopes)
-	if s, ok := h.loadSession(r, time.Now()); ok {
+	if s, err := h.sessions.load(r, time.Now()); err == nil {
 		scopes = unionScopes(strings.Fields(s.Requested), strings.Fields(s.Scopes), scopes)
 	}
 	return loginRequest{returnTo: returnTo, scopes: scopes, required: h.RequiredScopes, showDialog: h.ShowDialog}
@@ -192,7 +192,7 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 		h.refuseLogin(w, r, ae, ls.ReturnTo)
 		return
 	}
-	if err := h.setSessionCookie(w, r, &sess); err != nil {
+	if sess, err = h.sessions.save(w, r, sess); err != nil {
 		h.logger.Error("login failed: saving the session", zap.Error(err))
 		h.refuseLogin(w, r, asAuthError(err), ls.ReturnTo)
 		return

@@ -52,7 +52,7 @@ func (h *Handler) statePrefix(r *http.Request) string {
 // cookie_domain says, which __Host- requires and which lets a login see
 // (and bound) the logins already in progress.
 func (h *Handler) stateCookie(r *http.Request, name, value string, maxAge time.Duration) *http.Cookie {
-	c := h.cookieTemplate(r, name, value, maxAge)
+	c := cookieTemplate(r, h.CookieDomain, name, value, maxAge)
 	c.Domain = ""
 	return c
 }

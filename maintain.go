@@ -71,11 +71,7 @@ func (h *Handler) maintainOnce(ctx context.Context, now time.Time) (swept bool) 
 			return now.Sub(modified) > maxRetryAfter+time.Minute
 		})
 	}
-	if h.storeSessions && h.maintenance.sessionSweepDue(now) {
-		h.sweep(ctx, storagekeys.Sessions, true, func(key string, modified time.Time) bool {
-			return now.Sub(modified) > time.Duration(h.SessionLifetime) && h.storedSessionExpired(ctx, key, now)
-		})
-	}
+	h.sessions.sweep(ctx, now, h.maintenance.sessionSweepDue, h.sweep)
 	if ctx.Err() != nil {
 		// Stopped midway (a reload): give the turn back, or nobody would
 		// sweep for a whole interval.

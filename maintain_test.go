@@ -111,7 +111,7 @@ func TestTheScheduleSweepsExpiredStoredSessions(t *testing.T) {
 	hs.h.stopMaintain() // the test drives the schedule
 	<-hs.h.maintainDone
 	hs.login(hs.browser, "/")
-	if n := storedSessions(t, hs.h.storage); n != 1 {
+	if n := countStoredSessions(t, hs.h.storage); n != 1 {
 		t.Fatalf("%d stored sessions after login, want 1", n)
 	}
 	m := hs.h.maintenance
@@ -123,7 +123,7 @@ func TestTheScheduleSweepsExpiredStoredSessions(t *testing.T) {
 		now := next.Add(time.Millisecond) // a timer fires a little late
 		hs.h.maintainOnce(context.Background(), now)
 		next = m.ran(now)
-		if storedSessions(t, hs.h.storage) == 0 {
+		if countStoredSessions(t, hs.h.storage) == 0 {
 			return
 		}
 	}

@@ -2,15 +2,12 @@ package spotifyauth
 
 import (
 	"context"
-	"crypto/sha256"
-	"errors"
-	"io/fs"
 	"net/http"
-	"slices"
 
 	"go.uber.org/zap"
 
 	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storedsession"
 )
 
 // Moving cookie-mode sessions into storage (session_store storage).
@@ -19,35 +16,29 @@ import (
 // site of the same app) is moved on its first request. A client that
 // ignores the new cookie sends the old one again, so the move must be
 // idempotent: the same cookie session always maps to the same stored
-// session, named by a hash of the session itself. And every user's
-// stored sessions are capped, the oldest going first, so no client can
-// fill the storage with one user's sessions.
+// session (storedsession.MigrationRef, a hash of the session itself).
+// And every user's stored sessions are capped (storedsession.MaxPerUser),
+// the oldest going first, so no client can fill the storage with one
+// user's sessions.
 
-// maxStoredSessionsPerUser bounds one user's stored sessions (browsers
-// and devices logged in at once).
-const maxStoredSessionsPerUser = 16
-
-const migrationPurpose = "caddy-spotify-auth migrated session v1\x00"
-
-// migrationRef is the reference a cookie-mode session is stored under.
-// The session holds its tokens, so the hash cannot be guessed, and the
-// encoding is canonical, so one cookie always gives one reference.
-func (h *Handler) migrationRef(s *session) []byte {
-	ref := h.newRef(s.UserID)
-	id := sha256.Sum256(append([]byte(migrationPurpose), s.marshal()...))
-	copy(ref[1+refUserLen:], id[:])
-	return ref
+// adopt moves a cookie-mode session to storage, or finds it already
+// moved, and points the browser's cookie at the stored one. It returns
+// the stored session, which may have been refreshed since.
+func (ss *storageStore) adopt(w http.ResponseWriter, r *http.Request, s session) (session, error) {
+	if s.storeKey != "" {
+		return s, nil // stored already
+	}
+	err := ss.migrate(w, r, &s)
+	return s, err
 }
 
-// migrateSession moves a cookie-mode session to storage, or finds it
-// already moved, and points the browser's cookie at the stored one. On
-// return s is the stored session, which may have been refreshed since.
-func (h *Handler) migrateSession(w http.ResponseWriter, r *http.Request, s *session) error {
+func (ss *storageStore) migrate(w http.ResponseWriter, r *http.Request, s *session) error {
 	ctx := context.WithoutCancel(r.Context())
-	ref := h.migrationRef(s)
-	key := storeKeyOf(ref)
+	st := ss.stored
+	ref := st.store.MigrationRef(s.UserID, s.marshal())
+	key := storedsession.KeyOf(ref)
 	store := func() error {
-		stored, err := h.loadStored(ctx, ref)
+		stored, err := st.load(ctx, ref)
 		if err == nil {
 			*s = stored
 			return nil
@@ -55,65 +46,24 @@ func (h *Handler) migrateSession(w http.ResponseWriter, r *http.Request, s *sess
 		if err != errNoSession {
 			return err
 		}
-		sealed := h.sealers().stored.Seal(s.marshal(), []byte(key))
-		if err := h.storage.Store(ctx, key, []byte(sealed)); err != nil {
-			return &authError{Kind: kindStoreUnavailable, Message: "Sessions cannot be saved right now", Err: err}
+		if err := st.write(ctx, key, s); err != nil {
+			return err
 		}
-		s.storeKey = key
-		h.capStoredSessions(ctx, s.UserID, key)
+		st.store.Cap(ctx, s.UserID, key)
 		return nil
 	}
 	// The lock keeps a replay that raced past the check from writing the
 	// cookie session over the stored one after a refresh updated it.
 	lock := storagekeys.MigrateLock(key)
-	err := withStorageLock(ctx, h.storage, lock, h.logger, store)
+	err := withStorageLock(ctx, st.store.Storage(), lock, st.logger, store)
 	if err != nil && kindOf(err) == 0 {
 		// Only taking the lock failed: a storage without locks.
-		h.logger.Debug("moving a session to storage without a lock", zap.Error(err))
+		st.logger.Debug("moving a session to storage without a lock", zap.Error(err))
 		err = store()
 	}
 	if err != nil {
 		return err
 	}
-	h.writeSessionCookie(w, r, ref, s.Expires)
+	ss.writeCookie(w, r, ref, s.Expires)
 	return nil
-}
-
-// capStoredSessions deletes a user's oldest stored sessions beyond
-// maxStoredSessionsPerUser, never keep (the one just stored). Failures
-// only leave extra sessions, which expire on their own.
-func (h *Handler) capStoredSessions(ctx context.Context, userID, keep string) {
-	keys, err := h.storage.List(ctx, h.userDir(userID), false)
-	if err != nil || len(keys) <= maxStoredSessionsPerUser {
-		return
-	}
-	type aged struct {
-		key     string
-		created int64
-	}
-	var live []aged
-	for _, k := range keys {
-		if k == keep {
-			continue
-		}
-		data, err := h.storage.Load(ctx, k)
-		if err != nil {
-			continue
-		}
-		pt, err := h.sealers().stored.Open(string(data), []byte(k))
-		if err != nil {
-			continue // not a session of this site's keys: not ours to delete
-		}
-		s, err := unmarshalSession(pt)
-		if err != nil {
-			continue
-		}
-		live = append(live, aged{k, s.Created})
-	}
-	slices.SortFunc(live, func(a, b aged) int { return int(a.created - b.created) })
-	for i := 0; i < len(live)-(maxStoredSessionsPerUser-1); i++ {
-		if err := h.storage.Delete(ctx, live[i].key); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			h.logger.Warn("deleting a user's oldest stored session", zap.String("user_id", userID), zap.Error(err))
-		}
-	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storedsession"
 	"github.com/caddyspotify/caddy-spotify-auth/spotifytest"
 )
 
@@ -29,7 +30,7 @@ func TestReplayingACookieSessionMigratesItOnce(t *testing.T) {
 		}
 		moved = now
 	}
-	n := storedSessions(t, hs.h.storage)
+	n := countStoredSessions(t, hs.h.storage)
 	t.Logf("stored sessions after 30 replays of one cookie-mode session: %d", n)
 	if n != 1 {
 		t.Fatalf("%d stored sessions after 30 replays, want 1", n)
@@ -50,7 +51,7 @@ func TestReplayingACookieSessionMigratesItOnce(t *testing.T) {
 	if got := hs.lastUpstream().Header.Get("Authorization"); got != "Bearer "+fresh {
 		t.Fatal("a replay of the cookie-mode session overwrote the refreshed stored session")
 	}
-	if n := storedSessions(t, hs.h.storage); n != 1 {
+	if n := countStoredSessions(t, hs.h.storage); n != 1 {
 		t.Fatalf("%d stored sessions, want 1", n)
 	}
 }
@@ -60,7 +61,7 @@ func TestAUsersStoredSessionsAreCappedOldestFirst(t *testing.T) {
 	hs := newHarness(t, withStoredSessions(), func(h *Handler, _ *spotifytest.Client) {
 		h.LoginRateLimit = &LoginRateLimit{PerClient: 100}
 	})
-	browsers := make([]*http.Client, maxStoredSessionsPerUser)
+	browsers := make([]*http.Client, storedsession.MaxPerUser)
 	for i := range browsers {
 		browsers[i] = newBrowser(t)
 		hs.login(browsers[i], "/")
@@ -74,10 +75,10 @@ func TestAUsersStoredSessionsAreCappedOldestFirst(t *testing.T) {
 	for range 2 {
 		hs.login(newBrowser(t), "/")
 	}
-	n := storedSessions(t, hs.h.storage)
-	t.Logf("stored sessions of one user after %d logins: %d", maxStoredSessionsPerUser+2, n)
-	if n != maxStoredSessionsPerUser {
-		t.Fatalf("%d stored sessions for one user, want the cap %d", n, maxStoredSessionsPerUser)
+	n := countStoredSessions(t, hs.h.storage)
+	t.Logf("stored sessions of one user after %d logins: %d", storedsession.MaxPerUser+2, n)
+	if n != storedsession.MaxPerUser {
+		t.Fatalf("%d stored sessions for one user, want the cap %d", n, storedsession.MaxPerUser)
 	}
 	for i, c := range browsers {
 		want := http.StatusOK

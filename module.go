@@ -22,6 +22,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
+	"github.com/caddyspotify/caddy-spotify-auth/internal/revocation"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 )
 
@@ -214,10 +215,9 @@ type Handler struct {
 	httpClient    *http.Client
 	spotify       *spotifyClient
 	keys          *atomic.Pointer[keyring] // a pointer: Handler is copied by value
-	revocations   *revocations
-	opened        *sessionCache // sessions already opened (sessioncache.go)
-	generatedKeys bool          // keys from storage, re-read in the background
-	storeSessions bool
+	revocations   *revocation.Marks
+	sessions      sessionStore         // where sessions live, as session_store says (sessionstore.go)
+	generatedKeys bool                 // keys from storage, re-read in the background
 	storage       certmagic.Storage    // resolved from StorageRaw, or Caddy's
 	storageID     string               // what makes two storage options the same
 	maintenance   *maintenanceSchedule // this app's on this storage, kept across reloads
@@ -277,9 +277,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionShared(); err != nil {
 		return err
 	}
-	h.revocations = &revocations{}
-	h.opened = newSessionCache()
-	if err := h.rereadRevocations(ctx, time.Now()); err != nil {
+	h.revocations = h.newRevocations()
+	h.sessions = h.newSessionStore()
+	if err := h.revocations.Reread(ctx, time.Now()); err != nil {
 		h.logger.Warn("reading session revocations from storage; retrying in the background", zap.Error(err))
 	}
 	h.startBackground(ctx)
@@ -335,7 +335,6 @@ func (h *Handler) provisionKeys(ctx caddy.Context) error {
 // provisionRequestSettings derives what the request path reads from the
 // options, once.
 func (h *Handler) provisionRequestSettings(ctx caddy.Context) error {
-	h.storeSessions = h.SessionStore == sessionStoreStorage
 	h.callbackPath, h.callbackEscaped = DefaultCallbackPath, DefaultCallbackPath
 	if h.RedirectURI != "" {
 		u, _ := url.Parse(h.RedirectURI) // validated
@@ -431,7 +430,7 @@ func (h *Handler) startBackground(ctx caddy.Context) {
 		defer close(h.maintainDone)
 		var wg sync.WaitGroup
 		wg.Go(func() { h.maintain(mctx, firstMaintenance) })
-		wg.Go(func() { h.watchRevocations(mctx) })
+		wg.Go(func() { h.revocations.Watch(mctx) })
 		wg.Wait()
 	}()
 }

@@ -50,7 +50,7 @@ func (h *Handler) ensureFresh(w http.ResponseWriter, r *http.Request, sess sessi
 			h.logger.Info("refresh token no longer valid (Spotify ends grants 6 months after consent, or the user revoked it); session ended, the user is sent to log in again",
 				zap.String("user_id", sess.UserID), zap.Error(err))
 		}
-		h.clearSessionCookie(w, r)
+		h.sessions.clear(w, r)
 		h.challenge(w, r)
 		return sess, false
 	case err == errRefreshPaused:
@@ -112,7 +112,8 @@ func withTokens(sess session, t refresher.Tokens) session {
 func (h *Handler) saveRefreshed(w http.ResponseWriter, r *http.Request, sess session, fresh *session) error {
 	// A shared result may come from another copy of this session.
 	fresh.storeKey = sess.storeKey
-	err := h.setSessionCookie(w, r, fresh)
+	saved, err := h.sessions.save(w, r, *fresh)
+	*fresh = saved
 	if err != nil && err != errNoSession {
 		h.logger.Warn("saving the refreshed session", zap.String("user_id", sess.UserID), zap.Error(err))
 		return nil

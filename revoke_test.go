@@ -34,12 +34,12 @@ func TestARevocationOutlivesABlockWithShorterSessions(t *testing.T) {
 			if writer == "short" {
 				w = short
 			}
-			if err := w.revokeSessions(ctx, "u1", now); err != nil {
+			if err := w.sessions.revoke(ctx, "u1", now); err != nil {
 				t.Fatal(err)
 			}
 			reread := func(h *Handler, at time.Time) {
 				t.Helper()
-				if err := h.rereadRevocations(ctx, at); err != nil {
+				if err := h.revocations.Reread(ctx, at); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -49,12 +49,12 @@ func TestARevocationOutlivesABlockWithShorterSessions(t *testing.T) {
 			// Two days on: past the short block's keep, well within the long one's.
 			later := now.Add(2 * day)
 			reread(short, later)
-			if !short.revoked(&revoked) {
+			if !short.revocations.Revoked(revoked.UserID, revoked.Created) {
 				t.Error("the short block forgot the revocation of a session the long block issued")
 			}
 			reloaded, _ := hs.sameConfig(lifetime(30 * day))
 			reread(reloaded, later)
-			if !reloaded.revoked(&revoked) {
+			if !reloaded.revocations.Revoked(revoked.UserID, revoked.Created) {
 				t.Fatal("after the short block's re-read, a reloaded long block no longer knows the revocation")
 			}
 
@@ -79,17 +79,17 @@ func TestBlocksWithOtherKeysKeepTheirOwnMarks(t *testing.T) {
 	other, _ := hs.sameConfig(func(h *Handler) { h.CookieSecrets = []string{secretB} })
 	now := time.Now()
 	revoked := session{UserID: "u1", Created: now.Add(-time.Hour).UnixNano()}
-	if err := hs.h.revokeSessions(ctx, "u1", now); err != nil {
+	if err := hs.h.sessions.revoke(ctx, "u1", now); err != nil {
 		t.Fatal(err)
 	}
-	if err := other.revokeSessions(ctx, "u1", now.Add(time.Second)); err != nil {
+	if err := other.sessions.revoke(ctx, "u1", now.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	reloaded, _ := hs.sameConfig(nil)
-	if err := reloaded.rereadRevocations(ctx, now.Add(time.Minute)); err != nil {
+	if err := reloaded.revocations.Reread(ctx, now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if !reloaded.revoked(&revoked) {
+	if !reloaded.revocations.Revoked(revoked.UserID, revoked.Created) {
 		t.Fatal("the other block's mark replaced this block's: the revocation is lost after a reload")
 	}
 }

@@ -1,11 +1,8 @@
 package spotifyauth
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
-	"net/http"
-	"time"
 )
 
 // session is what the session cookie carries. Field values are
@@ -149,52 +146,4 @@ func varintFromString(s string) (int64, int) {
 		x = ^x
 	}
 	return x, n
-}
-
-// session returns the request's session: errNoSession if it has none
-// usable, or a storage error (session_store storage) that must fail closed.
-func (h *Handler) session(r *http.Request, now time.Time) (session, error) {
-	raw, ok := readChunked(r.Header, h.cookies.session(r))
-	if !ok {
-		return session{}, errNoSession
-	}
-	kr := h.sealers()
-	var s session
-	var err error
-	if e, hit := h.opened.open(raw, kr, now); hit {
-		s = e.sess
-		if e.ref != nil {
-			if s, err = h.loadStored(r.Context(), e.ref); err != nil {
-				return session{}, err
-			}
-		}
-	} else {
-		pt, err := kr.sessions.Open(raw, h.cookies.aad)
-		if err != nil {
-			return session{}, errNoSession
-		}
-		if len(pt) > 0 && pt[0] == refFormat {
-			// Resolved in either store mode, so switching back to cookies
-			// does not log out sessions made under storage.
-			if s, err = h.loadStored(r.Context(), pt); err != nil {
-				return session{}, err
-			}
-			h.opened.putOpened(raw, kr, openedEntry{ref: bytes.Clone(pt)}, now)
-		} else if s, err = unmarshalSession(pt); err != nil {
-			return session{}, errNoSession
-		} else {
-			s.up = h.upstreamValues(&s)
-			h.opened.putOpened(raw, kr, openedEntry{sess: s}, now)
-		}
-	}
-	if s.Expires <= now.Unix() || h.revoked(&s) {
-		return session{}, errNoSession
-	}
-	return s, nil
-}
-
-// loadSession returns the request's session if it has a usable one.
-func (h *Handler) loadSession(r *http.Request, now time.Time) (session, bool) {
-	s, err := h.session(r, now)
-	return s, err == nil
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/revocation"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 )
 
@@ -209,16 +210,17 @@ func TestCookieNamesOfTheHandlerAreRecognised(t *testing.T) {
 
 func TestLoadSessionRefusesExpiredSessions(t *testing.T) {
 	t.Parallel()
-	h := &Handler{cookies: newCookieNames("s", false), keys: new(atomic.Pointer[keyring]), revocations: &revocations{}}
+	h := &Handler{cookies: newCookieNames("s", false), keys: new(atomic.Pointer[keyring]), revocations: &revocation.Marks{}}
 	h.keys.Store(&keyring{sessions: testSealer(t, secretA)})
+	h.sessions = h.newSessionStore()
 	s := sampleSession()
 	now := time.Unix(s.Expires, 0)
 	r, _ := http.NewRequest("GET", "http://127.0.0.1/", nil)
 	r.Header.Set("Cookie", "s="+h.sealers().sessions.Seal(s.marshal(), h.cookies.aad))
-	if _, ok := h.loadSession(r, now.Add(-time.Second)); !ok {
+	if _, err := h.sessions.load(r, now.Add(-time.Second)); err != nil {
 		t.Fatal("valid session refused")
 	}
-	if _, ok := h.loadSession(r, now); ok {
+	if _, err := h.sessions.load(r, now); err == nil {
 		t.Fatal("expired session accepted")
 	}
 }

@@ -17,7 +17,7 @@ import (
 //     caches nothing), keyed by its exact sealed value, and only with the
 //     keyring that opened it: keys re-read or rotated empty it in effect.
 //   - Expiry and revocation marks are checked on every request, hit or
-//     not (Handler.session), so logout everywhere still ends a cached
+//     not (cookieStore.load), so logout everywhere still ends a cached
 //     session at once here and at the next re-read elsewhere.
 //   - A stored session is kept at most storedSessionCacheTTL; this
 //     instance forgets it at once, in every handler of the app, when it
@@ -128,17 +128,6 @@ func (c *sessionCache) putStored(key string, s session, began uint64, readAt tim
 	c.stored.put(key, storedEntry{s}, readAt.Add(storedSessionCacheTTL))
 }
 
-// forgetStored drops a stored session this instance writes or deletes
-// from the caches of every handler of the app in this config (h's
-// web_api gate, the same app on other sites): each keeps its own, and a
-// logout served by one must end the session on all of them at once.
-func (h *Handler) forgetStored(key string) {
-	h.opened.forgetStored(key)
-	for _, o := range configSiblings(h) {
-		o.opened.forgetStored(key)
-	}
-}
-
 // forgetStored drops a stored session from this cache.
 func (c *sessionCache) forgetStored(key string) {
 	if c == nil {
@@ -166,11 +155,13 @@ func (up *upstreamValues) isFor(s *session) bool {
 	return up != nil && up.tokenExpires == s.TokenExpires && up.accessToken == s.AccessToken
 }
 
-func (h *Handler) upstreamValues(s *session) *upstreamValues {
+// newUpstreamValues works them out: bearer and userHeaders are the
+// handler's token_header and user_headers settings.
+func newUpstreamValues(s *session, bearer, userHeaders bool) *upstreamValues {
 	// One allocation for the token and expiry values.
 	var b strings.Builder
 	b.Grow(len("Bearer ") + len(s.AccessToken) + len(time.RFC3339))
-	if h.bearer {
+	if bearer {
 		b.WriteString("Bearer ")
 	}
 	b.WriteString(s.AccessToken)
@@ -180,7 +171,7 @@ func (h *Handler) upstreamValues(s *session) *upstreamValues {
 	built := b.String()
 	up := &upstreamValues{accessToken: s.AccessToken, tokenExpires: s.TokenExpires,
 		token: built[:tokenEnd], expiry: built[tokenEnd:]}
-	if h.userHeaders {
+	if userHeaders {
 		up.name, up.email = encodeHeaderText(s.DisplayName), headerSafe(s.Email)
 	}
 	ps := *s

@@ -22,9 +22,9 @@ func TestOpenedSessionCacheChangesNoAnswer(t *testing.T) {
 		}
 	}
 	cached := func() int {
-		hs.h.opened.mu.Lock()
-		defer hs.h.opened.mu.Unlock()
-		return hs.h.opened.opened.len()
+		cacheOf(hs.h).mu.Lock()
+		defer cacheOf(hs.h).mu.Unlock()
+		return cacheOf(hs.h).opened.len()
 	}
 	if n := cached(); n != 1 {
 		t.Fatalf("%d cached sessions after one session's requests, want 1", n)
@@ -105,7 +105,7 @@ func BenchmarkSessionCacheFull(b *testing.B) {
 		var m0, m1 runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&m0)
-		h.opened = newSessionCache()
+		cacheOf(h).reset()
 		kr := h.sealers()
 		now := time.Now()
 		for i := range maxOpenedSessions {
@@ -114,8 +114,8 @@ func BenchmarkSessionCacheFull(b *testing.B) {
 			s.RefreshToken = fmt.Sprintf("%0131d", i)
 			value := kr.sessions.Seal(s.marshal(), h.cookies.aad)
 			opened, _ := unmarshalSession(mustOpen(b, kr, value, h.cookies.aad))
-			opened.up = h.upstreamValues(&opened)
-			h.opened.putOpened(value, kr, openedEntry{sess: opened}, now)
+			opened.up = newUpstreamValues(&opened, h.bearer, h.userHeaders)
+			cacheOf(h).putOpened(value, kr, openedEntry{sess: opened}, now)
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&m1)

@@ -60,14 +60,14 @@ func BenchmarkServeHTTPStoredSessionUncached(b *testing.B) {
 	for _, kind := range benchStorages {
 		b.Run(kind.name, func(b *testing.B) {
 			h, base := benchHandlerOn(b, storageOption(kind.new(b)))
-			h.storeSessions = true
+			useStoredSessions(h)
 			s := validSession(time.Hour)
-			ref, err := h.storeSession(context.Background(), &s)
+			ref, err := storedOf(h).save(context.Background(), &s)
 			if err != nil {
 				b.Fatal(err)
 			}
 			cookie := "spotify_auth=" + h.sealers().sessions.Seal(ref, h.cookies.aad)
-			benchServe(b, h, base, cookie, "text/html", func() { h.opened = newSessionCache() })
+			benchServe(b, h, base, cookie, "text/html", func() { cacheOf(h).reset() })
 		})
 	}
 }

@@ -153,7 +153,7 @@ func TestHandlersShareSessionsAndKeysOnlyThroughTheSameStorage(t *testing.T) {
 			if resp, _ := hs.get(hs.browser, "/app/", hs.routeTo(other)...); resp.StatusCode != http.StatusFound {
 				t.Errorf("the session on a handler with another storage: %d, want 302 to log in", resp.StatusCode)
 			}
-			if n := storedSessions(t, other.storage); n != 0 {
+			if n := countStoredSessions(t, other.storage); n != 0 {
 				t.Errorf("the other storage holds %d sessions", n)
 			}
 		})
@@ -176,10 +176,10 @@ func TestReloadWithAnotherStorageUsesOnlyIt(t *testing.T) {
 		t.Fatalf("a session of the old storage after the reload: %d, want 302 to log in", resp.StatusCode)
 	}
 	hs.login(hs.browser, "/app/")
-	if n := storedSessions(t, moved.storage); n != 1 {
+	if n := countStoredSessions(t, moved.storage); n != 1 {
 		t.Errorf("the new storage holds %d sessions after a login, want 1", n)
 	}
-	if n := storedSessions(t, first.storage); n != 1 {
+	if n := countStoredSessions(t, first.storage); n != 1 {
 		t.Errorf("the old storage holds %d sessions, want its 1 untouched", n)
 	}
 

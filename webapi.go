@@ -151,7 +151,8 @@ func (h *Handler) refreshedMeanwhile(w http.ResponseWriter, r *http.Request, ses
 		return sess, false
 	}
 	fresh := withTokens(sess, t)
-	if err := h.setSessionCookie(w, r, &fresh); err == errNoSession {
+	fresh, err := h.sessions.save(w, r, fresh)
+	if err == errNoSession {
 		return sess, false // logged out meanwhile
 	} else if err != nil {
 		h.logger.Warn("web_api: saving the refreshed session", zap.String("user_id", sess.UserID), zap.Error(err))

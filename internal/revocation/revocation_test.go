@@ -1,0 +1,237 @@
+package revocation
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
+	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
+)
+
+const keep = 24*time.Hour + Margin
+
+func newSealer(t *testing.T, secret string) *seal.Sealer {
+	t.Helper()
+	s, err := seal.New([][]byte{[]byte(secret)}, "marks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// newMarks builds marks over storage as the plugin does, with its
+// record format: JSON sealed to the storage key.
+func newMarks(t *testing.T, storage certmagic.Storage, secret string) *Marks {
+	t.Helper()
+	sealer := newSealer(t, secret)
+	return New(Config{
+		Storage: storage,
+		Sealer:  func() *seal.Sealer { return sealer },
+		App:     "app",
+		Keep:    keep,
+		StoreRecord: func(ctx context.Context, s *seal.Sealer, key string, v any) error {
+			data, err := json.Marshal(v)
+			if err != nil {
+				return err
+			}
+			return storage.Store(ctx, key, []byte(s.Seal(data, []byte(key))))
+		},
+		LoadRecord: func(ctx context.Context, s *seal.Sealer, key string, v any) error {
+			data, err := storage.Load(ctx, key)
+			if err != nil {
+				return err
+			}
+			plain, err := s.Open(string(data), []byte(key))
+			if err != nil {
+				return err
+			}
+			return json.Unmarshal(plain, v)
+		},
+		Logger: zap.NewNop(),
+	})
+}
+
+func newStorage(t *testing.T) certmagic.Storage { return &certmagic.FileStorage{Path: t.TempDir()} }
+
+const secretA, secretB = "k3Zq8vN1pX7rT2mW9yB4cD6fG0hJ5sLa", "Q9wE2rT7yU4iO1pA6sD3fG8hJ5kL0zXc"
+
+func marksIn(t *testing.T, storage certmagic.Storage) int {
+	t.Helper()
+	keys, _ := storage.List(context.Background(), storagekeys.Revoked, false)
+	return len(keys)
+}
+
+func TestARevocationVoidsOnlyTheUsersEarlierSessions(t *testing.T) {
+	t.Parallel()
+	m := newMarks(t, newStorage(t), secretA)
+	now := time.Now()
+	if m.Revoked("u1", now.UnixNano()-1) {
+		t.Fatal("revoked before any mark")
+	}
+	if err := m.Revoke(context.Background(), "u1", now); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		user    string
+		created time.Time
+		want    bool
+	}{
+		{"u1", now.Add(-time.Second), true},
+		{"u1", now.Add(time.Second), false},
+		{"u2", now.Add(-time.Second), false},
+	} {
+		if got := m.Revoked(c.user, c.created.UnixNano()); got != c.want {
+			t.Errorf("%s created %v: revoked %v, want %v", c.user, c.created.Sub(now), got, c.want)
+		}
+	}
+}
+
+func TestAnotherInstanceLearnsAMarkWhenItRereads(t *testing.T) {
+	t.Parallel()
+	storage := newStorage(t)
+	a, b := newMarks(t, storage, secretA), newMarks(t, storage, secretA)
+	now := time.Now()
+	created := now.Add(-time.Hour).UnixNano()
+	if err := a.Revoke(context.Background(), "u1", now); err != nil {
+		t.Fatal(err)
+	}
+	if b.Revoked("u1", created) {
+		t.Fatal("revoked before the re-read: the test proves nothing")
+	}
+	if err := b.Reread(context.Background(), now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if !b.Revoked("u1", created) {
+		t.Fatal("the re-read missed the mark")
+	}
+}
+
+func TestSiblingsLearnARevocationAtOnce(t *testing.T) {
+	t.Parallel()
+	storage := newStorage(t)
+	sibling := newMarks(t, storage, secretA)
+	m := newMarks(t, storage, secretA)
+	m.cfg.Siblings = func() []*Marks { return []*Marks{sibling} }
+	now := time.Now()
+	if err := m.Revoke(context.Background(), "u1", now); err != nil {
+		t.Fatal(err)
+	}
+	if !sibling.Revoked("u1", now.Add(-time.Second).UnixNano()) {
+		t.Fatal("the sibling waits for its re-read")
+	}
+}
+
+func TestAMarkDatedInTheFutureCountsAsNow(t *testing.T) {
+	t.Parallel()
+	storage := newStorage(t)
+	skewed, reader := newMarks(t, storage, secretA), newMarks(t, storage, secretA)
+	now := time.Now()
+	if err := skewed.Revoke(context.Background(), "u1", now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := reader.Reread(context.Background(), now); err != nil {
+		t.Fatal(err)
+	}
+	if reader.Revoked("u1", now.Add(time.Minute).UnixNano()) {
+		t.Fatal("a login after the re-read is void: a future mark locks the user out")
+	}
+	if !reader.Revoked("u1", now.Add(-time.Minute).UnixNano()) {
+		t.Fatal("the mark was dropped instead of counted as now")
+	}
+}
+
+func TestAMarkGoesOnceEverySessionItVoidedHasEnded(t *testing.T) {
+	t.Parallel()
+	storage := newStorage(t)
+	m := newMarks(t, storage, secretA)
+	now := time.Now()
+	if err := m.Revoke(context.Background(), "u1", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Reread(context.Background(), now.Add(keep-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if n := marksIn(t, storage); n != 1 {
+		t.Fatalf("%d marks while sessions it voids may live", n)
+	}
+	if err := m.Reread(context.Background(), now.Add(keep+time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if n := marksIn(t, storage); n != 0 {
+		t.Fatalf("%d marks after every session they void has ended", n)
+	}
+}
+
+func TestAMarkThisInstanceWroteOutlivesItsLossFromStorage(t *testing.T) {
+	t.Parallel()
+	storage := newStorage(t)
+	m := newMarks(t, storage, secretA)
+	now := time.Now()
+	if err := m.Revoke(context.Background(), "u1", now); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := storage.List(context.Background(), storagekeys.Revoked, false)
+	for _, k := range keys {
+		_ = storage.Delete(context.Background(), k)
+	}
+	if err := m.Reread(context.Background(), now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if !m.Revoked("u1", now.Add(-time.Second).UnixNano()) {
+		t.Fatal("storage lost the mark and this instance forgot it")
+	}
+}
+
+func TestMarksOfOtherKeysAreLeftAlone(t *testing.T) {
+	t.Parallel()
+	storage := newStorage(t)
+	a, b := newMarks(t, storage, secretA), newMarks(t, storage, secretB)
+	now := time.Now()
+	if err := a.Revoke(context.Background(), "u1", now); err != nil {
+		t.Fatal(err)
+	}
+	// Long after: b would delete a mark of its own by now.
+	if err := b.Reread(context.Background(), now.Add(2*keep)); err != nil {
+		t.Fatal(err)
+	}
+	if b.Revoked("u1", now.Add(-time.Second).UnixNano()) {
+		t.Fatal("a mark sealed with other keys counted")
+	}
+	if n := marksIn(t, storage); n != 1 {
+		t.Fatal("another block's mark was deleted")
+	}
+}
+
+func TestTheZeroValueRevokesNothing(t *testing.T) {
+	t.Parallel()
+	var m Marks
+	if m.Revoked("u1", 0) {
+		t.Fatal("revoked")
+	}
+}
+
+func TestAMarkLastsForTheLongestSessionsOfTheBlocksThatReadIt(t *testing.T) {
+	t.Parallel()
+	storage := newStorage(t)
+	short, long := newMarks(t, storage, secretA), newMarks(t, storage, secretA)
+	short.cfg.Keep = time.Hour + Margin
+	now := time.Now()
+	if err := short.Revoke(context.Background(), "u1", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := long.Reread(context.Background(), now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	// Past the short block's keep, well within the long block's.
+	if err := short.Reread(context.Background(), now.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n := marksIn(t, storage); n != 1 {
+		t.Fatal("the short block deleted a mark the long block's sessions still need")
+	}
+}
