@@ -594,6 +594,19 @@ func (hs *harness) addInstance() (*Handler, *prometheus.Registry) {
 	return h, reg
 }
 
+// refreshClockAhead sets the refresh coordinators of the harness's
+// handler and its instances to a clock d ahead: what they remember, and
+// for how long, is decided on that clock, so a test need not wait.
+func (hs *harness) refreshClockAhead(d time.Duration) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	for _, h := range append([]*Handler{hs.h}, hs.instances...) {
+		cfg := h.refresherConfig()
+		cfg.Now = func() time.Time { return time.Now().Add(d) }
+		h.refresh = refresher.New(h.shared.refresh, cfg)
+	}
+}
+
 // sameConfig provisions a new handler with the harness handler's config
 // and storage, changed by change if given, as a reload would.
 func (hs *harness) sameConfig(change func(*Handler)) (*Handler, *prometheus.Registry) {
