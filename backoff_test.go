@@ -19,6 +19,7 @@ func TestARateLimitIsHonouredByEveryInstance(t *testing.T) {
 	t.Parallel()
 	for _, kind := range storageKinds {
 		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
 			hs := newHarness(t, withStorage(kind.new(t)))
 			hs.addInstance()
 			hs.addInstance()
@@ -68,6 +69,7 @@ func TestAFailedRefreshPausesEveryInstance(t *testing.T) {
 	t.Parallel()
 	for _, kind := range storageKinds {
 		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
 			hs := newHarness(t, withStorage(kind.new(t)))
 			hs.addInstance()
 			hs.addInstance()

@@ -29,6 +29,7 @@ func TestOneRefreshAcrossInstances(t *testing.T) {
 	t.Parallel()
 	for _, kind := range storageKinds {
 		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
 			storage := kind.new(t)
 			hs := newHarness(t, withStorage(storage))
 			// With rotation, a second refresh with the old refresh token
@@ -189,6 +190,7 @@ func TestStoredSessionsEndEverywhereOnLogout(t *testing.T) {
 	t.Parallel()
 	for _, kind := range storageKinds {
 		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
 			storage := kind.new(t)
 			hs := newHarness(t, withStorage(storage), withStoredSessions())
 			hs.addInstance()
