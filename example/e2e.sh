@@ -29,11 +29,13 @@ cleanup() {
 trap cleanup EXIT
 
 # free_port picks a random port nothing listens on (bash's /dev/tcp
-# connects only if something does).
+# connects only if something does), below the kernel's ephemeral range:
+# a port there may be taken meanwhile by any outgoing connection.
+ephemeral_low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 free_port() {
 	local p
 	while :; do
-		p=$((20000 + RANDOM % 30000))
+		p=$((10000 + RANDOM % (ephemeral_low - 10000)))
 		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
 	done
 }
