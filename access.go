@@ -261,7 +261,7 @@ func (h *Handler) askForScopes(w http.ResponseWriter, r *http.Request, s *sessio
 		return
 	}
 	h.logger.Info("asking for more scopes", zap.String("user_id", s.UserID), zap.Strings("missing", missing))
-	h.startLoginWith(w, r, loginRequest{
+	h.login.startLoginWith(w, r, loginRequest{
 		returnTo:  returnTo,
 		scopes:    unionScopes(strings.Fields(s.Requested), strings.Fields(s.Scopes), h.Scopes, h.RequiredScopes),
 		required:  h.RequiredScopes,

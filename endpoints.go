@@ -20,9 +20,9 @@ import (
 func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
 	switch r.URL.EscapedPath() {
 	case h.callbackEscaped:
-		h.handleCallback(w, r)
+		h.login.handleCallback(w, r)
 	case EndpointPrefix + "login":
-		h.handleLogin(w, r)
+		h.login.handleLogin(w, r)
 	case EndpointPrefix + "logout":
 		h.handleLogout(w, r)
 	case EndpointPrefix + "userinfo":

@@ -276,24 +276,24 @@ func clientAddress(r *http.Request) netip.Addr {
 // answers 429 itself and returns false. The callback checks this before
 // it uses the login state up, so the 429's retry link (the callback
 // itself) completes the same login once Retry-After has passed.
-func (h *Handler) admitExchange(w http.ResponseWriter, r *http.Request, now time.Time) bool {
+func (f *loginFlow) admitExchange(w http.ResponseWriter, r *http.Request, now time.Time) bool {
 	client := clientAddress(r)
-	ok, wait := h.shared.exchanges.allow(client, h.LoginRateLimit, now)
+	ok, wait := f.h.shared.exchanges.allow(client, f.limit, now)
 	if ok {
 		return true
 	}
-	h.metrics.loginFailures.WithLabelValues(kindTooManyLogins.String()).Inc()
-	h.logger.Warn("login refused: too many code exchanges from this client's network or in total",
+	f.metrics.loginFailures.WithLabelValues(kindTooManyLogins.String()).Inc()
+	f.h.logger.Warn("login refused: too many code exchanges from this client's network or in total",
 		zap.Stringer("client", client), zap.Duration("retry_after", wait))
-	h.fail(w, r, &authError{Kind: kindTooManyLogins, RetryAfter: wait,
+	f.h.fail(w, r, &authError{Kind: kindTooManyLogins, RetryAfter: wait,
 		Message: "Too many logins from your network or in total right now, so this one was not sent to Spotify. " +
 			"It stays valid: try again after a short wait"}, r.URL.RequestURI())
 	return false
 }
 
 // exchangeFailed charges a code Spotify refused to the request's client.
-func (h *Handler) exchangeFailed(r *http.Request, now time.Time) {
-	h.shared.exchanges.failed(clientAddress(r), h.LoginRateLimit, now)
+func (f *loginFlow) exchangeFailed(r *http.Request, now time.Time) {
+	f.h.shared.exchanges.failed(clientAddress(r), f.limit, now)
 }
 
 // parseLoginRateLimit reads `login_rate_limit <per_client> [<overall>]`,

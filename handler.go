@@ -138,7 +138,7 @@ var userHeaderNames = [...]string{"X-Spotify-User-Id", "X-Spotify-Account-Id", "
 // log in, everything else gets 401 with the login URL.
 func (h *Handler) challenge(w http.ResponseWriter, r *http.Request) {
 	if isNavigation(r) {
-		h.startLogin(w, r, returnPath(r))
+		h.login.startLogin(w, r, returnPath(r))
 		return
 	}
 	h.metrics.unauthorized.Inc()

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -32,7 +33,58 @@ const (
 	maxCodeLen  = 2048
 )
 
-func (h *Handler) handleLogin(w http.ResponseWriter, r *http.Request) {
+// loginFlow is the login: its start, the callback, the code exchange,
+// the profile, the state cookies and the login limiter's admission. It is
+// built once in Provision from the options and clients it reads. What a
+// reload or a test may replace on the handler after Provision (its logger,
+// the shared state, the session store), and the handler's answer path
+// (fail), it reaches through h at request time, so both always agree.
+type loginFlow struct {
+	h *Handler
+
+	oauth      *oauth2.Config
+	httpClient *http.Client
+	spotify    *spotifyClient
+	cookies    cookieNames
+	keys       *atomic.Pointer[keyring]
+	metrics    *metrics
+
+	scopes          []string // the route's
+	required        []string
+	showDialog      bool
+	sessionLifetime time.Duration
+	cookieDomain    string
+	redirectURI     string   // the option as given
+	redirectURL     *url.URL // set if redirect_uri is absolute: used as is
+	callbackPath    string
+	authorizeURL    string
+	limit           *LoginRateLimit
+}
+
+// newLoginFlow takes what the login needs from a provisioned handler.
+func newLoginFlow(h *Handler) *loginFlow {
+	return &loginFlow{
+		h:               h,
+		oauth:           h.oauth,
+		httpClient:      h.httpClient,
+		spotify:         h.spotify,
+		cookies:         h.cookies,
+		keys:            h.keys,
+		metrics:         h.metrics,
+		scopes:          h.Scopes,
+		required:        h.RequiredScopes,
+		showDialog:      h.ShowDialog,
+		sessionLifetime: time.Duration(h.SessionLifetime),
+		cookieDomain:    h.CookieDomain,
+		redirectURI:     h.RedirectURI,
+		redirectURL:     h.redirectURL,
+		callbackPath:    h.callbackPath,
+		authorizeURL:    h.AuthorizeURL,
+		limit:           h.LoginRateLimit,
+	}
+}
+
+func (f *loginFlow) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		writePage(w, http.StatusMethodNotAllowed, page{Title: "Method not allowed", Message: "Use GET to start a login."})
@@ -40,13 +92,13 @@ func (h *Handler) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil || len(q["rd"]) > 1 {
-		h.fail(w, r, &authError{Kind: kindBadRequest, Message: "The login link is malformed."}, loginURL("/"))
+		f.h.fail(w, r, &authError{Kind: kindBadRequest, Message: "The login link is malformed."}, loginURL("/"))
 		return
 	}
-	lr := h.defaultLoginRequest(r, safeReturnPath(q.Get("rd")))
+	lr := f.defaultLoginRequest(r, safeReturnPath(q.Get("rd")))
 	// "switch=1": let the user pick another account on Spotify's page.
 	lr.showDialog = lr.showDialog || q.Get("switch") == "1"
-	h.startLoginWith(w, r, lr)
+	f.startLoginWith(w, r, lr)
 }
 
 // loginRequest is what a login asks Spotify for.
@@ -61,12 +113,12 @@ type loginRequest struct {
 // defaultLoginRequest asks for this route's scopes, plus those an
 // existing session already asked for, so a new login never takes away
 // what another route of the site needed.
-func (h *Handler) defaultLoginRequest(r *http.Request, returnTo string) loginRequest {
-	scopes := unionScopes(h.Scopes, h.RequiredScopes)
-	if s, err := h.sessions.load(r, time.Now()); err == nil {
+func (f *loginFlow) defaultLoginRequest(r *http.Request, returnTo string) loginRequest {
+	scopes := unionScopes(f.scopes, f.required)
+	if s, err := f.h.sessions.load(r, time.Now()); err == nil {
 		scopes = unionScopes(strings.Fields(s.Requested), strings.Fields(s.Scopes), scopes)
 	}
-	return loginRequest{returnTo: returnTo, scopes: scopes, required: h.RequiredScopes, showDialog: h.ShowDialog}
+	return loginRequest{returnTo: returnTo, scopes: scopes, required: f.required, showDialog: f.showDialog}
 }
 
 // loginState travels in the per-login cookie from the redirect to the
@@ -84,14 +136,14 @@ type loginState struct {
 }
 
 // startLogin sends the browser to Spotify's consent page.
-func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo string) {
-	h.startLoginWith(w, r, h.defaultLoginRequest(r, returnTo))
+func (f *loginFlow) startLogin(w http.ResponseWriter, r *http.Request, returnTo string) {
+	f.startLoginWith(w, r, f.defaultLoginRequest(r, returnTo))
 }
 
-func (h *Handler) startLoginWith(w http.ResponseWriter, r *http.Request, lr loginRequest) {
-	redirectURI, err := h.redirectURIFor(r)
+func (f *loginFlow) startLoginWith(w http.ResponseWriter, r *http.Request, lr loginRequest) {
+	redirectURI, err := f.redirectURIFor(r)
 	if err != nil {
-		h.fail(w, r, asAuthError(err), "")
+		f.h.fail(w, r, asAuthError(err), "")
 		return
 	}
 	now := time.Now()
@@ -102,18 +154,18 @@ func (h *Handler) startLoginWith(w http.ResponseWriter, r *http.Request, lr logi
 		RedirectURI: redirectURI,
 		Created:     now.Unix(),
 		StartedMs:   now.UnixMilli(),
-		Scopes:      h.stateScopes(lr.scopes),
+		Scopes:      f.stateScopes(lr.scopes),
 		Required:    strings.Join(lr.required, " "),
 		Reconsent:   lr.reconsent,
 	}
-	name := h.cookies.state(r, stateID(ls.State))
-	sealed, err := h.sealState(name, &ls)
+	name := f.cookies.state(r, stateID(ls.State))
+	sealed, err := f.sealState(name, &ls)
 	if err != nil {
-		h.fail(w, r, &authError{Kind: kindMisconfigured, Message: "Could not start the login.", Err: err}, "")
+		f.h.fail(w, r, &authError{Kind: kindMisconfigured, Message: "Could not start the login.", Err: err}, "")
 		return
 	}
-	h.evictOldLogins(w, r, now)
-	http.SetCookie(w, h.stateCookie(r, name, sealed, stateLifetime))
+	f.evictOldLogins(w, r, now)
+	http.SetCookie(w, f.stateCookie(r, name, sealed, stateLifetime))
 
 	opts := []oauth2.AuthCodeOption{
 		oauth2.S256ChallengeOption(ls.Verifier),
@@ -126,15 +178,15 @@ func (h *Handler) startLoginWith(w http.ResponseWriter, r *http.Request, lr logi
 		opts = append(opts, oauth2.SetAuthURLParam("show_dialog", "true"))
 	}
 	setPageHeaders(w.Header())
-	h.metrics.redirects.Inc()
-	http.Redirect(w, r, h.oauth.AuthCodeURL(ls.State, opts...), http.StatusFound)
+	f.metrics.redirects.Inc()
+	http.Redirect(w, r, f.oauth.AuthCodeURL(ls.State, opts...), http.StatusFound)
 }
 
 // redirectURIFor returns the redirect URI for this request: the
 // configured one, or the callback path on the request's scheme and host.
-func (h *Handler) redirectURIFor(r *http.Request) (string, error) {
-	if h.redirectURL != nil {
-		return h.RedirectURI, nil
+func (f *loginFlow) redirectURIFor(r *http.Request) (string, error) {
+	if f.redirectURL != nil {
+		return f.redirectURI, nil
 	}
 	if !validHost(r.Host) {
 		return "", &authError{Kind: kindBadRequest, Message: "The request's Host header is not valid."}
@@ -143,20 +195,20 @@ func (h *Handler) redirectURIFor(r *http.Request) (string, error) {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	uri := scheme + "://" + r.Host + h.callbackPath
+	uri := scheme + "://" + r.Host + f.callbackPath
 	if scheme == "http" && !isLoopbackHost(hostOnly(r.Host)) {
 		msg := "The redirect URI " + uri + " is plain http on a host that is not a loopback IP literal; " +
 			"Spotify accepts only https redirect URIs, or http://127.0.0.1:PORT/... and http://[::1]:PORT/... " +
 			"Serve this site over HTTPS or set redirect_uri."
-		h.logger.Warn("derived redirect URI will be refused by Spotify", zap.String("redirect_uri", uri))
-		if h.AuthorizeURL == DefaultAuthorizeURL {
+		f.h.logger.Warn("derived redirect URI will be refused by Spotify", zap.String("redirect_uri", uri))
+		if f.authorizeURL == DefaultAuthorizeURL {
 			return "", &authError{Kind: kindMisconfigured, Message: msg}
 		}
 	}
 	return uri, nil
 }
 
-func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
+func (f *loginFlow) handleCallback(w http.ResponseWriter, r *http.Request) {
 	// The callback's URL carries the authorization code, and Caddy's
 	// access log records URLs as received: leave this request out of it.
 	// The outcome is logged below, without the code.
@@ -169,37 +221,37 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil || len(q["state"]) > 1 || len(q["code"]) > 1 || len(q["error"]) > 1 {
-		h.fail(w, r, &authError{Kind: kindBadRequest, Message: "The login callback is malformed."}, loginURL("/"))
+		f.h.fail(w, r, &authError{Kind: kindBadRequest, Message: "The login callback is malformed."}, loginURL("/"))
 		return
 	}
 	now := time.Now()
 	if e := q.Get("error"); e != "" {
-		h.loginNotApproved(w, r, e, q.Get("state"), now)
+		f.loginNotApproved(w, r, e, q.Get("state"), now)
 		return
 	}
-	ls, ok := h.admitCallback(w, r, q, now)
+	ls, ok := f.admitCallback(w, r, q, now)
 	if !ok {
 		return
 	}
-	sess, err := h.completeLogin(r.Context(), q.Get("code"), ls, now)
+	sess, err := f.completeLogin(r.Context(), q.Get("code"), ls, now)
 	if err != nil {
 		ae := asAuthError(err)
 		if ae.Kind == kindRefreshRevoked {
 			ae.Kind = kindLoginRejected // invalid_grant on a code: expired, already used or made up
-			h.exchangeFailed(r, now)
+			f.exchangeFailed(r, now)
 		}
-		h.logLoginFailure(ae)
-		h.refuseLogin(w, r, ae, ls.ReturnTo)
+		f.logLoginFailure(ae)
+		f.refuseLogin(w, r, ae, ls.ReturnTo)
 		return
 	}
-	if sess, err = h.sessions.save(w, r, sess); err != nil {
-		h.logger.Error("login failed: saving the session", zap.Error(err))
-		h.refuseLogin(w, r, asAuthError(err), ls.ReturnTo)
+	if sess, err = f.h.sessions.save(w, r, sess); err != nil {
+		f.h.logger.Error("login failed: saving the session", zap.Error(err))
+		f.refuseLogin(w, r, asAuthError(err), ls.ReturnTo)
 		return
 	}
-	h.metrics.logins.Inc()
-	h.logger.Info("login", zap.String("user_id", sess.UserID), zap.String("account_id", sess.AccountID), zap.String("scopes", sess.Scopes))
-	h.afterLogin(w, r, &ls, &sess)
+	f.metrics.logins.Inc()
+	f.h.logger.Info("login", zap.String("user_id", sess.UserID), zap.String("account_id", sess.AccountID), zap.String("scopes", sess.Scopes))
+	f.afterLogin(w, r, &ls, &sess)
 }
 
 // admitCallback checks the callback's state and code, then Spotify's
@@ -207,30 +259,30 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 // callback refused for now (503, 429) leaves its login to be completed
 // once Retry-After has passed. It answers itself and returns false if the
 // login stops here.
-func (h *Handler) admitCallback(w http.ResponseWriter, r *http.Request, q url.Values, now time.Time) (loginState, bool) {
-	ls, err := h.openState(w, r, q.Get("state"), now)
+func (f *loginFlow) admitCallback(w http.ResponseWriter, r *http.Request, q url.Values, now time.Time) (loginState, bool) {
+	ls, err := f.openState(w, r, q.Get("state"), now)
 	if err == nil {
 		if code := q.Get("code"); code == "" || len(code) > maxCodeLen {
-			h.spendState(w, r, &ls, now)
-			h.refuseLogin(w, r, &authError{Kind: kindBadRequest, Message: "The login callback carries no valid code."}, ls.ReturnTo)
+			f.spendState(w, r, &ls, now)
+			f.refuseLogin(w, r, &authError{Kind: kindBadRequest, Message: "The login callback carries no valid code."}, ls.ReturnTo)
 			return ls, false
 		}
-		if err := h.mayCallSpotify(r.Context(), refresher.Logins, now); err != nil {
+		if err := f.h.mayCallSpotify(r.Context(), refresher.Logins, now); err != nil {
 			ae := asAuthError(err)
-			h.metrics.loginFailures.WithLabelValues(ae.Kind.String()).Inc()
-			h.fail(w, r, ae, r.URL.RequestURI()) // retry this very callback
+			f.metrics.loginFailures.WithLabelValues(ae.Kind.String()).Inc()
+			f.h.fail(w, r, ae, r.URL.RequestURI()) // retry this very callback
 			return ls, false
 		}
-		if !h.admitExchange(w, r, now) {
+		if !f.admitExchange(w, r, now) {
 			return ls, false
 		}
-		if !h.spendState(w, r, &ls, now) {
+		if !f.spendState(w, r, &ls, now) {
 			err = errors.New("state already used")
 		}
 	}
 	if err != nil {
-		h.logger.Info("login callback refused", zap.String("reason", err.Error()))
-		h.refuseLogin(w, r, &authError{Kind: kindStateInvalid, Message: "This login link is invalid, was already used, has expired, or was started in another browser."}, "/")
+		f.h.logger.Info("login callback refused", zap.String("reason", err.Error()))
+		f.refuseLogin(w, r, &authError{Kind: kindStateInvalid, Message: "This login link is invalid, was already used, has expired, or was started in another browser."}, "/")
 		return ls, false
 	}
 	return ls, true
@@ -238,24 +290,24 @@ func (h *Handler) admitCallback(w http.ResponseWriter, r *http.Request, q url.Va
 
 // loginNotApproved answers a callback that carries Spotify's error
 // instead of a code: the user declined, or Spotify refused the request.
-func (h *Handler) loginNotApproved(w http.ResponseWriter, r *http.Request, spotifyError, state string, now time.Time) {
+func (f *loginFlow) loginNotApproved(w http.ResponseWriter, r *http.Request, spotifyError, state string, now time.Time) {
 	returnTo := "/"
-	if ls, err := h.consumeState(w, r, state, now); err == nil {
+	if ls, err := f.consumeState(w, r, state, now); err == nil {
 		returnTo = ls.ReturnTo
 	}
 	if spotifyError == "access_denied" {
-		h.logger.Info("login declined at Spotify")
-		h.refuseLogin(w, r, &authError{Kind: kindLoginDenied, Message: "You declined to log in with Spotify, so this page stays closed."}, returnTo)
+		f.h.logger.Info("login declined at Spotify")
+		f.refuseLogin(w, r, &authError{Kind: kindLoginDenied, Message: "You declined to log in with Spotify, so this page stays closed."}, returnTo)
 		return
 	}
 	e := oauthErrorCode(spotifyError)
-	h.logger.Warn("Spotify returned an error to the callback", zap.String("error", e))
-	h.refuseLogin(w, r, &authError{Kind: kindLoginRejected, Message: "Spotify reported an error: " + e + "."}, returnTo)
+	f.h.logger.Warn("Spotify returned an error to the callback", zap.String("error", e))
+	f.refuseLogin(w, r, &authError{Kind: kindLoginRejected, Message: "Spotify reported an error: " + e + "."}, returnTo)
 }
 
 // afterLogin sends the user back where the login started, or asks once
 // more, with the consent dialog shown, for required scopes not granted.
-func (h *Handler) afterLogin(w http.ResponseWriter, r *http.Request, ls *loginState, sess *session) {
+func (f *loginFlow) afterLogin(w http.ResponseWriter, r *http.Request, ls *loginState, sess *session) {
 	var missing []string
 	for _, sc := range strings.Fields(ls.Required) {
 		if !hasScope(sess.Scopes, sc) {
@@ -266,11 +318,11 @@ func (h *Handler) afterLogin(w http.ResponseWriter, r *http.Request, ls *loginSt
 	case len(missing) == 0:
 		http.Redirect(w, r, ls.ReturnTo, http.StatusFound)
 	case !ls.Reconsent:
-		h.logger.Info("required scopes not granted; asking again", zap.String("user_id", sess.UserID), zap.Strings("missing", missing))
-		h.startLoginWith(w, r, loginRequest{returnTo: ls.ReturnTo, scopes: strings.Fields(ls.Scopes),
+		f.h.logger.Info("required scopes not granted; asking again", zap.String("user_id", sess.UserID), zap.Strings("missing", missing))
+		f.startLoginWith(w, r, loginRequest{returnTo: ls.ReturnTo, scopes: strings.Fields(ls.Scopes),
 			required: strings.Fields(ls.Required), reconsent: true})
 	default:
-		h.refuseLogin(w, r, &authError{Kind: kindScopeNotGranted,
+		f.refuseLogin(w, r, &authError{Kind: kindScopeNotGranted,
 			Message: "This page needs the Spotify permission " + strings.Join(missing, ", ") + ", which was not granted."}, ls.ReturnTo)
 	}
 }
@@ -278,14 +330,14 @@ func (h *Handler) afterLogin(w http.ResponseWriter, r *http.Request, ls *loginSt
 // logLoginFailure logs a failed code exchange or profile call with
 // Spotify's own words. A user refused by a development-mode app is named
 // as such: the operator can add them in Spotify's dashboard.
-func (h *Handler) logLoginFailure(ae *authError) {
+func (f *loginFlow) logLoginFailure(ae *authError) {
 	fields := spotifyFields(ae)
 	if ae.Kind == kindNotRegistered {
-		h.logger.Warn("login refused by Spotify: the account is not on the user list of this development-mode app "+
+		f.h.logger.Warn("login refused by Spotify: the account is not on the user list of this development-mode app "+
 			"(add it under User Management in Spotify's developer dashboard)", fields...)
 		return
 	}
-	h.logger.Warn("login failed", append(fields, zap.String("detail", ae.Message))...)
+	f.h.logger.Warn("login failed", append(fields, zap.String("detail", ae.Message))...)
 }
 
 // spotifyFields are the log fields of a failure: its kind, the error, what
@@ -304,13 +356,13 @@ func spotifyFields(ae *authError) []zap.Field {
 
 // refuseLogin counts a failed login and answers it. Refused by a
 // development-mode app, the user is offered Spotify's account picker.
-func (h *Handler) refuseLogin(w http.ResponseWriter, r *http.Request, ae *authError, returnTo string) {
-	h.metrics.loginFailures.WithLabelValues(ae.Kind.String()).Inc()
+func (f *loginFlow) refuseLogin(w http.ResponseWriter, r *http.Request, ae *authError, returnTo string) {
+	f.metrics.loginFailures.WithLabelValues(ae.Kind.String()).Inc()
 	retry := loginURL(returnTo)
 	if ae.Kind == kindNotRegistered {
 		retry = switchAccountURL(returnTo)
 	}
-	h.fail(w, r, ae, retry)
+	f.h.fail(w, r, ae, retry)
 }
 
 // switchAccountURL starts a login that shows Spotify's consent dialog
@@ -320,24 +372,24 @@ func switchAccountURL(returnTo string) string {
 }
 
 // completeLogin exchanges the code and learns who the user is.
-func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState, now time.Time) (session, error) {
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, h.httpClient)
-	tok, err := h.oauth.Exchange(ctx, code,
+func (f *loginFlow) completeLogin(ctx context.Context, code string, ls loginState, now time.Time) (session, error) {
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, f.httpClient)
+	tok, err := f.oauth.Exchange(ctx, code,
 		oauth2.VerifierOption(ls.Verifier),
 		oauth2.SetAuthURLParam("redirect_uri", ls.RedirectURI))
 	if err != nil {
 		ae := classifyTokenError(err, "code exchange")
-		h.noteSpotify(ctx, refresher.Logins, ae) // a 429 pauses logins only
+		f.h.noteSpotify(ctx, refresher.Logins, ae) // a 429 pauses logins only
 		return session{}, ae
 	}
 	if tok.RefreshToken == "" {
 		return session{}, &authError{Kind: kindLoginRejected, Message: "Spotify issued no refresh token"}
 	}
-	prof, err := h.spotify.me(ctx, tok.AccessToken)
+	prof, err := f.spotify.me(ctx, tok.AccessToken)
 	if err != nil {
 		// Nothing of this user is kept: no session, no cookie. A user
 		// Spotify refused has a token, but it opens nothing.
-		h.noteSpotify(ctx, refresher.Logins, err)
+		f.h.noteSpotify(ctx, refresher.Logins, err)
 		return session{}, err
 	}
 	if !validUserID(prof.ID) {
@@ -346,7 +398,7 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 	}
 	return session{
 		Created:      now.UnixNano(),
-		Expires:      now.Add(time.Duration(h.SessionLifetime)).Unix(),
+		Expires:      now.Add(f.sessionLifetime).Unix(),
 		TokenExpires: tokenExpiry(tok, now),
 		AccessToken:  tok.AccessToken,
 		RefreshToken: tok.RefreshToken,
@@ -354,7 +406,7 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 		// (RFC 6749 section 5.1).
 		Scopes:      grantedScopes(tok, ls.Scopes),
 		UserID:      prof.ID,
-		AccountID:   h.accountID(prof),
+		AccountID:   f.accountID(prof),
 		DisplayName: profileText(prof.DisplayName, maxDisplayNameLen),
 		Email:       profileEmail(prof.Email),
 		Product:     profileWord(prof.Product, maxProductLen),
@@ -365,9 +417,9 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 
 // consumeState checks the callback's state against this browser's login
 // cookie, and uses it up.
-func (h *Handler) consumeState(w http.ResponseWriter, r *http.Request, state string, now time.Time) (loginState, error) {
-	ls, err := h.openState(w, r, state, now)
-	if err == nil && !h.spendState(w, r, &ls, now) {
+func (f *loginFlow) consumeState(w http.ResponseWriter, r *http.Request, state string, now time.Time) (loginState, error) {
+	ls, err := f.openState(w, r, state, now)
+	if err == nil && !f.spendState(w, r, &ls, now) {
 		err = errors.New("state already used")
 	}
 	return ls, err
@@ -376,7 +428,7 @@ func (h *Handler) consumeState(w http.ResponseWriter, r *http.Request, state str
 // openState checks the callback's state against this browser's login
 // cookie without using it up (see spendState). A cookie that fails a
 // check is expired.
-func (h *Handler) openState(w http.ResponseWriter, r *http.Request, state string, now time.Time) (loginState, error) {
+func (f *loginFlow) openState(w http.ResponseWriter, r *http.Request, state string, now time.Time) (loginState, error) {
 	var ls loginState
 	if state == "" {
 		return ls, errors.New("missing state")
@@ -385,17 +437,17 @@ func (h *Handler) openState(w http.ResponseWriter, r *http.Request, state string
 		return ls, errors.New("oversized state")
 	}
 	id := stateID(state)
-	name := h.cookies.state(r, id)
+	name := f.cookies.state(r, id)
 	raw, ok := cookieValue(r.Header, name)
 	if !ok {
 		return ls, errors.New("no login in progress in this browser for this state")
 	}
-	ls, err := h.readState(name, raw, state, now)
-	if err == nil && h.shared.stateUsed(id, now) {
+	ls, err := f.readState(name, raw, state, now)
+	if err == nil && f.h.shared.stateUsed(id, now) {
 		err = errors.New("state already used")
 	}
 	if err != nil {
-		http.SetCookie(w, h.stateCookie(r, name, "", -1))
+		http.SetCookie(w, f.stateCookie(r, name, "", -1))
 		return ls, err
 	}
 	ls.ReturnTo = safeReturnPath(ls.ReturnTo)
@@ -403,12 +455,12 @@ func (h *Handler) openState(w http.ResponseWriter, r *http.Request, state string
 }
 
 // readState opens the state cookie called name and checks it holds state.
-func (h *Handler) readState(name, raw, state string, now time.Time) (loginState, error) {
+func (f *loginFlow) readState(name, raw, state string, now time.Time) (loginState, error) {
 	var ls loginState
 	if len(raw) > maxStateCookieLen {
 		return ls, errors.New("login cookie is oversized")
 	}
-	plain, err := h.sealers().states.Open(raw, []byte(name))
+	plain, err := f.keys.Load().states.Open(raw, []byte(name))
 	if err != nil {
 		return ls, errors.New("login cookie cannot be opened")
 	}
@@ -427,10 +479,10 @@ func (h *Handler) readState(name, raw, state string, now time.Time) (loginState,
 // spendState uses an opened login state up: its cookie is expired and the
 // state remembered, so a replay is refused even if the browser kept the
 // cookie. False: another callback spent it first.
-func (h *Handler) spendState(w http.ResponseWriter, r *http.Request, ls *loginState, now time.Time) bool {
+func (f *loginFlow) spendState(w http.ResponseWriter, r *http.Request, ls *loginState, now time.Time) bool {
 	id := stateID(ls.State)
-	http.SetCookie(w, h.stateCookie(r, h.cookies.state(r, id), "", -1))
-	return h.shared.useState(id, now)
+	http.SetCookie(w, f.stateCookie(r, f.cookies.state(r, id), "", -1))
+	return f.h.shared.useState(id, now)
 }
 
 // oauthErrorCode passes on an OAuth error code only if it looks like one

@@ -44,15 +44,15 @@ const (
 
 // statePrefix is the name every state cookie of this request's scheme
 // starts with (see cookieNames.state).
-func (h *Handler) statePrefix(r *http.Request) string {
-	return h.cookies.state(r, "")
+func (f *loginFlow) statePrefix(r *http.Request) string {
+	return f.cookies.state(r, "")
 }
 
 // stateCookie is a state cookie: host-only and Path=/ whatever
 // cookie_domain says, which __Host- requires and which lets a login see
 // (and bound) the logins already in progress.
-func (h *Handler) stateCookie(r *http.Request, name, value string, maxAge time.Duration) *http.Cookie {
-	c := cookieTemplate(r, h.CookieDomain, name, value, maxAge)
+func (f *loginFlow) stateCookie(r *http.Request, name, value string, maxAge time.Duration) *http.Cookie {
+	c := cookieTemplate(r, f.cookieDomain, name, value, maxAge)
 	c.Domain = ""
 	return c
 }
@@ -69,18 +69,18 @@ func stateReturnPath(p string) string {
 }
 
 // stateScopes bounds the requested scopes a state cookie keeps.
-func (h *Handler) stateScopes(scopes []string) string {
+func (f *loginFlow) stateScopes(scopes []string) string {
 	s := strings.Join(scopes, " ")
 	if len(s) <= maxStateScopesLen {
 		return s
 	}
-	return strings.Join(unionScopes(h.Scopes, h.RequiredScopes), " ")
+	return strings.Join(unionScopes(f.scopes, f.required), " ")
 }
 
 // sealState seals ls for the cookie called name, within
 // maxStateCookieLen: what does not fit gives way, the return path first
 // (the login then lands on "/"), then scopes beyond the route's own.
-func (h *Handler) sealState(name string, ls *loginState) (string, error) {
+func (f *loginFlow) sealState(name string, ls *loginState) (string, error) {
 	for attempt := 0; ; attempt++ {
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
@@ -88,7 +88,7 @@ func (h *Handler) sealState(name string, ls *loginState) (string, error) {
 		if err := enc.Encode(ls); err != nil {
 			return "", err
 		}
-		sealed := h.sealers().states.Seal(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), []byte(name))
+		sealed := f.keys.Load().states.Seal(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), []byte(name))
 		if len(sealed) <= maxStateCookieLen {
 			return sealed, nil
 		}
@@ -96,7 +96,7 @@ func (h *Handler) sealState(name string, ls *loginState) (string, error) {
 		case 0:
 			ls.ReturnTo = "/"
 		case 1:
-			ls.Scopes = strings.Join(unionScopes(h.Scopes, h.RequiredScopes), " ")
+			ls.Scopes = strings.Join(unionScopes(f.scopes, f.required), " ")
 		default:
 			return "", errors.New("the login state does not fit in a cookie: shorten redirect_uri or the callback path")
 		}
@@ -112,8 +112,8 @@ type pendingLogin struct {
 // maxConcurrentLogins-1, and any that cannot be opened or have expired,
 // so that with the one about to be set the browser holds at most
 // maxConcurrentLogins.
-func (h *Handler) evictOldLogins(w http.ResponseWriter, r *http.Request, now time.Time) {
-	prefix := h.statePrefix(r)
+func (f *loginFlow) evictOldLogins(w http.ResponseWriter, r *http.Request, now time.Time) {
+	prefix := f.statePrefix(r)
 	var pending []pendingLogin
 	for _, line := range r.Header["Cookie"] {
 		for len(line) > 0 && len(pending) < maxStateCookiesScanned {
@@ -123,7 +123,7 @@ func (h *Handler) evictOldLogins(w http.ResponseWriter, r *http.Request, now tim
 			if !strings.HasPrefix(name, prefix) || slices.ContainsFunc(pending, func(p pendingLogin) bool { return p.name == name }) {
 				continue
 			}
-			pending = append(pending, pendingLogin{name: name, started: h.stateStarted(name, value, now)})
+			pending = append(pending, pendingLogin{name: name, started: f.stateStarted(name, value, now)})
 		}
 	}
 	// Newest first; unusable ones (created 0) sort last.
@@ -138,18 +138,18 @@ func (h *Handler) evictOldLogins(w http.ResponseWriter, r *http.Request, now tim
 	})
 	for i, p := range pending {
 		if i >= maxConcurrentLogins-1 || p.started == 0 {
-			http.SetCookie(w, h.stateCookie(r, p.name, "", -1))
+			http.SetCookie(w, f.stateCookie(r, p.name, "", -1))
 		}
 	}
 }
 
 // stateStarted returns when a state cookie's login started (unix ms), or
 // 0 if it cannot be opened or has expired.
-func (h *Handler) stateStarted(name, value string, now time.Time) int64 {
+func (f *loginFlow) stateStarted(name, value string, now time.Time) int64 {
 	if len(value) > maxStateCookieLen {
 		return 0
 	}
-	plain, err := h.sealers().states.Open(value, []byte(name))
+	plain, err := f.keys.Load().states.Open(value, []byte(name))
 	if err != nil {
 		return 0
 	}

@@ -217,6 +217,7 @@ type Handler struct {
 	keys          *atomic.Pointer[keyring] // a pointer: Handler is copied by value
 	revocations   *revocation.Marks
 	sessions      sessionStore         // where sessions live, as session_store says (sessionstore.go)
+	login         *loginFlow           // the login: start, callback, state cookies (login.go)
 	generatedKeys bool                 // keys from storage, re-read in the background
 	storage       certmagic.Storage    // resolved from StorageRaw, or Caddy's
 	storageID     string               // what makes two storage options the same
@@ -274,6 +275,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.provisionSpotify()
+	h.login = newLoginFlow(h)
 	if err := h.provisionShared(); err != nil {
 		return err
 	}

@@ -48,11 +48,11 @@ func validUserID(id string) bool {
 // value, and one path segment through {http.auth.user.account_id}. One
 // that fails is dropped, not mended: an altered id would name someone
 // else. The user still logs in; allow_users can still match the id.
-func (h *Handler) accountID(p userProfile) string {
+func (f *loginFlow) accountID(p userProfile) string {
 	if p.AccountID == "" || validUserID(p.AccountID) {
 		return p.AccountID
 	}
-	h.logger.Warn("Spotify sent an account_id this site cannot use (Spotify ids are ASCII letters, digits, '.', '_' "+
+	f.h.logger.Warn("Spotify sent an account_id this site cannot use (Spotify ids are ASCII letters, digits, '.', '_' "+
 		"and '-'); the session goes without it", zap.String("user_id", p.ID), zap.Int("account_id_length", len(p.AccountID)))
 	return ""
 }
