@@ -9,6 +9,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/fifo"
 )
 
 // accessRules is who may pass, resolved at provision time. A user must
@@ -122,12 +124,12 @@ func (s *sharedState) firstUnshared(rule, userID string, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.unsharedLogged == nil {
-		s.unsharedLogged = newFIFOMap[struct{}](maxUnsharedLogged)
+		s.unsharedLogged = fifo.New[struct{}](maxUnsharedLogged)
 	}
-	if _, seen := s.unsharedLogged.get(key, now); seen {
+	if _, seen := s.unsharedLogged.Get(key, now); seen {
 		return false
 	}
-	s.unsharedLogged.put(key, struct{}{}, now.Add(unsharedLogKeep))
+	s.unsharedLogged.Put(key, struct{}{}, now.Add(unsharedLogKeep))
 	return true
 }
 

@@ -971,12 +971,10 @@ func (d *discardWriter) WriteHeader(int)             {}
 
 // ---- Views of internals only tests need ----
 
-func (f *fifoMap[V]) len() int { return len(f.entries) }
-
 func (t *blockTable) len() int { return len(t.index) }
 
 func (s *sharedState) usedStateCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.usedState.len()
+	return s.usedState.Len()
 }

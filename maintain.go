@@ -142,7 +142,7 @@ func (h *Handler) sweep(ctx context.Context, prefix string, recursive bool, expi
 func (s *sharedState) pruneExpired(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.usedState.prune(now)
+	s.usedState.Prune(now)
 	pruneExpired(s.rejected, now, func(t time.Time) time.Time { return t })
 	s.nRejected.Store(int32(len(s.rejected)))
 	s.refresh.Prune(now)

@@ -78,7 +78,7 @@ func TestMaintenanceDropsExpiredEntriesFromTheInMemoryCaches(t *testing.T) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for name, m := range map[string]map[string]bool{
-		"used states":     keysOf(s.usedState.entries),
+		"used states":     keysOfList(s.usedState.Keys()),
 		"rejected tokens": keysOf(s.rejected),
 	} {
 		if len(m) != 1 {
@@ -91,6 +91,14 @@ func TestMaintenanceDropsExpiredEntriesFromTheInMemoryCaches(t *testing.T) {
 	if n := s.nRejected.Load(); n != 1 {
 		t.Errorf("nRejected %d after maintenance, want 1", n)
 	}
+}
+
+func keysOfList(keys []string) map[string]bool {
+	out := map[string]bool{}
+	for _, k := range keys {
+		out[k] = true
+	}
+	return out
 }
 
 func keysOf[V any](m map[string]V) map[string]bool {

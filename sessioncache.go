@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/fifo"
 )
 
 // A per-instance cache of opened sessions, so a valid session's request
@@ -42,10 +44,10 @@ const (
 )
 
 type sessionCache struct {
-	mu     sync.RWMutex          // reads (every request) share it
-	opened *fifoMap[openedEntry] // sealed cookie value → what it opened to
-	stored *fifoMap[storedEntry] // storage key → the stored session
-	kr     *keyring              // the keyring the entries were opened with
+	mu     sync.RWMutex           // reads (every request) share it
+	opened *fifo.Map[openedEntry] // sealed cookie value → what it opened to
+	stored *fifo.Map[storedEntry] // storage key → the stored session
+	kr     *keyring               // the keyring the entries were opened with
 	// writes counts this instance's writes and deletes of stored
 	// sessions: a read that began before one is not cached (it may be
 	// older than the write).
@@ -61,8 +63,8 @@ type storedEntry struct{ sess session }
 
 func newSessionCache() *sessionCache {
 	return &sessionCache{
-		opened: newFIFOMap[openedEntry](maxOpenedSessions),
-		stored: newFIFOMap[storedEntry](maxStoredSessions),
+		opened: fifo.New[openedEntry](maxOpenedSessions),
+		stored: fifo.New[storedEntry](maxStoredSessions),
 	}
 }
 
@@ -77,7 +79,7 @@ func (c *sessionCache) open(value string, kr *keyring, now time.Time) (openedEnt
 	if c.kr != kr {
 		return openedEntry{}, false
 	}
-	return c.opened.get(value, now)
+	return c.opened.Get(value, now)
 }
 
 func (c *sessionCache) putOpened(value string, kr *keyring, e openedEntry, now time.Time) {
@@ -89,10 +91,10 @@ func (c *sessionCache) putOpened(value string, kr *keyring, e openedEntry, now t
 	if c.kr != kr {
 		// New keys: nothing opened with the old ones is kept.
 		c.kr = kr
-		c.opened = newFIFOMap[openedEntry](maxOpenedSessions)
+		c.opened = fifo.New[openedEntry](maxOpenedSessions)
 	}
 	// Cloned: the value is a substring of the request's Cookie header.
-	c.opened.put(string([]byte(value)), e, now.Add(openedSessionCacheTTL))
+	c.opened.Put(string([]byte(value)), e, now.Add(openedSessionCacheTTL))
 }
 
 func (c *sessionCache) loadStored(key string, now time.Time) (session, bool) {
@@ -101,7 +103,7 @@ func (c *sessionCache) loadStored(key string, now time.Time) (session, bool) {
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	e, ok := c.stored.get(key, now)
+	e, ok := c.stored.Get(key, now)
 	return e.sess, ok
 }
 
@@ -125,7 +127,7 @@ func (c *sessionCache) putStored(key string, s session, began uint64, readAt tim
 	if c.writes != began {
 		return // this instance wrote or deleted a stored session meanwhile
 	}
-	c.stored.put(key, storedEntry{s}, readAt.Add(storedSessionCacheTTL))
+	c.stored.Put(key, storedEntry{s}, readAt.Add(storedSessionCacheTTL))
 }
 
 // forgetStored drops a stored session from this cache.
@@ -136,7 +138,7 @@ func (c *sessionCache) forgetStored(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.writes++
-	c.stored.delete(key)
+	c.stored.Delete(key)
 }
 
 // upstreamValues is what passUpstream sends for a session, worked out

@@ -24,7 +24,7 @@ func TestOpenedSessionCacheChangesNoAnswer(t *testing.T) {
 	cached := func() int {
 		cacheOf(hs.h).mu.Lock()
 		defer cacheOf(hs.h).mu.Unlock()
-		return cacheOf(hs.h).opened.len()
+		return cacheOf(hs.h).opened.Len()
 	}
 	if n := cached(); n != 1 {
 		t.Fatalf("%d cached sessions after one session's requests, want 1", n)
@@ -72,7 +72,7 @@ func TestSessionCacheBounds(t *testing.T) {
 		c.putOpened(string(rune(i))+"-cookie", kr, openedEntry{}, now)
 	}
 	c.putOpened(string(make([]byte, maxCachedCookieLen+1)), kr, openedEntry{}, now)
-	if n := c.opened.len(); n != maxOpenedSessions {
+	if n := c.opened.Len(); n != maxOpenedSessions {
 		t.Fatalf("%d opened sessions cached, want the bound %d", n, maxOpenedSessions)
 	}
 	if _, ok := c.open(string(make([]byte, maxCachedCookieLen+1)), kr, now); ok {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/fifo"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/refresher"
 )
 
@@ -27,14 +28,14 @@ type sharedState struct {
 	refresh *refresher.State
 
 	mu        sync.Mutex
-	usedState *fifoMap[struct{}]   // state hash → used (until it stops mattering)
+	usedState *fifo.Map[struct{}]  // state hash → used (until it stops mattering)
 	rejected  map[string]time.Time // access tokens the upstream found invalid → until when it matters
 	// nRejected lets the hot path skip the map (and its lock) when empty.
 	nRejected atomic.Int32
 
 	// unsharedLogged: rule and user already warned about a missing
 	// field (made on first use).
-	unsharedLogged *fifoMap[struct{}]
+	unsharedLogged *fifo.Map[struct{}]
 
 	app atomic.Pointer[appToken] // mode app: the current app token
 
@@ -48,7 +49,7 @@ type sharedState struct {
 func newSharedState() *sharedState {
 	return &sharedState{
 		refresh:     refresher.NewState(),
-		usedState:   newFIFOMap[struct{}](maxUsedStates),
+		usedState:   fifo.New[struct{}](maxUsedStates),
 		rejected:    make(map[string]time.Time),
 		maintenance: make(map[string]*maintenanceSchedule),
 	}
@@ -75,12 +76,12 @@ func (s *sharedState) Destruct() error { return nil }
 func (s *sharedState) useState(key string, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, used := s.usedState.get(key, now); used {
+	if _, used := s.usedState.Get(key, now); used {
 		return false
 	}
 	// All entries live equally long, so the oldest are the first to go
 	// when a flood fills the memory, never the recent ones.
-	s.usedState.put(key, struct{}{}, now.Add(usedStateLifetime))
+	s.usedState.Put(key, struct{}{}, now.Add(usedStateLifetime))
 	return true
 }
 
@@ -88,6 +89,6 @@ func (s *sharedState) useState(key string, now time.Time) bool {
 func (s *sharedState) stateUsed(key string, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, used := s.usedState.get(key, now)
+	_, used := s.usedState.Get(key, now)
 	return used
 }

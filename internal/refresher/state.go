@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/fifo"
 )
 
 // Bounds on the in-memory tables, so no input can grow them without limit.
@@ -28,7 +30,7 @@ type State struct {
 	app, logins backoff
 
 	mu       sync.Mutex
-	recent   *fifoMap[Tokens]     // refresh key → what that refresh produced
+	recent   *fifo.Map[Tokens]    // refresh key → what that refresh produced
 	paused   map[string]time.Time // session id → no retry of a failed refresh before
 	forced   map[string]time.Time // session id → no refresh on the upstream's word before
 	failed   map[string]time.Time // session id → last failed refresh
@@ -42,7 +44,7 @@ type State struct {
 // NewState returns an empty State.
 func NewState() *State {
 	return &State{
-		recent:   newFIFOMap[Tokens](maxEntries),
+		recent:   fifo.New[Tokens](maxEntries),
 		paused:   make(map[string]time.Time),
 		forced:   make(map[string]time.Time),
 		failed:   make(map[string]time.Time),
@@ -55,7 +57,7 @@ func NewState() *State {
 func (s *State) Prune(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.recent.prune(now)
+	s.recent.Prune(now)
 	for _, m := range []map[string]time.Time{s.paused, s.forced, s.retryNot} {
 		pruneBefore(m, now, 0)
 	}
@@ -66,14 +68,14 @@ func (s *State) Prune(now time.Time) {
 func (s *State) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.recent.entries) + len(s.paused) + len(s.forced) + len(s.failed) + len(s.retryNot)
+	return s.recent.Len() + len(s.paused) + len(s.forced) + len(s.failed) + len(s.retryNot)
 }
 
 // remembered returns what the refresh named key produced, while kept.
 func (s *State) remembered(key string, now time.Time) (Tokens, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.recent.get(key, now)
+	return s.recent.Get(key, now)
 }
 
 // remember keeps a refresh's result until its access token expires (an
@@ -87,7 +89,7 @@ func (s *State) remember(key string, t Tokens, now time.Time) {
 	if least := now.Add(MinRemembered); until.Before(least) {
 		until = least
 	}
-	s.recent.put(key, t, until)
+	s.recent.Put(key, t, until)
 }
 
 // set makes m[id] until, within maxEntries.
