@@ -35,6 +35,7 @@ func TestTwoCaddyProcessesShareSessionsAndRefreshOnce(t *testing.T) {
 	bin := buildTestCaddy(t)
 	for _, kind := range []string{"file_system", "recording", "redis"} {
 		t.Run(kind, func(t *testing.T) {
+			t.Parallel() // processes, ports, storage and fake of its own
 			dir := t.TempDir()
 			storageDir, callLog := filepath.Join(dir, "storage"), filepath.Join(dir, "calls.log")
 			storage := "file_system " + storageDir
