@@ -80,7 +80,7 @@ func (h *Handler) renewAppToken(ctx context.Context) (*appToken, error) {
 			return t, nil
 		}
 		now := time.Now()
-		if err := h.mayCallSpotify(ctx, refresher.Calls, now); err != nil {
+		if err := mayCallSpotify(ctx, h.refresh, refresher.Calls, now); err != nil {
 			return nil, err
 		}
 		cc := clientcredentials.Config{
@@ -92,7 +92,7 @@ func (h *Handler) renewAppToken(ctx context.Context) (*appToken, error) {
 		tok, err := cc.Token(ctx)
 		if err != nil {
 			ae := classifyTokenError(err, "client credentials")
-			h.noteSpotify(ctx, refresher.Calls, ae)
+			noteSpotify(ctx, h.refresh, refresher.Calls, ae)
 			h.metrics.refreshFailures.WithLabelValues(ae.Kind.String()).Inc()
 			return nil, ae
 		}

@@ -176,12 +176,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("%s: %v", opt, err)
 		}
 		if !slices.ContainsFunc(args, hasPlaceholder) {
-			if err := h.checkOption(opt); err != nil {
+			if err := checkOption(h, opt); err != nil {
 				return d.Err(err.Error())
 			}
 		}
 	}
-	if err := h.checkCombinations(); err != nil {
+	if err := checkCombinations(h); err != nil {
 		return d.Err(err.Error())
 	}
 	return nil

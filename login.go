@@ -215,7 +215,7 @@ func (h *Handler) admitCallback(w http.ResponseWriter, r *http.Request, q url.Va
 			h.refuseLogin(w, r, &authError{Kind: kindBadRequest, Message: "The login callback carries no valid code."}, ls.ReturnTo)
 			return ls, false
 		}
-		if err := h.mayCallSpotify(r.Context(), refresher.Logins, now); err != nil {
+		if err := mayCallSpotify(r.Context(), h.refresh, refresher.Logins, now); err != nil {
 			ae := asAuthError(err)
 			h.metrics.loginFailures.WithLabelValues(ae.Kind.String()).Inc()
 			h.fail(w, r, ae, r.URL.RequestURI()) // retry this very callback
@@ -327,7 +327,7 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 		oauth2.SetAuthURLParam("redirect_uri", ls.RedirectURI))
 	if err != nil {
 		ae := classifyTokenError(err, "code exchange")
-		h.noteSpotify(ctx, refresher.Logins, ae) // a 429 pauses logins only
+		noteSpotify(ctx, h.refresh, refresher.Logins, ae) // a 429 pauses logins only
 		return session{}, ae
 	}
 	if tok.RefreshToken == "" {
@@ -337,7 +337,7 @@ func (h *Handler) completeLogin(ctx context.Context, code string, ls loginState,
 	if err != nil {
 		// Nothing of this user is kept: no session, no cookie. A user
 		// Spotify refused has a token, but it opens nothing.
-		h.noteSpotify(ctx, refresher.Logins, err)
+		noteSpotify(ctx, h.refresh, refresher.Logins, err)
 		return session{}, err
 	}
 	if !validUserID(prof.ID) {

@@ -259,22 +259,22 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.errorRoutes = siteHasErrorRoutes(ctx)
-	h.resolvePlaceholders()
-	h.setDefaults()
-	if h.invalid = h.validate(); h.invalid != nil {
+	resolvePlaceholders(h)
+	setDefaults(h)
+	if h.invalid = validateConfig(h); h.invalid != nil {
 		return nil // Validate reports it; nothing is written or started
 	}
-	if err := h.provisionStorage(ctx); err != nil {
+	if err := provisionStorage(h, ctx); err != nil {
 		return err
 	}
-	if err := h.provisionKeys(ctx); err != nil {
+	if err := provisionKeys(h, ctx); err != nil {
 		return err
 	}
-	if err := h.provisionRequestSettings(ctx); err != nil {
+	if err := provisionRequestSettings(h, ctx); err != nil {
 		return err
 	}
-	h.provisionSpotify()
-	if err := h.provisionShared(); err != nil {
+	provisionSpotify(h)
+	if err := provisionShared(h); err != nil {
 		return err
 	}
 	h.revocations = h.newRevocations()
@@ -282,14 +282,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.revocations.Reread(ctx, time.Now()); err != nil {
 		h.logger.Warn("reading session revocations from storage; retrying in the background", zap.Error(err))
 	}
-	h.startBackground(ctx)
+	startBackground(h, ctx)
 	registerLive(h, ctx.Context)
 	return nil
 }
 
 // resolvePlaceholders reads secrets and endpoints from the environment or
 // files (never from a request).
-func (h *Handler) resolvePlaceholders() {
+func resolvePlaceholders(h *Handler) {
 	repl := caddy.NewReplacer()
 	for _, s := range []*string{&h.ClientID, &h.ClientSecret, &h.AuthorizeURL, &h.TokenURL, &h.APIURL, &h.RedirectURI} {
 		*s = repl.ReplaceKnown(*s, "")
@@ -305,7 +305,7 @@ func (h *Handler) resolvePlaceholders() {
 
 // provisionKeys builds the key ring: from cookie_secret, else from keys
 // generated once into storage (and rotated there).
-func (h *Handler) provisionKeys(ctx caddy.Context) error {
+func provisionKeys(h *Handler, ctx caddy.Context) error {
 	secrets := make([][]byte, len(h.CookieSecrets))
 	for i, s := range h.CookieSecrets {
 		secrets[i] = []byte(s)
@@ -334,7 +334,7 @@ func (h *Handler) provisionKeys(ctx caddy.Context) error {
 
 // provisionRequestSettings derives what the request path reads from the
 // options, once.
-func (h *Handler) provisionRequestSettings(ctx caddy.Context) error {
+func provisionRequestSettings(h *Handler, ctx caddy.Context) error {
 	h.callbackPath, h.callbackEscaped = DefaultCallbackPath, DefaultCallbackPath
 	if h.RedirectURI != "" {
 		u, _ := url.Parse(h.RedirectURI) // validated
@@ -345,7 +345,7 @@ func (h *Handler) provisionRequestSettings(ctx caddy.Context) error {
 	}
 	h.leeway = int64(time.Duration(h.RefreshLeeway) / time.Second)
 	h.rules = h.newAccessRules()
-	h.notePartnerScopes()
+	notePartnerScopes(h)
 	h.userHeaders = h.UserHeaders == nil || *h.UserHeaders
 	h.appMode = h.Mode == modeApp
 	h.tokenHeader = http.CanonicalHeaderKey(h.TokenHeader)
@@ -365,7 +365,7 @@ func (h *Handler) provisionRequestSettings(ctx caddy.Context) error {
 }
 
 // provisionSpotify sets up the OAuth and Web API clients.
-func (h *Handler) provisionSpotify() {
+func provisionSpotify(h *Handler) {
 	h.httpClient = newHTTPClient(time.Duration(h.Timeout))
 	authStyle := oauth2.AuthStyleInParams
 	if h.ClientSecret != "" {
@@ -382,12 +382,12 @@ func (h *Handler) provisionSpotify() {
 		},
 	}
 	h.spotify = &spotifyClient{apiURL: strings.TrimRight(h.APIURL, "/"), http: h.httpClient}
-	h.warnPastSpotifyLimits()
+	warnPastSpotifyLimits(h)
 }
 
 // warnPastSpotifyLimits tells the operator what Spotify will not do for
 // this config.
-func (h *Handler) warnPastSpotifyLimits() {
+func warnPastSpotifyLimits(h *Handler) {
 	if !h.appMode && time.Duration(h.SessionLifetime) > spotifyGrantLife {
 		h.logger.Warn("session_lifetime is longer than Spotify lets a login last: refresh tokens expire 6 months after the user's consent, "+
 			"so sessions end then and users are sent through Spotify's consent again",
@@ -405,7 +405,7 @@ const spotifyGrantLife = 183 * 24 * time.Hour
 // a pool keyed by what identifies the client: Spotify's limits are per app,
 // whatever storage a block uses. Only the maintenance schedule is per
 // storage.
-func (h *Handler) provisionShared() error {
+func provisionShared(h *Handler) error {
 	h.sharedKey = "spotify_auth:" + h.TokenURL + "|" + h.ClientID
 	shared, _, err := sharedPool.LoadOrNew(h.sharedKey, func() (caddy.Destructor, error) {
 		return newSharedState(), nil
@@ -421,7 +421,7 @@ func (h *Handler) provisionShared() error {
 
 // startBackground starts the work that lives as long as this config:
 // Cleanup stops it.
-func (h *Handler) startBackground(ctx caddy.Context) {
+func startBackground(h *Handler, ctx caddy.Context) {
 	var mctx context.Context
 	mctx, h.stopMaintain = context.WithCancel(ctx)
 	h.maintainDone = make(chan struct{})
@@ -437,7 +437,7 @@ func (h *Handler) startBackground(ctx caddy.Context) {
 
 // provisionStorage loads the storage option's module, or takes Caddy's
 // configured storage.
-func (h *Handler) provisionStorage(ctx caddy.Context) error {
+func provisionStorage(h *Handler, ctx caddy.Context) error {
 	if h.StorageRaw == nil {
 		h.storage, h.storageID = ctx.Storage(), ""
 		return nil
@@ -481,7 +481,7 @@ func (h *Handler) Cleanup() error {
 	return nil
 }
 
-func (h *Handler) setDefaults() {
+func setDefaults(h *Handler) {
 	if h.AuthorizeURL == "" {
 		h.AuthorizeURL = DefaultAuthorizeURL
 	}

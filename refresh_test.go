@@ -184,7 +184,7 @@ func TestSessionsLongerThanSpotifysGrantsWarn(t *testing.T) {
 	} {
 		core, logs := observer.New(zap.WarnLevel)
 		h := &Handler{SessionLifetime: caddy.Duration(tc.lifetime), appMode: tc.appMode, logger: zap.New(core)}
-		h.warnPastSpotifyLimits()
+		warnPastSpotifyLimits(h)
 		if got := logs.FilterMessageSnippet("6 months").Len() == 1; got != tc.warn {
 			t.Errorf("session_lifetime %s (app mode %v): warned %v, want %v", tc.lifetime, tc.appMode, got, tc.warn)
 		}

@@ -25,8 +25,8 @@ func (h *Handler) newRevocations() *revocation.Marks {
 			}
 			return out
 		},
-		StoreRecord: h.storeRecord,
-		LoadRecord:  h.loadRecord,
+		StoreRecord: recordStore{h.storage}.storeRecord,
+		LoadRecord:  recordStore{h.storage}.loadRecord,
 		Logger:      h.logger,
 	})
 }

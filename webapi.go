@@ -90,7 +90,7 @@ func (h *Handler) serveWebAPI(w http.ResponseWriter, r *http.Request, next caddy
 	}
 	// The owner's lapsed Premium fails every call: none is made while
 	// that pause lasts (as this instance knows it; no storage read here).
-	if err := h.mayCallSpotify(r.Context(), refresher.WebAPI, time.Now()); err != nil {
+	if err := mayCallSpotify(r.Context(), h.refresh, refresher.WebAPI, time.Now()); err != nil {
 		h.fail(w, r, asAuthError(err), "")
 		return nil
 	}
@@ -169,7 +169,7 @@ func (h *Handler) answerForbidden(w http.ResponseWriter, r *http.Request, aw *we
 		return aw.release()
 	}
 	ae := ownerPremiumError(said, spotifyDetail("web_api "+r.Method, http.StatusForbidden, said))
-	h.noteSpotify(r.Context(), refresher.Calls, ae)
+	noteSpotify(r.Context(), h.refresh, refresher.Calls, ae)
 	h.fail(w, r, ae, "")
 	return nil
 }
