@@ -128,14 +128,14 @@ func TestOneInstanceSweepsPerInterval(t *testing.T) {
 	swept := 0
 	before := lists()
 	for i, h := range []*Handler{hs.h, b, c, hs.h, b, c} {
-		if h.maintainOnce(ctx, now.Add(time.Duration(i)*time.Minute)) {
+		if h.maintenance.maintainOnce(ctx, now.Add(time.Duration(i)*time.Minute)) {
 			swept++
 		}
 	}
 	if swept != 1 || lists()-before != 3 {
 		t.Fatalf("6 maintenance rounds of 3 instances within %v: %d swept (%d List calls), want 1 (3 prefixes listed once)", sweepTurnInterval, swept, lists()-before)
 	}
-	if !c.maintainOnce(ctx, now.Add(sweepTurnInterval+6*time.Minute)) {
+	if !c.maintenance.maintainOnce(ctx, now.Add(sweepTurnInterval+6*time.Minute)) {
 		t.Fatal("no sweep once the interval had passed")
 	}
 }

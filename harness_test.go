@@ -584,8 +584,7 @@ func (hs *harness) addInstance() (*Handler, *prometheus.Registry) {
 	h, reg := hs.sameConfig(nil)
 	// Another process shares no memory. The background work reads the
 	// shared state, so it stops first (tests run maintenance by hand).
-	h.stopMaintain()
-	<-h.maintainDone
+	h.maintenance.stopAndWait()
 	h.shared = newSharedState()
 	h.provisionRefresh()
 	hs.mu.Lock()

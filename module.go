@@ -4,14 +4,12 @@
 package spotifyauth
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -216,13 +214,11 @@ type Handler struct {
 	spotify       *spotifyClient
 	keys          *atomic.Pointer[keyring] // a pointer: Handler is copied by value
 	revocations   *revocation.Marks
-	sessions      sessionStore         // where sessions live, as session_store says (sessionstore.go)
-	generatedKeys bool                 // keys from storage, re-read in the background
-	storage       certmagic.Storage    // resolved from StorageRaw, or Caddy's
-	storageID     string               // what makes two storage options the same
-	maintenance   *maintenanceSchedule // this app's on this storage, kept across reloads
-	stopMaintain  context.CancelFunc
-	maintainDone  chan struct{}
+	sessions      sessionStore      // where sessions live, as session_store says (sessionstore.go)
+	generatedKeys bool              // keys from storage, re-read in the background
+	storage       certmagic.Storage // resolved from StorageRaw, or Caddy's
+	storageID     string            // what makes two storage options the same
+	maintenance   *maintainer       // the background work, from Provision to Cleanup
 	callbackPath  string
 	// callbackEscaped is the callback's path as the browser sends it,
 	// the only spelling it answers at.
@@ -414,7 +410,6 @@ func provisionShared(h *Handler) error {
 		return err
 	}
 	h.shared = shared.(*sharedState)
-	h.maintenance = h.shared.maintenanceFor(h.storageID)
 	h.provisionRefresh()
 	return nil
 }
@@ -422,17 +417,17 @@ func provisionShared(h *Handler) error {
 // startBackground starts the work that lives as long as this config:
 // Cleanup stops it.
 func startBackground(h *Handler, ctx caddy.Context) {
-	var mctx context.Context
-	mctx, h.stopMaintain = context.WithCancel(ctx)
-	h.maintainDone = make(chan struct{})
-	firstMaintenance := h.maintenance.start(time.Now())
-	go func() {
-		defer close(h.maintainDone)
-		var wg sync.WaitGroup
-		wg.Go(func() { h.maintain(mctx, firstMaintenance) })
-		wg.Go(func() { h.revocations.Watch(mctx) })
-		wg.Wait()
-	}()
+	h.maintenance = &maintainer{
+		schedule: h.shared.maintenanceFor(h.storageID),
+		storage:  h.storage,
+		logger:   h.logger,
+		memory:   func() *sharedState { return h.shared },
+		sessions: func() sessionStore { return h.sessions },
+	}
+	if h.generatedKeys {
+		h.maintenance.reloadKeys = h.reloadKeys
+	}
+	h.maintenance.start(ctx, h.revocations.Watch)
 }
 
 // provisionStorage loads the storage option's module, or takes Caddy's
@@ -466,9 +461,8 @@ func storageConfigID(raw json.RawMessage) string {
 // in Provision.
 func (h *Handler) Cleanup() error {
 	unregisterLive(h)
-	if h.stopMaintain != nil {
-		h.stopMaintain()
-		<-h.maintainDone
+	if h.maintenance != nil {
+		h.maintenance.stopAndWait()
 	}
 	// The old config's connections to Spotify go with it.
 	if h.httpClient != nil {
