@@ -233,6 +233,7 @@ type Handler struct {
 	rules           accessRules
 	userHeaders     bool
 	appMode         bool
+	appTokens       *appTokens // mode app's token source
 	metrics         *metrics
 	bearer          bool
 	cookies         cookieNames

@@ -225,6 +225,7 @@ func (e refreshEvents) Uncoordinated(err error) {
 // app's state that outlives reloads (provisionShared).
 func (h *Handler) provisionRefresh() {
 	h.refresh = refresher.New(h.shared.refresh, h.refresherConfig())
+	h.appTokens = newAppTokens(h) // over the same coordinator and shared state
 }
 
 func (h *Handler) refresherConfig() refresher.Config {
