@@ -74,7 +74,7 @@ func TestAFailedRefreshPausesEveryInstance(t *testing.T) {
 			// Long enough that nine in-process requests fit in it.
 			const pause = 2 * time.Second
 			for _, h := range append([]*Handler{hs.h}, hs.instances...) {
-				cfg := h.refresherConfig()
+				cfg := refresherConfig(h)
 				cfg.RetryPause = pause
 				h.refresh = refresher.New(h.shared.refresh, cfg)
 			}

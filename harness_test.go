@@ -484,7 +484,7 @@ func cacheOf(h *Handler) *sessionCache { return cookieStoreOf(h).cache }
 // storage.
 func useStoredSessions(h *Handler) {
 	h.SessionStore = sessionStoreStorage
-	h.sessions = h.newSessionStore()
+	h.sessions = newSessionStore(h)
 }
 
 // reset empties the cache, so the next read of every session misses.
@@ -586,7 +586,7 @@ func (hs *harness) addInstance() (*Handler, *prometheus.Registry) {
 	// shared state, so it stops first (tests run maintenance by hand).
 	h.maintenance.stopAndWait()
 	h.shared = newSharedState()
-	h.provisionRefresh()
+	provisionRefresh(h)
 	hs.mu.Lock()
 	hs.instances = append(hs.instances, h)
 	hs.mu.Unlock()

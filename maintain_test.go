@@ -58,7 +58,7 @@ func TestMaintenanceDropsExpiredEntriesFromTheInMemoryCaches(t *testing.T) {
 	s.useState("used now", now)
 	// The refresh coordinator's memory, as an hour ago and now (what it
 	// keeps, and when each entry ends, is its own package's test).
-	cfg := hs.h.refresherConfig()
+	cfg := refresherConfig(hs.h)
 	cfg.Now = func() time.Time { return now.Add(-time.Hour) }
 	hourAgo := refresher.New(s.refresh, cfg)
 	expired := tokensOf(sampleSession())

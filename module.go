@@ -274,8 +274,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := provisionShared(h); err != nil {
 		return err
 	}
-	h.revocations = h.newRevocations()
-	h.sessions = h.newSessionStore()
+	h.revocations = newRevocations(h)
+	h.sessions = newSessionStore(h)
 	if err := h.revocations.Reread(ctx, time.Now()); err != nil {
 		h.logger.Warn("reading session revocations from storage; retrying in the background", zap.Error(err))
 	}
@@ -309,9 +309,9 @@ func provisionKeys(h *Handler, ctx caddy.Context) error {
 	}
 	if len(secrets) == 0 {
 		now := time.Now()
-		sk, err := loadOrCreateKeys(ctx, h.storage, h.keyKeep(), h.logger)
+		sk, err := loadOrCreateKeys(ctx, h.storage, keyKeep(h), h.logger)
 		if err == nil {
-			sk, err = rotateKeys(ctx, h.storage, sk, time.Duration(h.KeyRotation), h.keyKeep(), now, h.logger)
+			sk, err = rotateKeys(ctx, h.storage, sk, time.Duration(h.KeyRotation), keyKeep(h), now, h.logger)
 		}
 		if err != nil {
 			return fmt.Errorf("session keys from storage: %w", err)
@@ -341,7 +341,7 @@ func provisionRequestSettings(h *Handler, ctx caddy.Context) error {
 		}
 	}
 	h.leeway = int64(time.Duration(h.RefreshLeeway) / time.Second)
-	h.rules = h.newAccessRules()
+	h.rules = newAccessRules(h)
 	notePartnerScopes(h)
 	h.userHeaders = h.UserHeaders == nil || *h.UserHeaders
 	h.appMode = h.Mode == modeApp
@@ -411,7 +411,7 @@ func provisionShared(h *Handler) error {
 		return err
 	}
 	h.shared = shared.(*sharedState)
-	h.provisionRefresh()
+	provisionRefresh(h)
 	return nil
 }
 

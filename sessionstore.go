@@ -63,7 +63,7 @@ type sessionStore interface {
 type sweepFunc func(ctx context.Context, prefix string, recursive bool, expired func(key string, modified time.Time) bool)
 
 // newSessionStore builds the store session_store names.
-func (h *Handler) newSessionStore() sessionStore {
+func newSessionStore(h *Handler) sessionStore {
 	cache := newSessionCache()
 	keys := h.keys
 	stored := &storedSessions{

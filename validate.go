@@ -365,7 +365,7 @@ func checkWebAPIRoute(h *Handler) error {
 	if prefix == "" {
 		return nil
 	}
-	if cb, err := h.configuredCallbackPath(); err == nil && hasPathPrefix(strings.ToLower(cb), strings.ToLower(prefix)) {
+	if cb, err := configuredCallbackPath(h); err == nil && hasPathPrefix(strings.ToLower(cb), strings.ToLower(prefix)) {
 		return fmt.Errorf("web_api %q overlaps the callback %s (redirect_uri)", prefix, cb)
 	}
 	return nil

@@ -83,7 +83,7 @@ func TestWebAPIPathIsTheWebAPIOnly(t *testing.T) {
 		"/spotify-api/v1/users/a%252e%252e/x":     true, // %2e%2e once decoded is text, not a segment
 		"/spotify-api/v1/users/.hidden/playlists": true,
 	} {
-		if got := h.isWebAPIPath(httptest.NewRequest(http.MethodGet, target, nil)); got != want {
+		if got := isWebAPIPath(h, httptest.NewRequest(http.MethodGet, target, nil)); got != want {
 			t.Errorf("%s: %v, want %v", target, got, want)
 		}
 	}
