@@ -209,38 +209,64 @@ type Handler struct {
 
 	webAPIRoutePrefix string // Caddyfile `web_api <prefix>`: the route to emit (its gate gets WebAPIPrefix)
 
-	oauth         *oauth2.Config
-	httpClient    *http.Client
-	spotify       *spotifyClient
+	// The runtime state Provision builds, grouped by what it serves. The
+	// groups are embedded by value, so a copy of a Handler copies them as
+	// it copied the fields before.
+	spotifyConn
+	storageKeys
+	requestSettings
+	lifecycle
+}
+
+// spotifyConn is how this config talks to Spotify.
+type spotifyConn struct {
+	oauth      *oauth2.Config
+	httpClient *http.Client
+	spotify    *spotifyClient
+	appTokens  *appTokens // mode app's token source
+}
+
+// storageKeys is where this config keeps its state and what it seals
+// that state with.
+type storageKeys struct {
 	keys          *atomic.Pointer[keyring] // a pointer: Handler is copied by value
+	generatedKeys bool                     // keys from storage, re-read in the background
+	app           string                   // appBinding: what keys are derived for
+	storage       certmagic.Storage        // resolved from StorageRaw, or Caddy's
+	storageID     string                   // what makes two storage options the same
 	revocations   *revocation.Marks
-	sessions      sessionStore      // where sessions live, as session_store says (sessionstore.go)
-	generatedKeys bool              // keys from storage, re-read in the background
-	storage       certmagic.Storage // resolved from StorageRaw, or Caddy's
-	storageID     string            // what makes two storage options the same
-	maintenance   *maintainer       // the background work, from Provision to Cleanup
-	callbackPath  string
+	sessions      sessionStore // where sessions live, as session_store says (sessionstore.go)
+}
+
+// requestSettings is what Provision derives from the config once, so
+// requests need not.
+type requestSettings struct {
+	callbackPath string
 	// callbackEscaped is the callback's path as the browser sends it,
 	// the only spelling it answers at.
 	callbackEscaped string
 	redirectURL     *url.URL // nil when derived per request
 	tokenHeader     string   // canonical form
 	headerVar       string   // request variable: the gate set tokenHeader
-	app             string   // appBinding: what keys are derived for
 	errorRoutes     bool     // the site has handle_errors: answers go there
-	invalid         error    // what validate found, reported by Validate
 	leeway          int64    // RefreshLeeway in seconds
 	rules           accessRules
 	userHeaders     bool
 	appMode         bool
-	appTokens       *appTokens // mode app's token source
-	metrics         *metrics
 	bearer          bool
 	cookies         cookieNames
-	shared          *sharedState
-	refresh         *refresher.Coordinator // over shared.refresh, with this config's storage and keys
-	sharedKey       string
-	logger          *zap.Logger
+}
+
+// lifecycle is what ties this config to the process: the state shared
+// across reloads, the background work, metrics and the log.
+type lifecycle struct {
+	invalid     error // what validate found, reported by Validate
+	shared      *sharedState
+	sharedKey   string
+	refresh     *refresher.Coordinator // over shared.refresh, with this config's storage and keys
+	maintenance *maintainer            // the background work, from Provision to Cleanup
+	metrics     *metrics
+	logger      *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.

@@ -210,7 +210,8 @@ func TestCookieNamesOfTheHandlerAreRecognised(t *testing.T) {
 
 func TestLoadSessionRefusesExpiredSessions(t *testing.T) {
 	t.Parallel()
-	h := &Handler{cookies: newCookieNames("s", false), keys: new(atomic.Pointer[keyring]), revocations: &revocation.Marks{}}
+	h := &Handler{requestSettings: requestSettings{cookies: newCookieNames("s", false)},
+		storageKeys: storageKeys{keys: new(atomic.Pointer[keyring]), revocations: &revocation.Marks{}}}
 	h.keys.Store(&keyring{sessions: testSealer(t, secretA)})
 	h.sessions = newSessionStore(h)
 	s := sampleSession()

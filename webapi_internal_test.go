@@ -14,7 +14,7 @@ import (
 // this site, and nothing carrying the token passes.
 func TestWebAPIAnswersKeepOnlyTheirDescription(t *testing.T) {
 	t.Parallel()
-	h := &Handler{cookies: newCookieNames("spotify_auth", false), tokenHeader: "Authorization"}
+	h := &Handler{requestSettings: requestSettings{cookies: newCookieNames("spotify_auth", false), tokenHeader: "Authorization"}}
 	rec := httptest.NewRecorder()
 	w := &webAPIWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: rec}, hdr: http.Header{}, token: "the-token", h: h}
 	for k, v := range map[string]string{
