@@ -29,7 +29,7 @@ func (h *Handler) Validate() error {
 	return h.invalid
 }
 
-// validate checks every option and their combinations.
+// validateConfig checks every option and their combinations.
 func validateConfig(h *Handler) error {
 	for _, c := range optionChecks {
 		if err := c.check(h); err != nil {
