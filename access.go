@@ -22,7 +22,7 @@ type accessRules struct {
 	countries []string // upper case
 }
 
-func (h *Handler) newAccessRules() accessRules {
+func newAccessRules(h *Handler) accessRules {
 	lower := func(in []string) []string {
 		out := make([]string, len(in))
 		for i, s := range in {
@@ -138,12 +138,12 @@ const (
 	modeApp  = "app"
 )
 
-// deny answers a logged-in user whom the rules do not admit: a page that
+// denyAccess answers a logged-in user whom the rules do not admit: a page that
 // says who they are logged in as, with a way out. No redirect, so no loop.
-func (h *Handler) deny(w http.ResponseWriter, r *http.Request, s *session) {
+func denyAccess(h *Handler, w http.ResponseWriter, r *http.Request, s *session) {
 	h.metrics.answered(http.StatusForbidden)
 	if rule, field := h.rules.unsharedField(s); rule != "" {
-		h.denyUnshared(w, r, s, rule, field)
+		denyUnshared(h, w, r, s, rule, field)
 		return
 	}
 	h.logger.Info("access denied by rules", zap.String("user_id", s.UserID), zap.String("account_id", s.AccountID))
@@ -169,7 +169,7 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, s *session) {
 // did not send the field it checks: trying another account would not
 // help, so the page says what is missing, and the operator learns (once
 // per user and rule) that development mode is the cause.
-func (h *Handler) denyUnshared(w http.ResponseWriter, r *http.Request, s *session, rule, field string) {
+func denyUnshared(h *Handler, w http.ResponseWriter, r *http.Request, s *session, rule, field string) {
 	if h.shared.firstUnshared(rule, s.UserID, time.Now()) {
 		h.logger.Warn("access rule cannot admit this user: Spotify did not send the profile field it checks; "+
 			"development-mode Spotify apps no longer receive email, product or country from /v1/me (since 2026), "+
@@ -207,7 +207,7 @@ func displayWho(s *session) string {
 
 // neededScopes returns the scopes this route needs that the session lacks:
 // required_scopes not granted, and scopes never asked for.
-func (h *Handler) neededScopes(s *session) []string {
+func neededScopes(h *Handler, s *session) []string {
 	var missing []string
 	for _, sc := range h.RequiredScopes {
 		if !hasScope(s.Scopes, sc) {
@@ -250,7 +250,7 @@ func unionScopes(lists ...[]string) []string {
 // askForScopes sends a browser through consent again for the union of
 // what the session has and what this route needs (incremental consent);
 // an API call gets 403 with the URL that does it.
-func (h *Handler) askForScopes(w http.ResponseWriter, r *http.Request, s *session, missing []string) {
+func askForScopes(h *Handler, w http.ResponseWriter, r *http.Request, s *session, missing []string) {
 	returnTo := returnPath(r)
 	if !isNavigation(r) {
 		h.metrics.answered(http.StatusForbidden)

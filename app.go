@@ -3,6 +3,7 @@ package spotifyauth
 import (
 	"context"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -25,7 +26,7 @@ type appToken struct {
 // token. One token request per instance at a time, cached until the
 // leeway before its expiry.
 func (h *Handler) serveApp(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	tok, err := h.appToken(r.Context())
+	tok, err := h.appTokens.token(r.Context())
 	if err != nil {
 		h.logger.Error("app token unavailable", zap.Error(err))
 		h.fail(w, r, asAuthError(err), "")
@@ -42,22 +43,48 @@ func (h *Handler) serveApp(w http.ResponseWriter, r *http.Request, next caddyhtt
 	return next.ServeHTTP(w, r)
 }
 
-func (h *Handler) appToken(ctx context.Context) (*appToken, error) {
+// appTokens is mode app's token source: the client credentials flow, one
+// token for every route of the app (client id) in this process.
+type appTokens struct {
+	cc         clientcredentials.Config
+	current    *atomic.Pointer[appToken] // in the state shared across reloads
+	refresh    *refresher.Coordinator
+	httpClient *http.Client
+	leeway     int64 // seconds
+	metrics    *metrics
+	logger     *zap.Logger
+}
+
+// newAppTokens is the app token source of h's config and shared state.
+func newAppTokens(h *Handler) *appTokens {
+	return &appTokens{
+		cc: clientcredentials.Config{
+			ClientID:     h.ClientID,
+			ClientSecret: h.ClientSecret,
+			TokenURL:     h.TokenURL,
+			AuthStyle:    oauth2.AuthStyleInHeader,
+		},
+		current: &h.shared.app, refresh: h.refresh, httpClient: h.httpClient,
+		leeway: h.leeway, metrics: h.metrics, logger: h.logger,
+	}
+}
+
+func (a *appTokens) token(ctx context.Context) (*appToken, error) {
 	now := time.Now()
-	cur := h.shared.app.Load()
-	if cur != nil && cur.expires-h.leeway > now.Unix() {
+	cur := a.current.Load()
+	if cur != nil && cur.expires-a.leeway > now.Unix() {
 		return cur, nil
 	}
 	// As with a user's token: while the current one still works, a failed
 	// renewal serves it and is tried again only after a pause.
 	usable := cur != nil && cur.expires-refresher.MinTokenLeft > now.Unix()
-	if usable && h.refresh.RetryPaused(appTokenKey) {
+	if usable && a.refresh.RetryPaused(appTokenKey) {
 		return cur, nil
 	}
-	t, err := h.renewAppToken(ctx)
+	t, err := a.renew(ctx)
 	if err != nil && usable {
-		h.refresh.PauseRetry(appTokenKey)
-		h.logger.Warn("renewing the app token failed; using the current one until it expires", zap.Error(err))
+		a.refresh.PauseRetry(appTokenKey)
+		a.logger.Warn("renewing the app token failed; using the current one until it expires", zap.Error(err))
 		return cur, nil
 	}
 	return t, err
@@ -66,42 +93,36 @@ func (h *Handler) appToken(ctx context.Context) (*appToken, error) {
 // appTokenKey names the app token's renewal to the refresh coordinator.
 const appTokenKey = "app-token"
 
-// renewAppToken gets a new app token: one call per instance at a time.
-func (h *Handler) renewAppToken(ctx context.Context) (*appToken, error) {
+// renew gets a new app token: one call per instance at a time.
+func (a *appTokens) renew(ctx context.Context) (*appToken, error) {
 	fresh := func() *appToken {
-		if t := h.shared.app.Load(); t != nil && t.expires-h.leeway > time.Now().Unix() {
+		if t := a.current.Load(); t != nil && t.expires-a.leeway > time.Now().Unix() {
 			return t
 		}
 		return nil
 	}
-	ctx = context.WithValue(context.WithoutCancel(ctx), oauth2.HTTPClient, h.httpClient)
-	v, err := h.refresh.Once(appTokenKey, func() (any, error) {
+	ctx = context.WithValue(context.WithoutCancel(ctx), oauth2.HTTPClient, a.httpClient)
+	v, err := a.refresh.Once(appTokenKey, func() (any, error) {
 		if t := fresh(); t != nil {
 			return t, nil
 		}
 		now := time.Now()
-		if err := h.mayCallSpotify(ctx, refresher.Calls, now); err != nil {
+		if err := mayCallSpotify(ctx, a.refresh, refresher.Calls, now); err != nil {
 			return nil, err
 		}
-		cc := clientcredentials.Config{
-			ClientID:     h.ClientID,
-			ClientSecret: h.ClientSecret,
-			TokenURL:     h.TokenURL,
-			AuthStyle:    oauth2.AuthStyleInHeader,
-		}
-		tok, err := cc.Token(ctx)
+		tok, err := a.cc.Token(ctx)
 		if err != nil {
 			ae := classifyTokenError(err, "client credentials")
-			h.noteSpotify(ctx, refresher.Calls, ae)
-			h.metrics.refreshFailures.WithLabelValues(ae.Kind.String()).Inc()
+			noteSpotify(ctx, a.refresh, refresher.Calls, ae)
+			a.metrics.refreshFailures.WithLabelValues(ae.Kind.String()).Inc()
 			return nil, ae
 		}
-		h.metrics.refreshes.Inc()
+		a.metrics.refreshes.Inc()
 		exp := tokenExpiry(tok, now)
 		// Shared by every route of this client, whatever its token_header.
 		t := &appToken{bare: tok.AccessToken, bearer: "Bearer " + tok.AccessToken,
 			expiry: time.Unix(exp, 0).UTC().Format(time.RFC3339), expires: exp}
-		h.shared.app.Store(t)
+		a.current.Store(t)
 		return t, nil
 	})
 	if err != nil {

@@ -16,10 +16,11 @@ import (
 // sweep's lock), so a hung store cannot hold a request for long.
 const storageOpTimeout = records.Timeout
 
-// mayCallSpotify answers whether Spotify may be called now for scope:
-// nil, or the failure to answer while the pause holds.
-func (h *Handler) mayCallSpotify(ctx context.Context, scope refresher.Scope, now time.Time) error {
-	if p := h.refresh.Check(ctx, scope, now); p != nil {
+// mayCallSpotify answers whether Spotify may be called now for scope, as
+// the coordinator c that keeps the pauses says: nil, or the failure to
+// answer while the pause holds.
+func mayCallSpotify(ctx context.Context, c *refresher.Coordinator, scope refresher.Scope, now time.Time) error {
+	if p := c.Check(ctx, scope, now); p != nil {
 		return pauseError(p)
 	}
 	return nil
@@ -27,9 +28,9 @@ func (h *Handler) mayCallSpotify(ctx context.Context, scope refresher.Scope, now
 
 // noteSpotify tells the gate a failure Spotify answered a call of scope
 // with, if it pauses calls (a 429, the owner's lapsed Premium).
-func (h *Handler) noteSpotify(ctx context.Context, scope refresher.Scope, err error) {
+func noteSpotify(ctx context.Context, c *refresher.Coordinator, scope refresher.Scope, err error) {
 	if p := pauseOf(asAuthError(err)); p != nil {
-		h.refresh.Note(ctx, scope, *p, time.Now())
+		c.Note(ctx, scope, *p, time.Now())
 	}
 }
 

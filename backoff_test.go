@@ -76,7 +76,7 @@ func TestAFailedRefreshPausesEveryInstance(t *testing.T) {
 			// Long enough that nine in-process requests fit in it.
 			const pause = 2 * time.Second
 			for _, h := range append([]*Handler{hs.h}, hs.instances...) {
-				cfg := h.refresherConfig()
+				cfg := refresherConfig(h)
 				cfg.RetryPause = pause
 				h.refresh = refresher.New(h.shared.refresh, cfg)
 			}
@@ -130,14 +130,14 @@ func TestOneInstanceSweepsPerInterval(t *testing.T) {
 	swept := 0
 	before := lists()
 	for i, h := range []*Handler{hs.h, b, c, hs.h, b, c} {
-		if h.maintainOnce(ctx, now.Add(time.Duration(i)*time.Minute)) {
+		if h.maintenance.maintainOnce(ctx, now.Add(time.Duration(i)*time.Minute)) {
 			swept++
 		}
 	}
 	if swept != 1 || lists()-before != 3 {
 		t.Fatalf("6 maintenance rounds of 3 instances within %v: %d swept (%d List calls), want 1 (3 prefixes listed once)", sweepTurnInterval, swept, lists()-before)
 	}
-	if !c.maintainOnce(ctx, now.Add(sweepTurnInterval+6*time.Minute)) {
+	if !c.maintenance.maintainOnce(ctx, now.Add(sweepTurnInterval+6*time.Minute)) {
 		t.Fatal("no sweep once the interval had passed")
 	}
 }

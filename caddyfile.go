@@ -82,7 +82,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 		// The exact endpoints, not /oauth2/spotify/*: with several
 		// spotify_auth blocks on a site, /oauth2/spotify/token must reach
 		// the block that enabled it.
-		callbackPath, err := handler.configuredCallbackPath()
+		callbackPath, err := configuredCallbackPath(handler)
 		if err != nil {
 			return nil, h.Err(err.Error())
 		}
@@ -127,7 +127,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 // A placeholder is resolved now, as Provision will ({env.*}, {file.*}):
 // the route's path matcher would expand it per request into the whole
 // URL, and the callback, code and all, would go to the upstream.
-func (h *Handler) configuredCallbackPath() (string, error) {
+func configuredCallbackPath(h *Handler) (string, error) {
 	raw := h.RedirectURI
 	if hasPlaceholder(raw) {
 		raw = caddy.NewReplacer().ReplaceKnown(raw, "")
@@ -176,12 +176,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("%s: %v", opt, err)
 		}
 		if !slices.ContainsFunc(args, hasPlaceholder) {
-			if err := h.checkOption(opt); err != nil {
+			if err := checkOption(h, opt); err != nil {
 				return d.Err(err.Error())
 			}
 		}
 	}
-	if err := h.checkCombinations(); err != nil {
+	if err := checkCombinations(h); err != nil {
 		return d.Err(err.Error())
 	}
 	return nil
@@ -190,7 +190,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // blockOptionParsers read subdirectives that take a module's own syntax
 // (its arguments and block) from the dispenser.
 var blockOptionParsers = map[string]func(h *Handler, d *caddyfile.Dispenser) error{
-	"storage": (*Handler).parseStorage,
+	"storage": parseStorage,
 }
 
 // optionParsers read each subdirective's arguments into the handler.
@@ -233,7 +233,7 @@ var optionParsers = map[string]func(h *Handler, args []string) error{
 
 // parseStorage reads `storage <module> ...` as Caddy's global storage
 // option does: the module parses the rest of the line and its block.
-func (h *Handler) parseStorage(d *caddyfile.Dispenser) error {
+func parseStorage(h *Handler, d *caddyfile.Dispenser) error {
 	if !d.NextArg() {
 		return d.Err("storage needs a storage module, e.g. storage file_system /var/lib/caddy")
 	}

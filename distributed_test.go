@@ -431,15 +431,15 @@ func TestSweepDeletesOnlyWhatHasExpired(t *testing.T) {
 		t.Fatalf("%d published refresh results, want 1", results())
 	}
 	now := time.Now()
-	hs.h.maintainOnce(ctx, now)
+	hs.h.maintenance.maintainOnce(ctx, now)
 	if results() != 1 || countStoredSessions(t, hs.h.storage) != 1 {
 		t.Fatal("the sweep removed live entries")
 	}
-	hs.h.maintainOnce(ctx, now.Add(refreshResultKeep+time.Minute))
+	hs.h.maintenance.maintainOnce(ctx, now.Add(refreshResultKeep+time.Minute))
 	if results() != 0 || countStoredSessions(t, hs.h.storage) != 1 {
 		t.Fatalf("after the result's window: %d results, %d sessions; want 0 and 1", results(), countStoredSessions(t, hs.h.storage))
 	}
-	hs.h.maintainOnce(ctx, now.Add(time.Duration(hs.h.SessionLifetime)+time.Hour))
+	hs.h.maintenance.maintainOnce(ctx, now.Add(time.Duration(hs.h.SessionLifetime)+time.Hour))
 	if n := countStoredSessions(t, hs.h.storage); n != 0 {
 		t.Fatalf("%d stored sessions after their lifetime, want 0", n)
 	}

@@ -54,7 +54,7 @@ func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 			rd = safeReturnPathOrEmpty(r.Form.Get("rd"))
 		}
 		everywhere := r.Form.Get("everywhere") == "1"
-		ended, err := h.endSession(r, everywhere)
+		ended, err := endSession(h, r, everywhere)
 		if err != nil {
 			h.fail(w, r, asAuthError(err), "")
 			return
@@ -96,7 +96,7 @@ func writeLogoutForm(w http.ResponseWriter, q url.Values) {
 // endSession ends the request's session (everywhere: all of its user's)
 // where it is stored, and reports whether there was one. On an error the
 // user must learn that the session may live on: fail closed.
-func (h *Handler) endSession(r *http.Request, everywhere bool) (bool, error) {
+func endSession(h *Handler, r *http.Request, everywhere bool) (bool, error) {
 	sess, err := h.sessions.load(r, time.Now())
 	if err == errNoSession {
 		return false, nil

@@ -109,7 +109,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, ae *authError, re
 	if h.handOff(w, r, ans.status, ae.Message) {
 		return
 	}
-	if isNavigation(r) || !answersJSON(r) && h.isEndpointPath(r.URL.Path) {
+	if isNavigation(r) || !answersJSON(r) && isEndpointPath(h, r.URL.Path) {
 		msg := ae.Message
 		if ans.status == http.StatusServiceUnavailable {
 			msg += ". " + retryAdvice(ae, max(ae.RetryAfter, ans.minRetryAfter))

@@ -32,7 +32,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if h.WebAPI {
 		return h.serveWebAPI(w, r, next)
 	}
-	if !h.appMode && h.isEndpointPath(r.URL.Path) {
+	if !h.appMode && isEndpointPath(h, r.URL.Path) {
 		return h.serveEndpoint(w, r)
 	}
 
@@ -57,7 +57,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 // the endpoint prefix as Caddy's path matcher sees it: cleaned, in any
 // case. serveEndpoint answers such a request at an endpoint's exact path
 // only, and with 404 at any other spelling of it.
-func (h *Handler) isEndpointPath(p string) bool {
+func isEndpointPath(h *Handler, p string) bool {
 	p = path.Clean(p) // no allocation for a path that is clean already
 	dir := EndpointPrefix[:len(EndpointPrefix)-1]
 	return strings.EqualFold(p, h.callbackPath) ||
@@ -87,11 +87,11 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (session, bool) 
 		return sess, false
 	}
 	if !h.rules.allows(&sess) {
-		h.deny(w, r, &sess)
+		denyAccess(h, w, r, &sess)
 		return sess, false
 	}
-	if missing := h.neededScopes(&sess); len(missing) > 0 {
-		h.askForScopes(w, r, &sess, missing)
+	if missing := neededScopes(h, &sess); len(missing) > 0 {
+		askForScopes(h, w, r, &sess, missing)
 		return sess, false
 	}
 	return h.ensureFresh(w, r, sess, now)

@@ -484,7 +484,7 @@ func cacheOf(h *Handler) *sessionCache { return cookieStoreOf(h).cache }
 // storage.
 func useStoredSessions(h *Handler) {
 	h.SessionStore = sessionStoreStorage
-	h.sessions = h.newSessionStore()
+	h.sessions = newSessionStore(h)
 }
 
 // reset empties the cache, so the next read of every session misses.
@@ -584,10 +584,9 @@ func (hs *harness) addInstance() (*Handler, *prometheus.Registry) {
 	h, reg := hs.sameConfig(nil)
 	// Another process shares no memory. The background work reads the
 	// shared state, so it stops first (tests run maintenance by hand).
-	h.stopMaintain()
-	<-h.maintainDone
+	h.maintenance.stopAndWait()
 	h.shared = newSharedState()
-	h.provisionRefresh()
+	provisionRefresh(h)
 	hs.mu.Lock()
 	hs.instances = append(hs.instances, h)
 	hs.mu.Unlock()
@@ -601,7 +600,7 @@ func (hs *harness) refreshClockAhead(d time.Duration) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	for _, h := range append([]*Handler{hs.h}, hs.instances...) {
-		cfg := h.refresherConfig()
+		cfg := refresherConfig(h)
 		cfg.Now = func() time.Time { return time.Now().Add(d) }
 		h.refresh = refresher.New(h.shared.refresh, cfg)
 	}

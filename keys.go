@@ -228,7 +228,7 @@ func (h *Handler) reloadKeys(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	if sk, err = rotateKeys(ctx, h.storage, sk, time.Duration(h.KeyRotation), h.keyKeep(), now, h.logger); err != nil {
+	if sk, err = rotateKeys(ctx, h.storage, sk, time.Duration(h.KeyRotation), keyKeep(h), now, h.logger); err != nil {
 		return err
 	}
 	order := sk.sealingOrder(now)
@@ -245,7 +245,7 @@ func (h *Handler) reloadKeys(ctx context.Context, now time.Time) error {
 
 // keyKeep is how long a replaced key must keep opening: anything sealed
 // with it (sessions, login states) has expired by then.
-func (h *Handler) keyKeep() time.Duration {
+func keyKeep(h *Handler) time.Duration {
 	return time.Duration(h.SessionLifetime) + stateLifetime
 }
 

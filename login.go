@@ -267,7 +267,7 @@ func (f *loginFlow) admitCallback(w http.ResponseWriter, r *http.Request, q url.
 			f.refuseLogin(w, r, &authError{Kind: kindBadRequest, Message: "The login callback carries no valid code."}, ls.ReturnTo)
 			return ls, false
 		}
-		if err := f.h.mayCallSpotify(r.Context(), refresher.Logins, now); err != nil {
+		if err := mayCallSpotify(r.Context(), f.h.refresh, refresher.Logins, now); err != nil {
 			ae := asAuthError(err)
 			f.metrics.loginFailures.WithLabelValues(ae.Kind.String()).Inc()
 			f.h.fail(w, r, ae, r.URL.RequestURI()) // retry this very callback
@@ -379,7 +379,7 @@ func (f *loginFlow) completeLogin(ctx context.Context, code string, ls loginStat
 		oauth2.SetAuthURLParam("redirect_uri", ls.RedirectURI))
 	if err != nil {
 		ae := classifyTokenError(err, "code exchange")
-		f.h.noteSpotify(ctx, refresher.Logins, ae) // a 429 pauses logins only
+		noteSpotify(ctx, f.h.refresh, refresher.Logins, ae) // a 429 pauses logins only
 		return session{}, ae
 	}
 	if tok.RefreshToken == "" {
@@ -389,7 +389,7 @@ func (f *loginFlow) completeLogin(ctx context.Context, code string, ls loginStat
 	if err != nil {
 		// Nothing of this user is kept: no session, no cookie. A user
 		// Spotify refused has a token, but it opens nothing.
-		f.h.noteSpotify(ctx, refresher.Logins, err)
+		noteSpotify(ctx, f.h.refresh, refresher.Logins, err)
 		return session{}, err
 	}
 	if !validUserID(prof.ID) {

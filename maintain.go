@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
@@ -20,6 +21,45 @@ import (
 // expired entries from storage and memory (a schedule's every).
 const maintenanceInterval = time.Minute
 
+// maintainer is one config's background work: re-reading generated keys
+// and sweeping expired entries from storage and memory, on a schedule
+// that survives reloads. Provision starts it and Cleanup stops it.
+type maintainer struct {
+	schedule *maintenanceSchedule // this app's on this storage, kept across reloads
+	storage  certmagic.Storage
+	logger   *zap.Logger
+	// reloadKeys re-reads generated keys; nil when cookie_secret gives them.
+	reloadKeys func(ctx context.Context, now time.Time) error
+	// The memory and the session store it sweeps, read at each run (tests
+	// switch a provisioned handler's).
+	memory   func() *sharedState
+	sessions func() sessionStore
+	stop     context.CancelFunc
+	done     chan struct{}
+}
+
+// start runs the maintenance, and alongside with it, until stopAndWait.
+func (m *maintainer) start(ctx context.Context, alongside func(context.Context)) {
+	ctx, m.stop = context.WithCancel(ctx)
+	m.done = make(chan struct{})
+	first := m.schedule.start(time.Now())
+	go func() {
+		defer close(m.done)
+		var wg sync.WaitGroup
+		wg.Go(func() { m.maintain(ctx, first) })
+		wg.Go(func() { alongside(ctx) })
+		wg.Wait()
+	}()
+}
+
+// stopAndWait stops what start started and waits until it has returned.
+func (m *maintainer) stopAndWait() {
+	if m.stop != nil {
+		m.stop()
+		<-m.done
+	}
+}
+
 // maintain runs the background work until ctx ends: re-reading generated
 // keys (another instance may have rotated them) and sweeping expired
 // entries out of storage.
@@ -27,10 +67,10 @@ const maintenanceInterval = time.Minute
 // Every reload starts a new handler, so the schedule lives in the shared
 // state (first is from it): counted from a fresh handler's start, reloads
 // more frequent than the interval would put the work off forever.
-func (h *Handler) maintain(ctx context.Context, first time.Time) {
+func (m *maintainer) maintain(ctx context.Context, first time.Time) {
 	runUntilDone(ctx, first, func(now time.Time) time.Time {
-		h.maintainOnce(ctx, now)
-		return h.maintenance.ran(now)
+		m.maintainOnce(ctx, now)
+		return m.schedule.ran(now)
 	})
 }
 
@@ -52,30 +92,30 @@ func runUntilDone(ctx context.Context, first time.Time, work func(now time.Time)
 // maintainOnce reports whether it swept (it was this instance's turn).
 // The hourly sweep of stored sessions rides on a turn: asked before
 // the turn, it would be counted as done on runs that do not sweep.
-func (h *Handler) maintainOnce(ctx context.Context, now time.Time) (swept bool) {
-	if h.generatedKeys {
-		if err := h.reloadKeys(ctx, now); err != nil && ctx.Err() == nil {
-			h.logger.Warn("re-reading session keys from storage; keeping the current ones", zap.Error(err))
+func (m *maintainer) maintainOnce(ctx context.Context, now time.Time) (swept bool) {
+	if m.reloadKeys != nil {
+		if err := m.reloadKeys(ctx, now); err != nil && ctx.Err() == nil {
+			m.logger.Warn("re-reading session keys from storage; keeping the current ones", zap.Error(err))
 		}
 	}
-	h.shared.pruneExpired(now) // memory: every instance its own
-	if !h.takeSweepTurn(ctx, now) {
+	m.memory().pruneExpired(now) // memory: every instance its own
+	if !m.takeSweepTurn(ctx, now) {
 		return false
 	}
-	h.sweep(ctx, storagekeys.RefreshResults, false, func(key string, modified time.Time) bool {
+	m.sweep(ctx, storagekeys.RefreshResults, false, func(key string, modified time.Time) bool {
 		return now.Sub(modified) > refreshResultKeep
 	})
 	// Back-offs end within maxRetryAfter of being written.
 	for _, prefix := range []string{storagekeys.Paused, storagekeys.Backoff} {
-		h.sweep(ctx, prefix, false, func(key string, modified time.Time) bool {
+		m.sweep(ctx, prefix, false, func(key string, modified time.Time) bool {
 			return now.Sub(modified) > maxRetryAfter+time.Minute
 		})
 	}
-	h.sessions.sweep(ctx, now, h.maintenance.sessionSweepDue, h.sweep)
+	m.sessions().sweep(ctx, now, m.schedule.sessionSweepDue, m.sweep)
 	if ctx.Err() != nil {
 		// Stopped midway (a reload): give the turn back, or nobody would
 		// sweep for a whole interval.
-		_ = h.storage.Delete(context.WithoutCancel(ctx), storagekeys.LastSweep)
+		_ = m.storage.Delete(context.WithoutCancel(ctx), storagekeys.LastSweep)
 		return false
 	}
 	return true
@@ -92,47 +132,47 @@ const (
 // takeSweepTurn reports whether this instance should sweep now: nobody
 // swept within sweepTurnInterval. A storage that cannot lock or read
 // makes every instance sweep, as before (correct, only redundant).
-func (h *Handler) takeSweepTurn(ctx context.Context, now time.Time) bool {
+func (m *maintainer) takeSweepTurn(ctx context.Context, now time.Time) bool {
 	lockCtx, cancel := context.WithTimeout(ctx, storageOpTimeout)
 	defer cancel()
-	if err := h.storage.Lock(lockCtx, storagekeys.SweepLock); err != nil {
+	if err := m.storage.Lock(lockCtx, storagekeys.SweepLock); err != nil {
 		return true
 	}
 	defer func() {
-		if err := h.storage.Unlock(context.WithoutCancel(ctx), storagekeys.SweepLock); err != nil {
-			h.logger.Debug("releasing the sweep lock", zap.Error(err))
+		if err := m.storage.Unlock(context.WithoutCancel(ctx), storagekeys.SweepLock); err != nil {
+			m.logger.Debug("releasing the sweep lock", zap.Error(err))
 		}
 	}()
-	if data, err := h.storage.Load(ctx, storagekeys.LastSweep); err == nil {
+	if data, err := m.storage.Load(ctx, storagekeys.LastSweep); err == nil {
 		if last, err := strconv.ParseInt(string(data), 10, 64); err == nil {
 			if d := now.Sub(time.Unix(0, last)); d >= 0 && d < sweepTurnInterval {
 				return false
 			}
 		}
 	}
-	if err := h.storage.Store(ctx, storagekeys.LastSweep, []byte(strconv.FormatInt(now.UnixNano(), 10))); err != nil {
-		h.logger.Debug("recording the sweep in storage", zap.Error(err))
+	if err := m.storage.Store(ctx, storagekeys.LastSweep, []byte(strconv.FormatInt(now.UnixNano(), 10))); err != nil {
+		m.logger.Debug("recording the sweep in storage", zap.Error(err))
 	}
 	return true
 }
 
 // sweep deletes the entries under prefix that expired says are done.
 // Several instances may sweep at once; deleting twice is harmless.
-func (h *Handler) sweep(ctx context.Context, prefix string, recursive bool, expired func(key string, modified time.Time) bool) {
-	keys, err := h.storage.List(ctx, prefix, recursive)
+func (m *maintainer) sweep(ctx context.Context, prefix string, recursive bool, expired func(key string, modified time.Time) bool) {
+	keys, err := m.storage.List(ctx, prefix, recursive)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
-			h.logger.Debug("listing storage to sweep", zap.String("prefix", prefix), zap.Error(err))
+			m.logger.Debug("listing storage to sweep", zap.String("prefix", prefix), zap.Error(err))
 		}
 		return
 	}
 	for _, k := range keys {
-		info, err := h.storage.Stat(ctx, k)
+		info, err := m.storage.Stat(ctx, k)
 		if err != nil || !info.IsTerminal || !expired(k, info.Modified) {
 			continue
 		}
-		if err := h.storage.Delete(ctx, k); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			h.logger.Debug("sweeping storage", zap.String("key", k), zap.Error(err))
+		if err := m.storage.Delete(ctx, k); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			m.logger.Debug("sweeping storage", zap.String("key", k), zap.Error(err))
 		}
 	}
 }

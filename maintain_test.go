@@ -17,9 +17,9 @@ func TestReloadsMoreFrequentThanTheMaintenanceIntervalDoNotPutOffTheSweep(t *tes
 	hs := newHarness(t)
 	// Every config of this app on this storage, the reloads' too, follows
 	// the schedule kept across reloads.
-	hs.h.maintenance.mu.Lock()
-	hs.h.maintenance.every = 300 * time.Millisecond
-	hs.h.maintenance.mu.Unlock()
+	hs.h.maintenance.schedule.mu.Lock()
+	hs.h.maintenance.schedule.every = 300 * time.Millisecond
+	hs.h.maintenance.schedule.mu.Unlock()
 	ctx := context.Background()
 	stale := storagekeys.RefreshResults + "stale"
 	if err := hs.h.storage.Store(ctx, stale, []byte("x")); err != nil {
@@ -58,7 +58,7 @@ func TestMaintenanceDropsExpiredEntriesFromTheInMemoryCaches(t *testing.T) {
 	s.useState("used now", now)
 	// The refresh coordinator's memory, as an hour ago and now (what it
 	// keeps, and when each entry ends, is its own package's test).
-	cfg := hs.h.refresherConfig()
+	cfg := refresherConfig(hs.h)
 	cfg.Now = func() time.Time { return now.Add(-time.Hour) }
 	hourAgo := refresher.New(s.refresh, cfg)
 	expired := tokensOf(sampleSession())
@@ -73,7 +73,7 @@ func TestMaintenanceDropsExpiredEntriesFromTheInMemoryCaches(t *testing.T) {
 	s.rejected["rejected long ago"] = now.Add(-time.Second)
 	s.mu.Unlock()
 
-	hs.h.maintainOnce(context.Background(), now)
+	hs.h.maintenance.maintainOnce(context.Background(), now)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -116,20 +116,19 @@ func keysOf[V any](m map[string]V) map[string]bool {
 func TestTheScheduleSweepsExpiredStoredSessions(t *testing.T) {
 	t.Parallel()
 	hs := newHarness(t, withStoredSessions())
-	hs.h.stopMaintain() // the test drives the schedule
-	<-hs.h.maintainDone
+	hs.h.maintenance.stopAndWait() // the test drives the schedule
 	hs.login(hs.browser, "/")
 	if n := countStoredSessions(t, hs.h.storage); n != 1 {
 		t.Fatalf("%d stored sessions after login, want 1", n)
 	}
-	m := hs.h.maintenance
+	m := hs.h.maintenance.schedule
 	m.mu.Lock()
 	m.last, m.lastSessionSweep = time.Time{}, time.Time{} // start afresh, in the future
 	m.mu.Unlock()
 	next := m.start(time.Now().Add(time.Duration(hs.h.SessionLifetime) + time.Hour))
 	for range 24 * 60 {
 		now := next.Add(time.Millisecond) // a timer fires a little late
-		hs.h.maintainOnce(context.Background(), now)
+		hs.h.maintenance.maintainOnce(context.Background(), now)
 		next = m.ran(now)
 		if countStoredSessions(t, hs.h.storage) == 0 {
 			return

@@ -4,14 +4,12 @@
 package spotifyauth
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -211,40 +209,65 @@ type Handler struct {
 
 	webAPIRoutePrefix string // Caddyfile `web_api <prefix>`: the route to emit (its gate gets WebAPIPrefix)
 
-	oauth         *oauth2.Config
-	httpClient    *http.Client
-	spotify       *spotifyClient
+	// The runtime state Provision builds, grouped by what it serves. The
+	// groups are embedded by value, so a copy of a Handler copies them as
+	// it copied the fields before.
+	spotifyConn
+	storageKeys
+	requestSettings
+	lifecycle
+}
+
+// spotifyConn is how this config talks to Spotify.
+type spotifyConn struct {
+	oauth      *oauth2.Config
+	httpClient *http.Client
+	spotify    *spotifyClient
+	appTokens  *appTokens // mode app's token source
+}
+
+// storageKeys is where this config keeps its state and what it seals
+// that state with.
+type storageKeys struct {
 	keys          *atomic.Pointer[keyring] // a pointer: Handler is copied by value
+	generatedKeys bool                     // keys from storage, re-read in the background
+	app           string                   // appBinding: what keys are derived for
+	storage       certmagic.Storage        // resolved from StorageRaw, or Caddy's
+	storageID     string                   // what makes two storage options the same
 	revocations   *revocation.Marks
-	sessions      sessionStore         // where sessions live, as session_store says (sessionstore.go)
-	login         *loginFlow           // the login: start, callback, state cookies (login.go)
-	generatedKeys bool                 // keys from storage, re-read in the background
-	storage       certmagic.Storage    // resolved from StorageRaw, or Caddy's
-	storageID     string               // what makes two storage options the same
-	maintenance   *maintenanceSchedule // this app's on this storage, kept across reloads
-	stopMaintain  context.CancelFunc
-	maintainDone  chan struct{}
-	callbackPath  string
+	sessions      sessionStore // where sessions live, as session_store says (sessionstore.go)
+}
+
+// requestSettings is what Provision derives from the config once, so
+// requests need not.
+type requestSettings struct {
+	callbackPath string
 	// callbackEscaped is the callback's path as the browser sends it,
 	// the only spelling it answers at.
 	callbackEscaped string
 	redirectURL     *url.URL // nil when derived per request
 	tokenHeader     string   // canonical form
 	headerVar       string   // request variable: the gate set tokenHeader
-	app             string   // appBinding: what keys are derived for
 	errorRoutes     bool     // the site has handle_errors: answers go there
-	invalid         error    // what validate found, reported by Validate
 	leeway          int64    // RefreshLeeway in seconds
 	rules           accessRules
 	userHeaders     bool
 	appMode         bool
-	metrics         *metrics
 	bearer          bool
 	cookies         cookieNames
-	shared          *sharedState
-	refresh         *refresher.Coordinator // over shared.refresh, with this config's storage and keys
-	sharedKey       string
-	logger          *zap.Logger
+}
+
+// lifecycle is what ties this config to the process: the state shared
+// across reloads, the background work, metrics and the log.
+type lifecycle struct {
+	invalid     error // what validate found, reported by Validate
+	shared      *sharedState
+	sharedKey   string
+	refresh     *refresher.Coordinator // over shared.refresh, with this config's storage and keys
+	maintenance *maintainer            // the background work, from Provision to Cleanup
+	login       *loginFlow             // the login: start, callback, state cookies (login.go)
+	metrics     *metrics
+	logger      *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -260,38 +283,38 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.errorRoutes = siteHasErrorRoutes(ctx)
-	h.resolvePlaceholders()
-	h.setDefaults()
-	if h.invalid = h.validate(); h.invalid != nil {
+	resolvePlaceholders(h)
+	setDefaults(h)
+	if h.invalid = validateConfig(h); h.invalid != nil {
 		return nil // Validate reports it; nothing is written or started
 	}
-	if err := h.provisionStorage(ctx); err != nil {
+	if err := provisionStorage(h, ctx); err != nil {
 		return err
 	}
-	if err := h.provisionKeys(ctx); err != nil {
+	if err := provisionKeys(h, ctx); err != nil {
 		return err
 	}
-	if err := h.provisionRequestSettings(ctx); err != nil {
+	if err := provisionRequestSettings(h, ctx); err != nil {
 		return err
 	}
-	h.provisionSpotify()
+	provisionSpotify(h)
 	h.login = newLoginFlow(h)
-	if err := h.provisionShared(); err != nil {
+	if err := provisionShared(h); err != nil {
 		return err
 	}
-	h.revocations = h.newRevocations()
-	h.sessions = h.newSessionStore()
+	h.revocations = newRevocations(h)
+	h.sessions = newSessionStore(h)
 	if err := h.revocations.Reread(ctx, time.Now()); err != nil {
 		h.logger.Warn("reading session revocations from storage; retrying in the background", zap.Error(err))
 	}
-	h.startBackground(ctx)
+	startBackground(h, ctx)
 	registerLive(h, ctx.Context)
 	return nil
 }
 
 // resolvePlaceholders reads secrets and endpoints from the environment or
 // files (never from a request).
-func (h *Handler) resolvePlaceholders() {
+func resolvePlaceholders(h *Handler) {
 	repl := caddy.NewReplacer()
 	for _, s := range []*string{&h.ClientID, &h.ClientSecret, &h.AuthorizeURL, &h.TokenURL, &h.APIURL, &h.RedirectURI} {
 		*s = repl.ReplaceKnown(*s, "")
@@ -307,16 +330,16 @@ func (h *Handler) resolvePlaceholders() {
 
 // provisionKeys builds the key ring: from cookie_secret, else from keys
 // generated once into storage (and rotated there).
-func (h *Handler) provisionKeys(ctx caddy.Context) error {
+func provisionKeys(h *Handler, ctx caddy.Context) error {
 	secrets := make([][]byte, len(h.CookieSecrets))
 	for i, s := range h.CookieSecrets {
 		secrets[i] = []byte(s)
 	}
 	if len(secrets) == 0 {
 		now := time.Now()
-		sk, err := loadOrCreateKeys(ctx, h.storage, h.keyKeep(), h.logger)
+		sk, err := loadOrCreateKeys(ctx, h.storage, keyKeep(h), h.logger)
 		if err == nil {
-			sk, err = rotateKeys(ctx, h.storage, sk, time.Duration(h.KeyRotation), h.keyKeep(), now, h.logger)
+			sk, err = rotateKeys(ctx, h.storage, sk, time.Duration(h.KeyRotation), keyKeep(h), now, h.logger)
 		}
 		if err != nil {
 			return fmt.Errorf("session keys from storage: %w", err)
@@ -336,7 +359,7 @@ func (h *Handler) provisionKeys(ctx caddy.Context) error {
 
 // provisionRequestSettings derives what the request path reads from the
 // options, once.
-func (h *Handler) provisionRequestSettings(ctx caddy.Context) error {
+func provisionRequestSettings(h *Handler, ctx caddy.Context) error {
 	h.callbackPath, h.callbackEscaped = DefaultCallbackPath, DefaultCallbackPath
 	if h.RedirectURI != "" {
 		u, _ := url.Parse(h.RedirectURI) // validated
@@ -346,8 +369,8 @@ func (h *Handler) provisionRequestSettings(ctx caddy.Context) error {
 		}
 	}
 	h.leeway = int64(time.Duration(h.RefreshLeeway) / time.Second)
-	h.rules = h.newAccessRules()
-	h.notePartnerScopes()
+	h.rules = newAccessRules(h)
+	notePartnerScopes(h)
 	h.userHeaders = h.UserHeaders == nil || *h.UserHeaders
 	h.appMode = h.Mode == modeApp
 	h.tokenHeader = http.CanonicalHeaderKey(h.TokenHeader)
@@ -367,7 +390,7 @@ func (h *Handler) provisionRequestSettings(ctx caddy.Context) error {
 }
 
 // provisionSpotify sets up the OAuth and Web API clients.
-func (h *Handler) provisionSpotify() {
+func provisionSpotify(h *Handler) {
 	h.httpClient = newHTTPClient(time.Duration(h.Timeout))
 	authStyle := oauth2.AuthStyleInParams
 	if h.ClientSecret != "" {
@@ -384,12 +407,12 @@ func (h *Handler) provisionSpotify() {
 		},
 	}
 	h.spotify = &spotifyClient{apiURL: strings.TrimRight(h.APIURL, "/"), http: h.httpClient}
-	h.warnPastSpotifyLimits()
+	warnPastSpotifyLimits(h)
 }
 
 // warnPastSpotifyLimits tells the operator what Spotify will not do for
 // this config.
-func (h *Handler) warnPastSpotifyLimits() {
+func warnPastSpotifyLimits(h *Handler) {
 	if !h.appMode && time.Duration(h.SessionLifetime) > spotifyGrantLife {
 		h.logger.Warn("session_lifetime is longer than Spotify lets a login last: refresh tokens expire 6 months after the user's consent, "+
 			"so sessions end then and users are sent through Spotify's consent again",
@@ -407,7 +430,7 @@ const spotifyGrantLife = 183 * 24 * time.Hour
 // a pool keyed by what identifies the client: Spotify's limits are per app,
 // whatever storage a block uses. Only the maintenance schedule is per
 // storage.
-func (h *Handler) provisionShared() error {
+func provisionShared(h *Handler) error {
 	h.sharedKey = "spotify_auth:" + h.TokenURL + "|" + h.ClientID
 	shared, _, err := sharedPool.LoadOrNew(h.sharedKey, func() (caddy.Destructor, error) {
 		return newSharedState(), nil
@@ -416,30 +439,29 @@ func (h *Handler) provisionShared() error {
 		return err
 	}
 	h.shared = shared.(*sharedState)
-	h.maintenance = h.shared.maintenanceFor(h.storageID)
-	h.provisionRefresh()
+	provisionRefresh(h)
 	return nil
 }
 
 // startBackground starts the work that lives as long as this config:
 // Cleanup stops it.
-func (h *Handler) startBackground(ctx caddy.Context) {
-	var mctx context.Context
-	mctx, h.stopMaintain = context.WithCancel(ctx)
-	h.maintainDone = make(chan struct{})
-	firstMaintenance := h.maintenance.start(time.Now())
-	go func() {
-		defer close(h.maintainDone)
-		var wg sync.WaitGroup
-		wg.Go(func() { h.maintain(mctx, firstMaintenance) })
-		wg.Go(func() { h.revocations.Watch(mctx) })
-		wg.Wait()
-	}()
+func startBackground(h *Handler, ctx caddy.Context) {
+	h.maintenance = &maintainer{
+		schedule: h.shared.maintenanceFor(h.storageID),
+		storage:  h.storage,
+		logger:   h.logger,
+		memory:   func() *sharedState { return h.shared },
+		sessions: func() sessionStore { return h.sessions },
+	}
+	if h.generatedKeys {
+		h.maintenance.reloadKeys = h.reloadKeys
+	}
+	h.maintenance.start(ctx, h.revocations.Watch)
 }
 
 // provisionStorage loads the storage option's module, or takes Caddy's
 // configured storage.
-func (h *Handler) provisionStorage(ctx caddy.Context) error {
+func provisionStorage(h *Handler, ctx caddy.Context) error {
 	if h.StorageRaw == nil {
 		h.storage, h.storageID = ctx.Storage(), ""
 		return nil
@@ -468,9 +490,8 @@ func storageConfigID(raw json.RawMessage) string {
 // in Provision.
 func (h *Handler) Cleanup() error {
 	unregisterLive(h)
-	if h.stopMaintain != nil {
-		h.stopMaintain()
-		<-h.maintainDone
+	if h.maintenance != nil {
+		h.maintenance.stopAndWait()
 	}
 	// The old config's connections to Spotify go with it.
 	if h.httpClient != nil {
@@ -483,7 +504,7 @@ func (h *Handler) Cleanup() error {
 	return nil
 }
 
-func (h *Handler) setDefaults() {
+func setDefaults(h *Handler) {
 	if h.AuthorizeURL == "" {
 		h.AuthorizeURL = DefaultAuthorizeURL
 	}

@@ -121,7 +121,7 @@ func TestAllowEmailsAloneWarnsThatEmailsAreUnverified(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			core, logs := observer.New(zap.WarnLevel)
 			tc.h.logger = zap.New(core)
-			tc.h.newAccessRules()
+			newAccessRules(&tc.h)
 			if got := logs.FilterMessageSnippet("allow_users").Len() > 0; got != tc.warn {
 				t.Fatalf("warned: %v, want %v (%v)", got, tc.warn, logs.All())
 			}

@@ -3,17 +3,22 @@ package spotifyauth
 import (
 	"context"
 
+	"github.com/caddyserver/certmagic"
+
 	"github.com/caddyspotify/caddy-spotify-auth/internal/records"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 )
 
-// storeRecord keeps v at key in this config's storage, sealed by s
-// (internal/records).
-func (h *Handler) storeRecord(ctx context.Context, s *seal.Sealer, key string, v any) error {
-	return records.Store(ctx, h.storage, s, key, v)
+// recordStore is this config's storage as a keeper of sealed records
+// (internal/records); its methods are what revocation marks store with.
+type recordStore struct{ storage certmagic.Storage }
+
+// storeRecord keeps v at key in the storage, sealed by s.
+func (rs recordStore) storeRecord(ctx context.Context, s *seal.Sealer, key string, v any) error {
+	return records.Store(ctx, rs.storage, s, key, v)
 }
 
 // loadRecord reads into v what storeRecord kept at key.
-func (h *Handler) loadRecord(ctx context.Context, s *seal.Sealer, key string, v any) error {
-	return records.Load(ctx, h.storage, s, key, v)
+func (rs recordStore) loadRecord(ctx context.Context, s *seal.Sealer, key string, v any) error {
+	return records.Load(ctx, rs.storage, s, key, v)
 }

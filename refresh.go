@@ -76,7 +76,7 @@ func (h *Handler) refreshSession(ctx context.Context, sess session, forced bool)
 	if sess.RefreshToken == "" {
 		return session{}, &authError{Kind: kindRefreshRevoked, Message: "session has no refresh token"}
 	}
-	t, err := h.refresh.Refresh(ctx, refresher.Session{ID: h.sessionID(sess), Tokens: tokensOf(sess), Forced: forced})
+	t, err := h.refresh.Refresh(ctx, refresher.Session{ID: sessionID(h, sess), Tokens: tokensOf(sess), Forced: forced})
 	if err != nil {
 		return session{}, refreshError(err)
 	}
@@ -162,7 +162,7 @@ func refreshKey(sess session) string {
 // sessionID names the session itself, across its refreshes and its
 // copies (a lost cookie): the app, the user and when they logged in.
 // Pauses are keyed by it, so no rotation of tokens can reset them.
-func (h *Handler) sessionID(sess session) string {
+func sessionID(h *Handler, sess session) string {
 	return storagekeys.SessionID(h.app, sess.UserID, sess.Created)
 }
 
@@ -223,11 +223,12 @@ func (e refreshEvents) Uncoordinated(err error) {
 
 // provisionRefresh builds this config's refresh coordinator around the
 // app's state that outlives reloads (provisionShared).
-func (h *Handler) provisionRefresh() {
-	h.refresh = refresher.New(h.shared.refresh, h.refresherConfig())
+func provisionRefresh(h *Handler) {
+	h.refresh = refresher.New(h.shared.refresh, refresherConfig(h))
+	h.appTokens = newAppTokens(h) // over the same coordinator and shared state
 }
 
-func (h *Handler) refresherConfig() refresher.Config {
+func refresherConfig(h *Handler) refresher.Config {
 	keys := h.keys // rotation swaps the keyring in place
 	return refresher.Config{
 		Storage:  h.storage,

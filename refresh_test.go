@@ -183,8 +183,9 @@ func TestSessionsLongerThanSpotifysGrantsWarn(t *testing.T) {
 		{365 * 24 * time.Hour, true, false}, // no users, no refresh tokens
 	} {
 		core, logs := observer.New(zap.WarnLevel)
-		h := &Handler{SessionLifetime: caddy.Duration(tc.lifetime), appMode: tc.appMode, logger: zap.New(core)}
-		h.warnPastSpotifyLimits()
+		h := &Handler{SessionLifetime: caddy.Duration(tc.lifetime),
+			requestSettings: requestSettings{appMode: tc.appMode}, lifecycle: lifecycle{logger: zap.New(core)}}
+		warnPastSpotifyLimits(h)
 		if got := logs.FilterMessageSnippet("6 months").Len() == 1; got != tc.warn {
 			t.Errorf("session_lifetime %s (app mode %v): warned %v, want %v", tc.lifetime, tc.appMode, got, tc.warn)
 		}

@@ -10,7 +10,7 @@ import (
 // Revocation marks ("every session of this user that began before T is
 // void") live in internal/revocation; the session stores write them and
 // check them on every request. This builds a handler's.
-func (h *Handler) newRevocations() *revocation.Marks {
+func newRevocations(h *Handler) *revocation.Marks {
 	return revocation.New(revocation.Config{
 		Storage: h.storage,
 		Sealer:  func() *seal.Sealer { return h.sealers().marks },
@@ -25,8 +25,8 @@ func (h *Handler) newRevocations() *revocation.Marks {
 			}
 			return out
 		},
-		StoreRecord: h.storeRecord,
-		LoadRecord:  h.loadRecord,
+		StoreRecord: recordStore{h.storage}.storeRecord,
+		LoadRecord:  recordStore{h.storage}.loadRecord,
 		Logger:      h.logger,
 	})
 }

@@ -82,7 +82,7 @@ func TestOpenAccessScopesAreNotedAtStartup(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			core, logs := observer.New(zap.InfoLevel)
 			tc.h.logger = zap.New(core)
-			tc.h.notePartnerScopes()
+			notePartnerScopes(&tc.h)
 			notes := logs.FilterMessageSnippet("partner").All()
 			if tc.wantNone {
 				if len(notes) != 0 {

@@ -210,9 +210,10 @@ func TestCookieNamesOfTheHandlerAreRecognised(t *testing.T) {
 
 func TestLoadSessionRefusesExpiredSessions(t *testing.T) {
 	t.Parallel()
-	h := &Handler{cookies: newCookieNames("s", false), keys: new(atomic.Pointer[keyring]), revocations: &revocation.Marks{}}
+	h := &Handler{requestSettings: requestSettings{cookies: newCookieNames("s", false)},
+		storageKeys: storageKeys{keys: new(atomic.Pointer[keyring]), revocations: &revocation.Marks{}}}
 	h.keys.Store(&keyring{sessions: testSealer(t, secretA)})
-	h.sessions = h.newSessionStore()
+	h.sessions = newSessionStore(h)
 	s := sampleSession()
 	now := time.Unix(s.Expires, 0)
 	r, _ := http.NewRequest("GET", "http://127.0.0.1/", nil)

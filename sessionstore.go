@@ -59,11 +59,11 @@ type sessionStore interface {
 }
 
 // sweepFunc deletes the storage entries under prefix that expired says
-// are done (Handler.sweep).
+// are done (maintainer.sweep).
 type sweepFunc func(ctx context.Context, prefix string, recursive bool, expired func(key string, modified time.Time) bool)
 
 // newSessionStore builds the store session_store names.
-func (h *Handler) newSessionStore() sessionStore {
+func newSessionStore(h *Handler) sessionStore {
 	cache := newSessionCache()
 	keys := h.keys
 	stored := &storedSessions{

@@ -28,7 +28,7 @@ func testStores(t *testing.T) (*cookieStore, *storageStore, *teststorage.Storage
 	storage := teststorage.New(t.TempDir())
 	keys := new(atomic.Pointer[keyring])
 	keys.Store(mustKeyring(t, []byte(secretA), "app"))
-	records := &Handler{storage: storage} // records.go's sealed records
+	records := recordStore{storage} // records.go's sealed records
 	build := func() *cookieStore {
 		cache := newSessionCache()
 		stored := &storedSessions{cache: cache, bearer: true, userHeaders: true, logger: zap.NewNop(),

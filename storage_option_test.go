@@ -143,7 +143,7 @@ func TestHandlersShareSessionsAndKeysOnlyThroughTheSameStorage(t *testing.T) {
 			if same.shared != hs.h.shared || other.shared != hs.h.shared {
 				t.Error("blocks of one app do not share its in-memory state (login limits, back-offs)")
 			}
-			if same.maintenance != hs.h.maintenance || other.maintenance == hs.h.maintenance {
+			if same.maintenance.schedule != hs.h.maintenance.schedule || other.maintenance.schedule == hs.h.maintenance.schedule {
 				t.Error("the maintenance schedule is not kept exactly per storage")
 			}
 

@@ -29,14 +29,14 @@ func (h *Handler) Validate() error {
 	return h.invalid
 }
 
-// validate checks every option and their combinations.
-func (h *Handler) validate() error {
+// validateConfig checks every option and their combinations.
+func validateConfig(h *Handler) error {
 	for _, c := range optionChecks {
 		if err := c.check(h); err != nil {
 			return err
 		}
 	}
-	return h.checkCombinations()
+	return checkCombinations(h)
 }
 
 // optionCheck checks one option's value, by its Caddyfile name.
@@ -102,7 +102,7 @@ var optionChecks = []optionCheck{
 }
 
 // checkOption runs the check of one option, if it has one.
-func (h *Handler) checkOption(option string) error {
+func checkOption(h *Handler, option string) error {
 	for _, c := range optionChecks {
 		if c.option == option {
 			return c.check(h)
@@ -112,7 +112,7 @@ func (h *Handler) checkOption(option string) error {
 }
 
 // checkCombinations checks what one option needs of others.
-func (h *Handler) checkCombinations() error {
+func checkCombinations(h *Handler) error {
 	if h.ClientID == "" {
 		return errors.New("client_id is required (and must not resolve to an empty value)")
 	}
@@ -124,7 +124,7 @@ func (h *Handler) checkCombinations() error {
 	if (len(h.AllowProducts) > 0 || len(h.AllowCountries) > 0) && !slices.Contains(granted, "user-read-private") {
 		return errors.New("allow_products and allow_countries need the user-read-private scope (add it to scopes): without it Spotify does not tell product or country")
 	}
-	if err := h.checkWebAPIRoute(); err != nil {
+	if err := checkWebAPIRoute(h); err != nil {
 		return err
 	}
 	if h.KeyRotation != 0 && len(h.CookieSecrets) > 0 {
@@ -222,7 +222,7 @@ func checkScopes(option string, scopes []string) error {
 // notePartnerScopes says at startup that Open Access scopes work only for
 // apps Spotify has made partners: otherwise every login ends on Spotify's
 // error page, and nothing in the config looks wrong.
-func (h *Handler) notePartnerScopes() {
+func notePartnerScopes(h *Handler) {
 	for _, opt := range []struct {
 		name   string
 		scopes []string
@@ -357,7 +357,7 @@ func checkWebAPIPrefix(prefix string) error {
 // JSON config's web_api gate must know its prefix, and the route (which
 // comes first) must not take the callback, whose code it would send to
 // the Web API.
-func (h *Handler) checkWebAPIRoute() error {
+func checkWebAPIRoute(h *Handler) error {
 	if h.WebAPI && h.WebAPIPrefix == "" {
 		return errors.New("web_api needs web_api_prefix: the path prefix its route matches, e.g. /spotify-api (the Caddyfile's web_api <prefix> sets both)")
 	}
@@ -365,7 +365,7 @@ func (h *Handler) checkWebAPIRoute() error {
 	if prefix == "" {
 		return nil
 	}
-	if cb, err := h.configuredCallbackPath(); err == nil && hasPathPrefix(strings.ToLower(cb), strings.ToLower(prefix)) {
+	if cb, err := configuredCallbackPath(h); err == nil && hasPathPrefix(strings.ToLower(cb), strings.ToLower(prefix)) {
 		return fmt.Errorf("web_api %q overlaps the callback %s (redirect_uri)", prefix, cb)
 	}
 	return nil

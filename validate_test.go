@@ -104,7 +104,7 @@ func TestAnInvalidConfigWritesNothing(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("storage holds %d entries after an invalid config", len(entries))
 	}
-	if h.stopMaintain != nil {
+	if h.maintenance != nil {
 		t.Error("background work started for an invalid config")
 	}
 

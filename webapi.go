@@ -74,7 +74,7 @@ func (h *Handler) serveWebAPI(w http.ResponseWriter, r *http.Request, next caddy
 		writeJSON(w, http.StatusMethodNotAllowed, apiError{Error: "method_not_allowed", Description: "the Web API proxy takes " + strings.Join(webAPIMethods, ", ")})
 		return nil
 	}
-	if !h.isWebAPIPath(r) {
+	if !isWebAPIPath(h, r) {
 		h.metrics.answered(http.StatusNotFound)
 		writeJSON(w, http.StatusNotFound, apiError{Error: "not_found", Description: "the Web API proxy serves " + h.WebAPIPrefix + "/v1/... only"})
 		return nil
@@ -90,7 +90,7 @@ func (h *Handler) serveWebAPI(w http.ResponseWriter, r *http.Request, next caddy
 	}
 	// The owner's lapsed Premium fails every call: none is made while
 	// that pause lasts (as this instance knows it; no storage read here).
-	if err := h.mayCallSpotify(r.Context(), refresher.WebAPI, time.Now()); err != nil {
+	if err := mayCallSpotify(r.Context(), h.refresh, refresher.WebAPI, time.Now()); err != nil {
 		h.fail(w, r, asAuthError(err), "")
 		return nil
 	}
@@ -121,7 +121,7 @@ func (h *Handler) callWebAPI(w http.ResponseWriter, r, out *http.Request, next c
 			hdr: http.Header{}, hold: first && replay != nil, token: sess.AccessToken, h: h}
 		err := next.ServeHTTP(aw, out)
 		if aw.forbidden {
-			return h.answerForbidden(w, r, aw)
+			return answerForbidden(h, w, r, aw)
 		}
 		if !aw.held {
 			return err
@@ -135,7 +135,7 @@ func (h *Handler) callWebAPI(w http.ResponseWriter, r, out *http.Request, next c
 			return nil
 		}
 		if sess.AccessToken == dead {
-			if sess, ok = h.refreshedMeanwhile(w, r, sess); !ok {
+			if sess, ok = refreshedMeanwhile(h, w, r, sess); !ok {
 				return aw.release()
 			}
 		}
@@ -145,7 +145,7 @@ func (h *Handler) callWebAPI(w http.ResponseWriter, r, out *http.Request, next c
 // refreshedMeanwhile takes the result of a refresh another call of the
 // session made a moment ago (calls fired together all find the token
 // dead; one refreshes), saving it where the session lives.
-func (h *Handler) refreshedMeanwhile(w http.ResponseWriter, r *http.Request, sess session) (session, bool) {
+func refreshedMeanwhile(h *Handler, w http.ResponseWriter, r *http.Request, sess session) (session, bool) {
 	t, ok := h.refresh.Remembered(tokensOf(sess))
 	if !ok || t.AccessToken == sess.AccessToken {
 		return sess, false
@@ -163,13 +163,13 @@ func (h *Handler) refreshedMeanwhile(w http.ResponseWriter, r *http.Request, ses
 // answerForbidden passes Spotify's 403 on as it came, unless its text
 // says the app owner's Premium has lapsed: then every call fails, for
 // every user, so it is the outage answer and the shared pause.
-func (h *Handler) answerForbidden(w http.ResponseWriter, r *http.Request, aw *webAPIWriter) error {
+func answerForbidden(h *Handler, w http.ResponseWriter, r *http.Request, aw *webAPIWriter) error {
 	said := spotifyMessage(aw.heldBody.Bytes())
 	if !ownerPremiumLapsed(said) {
 		return aw.release()
 	}
 	ae := ownerPremiumError(said, spotifyDetail("web_api "+r.Method, http.StatusForbidden, said))
-	h.noteSpotify(r.Context(), refresher.Calls, ae)
+	noteSpotify(r.Context(), h.refresh, refresher.Calls, ae)
 	h.fail(w, r, ae, "")
 	return nil
 }
@@ -183,7 +183,7 @@ var webAPIMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, h
 // prefix, though Caddy's matcher takes them all), with no dot segment,
 // empty segment or backslash once decoded: strip_path_prefix cleans the
 // path, and Spotify may, into one outside /v1/.
-func (h *Handler) isWebAPIPath(r *http.Request) bool {
+func isWebAPIPath(h *Handler, r *http.Request) bool {
 	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), h.WebAPIPrefix)
 	if !ok || !strings.HasPrefix(rest, "/v1/") {
 		return false

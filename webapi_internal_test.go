@@ -14,7 +14,7 @@ import (
 // this site, and nothing carrying the token passes.
 func TestWebAPIAnswersKeepOnlyTheirDescription(t *testing.T) {
 	t.Parallel()
-	h := &Handler{cookies: newCookieNames("spotify_auth", false), tokenHeader: "Authorization"}
+	h := &Handler{requestSettings: requestSettings{cookies: newCookieNames("spotify_auth", false), tokenHeader: "Authorization"}}
 	rec := httptest.NewRecorder()
 	w := &webAPIWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: rec}, hdr: http.Header{}, token: "the-token", h: h}
 	for k, v := range map[string]string{
@@ -83,7 +83,7 @@ func TestWebAPIPathIsTheWebAPIOnly(t *testing.T) {
 		"/spotify-api/v1/users/a%252e%252e/x":     true, // %2e%2e once decoded is text, not a segment
 		"/spotify-api/v1/users/.hidden/playlists": true,
 	} {
-		if got := h.isWebAPIPath(httptest.NewRequest(http.MethodGet, target, nil)); got != want {
+		if got := isWebAPIPath(h, httptest.NewRequest(http.MethodGet, target, nil)); got != want {
 			t.Errorf("%s: %v, want %v", target, got, want)
 		}
 	}
