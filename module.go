@@ -4,6 +4,7 @@
 package spotifyauth
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -456,7 +457,10 @@ func startBackground(h *Handler, ctx caddy.Context) {
 	if h.generatedKeys {
 		h.maintenance.reloadKeys = h.reloadKeys
 	}
-	h.maintenance.start(ctx, h.revocations.Watch)
+	marks := h.revocations
+	h.maintenance.start(ctx, func(ctx context.Context) {
+		runUntilDone(ctx, time.Now().Add(revocation.RereadInterval), func(now time.Time) time.Time { return marks.Tick(ctx, now) })
+	})
 }
 
 // provisionStorage loads the storage option's module, or takes Caddy's

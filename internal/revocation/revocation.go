@@ -211,19 +211,11 @@ func (m *Marks) Reread(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-// Watch re-reads the marks every RereadInterval until ctx ends.
-func (m *Marks) Watch(ctx context.Context) {
-	timer := time.NewTimer(RereadInterval)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-timer.C:
-			if err := m.Reread(ctx, now); err != nil && ctx.Err() == nil {
-				m.cfg.Logger.Warn("re-reading session revocations from storage; keeping the ones known", zap.Error(err))
-			}
-			timer.Reset(RereadInterval)
-		}
+// Tick re-reads the marks, as the background loop does every
+// RereadInterval, and returns when it is due again.
+func (m *Marks) Tick(ctx context.Context, now time.Time) (next time.Time) {
+	if err := m.Reread(ctx, now); err != nil && ctx.Err() == nil {
+		m.cfg.Logger.Warn("re-reading session revocations from storage; keeping the ones known", zap.Error(err))
 	}
+	return now.Add(RereadInterval)
 }
