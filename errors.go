@@ -102,7 +102,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, ae *authError, re
 	h.metrics.answered(ans.status)
 	if retryURL == "" {
 		retryURL = r.URL.RequestURI()
-		if !isNavigation(r) {
+		// The callback's URL carries Spotify's code: no page links to it.
+		if !isNavigation(r) || r.URL.Path == h.callbackPath {
 			retryURL = loginURL(returnPath(r))
 		}
 	}

@@ -276,7 +276,7 @@ func clientAddress(r *http.Request) netip.Addr {
 // answers 429 itself and returns false. The callback checks this before
 // it uses the login state up, so the 429's retry link (the callback
 // itself) completes the same login once Retry-After has passed.
-func (f *loginFlow) admitExchange(w http.ResponseWriter, r *http.Request, now time.Time) bool {
+func (f *loginFlow) admitExchange(w http.ResponseWriter, r *http.Request, returnTo string, now time.Time) bool {
 	client := clientAddress(r)
 	ok, wait := f.h.shared.exchanges.allow(client, f.limit, now)
 	if ok {
@@ -287,7 +287,7 @@ func (f *loginFlow) admitExchange(w http.ResponseWriter, r *http.Request, now ti
 		zap.Stringer("client", client), zap.Duration("retry_after", wait))
 	f.h.fail(w, r, &authError{Kind: kindTooManyLogins, RetryAfter: wait,
 		Message: "Too many logins from your network or in total right now, so this one was not sent to Spotify. " +
-			"It stays valid: try again after a short wait"}, r.URL.RequestURI())
+			"It stays valid: reload this page after a short wait"}, loginURL(returnTo))
 	return false
 }
 

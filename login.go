@@ -270,10 +270,12 @@ func (f *loginFlow) admitCallback(w http.ResponseWriter, r *http.Request, q url.
 		if err := mayCallSpotify(r.Context(), f.h.refresh, refresher.Logins, now); err != nil {
 			ae := asAuthError(err)
 			f.metrics.loginFailures.WithLabelValues(ae.Kind.String()).Inc()
-			f.h.fail(w, r, ae, r.URL.RequestURI()) // retry this very callback
+			// The login stays unspent: reloading this callback completes it.
+			// The link starts a new one: a page never carries the code.
+			f.h.fail(w, r, ae, loginURL(ls.ReturnTo))
 			return ls, false
 		}
-		if !f.admitExchange(w, r, now) {
+		if !f.admitExchange(w, r, ls.ReturnTo, now) {
 			return ls, false
 		}
 		if !f.spendState(w, r, &ls, now) {
