@@ -27,55 +27,52 @@ import (
 
 func TestOneRefreshAcrossInstances(t *testing.T) {
 	t.Parallel()
-	for _, kind := range storageKinds {
-		t.Run(kind.name, func(t *testing.T) {
-			t.Parallel()
-			storage := kind.new(t)
-			hs := newHarness(t, withStorage(storage))
-			// With rotation, a second refresh with the old refresh token
-			// would fail: the test would see it as well as count it.
-			hs.fake.SetRotateRefreshTokens(true)
-			_, regB := hs.addInstance()
-			hs.login(hs.browser, "/")
-			old := hs.nearlyExpire(hs.browser)
-			before := hs.fake.Counts().Refreshes
+	runAtOnce(t, storageKinds, storageKindName, func(t *testing.T, kind storageKind) {
+		storage := kind.new(t)
+		hs := newHarness(t, withStorage(storage))
+		// With rotation, a second refresh with the old refresh token
+		// would fail: the test would see it as well as count it.
+		hs.fake.SetRotateRefreshTokens(true)
+		_, regB := hs.addInstance()
+		hs.login(hs.browser, "/")
+		old := hs.nearlyExpire(hs.browser)
+		before := hs.fake.Counts().Refreshes
 
-			results := hs.burst(hs.browser, "/app/", 40, 2)
-			var slowest time.Duration
-			for i, r := range results {
-				if r.status != http.StatusOK {
-					t.Fatalf("request %d: status %d", i, r.status)
-				}
-				if r.token == old.AccessToken || r.token != results[0].token {
-					t.Fatalf("request %d got token %.8s…, want the one new token %.8s…", i, r.token, results[0].token)
-				}
-				slowest = max(slowest, r.took)
+		results := hs.burst(hs.browser, "/app/", 40, 2)
+		var slowest time.Duration
+		for i, r := range results {
+			if r.status != http.StatusOK {
+				t.Fatalf("request %d: status %d", i, r.status)
 			}
-			if _, _, valid := hs.fake.AccessTokenInfo(results[0].token); !valid {
-				t.Fatal("the new token is not valid at Spotify")
+			if r.token == old.AccessToken || r.token != results[0].token {
+				t.Fatalf("request %d got token %.8s…, want the one new token %.8s…", i, r.token, results[0].token)
 			}
-			storageHoldsNone(t, storage, results[0].token, old.RefreshToken, hs.session(hs.browser).RefreshToken)
-			if n := hs.fake.Counts().Refreshes - before; n != 1 {
-				t.Fatalf("%d refreshes at Spotify for 40 requests on 2 instances, want 1", n)
+			slowest = max(slowest, r.took)
+		}
+		if _, _, valid := hs.fake.AccessTokenInfo(results[0].token); !valid {
+			t.Fatal("the new token is not valid at Spotify")
+		}
+		storageHoldsNone(t, storage, results[0].token, old.RefreshToken, hs.session(hs.browser).RefreshToken)
+		if n := hs.fake.Counts().Refreshes - before; n != 1 {
+			t.Fatalf("%d refreshes at Spotify for 40 requests on 2 instances, want 1", n)
+		}
+		refreshed := hs.metric("caddy_spotify_auth_refreshes_total") + metricValue(t, regB, "caddy_spotify_auth_refreshes_total")
+		shared := hs.metric("caddy_spotify_auth_refreshes_shared_total") + metricValue(t, regB, "caddy_spotify_auth_refreshes_shared_total")
+		if refreshed != 1 || shared != 1 {
+			t.Fatalf("refreshes_total %v, refreshes_shared_total %v; want 1 and 1 (one instance refreshed, the other reused it)", refreshed, shared)
+		}
+		if rec, ok := storage.(*teststorage.Storage); ok {
+			calls := rec.Calls()
+			if calls["Lock"] < 1 || calls["Unlock"] < 1 || calls["Store"] != 1 {
+				t.Fatalf("storage calls %v: want a lock taken and released, and one published result", calls)
 			}
-			refreshed := hs.metric("caddy_spotify_auth_refreshes_total") + metricValue(t, regB, "caddy_spotify_auth_refreshes_total")
-			shared := hs.metric("caddy_spotify_auth_refreshes_shared_total") + metricValue(t, regB, "caddy_spotify_auth_refreshes_shared_total")
-			if refreshed != 1 || shared != 1 {
-				t.Fatalf("refreshes_total %v, refreshes_shared_total %v; want 1 and 1 (one instance refreshed, the other reused it)", refreshed, shared)
-			}
-			if rec, ok := storage.(*teststorage.Storage); ok {
-				calls := rec.Calls()
-				if calls["Lock"] < 1 || calls["Unlock"] < 1 || calls["Store"] != 1 {
-					t.Fatalf("storage calls %v: want a lock taken and released, and one published result", calls)
-				}
-				t.Logf("storage calls: %v", calls)
-			}
-			if locks, _ := storage.List(context.Background(), "", true); slices.ContainsFunc(locks, func(k string) bool { return strings.HasSuffix(k, ".lock") }) {
-				t.Fatalf("a lock was left behind: %v", locks)
-			}
-			t.Logf("40 requests over 2 instances: 1 refresh, slowest answer %v", slowest.Round(time.Millisecond))
-		})
-	}
+			t.Logf("storage calls: %v", calls)
+		}
+		if locks, _ := storage.List(context.Background(), "", true); slices.ContainsFunc(locks, func(k string) bool { return strings.HasSuffix(k, ".lock") }) {
+			t.Fatalf("a lock was left behind: %v", locks)
+		}
+		t.Logf("40 requests over 2 instances: 1 refresh, slowest answer %v", slowest.Round(time.Millisecond))
+	})
 }
 
 func TestAStorageThatCannotLockStillRefreshesAndWarns(t *testing.T) {
@@ -188,66 +185,63 @@ func TestGeneratedKeysRotateWithoutLoggingAnyoneOut(t *testing.T) {
 
 func TestStoredSessionsEndEverywhereOnLogout(t *testing.T) {
 	t.Parallel()
-	for _, kind := range storageKinds {
-		t.Run(kind.name, func(t *testing.T) {
-			t.Parallel()
-			storage := kind.new(t)
-			hs := newHarness(t, withStorage(storage), withStoredSessions())
-			hs.addInstance()
-			hs.login(hs.browser, "/")
-			value := cookieIn(t, hs, hs.browser, "spotify_auth")
-			if len(value) > 200 {
-				t.Fatalf("session cookie is %d bytes; with session_store storage it should hold only a reference", len(value))
-			}
-			if n := countStoredSessions(t, storage); n != 1 {
-				t.Fatalf("%d stored sessions after one login, want 1", n)
-			}
-			// What the storage holds is sealed: no token, and not the
-			// reference a cookie would need.
-			sess := hs.session(hs.browser)
-			ref, _ := hs.h.sealers().sessions.Open(value, hs.h.cookies.aad)
-			storageHoldsNone(t, storage, sess.AccessToken, sess.RefreshToken, value, string(refID(ref)), hex.EncodeToString(refID(ref)))
+	runAtOnce(t, storageKinds, storageKindName, func(t *testing.T, kind storageKind) {
+		storage := kind.new(t)
+		hs := newHarness(t, withStorage(storage), withStoredSessions())
+		hs.addInstance()
+		hs.login(hs.browser, "/")
+		value := cookieIn(t, hs, hs.browser, "spotify_auth")
+		if len(value) > 200 {
+			t.Fatalf("session cookie is %d bytes; with session_store storage it should hold only a reference", len(value))
+		}
+		if n := countStoredSessions(t, storage); n != 1 {
+			t.Fatalf("%d stored sessions after one login, want 1", n)
+		}
+		// What the storage holds is sealed: no token, and not the
+		// reference a cookie would need.
+		sess := hs.session(hs.browser)
+		ref, _ := hs.h.sealers().sessions.Open(value, hs.h.cookies.aad)
+		storageHoldsNone(t, storage, sess.AccessToken, sess.RefreshToken, value, string(refID(ref)), hex.EncodeToString(refID(ref)))
 
-			// A copy of the cookie works on the other instance...
-			thief := newBrowser(t)
-			setCookieIn(t, hs, thief, "spotify_auth", value)
-			if resp, _ := hs.get(thief, "/app/", onInstance(1)...); resp.StatusCode != http.StatusOK {
-				t.Fatalf("copied cookie on instance 2: status %d", resp.StatusCode)
-			}
-			// ...until the owner logs out on the first: then at once not
-			// there, and on the other once its cache of stored sessions
-			// (storedSessionCacheTTL, sessioncache.go) has let it go.
-			logout(t, hs, hs.browser, "")
-			if resp, _ := hs.get(thief, "/app/"); resp.StatusCode != http.StatusFound {
-				t.Fatalf("copied cookie after logout, on the instance that served it: status %d, want 302 to login", resp.StatusCode)
-			}
-			time.Sleep(storedSessionCacheTTL)
-			if resp, _ := hs.get(thief, "/app/", onInstance(1)...); resp.StatusCode != http.StatusFound {
-				t.Fatalf("copied cookie %v after logout, on the other instance: status %d, want 302 to login", storedSessionCacheTTL, resp.StatusCode)
-			}
-			if n := countStoredSessions(t, storage); n != 0 {
-				t.Fatalf("%d stored sessions after logout, want 0", n)
-			}
+		// A copy of the cookie works on the other instance...
+		thief := newBrowser(t)
+		setCookieIn(t, hs, thief, "spotify_auth", value)
+		if resp, _ := hs.get(thief, "/app/", onInstance(1)...); resp.StatusCode != http.StatusOK {
+			t.Fatalf("copied cookie on instance 2: status %d", resp.StatusCode)
+		}
+		// ...until the owner logs out on the first: then at once not
+		// there, and on the other once its cache of stored sessions
+		// (storedSessionCacheTTL, sessioncache.go) has let it go.
+		logout(t, hs, hs.browser, "")
+		if resp, _ := hs.get(thief, "/app/"); resp.StatusCode != http.StatusFound {
+			t.Fatalf("copied cookie after logout, on the instance that served it: status %d, want 302 to login", resp.StatusCode)
+		}
+		time.Sleep(storedSessionCacheTTL)
+		if resp, _ := hs.get(thief, "/app/", onInstance(1)...); resp.StatusCode != http.StatusFound {
+			t.Fatalf("copied cookie %v after logout, on the other instance: status %d, want 302 to login", storedSessionCacheTTL, resp.StatusCode)
+		}
+		if n := countStoredSessions(t, storage); n != 0 {
+			t.Fatalf("%d stored sessions after logout, want 0", n)
+		}
 
-			// Logout everywhere ends the user's other sessions too.
-			other := newBrowser(t)
-			hs.login(hs.browser, "/")
-			hs.login(other, "/")
-			if n := countStoredSessions(t, storage); n != 2 {
-				t.Fatalf("%d stored sessions after two logins, want 2", n)
-			}
-			body := logout(t, hs, hs.browser, "?everywhere=1")
-			if !strings.Contains(body, "logged out everywhere") {
-				t.Fatalf("logout page: %s", body)
-			}
-			if resp, _ := hs.get(other, "/app/"); resp.StatusCode != http.StatusFound {
-				t.Fatalf("other browser after logout everywhere: status %d, want 302", resp.StatusCode)
-			}
-			if n := countStoredSessions(t, storage); n != 0 {
-				t.Fatalf("%d stored sessions after logout everywhere, want 0", n)
-			}
-		})
-	}
+		// Logout everywhere ends the user's other sessions too.
+		other := newBrowser(t)
+		hs.login(hs.browser, "/")
+		hs.login(other, "/")
+		if n := countStoredSessions(t, storage); n != 2 {
+			t.Fatalf("%d stored sessions after two logins, want 2", n)
+		}
+		body := logout(t, hs, hs.browser, "?everywhere=1")
+		if !strings.Contains(body, "logged out everywhere") {
+			t.Fatalf("logout page: %s", body)
+		}
+		if resp, _ := hs.get(other, "/app/"); resp.StatusCode != http.StatusFound {
+			t.Fatalf("other browser after logout everywhere: status %d, want 302", resp.StatusCode)
+		}
+		if n := countStoredSessions(t, storage); n != 0 {
+			t.Fatalf("%d stored sessions after logout everywhere, want 0", n)
+		}
+	})
 }
 
 func TestStoredSessionRefreshUpdatesStorageNotTheCookie(t *testing.T) {

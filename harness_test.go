@@ -225,10 +225,14 @@ func (s heldStorage) CertMagicStorage() (certmagic.Storage, error) {
 
 // storageKinds are the storages the coordination tests run on: Caddy's
 // default, and a different certmagic.Storage implementation.
-var storageKinds = []struct {
+type storageKind struct {
 	name string
 	new  func(t *testing.T) certmagic.Storage
-}{
+}
+
+func storageKindName(k storageKind) string { return k.name }
+
+var storageKinds = []storageKind{
 	{"file_system", func(t *testing.T) certmagic.Storage { return &certmagic.FileStorage{Path: t.TempDir()} }},
 	{"recording", func(t *testing.T) certmagic.Storage { return teststorage.New(t.TempDir()) }},
 }
@@ -976,4 +980,22 @@ func (s *sharedState) usedStateCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.usedState.Len()
+}
+
+// runAtOnce runs each case as a subtest, all of them at the same time.
+// It is for cases that wait on real clocks (token lifetimes, pauses) far
+// more than they compute: t.Parallel would queue them behind -parallel,
+// which is sized for the CPUs, and the package would wait out each
+// clock in turn.
+func runAtOnce[C any](t *testing.T, cases []C, name func(C) string, run func(*testing.T, C)) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, c := range cases {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t.Run(name(c), func(t *testing.T) { run(t, c) })
+		}()
+	}
+	wg.Wait()
 }

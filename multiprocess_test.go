@@ -33,165 +33,163 @@ import (
 func TestTwoCaddyProcessesShareSessionsAndRefreshOnce(t *testing.T) {
 	t.Parallel()
 	bin := buildTestCaddy(t)
-	for _, kind := range []string{"file_system", "recording", "redis"} {
-		t.Run(kind, func(t *testing.T) {
-			t.Parallel() // processes, ports, storage and fake of its own
-			dir := t.TempDir()
-			storageDir, callLog := filepath.Join(dir, "storage"), filepath.Join(dir, "calls.log")
-			storage := "file_system " + storageDir
-			var inspect certmagic.Storage = &certmagic.FileStorage{Path: storageDir}
-			switch kind {
-			case "recording":
-				storage = "spotify_auth_test_recording {\n\t\troot " + storageDir + "\n\t\tlog " + callLog + "\n\t}"
-			case "redis":
-				storage = redisStorageConfig(testkit.StartRedis(t))
-				inspect = dialStorage(t, serveStorage(t, bin, storage))
-			}
-			fake := spotifytest.NewServer()
-			t.Cleanup(fake.Close)
-			fake.SetRotateRefreshTokens(true) // a second refresh with the old token would fail
-			ports := freePorts(t, 2)
-			var redirects []string
-			for _, p := range ports {
-				redirects = append(redirects, fmt.Sprintf("http://127.0.0.1:%d%s", p, DefaultCallbackPath))
-			}
-			fake.AddClient(spotifytest.Client{ID: testClientID, RedirectURIs: redirects})
+	runAtOnce(t, []string{"file_system", "recording", "redis"}, func(kind string) string { return kind }, func(t *testing.T, kind string) {
+		// processes, ports, storage and fake of its own
+		dir := t.TempDir()
+		storageDir, callLog := filepath.Join(dir, "storage"), filepath.Join(dir, "calls.log")
+		storage := "file_system " + storageDir
+		var inspect certmagic.Storage = &certmagic.FileStorage{Path: storageDir}
+		switch kind {
+		case "recording":
+			storage = "spotify_auth_test_recording {\n\t\troot " + storageDir + "\n\t\tlog " + callLog + "\n\t}"
+		case "redis":
+			storage = redisStorageConfig(testkit.StartRedis(t))
+			inspect = dialStorage(t, serveStorage(t, bin, storage))
+		}
+		fake := spotifytest.NewServer()
+		t.Cleanup(fake.Close)
+		fake.SetRotateRefreshTokens(true) // a second refresh with the old token would fail
+		ports := freePorts(t, 2)
+		var redirects []string
+		for _, p := range ports {
+			redirects = append(redirects, fmt.Sprintf("http://127.0.0.1:%d%s", p, DefaultCallbackPath))
+		}
+		fake.AddClient(spotifytest.Client{ID: testClientID, RedirectURIs: redirects})
 
-			// Both start at once with no cookie_secret: they must end up
-			// with one generated key between them.
-			var a, b *caddyProcess
-			var wg sync.WaitGroup
-			wg.Add(2)
-			go func() { defer wg.Done(); a = startCaddy(t, bin, "A", ports[0], storage, fake) }()
-			go func() { defer wg.Done(); b = startCaddy(t, bin, "B", ports[1], storage, fake) }()
-			wg.Wait()
-			a.waitReady(t)
-			b.waitReady(t)
-			sk, err := loadKeys(context.Background(), inspect)
-			if err != nil || len(sk.Keys) != 1 {
-				t.Fatalf("storage holds %d keys (%v), want exactly 1 shared key", len(sk.Keys), err)
-			}
+		// Both start at once with no cookie_secret: they must end up
+		// with one generated key between them.
+		var a, b *caddyProcess
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); a = startCaddy(t, bin, "A", ports[0], storage, fake) }()
+		go func() { defer wg.Done(); b = startCaddy(t, bin, "B", ports[1], storage, fake) }()
+		wg.Wait()
+		a.waitReady(t)
+		b.waitReady(t)
+		sk, err := loadKeys(context.Background(), inspect)
+		if err != nil || len(sk.Keys) != 1 {
+			t.Fatalf("storage holds %d keys (%v), want exactly 1 shared key", len(sk.Keys), err)
+		}
 
-			// Log in through A, use the session on B.
-			jar, _ := cookiejar.New(nil) // cookies ignore ports: A and B are one site
-			browser := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-			fake.SetAccessTokenLifetime(accessLifetime)
-			loggedIn := multiLogin(t, browser, fake, a)
-			status, body := a.get(t, browser, "/app/")
-			if status != http.StatusOK || !strings.HasPrefix(body, "A Bearer ") {
-				t.Fatalf("A after login: %d %q", status, body)
-			}
-			status, body = b.get(t, browser, "/app/")
-			if status != http.StatusOK || !strings.HasPrefix(body, "B Bearer ") {
-				t.Fatalf("B with A's session: %d %q", status, body)
-			}
-			oldToken := strings.TrimPrefix(body, "B Bearer ")
+		// Log in through A, use the session on B.
+		jar, _ := cookiejar.New(nil) // cookies ignore ports: A and B are one site
+		browser := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		fake.SetAccessTokenLifetime(accessLifetime)
+		loggedIn := multiLogin(t, browser, fake, a)
+		status, body := a.get(t, browser, "/app/")
+		if status != http.StatusOK || !strings.HasPrefix(body, "A Bearer ") {
+			t.Fatalf("A after login: %d %q", status, body)
+		}
+		status, body = b.get(t, browser, "/app/")
+		if status != http.StatusOK || !strings.HasPrefix(body, "B Bearer ") {
+			t.Fatalf("B with A's session: %d %q", status, body)
+		}
+		oldToken := strings.TrimPrefix(body, "B Bearer ")
 
-			// 40 concurrent requests, split over A and B, when the token
-			// is due: exactly one refresh at Spotify.
-			time.Sleep(time.Until(loggedIn.Add(accessLifetime - refreshLeeway + 500*time.Millisecond)))
-			before := fake.Counts().Refreshes
-			type answer struct {
-				status int
-				token  string
-				took   time.Duration
+		// 40 concurrent requests, split over A and B, when the token
+		// is due: exactly one refresh at Spotify.
+		time.Sleep(time.Until(loggedIn.Add(accessLifetime - refreshLeeway + 500*time.Millisecond)))
+		before := fake.Counts().Refreshes
+		type answer struct {
+			status int
+			token  string
+			took   time.Duration
+		}
+		answers := make([]answer, 40)
+		start := make(chan struct{})
+		for i := range answers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p := []*caddyProcess{a, b}[i%2]
+				<-start
+				t0 := time.Now()
+				status, body := p.get(t, browser, "/app/")
+				_, tok, _ := strings.Cut(body, " Bearer ")
+				answers[i] = answer{status, tok, time.Since(t0)}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		refreshes := fake.Counts().Refreshes - before
+		var took []time.Duration
+		for i, ans := range answers {
+			if ans.status != http.StatusOK || ans.token == oldToken || ans.token != answers[0].token {
+				t.Fatalf("request %d (%s): status %d, token %.8s… (first answer's %.8s…, old %.8s…)",
+					i, []string{"A", "B"}[i%2], ans.status, ans.token, answers[0].token, oldToken)
 			}
-			answers := make([]answer, 40)
-			start := make(chan struct{})
-			for i := range answers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					p := []*caddyProcess{a, b}[i%2]
-					<-start
-					t0 := time.Now()
-					status, body := p.get(t, browser, "/app/")
-					_, tok, _ := strings.Cut(body, " Bearer ")
-					answers[i] = answer{status, tok, time.Since(t0)}
-				}()
+			took = append(took, ans.took)
+		}
+		if _, _, valid := fake.AccessTokenInfo(answers[0].token); !valid {
+			t.Fatal("the refreshed token is not valid at Spotify")
+		}
+		if refreshes != 1 {
+			t.Fatalf("%d refreshes at Spotify for 40 requests over two processes, want 1", refreshes)
+		}
+		slices.Sort(took)
+		t.Logf("40 concurrent requests over A and B with a due token: %d refresh; latency min %v, median %v, max %v",
+			refreshes, took[0].Round(time.Millisecond), took[len(took)/2].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond))
+
+		// Kill A mid-way through a stream of requests: B keeps serving,
+		// including the next refresh, which falls due meanwhile.
+		// (The token from the burst falls due a second after the kill;
+		// the next one lives an hour, so there is exactly one more.)
+		fake.SetAccessTokenLifetime(time.Hour)
+		before = fake.Counts().Refreshes
+		killAt := time.Now().Add(time.Second)
+		var bServed, bFailed, aAfterKill int
+		for i := 0; time.Since(killAt) < accessLifetime-refreshLeeway+time.Second; i++ {
+			if a.cmd.ProcessState == nil && time.Now().After(killAt) {
+				a.kill(t)
 			}
-			close(start)
-			wg.Wait()
-			refreshes := fake.Counts().Refreshes - before
-			var took []time.Duration
-			for i, ans := range answers {
-				if ans.status != http.StatusOK || ans.token == oldToken || ans.token != answers[0].token {
-					t.Fatalf("request %d (%s): status %d, token %.8s… (first answer's %.8s…, old %.8s…)",
-						i, []string{"A", "B"}[i%2], ans.status, ans.token, answers[0].token, oldToken)
+			if i%2 == 0 {
+				if status, _, err := a.tryGet(browser, "/app/"); err == nil && a.cmd.ProcessState != nil {
+					aAfterKill++
+					t.Logf("A answered %d after being killed", status)
 				}
-				took = append(took, ans.took)
+			} else if status, body := b.get(t, browser, "/app/"); status == http.StatusOK && strings.HasPrefix(body, "B Bearer ") {
+				bServed++
+				if _, _, valid := fake.AccessTokenInfo(strings.TrimPrefix(body, "B Bearer ")); !valid {
+					t.Fatal("B passed on a token Spotify does not know")
+				}
+			} else {
+				bFailed++
+				t.Errorf("B answered %d %q", status, body)
 			}
-			if _, _, valid := fake.AccessTokenInfo(answers[0].token); !valid {
-				t.Fatal("the refreshed token is not valid at Spotify")
-			}
-			if refreshes != 1 {
-				t.Fatalf("%d refreshes at Spotify for 40 requests over two processes, want 1", refreshes)
-			}
-			slices.Sort(took)
-			t.Logf("40 concurrent requests over A and B with a due token: %d refresh; latency min %v, median %v, max %v",
-				refreshes, took[0].Round(time.Millisecond), took[len(took)/2].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond))
+			time.Sleep(30 * time.Millisecond)
+		}
+		if a.cmd.ProcessState == nil || bFailed > 0 || aAfterKill > 0 || bServed < 20 {
+			t.Fatalf("after killing A: B served %d, failed %d; A answered %d times after the kill", bServed, bFailed, aAfterKill)
+		}
+		if n := fake.Counts().Refreshes - before; n != 1 {
+			t.Fatalf("%d refreshes while A died and B carried on, want 1", n)
+		}
+		t.Logf("A killed; B served %d requests in a row, refreshing once on its own", bServed)
 
-			// Kill A mid-way through a stream of requests: B keeps serving,
-			// including the next refresh, which falls due meanwhile.
-			// (The token from the burst falls due a second after the kill;
-			// the next one lives an hour, so there is exactly one more.)
-			fake.SetAccessTokenLifetime(time.Hour)
-			before = fake.Counts().Refreshes
-			killAt := time.Now().Add(time.Second)
-			var bServed, bFailed, aAfterKill int
-			for i := 0; time.Since(killAt) < accessLifetime-refreshLeeway+time.Second; i++ {
-				if a.cmd.ProcessState == nil && time.Now().After(killAt) {
-					a.kill(t)
-				}
-				if i%2 == 0 {
-					if status, _, err := a.tryGet(browser, "/app/"); err == nil && a.cmd.ProcessState != nil {
-						aAfterKill++
-						t.Logf("A answered %d after being killed", status)
-					}
-				} else if status, body := b.get(t, browser, "/app/"); status == http.StatusOK && strings.HasPrefix(body, "B Bearer ") {
-					bServed++
-					if _, _, valid := fake.AccessTokenInfo(strings.TrimPrefix(body, "B Bearer ")); !valid {
-						t.Fatal("B passed on a token Spotify does not know")
-					}
-				} else {
-					bFailed++
-					t.Errorf("B answered %d %q", status, body)
-				}
-				time.Sleep(30 * time.Millisecond)
-			}
-			if a.cmd.ProcessState == nil || bFailed > 0 || aAfterKill > 0 || bServed < 20 {
-				t.Fatalf("after killing A: B served %d, failed %d; A answered %d times after the kill", bServed, bFailed, aAfterKill)
-			}
-			if n := fake.Counts().Refreshes - before; n != 1 {
-				t.Fatalf("%d refreshes while A died and B carried on, want 1", n)
-			}
-			t.Logf("A killed; B served %d requests in a row, refreshing once on its own", bServed)
+		// A restarted (a rolling restart): the session works on it at
+		// once, with no login and no refresh.
+		before = fake.Counts().Refreshes
+		logins := fake.Counts().CodeExchanges
+		a = startCaddy(t, bin, "A", ports[0], storage, fake)
+		a.waitReady(t)
+		if status, body := a.get(t, browser, "/app/"); status != http.StatusOK || !strings.HasPrefix(body, "A Bearer ") {
+			t.Fatalf("restarted A: %d %q", status, body)
+		}
+		if c := fake.Counts(); c.Refreshes != before || c.CodeExchanges != logins {
+			t.Fatalf("the restart cost %d refreshes and %d logins", c.Refreshes-before, c.CodeExchanges-logins)
+		}
 
-			// A restarted (a rolling restart): the session works on it at
-			// once, with no login and no refresh.
-			before = fake.Counts().Refreshes
-			logins := fake.Counts().CodeExchanges
-			a = startCaddy(t, bin, "A", ports[0], storage, fake)
-			a.waitReady(t)
-			if status, body := a.get(t, browser, "/app/"); status != http.StatusOK || !strings.HasPrefix(body, "A Bearer ") {
-				t.Fatalf("restarted A: %d %q", status, body)
+		if kind == "recording" {
+			calls := readCallLog(t, callLog)
+			if calls["Store "+storagekeys.SessionKeys] != 1 {
+				t.Fatalf("the key was stored %d times, want once", calls["Store "+storagekeys.SessionKeys])
 			}
-			if c := fake.Counts(); c.Refreshes != before || c.CodeExchanges != logins {
-				t.Fatalf("the restart cost %d refreshes and %d logins", c.Refreshes-before, c.CodeExchanges-logins)
+			if calls["Lock "+storagekeys.SessionKeys] < 1 || calls["lock-refresh"] < 2 || calls["store-refresh"] != 2 {
+				t.Fatalf("the recording storage saw %v: want the key created under its lock and two refreshes coordinated through it", calls)
 			}
-
-			if kind == "recording" {
-				calls := readCallLog(t, callLog)
-				if calls["Store "+storagekeys.SessionKeys] != 1 {
-					t.Fatalf("the key was stored %d times, want once", calls["Store "+storagekeys.SessionKeys])
-				}
-				if calls["Lock "+storagekeys.SessionKeys] < 1 || calls["lock-refresh"] < 2 || calls["store-refresh"] != 2 {
-					t.Fatalf("the recording storage saw %v: want the key created under its lock and two refreshes coordinated through it", calls)
-				}
-				t.Logf("recording storage: %d refresh locks, %d published refresh results, %d pids", calls["lock-refresh"], calls["store-refresh"], calls["pids"])
-			}
-		})
-	}
+			t.Logf("recording storage: %d refresh locks, %d published refresh results, %d pids", calls["lock-refresh"], calls["store-refresh"], calls["pids"])
+		}
+	})
 }
 
 // Token timing for the multi-process test: a token is due for refresh

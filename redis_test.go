@@ -35,10 +35,7 @@ import (
 const testLockTTL = 2 * time.Second
 
 func init() {
-	storageKinds = append(storageKinds, struct {
-		name string
-		new  func(t *testing.T) certmagic.Storage
-	}{"redis", func(t *testing.T) certmagic.Storage { return dialStorage(t, startRedisStorage(t)) }})
+	storageKinds = append(storageKinds, storageKind{"redis", func(t *testing.T) certmagic.Storage { return dialStorage(t, startRedisStorage(t)) }})
 }
 
 // startRedisStorage starts a redis-server for this test and a test Caddy

@@ -54,71 +54,78 @@ func TestRefreshAfterRefreshThroughCaddy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs for about 20 s; not in -short")
 	}
+	t.Parallel()
 	bin := buildTestCaddy(t)
 	const (
 		lifetime = 4 * time.Second
 		leeway   = 2 * time.Second
 		runFor   = 4*lifetime + time.Second
 	)
+	type run struct {
+		rotation  string
+		instances int
+	}
+	var runs []run
 	for _, rotation := range []string{"never", "always", "alternating"} {
 		for _, instances := range []int{1, 2} {
-			t.Run(fmt.Sprintf("rotation %s, %d instances", rotation, instances), func(t *testing.T) {
-				t.Parallel()
-				fake := spotifytest.NewServer()
-				t.Cleanup(fake.Close)
-				fake.SetRotateRefreshTokensEvery(map[string]int{"never": 0, "always": 1, "alternating": 2}[rotation])
-				procs := startInstances(t, bin, instances, fake, leeway, func(name string) string {
-					return fmt.Sprintf(`respond /app/* "%s {http.request.header.Authorization}"`, name)
-				})
-				browser := processBrowser(t)
-				fake.SetAccessTokenLifetime(lifetime)
-				multiLogin(t, browser, fake, procs[0])
-
-				seen := map[string]bool{}
-				var mu sync.Mutex
-				refreshes := 0
-				check := func(p *caddyProcess) {
-					status, body := p.get(t, browser, "/app/")
-					_, tok, ok := strings.Cut(body, " Bearer ")
-					if status != http.StatusOK || !ok {
-						t.Errorf("%s: %d %q", p.name, status, body)
-						return
-					}
-					if _, _, valid := fake.AccessTokenInfo(tok); !valid {
-						t.Errorf("%s passed on a token Spotify no longer accepts (refresh %d)", p.name, refreshes)
-					}
-					mu.Lock()
-					seen[tok] = true
-					mu.Unlock()
-				}
-				for end := time.Now().Add(runFor); time.Now().Before(end); {
-					// Each instance at once: the refresh that falls due is
-					// raced for, as behind a load balancer.
-					var wg sync.WaitGroup
-					for _, p := range procs {
-						wg.Add(1)
-						go func() { defer wg.Done(); check(p) }()
-					}
-					wg.Wait()
-					refreshes = fake.Counts().Refreshes
-					time.Sleep(100 * time.Millisecond)
-				}
-				if t.Failed() {
-					return
-				}
-				refreshes = fake.Counts().Refreshes
-				if refreshes < int(runFor/lifetime) {
-					t.Fatalf("%d refreshes at Spotify over %s of %s tokens, want at least %d", refreshes, runFor, lifetime, int(runFor/lifetime))
-				}
-				// The login's token and one per refresh, each refresh's
-				// token used: no refresh was made twice or thrown away.
-				if len(seen) != refreshes+1 {
-					t.Fatalf("%d refreshes at Spotify but %d distinct tokens upstream, want one more token than refreshes", refreshes, len(seen))
-				}
-				t.Logf("%d refreshes over %s, %d tokens upstream, all alive at Spotify", refreshes, runFor, len(seen))
-			})
+			runs = append(runs, run{rotation, instances})
 		}
 	}
+	runAtOnce(t, runs, func(r run) string { return fmt.Sprintf("rotation %s, %d instances", r.rotation, r.instances) }, func(t *testing.T, r run) {
+		rotation, instances := r.rotation, r.instances
+		fake := spotifytest.NewServer()
+		t.Cleanup(fake.Close)
+		fake.SetRotateRefreshTokensEvery(map[string]int{"never": 0, "always": 1, "alternating": 2}[rotation])
+		procs := startInstances(t, bin, instances, fake, leeway, func(name string) string {
+			return fmt.Sprintf(`respond /app/* "%s {http.request.header.Authorization}"`, name)
+		})
+		browser := processBrowser(t)
+		fake.SetAccessTokenLifetime(lifetime)
+		multiLogin(t, browser, fake, procs[0])
+
+		seen := map[string]bool{}
+		var mu sync.Mutex
+		refreshes := 0
+		check := func(p *caddyProcess) {
+			status, body := p.get(t, browser, "/app/")
+			_, tok, ok := strings.Cut(body, " Bearer ")
+			if status != http.StatusOK || !ok {
+				t.Errorf("%s: %d %q", p.name, status, body)
+				return
+			}
+			if _, _, valid := fake.AccessTokenInfo(tok); !valid {
+				t.Errorf("%s passed on a token Spotify no longer accepts (refresh %d)", p.name, refreshes)
+			}
+			mu.Lock()
+			seen[tok] = true
+			mu.Unlock()
+		}
+		for end := time.Now().Add(runFor); time.Now().Before(end); {
+			// Each instance at once: the refresh that falls due is
+			// raced for, as behind a load balancer.
+			var wg sync.WaitGroup
+			for _, p := range procs {
+				wg.Add(1)
+				go func() { defer wg.Done(); check(p) }()
+			}
+			wg.Wait()
+			refreshes = fake.Counts().Refreshes
+			time.Sleep(100 * time.Millisecond)
+		}
+		if t.Failed() {
+			return
+		}
+		refreshes = fake.Counts().Refreshes
+		if refreshes < int(runFor/lifetime) {
+			t.Fatalf("%d refreshes at Spotify over %s of %s tokens, want at least %d", refreshes, runFor, lifetime, int(runFor/lifetime))
+		}
+		// The login's token and one per refresh, each refresh's
+		// token used: no refresh was made twice or thrown away.
+		if len(seen) != refreshes+1 {
+			t.Fatalf("%d refreshes at Spotify but %d distinct tokens upstream, want one more token than refreshes", refreshes, len(seen))
+		}
+		t.Logf("%d refreshes over %s, %d tokens upstream, all alive at Spotify", refreshes, runFor, len(seen))
+	})
 }
 
 // TestUpstreamRejectionsRefreshOnceEveryFewMinutesWithRotation: an
