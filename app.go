@@ -39,7 +39,7 @@ func (h *Handler) serveApp(w http.ResponseWriter, r *http.Request, next caddyhtt
 	}
 	r.Header[h.tokenHeader] = vals[0:1:1]
 	r.Header["X-Spotify-Token-Expires"] = vals[1:2:2]
-	markPassed(r, h.headerVar)
+	markPassed(r, h.passMark)
 	return next.ServeHTTP(w, r)
 }
 

@@ -79,7 +79,7 @@ func (h *Handler) handleAuth(w http.ResponseWriter, r *http.Request) {
 	// What passUpstream would put on the request goes on the answer.
 	view := r.WithContext(ctx)
 	view.Header = http.Header{}
-	h.passUpstream(view, &sess)
+	h.passUpstream(view, &sess, new(headerValues))
 	hdr := w.Header()
 	delete(hdr, LoginURLHeader)
 	for k, v := range view.Header {

@@ -125,6 +125,7 @@ func BenchmarkStripAfterTheGate(b *testing.B) {
 		b.Fatal(err)
 	}
 	vars := map[string]any{}
+	mark := &passMark{tokenHeader: s.tokenHeader}
 	base, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1/app/", nil)
 	base = base.WithContext(context.WithValue(base.Context(), caddyhttp.VarsCtxKey, vars))
 	r := new(http.Request)
@@ -136,7 +137,7 @@ func BenchmarkStripAfterTheGate(b *testing.B) {
 		*r = *base
 		clear(hdr)
 		clear(vars)
-		markPassed(r, s.headerVar)
+		markPassed(r, mark)
 		hdr["Authorization"], hdr["X-Spotify-User-Id"], hdr["Cookie"] = auth, user, cookie
 		r.Header = hdr
 		if err := s.ServeHTTP(w, r, nopNext); err != nil {

@@ -17,6 +17,11 @@ type upstreamWriter struct {
 	token       string
 	cookies     *cookieNames
 	wroteHeader bool
+
+	// Arrays for the request's token and identity header values and the
+	// answer's private caching headers: one allocation with the writer.
+	headerValues headerValues
+	private      [2]string
 }
 
 func (w *upstreamWriter) WriteHeader(status int) {
@@ -36,7 +41,7 @@ func (w *upstreamWriter) WriteHeader(status int) {
 	if status == http.StatusUnauthorized && strings.Contains(hdr.Get("WWW-Authenticate"), "invalid_token") {
 		w.shared.markRejected(w.token)
 	}
-	keepPrivate(hdr, w.cookies)
+	keepPrivate(hdr, w.cookies, &w.private)
 	w.ResponseWriterWrapper.WriteHeader(status)
 }
 
@@ -67,18 +72,18 @@ func (w *upstreamWriter) FlushError() error {
 // shared caches: one the upstream said nothing about becomes private and
 // varies by cookie, and one carrying our session cookie (a refresh) is
 // never public, whatever the upstream said.
-func keepPrivate(hdr http.Header, cookies *cookieNames) {
+func keepPrivate(hdr http.Header, cookies *cookieNames, fresh *[2]string) {
 	if len(hdr["Cache-Control"]) > 0 && !setsOurCookie(hdr, cookies) {
 		return // the upstream's explicit choice, for its own answer
 	}
-	makePrivate(hdr)
+	makePrivate(hdr, fresh)
 }
 
-// makePrivate keeps the answer out of shared caches.
-func makePrivate(hdr http.Header) {
-	// One array per answer, never shared: a later handler may write into
-	// a header's values (Caddy's header replace does).
-	fresh := []string{"private", "Cookie"}
+// makePrivate keeps the answer out of shared caches. fresh is an array of
+// this answer's alone, never shared: a later handler may write into a
+// header's values (Caddy's header replace does).
+func makePrivate(hdr http.Header, fresh *[2]string) {
+	*fresh = [2]string{"private", "Cookie"}
 	if cc := hdr["Cache-Control"]; len(cc) == 0 {
 		hdr["Cache-Control"] = fresh[0:1:1]
 	} else {

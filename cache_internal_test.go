@@ -11,10 +11,10 @@ import (
 func TestPrivateAnswersShareNoHeaderValues(t *testing.T) {
 	t.Parallel()
 	first, second := http.Header{}, http.Header{}
-	makePrivate(first)
+	makePrivate(first, new([2]string))
 	first["Cache-Control"][0] = "public, max-age=3600"
 	first["Vary"][0] = "Accept"
-	makePrivate(second)
+	makePrivate(second, new([2]string))
 	if cc, vary := second.Get("Cache-Control"), second.Get("Vary"); cc != "private" || vary != "Cookie" {
 		t.Fatalf("the next answer says Cache-Control %q, Vary %q; want private, Cookie", cc, vary)
 	}

@@ -49,8 +49,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if !ok {
 		return nil
 	}
-	h.passUpstream(r, &sess)
-	return next.ServeHTTP(&upstreamWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, shared: h.shared, token: sess.AccessToken, cookies: &h.cookies}, r)
+	uw := &upstreamWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, shared: h.shared, token: sess.AccessToken, cookies: &h.cookies}
+	h.passUpstream(r, &sess, &uw.headerValues)
+	return next.ServeHTTP(uw, r)
 }
 
 // isEndpointPath reports whether p (decoded) is the callback or under
@@ -98,36 +99,28 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (session, bool) 
 }
 
 // passUpstream puts the token and identity on the request and removes the
-// handler's cookies from it.
-func (h *Handler) passUpstream(r *http.Request, s *session) {
+// handler's cookies from it. The header slices share vals, the request's
+// own array (part of its upstreamWriter, so no allocation of their own):
+// the strings are the cache's (immutable), the slices are not, as later
+// handlers may edit them.
+func (h *Handler) passUpstream(r *http.Request, s *session, vals *headerValues) {
 	up := s.up
 	if !up.isFor(s) {
 		up = newUpstreamValues(s, h.bearer, h.userHeaders)
 	}
-	// One allocation for all the header slices: this runs on every
-	// authenticated request. The strings are shared with the cache (they
-	// are immutable); the slice is not, as later handlers may edit it.
-	n := 2
-	if h.userHeaders {
-		n = 2 + len(userHeaderNames)
-	}
-	vals := make([]string, n)
-	vals[0], vals[1] = up.token, up.expiry
+	*vals = up.values
 	r.Header[h.tokenHeader] = vals[0:1:1]
 	r.Header["X-Spotify-Token-Expires"] = vals[1:2:2]
 	if h.userHeaders {
-		// Sessions made before profile fields were cleaned at login may
-		// still hold control characters: headerSafe encodes those.
-		vals[2], vals[3], vals[4], vals[5], vals[6], vals[7] = headerSafe(s.UserID), headerSafe(s.AccountID), up.name, up.email, headerSafe(s.Product), headerSafe(s.Scopes)
 		for i, name := range userHeaderNames {
-			if v := vals[2+i]; v != "" {
+			if vals[2+i] != "" {
 				r.Header[name] = vals[2+i : 3+i : 3+i]
 			}
 		}
 	}
 	stripOurCookies(r.Header, h.cookies)
 	setPlaceholders(r, up.placeholders)
-	markPassed(r, h.headerVar)
+	markPassed(r, h.passMark)
 }
 
 // userHeaderNames are the identity headers, in the order passUpstream
@@ -244,6 +237,8 @@ func stripOurCookies(hdr http.Header, names cookieNames) {
 			}
 			if b.Len() > 0 {
 				b.WriteString("; ")
+			} else {
+				b.Grow(len(part) + len(rest)) // one allocation for the line
 			}
 			b.WriteString(part)
 		}

@@ -246,11 +246,11 @@ type requestSettings struct {
 	// callbackEscaped is the callback's path as the browser sends it,
 	// the only spelling it answers at.
 	callbackEscaped string
-	redirectURL     *url.URL // nil when derived per request
-	tokenHeader     string   // canonical form
-	headerVar       string   // request variable: the gate set tokenHeader
-	errorRoutes     bool     // the site has handle_errors: answers go there
-	leeway          int64    // RefreshLeeway in seconds
+	redirectURL     *url.URL  // nil when derived per request
+	tokenHeader     string    // canonical form
+	passMark        *passMark // what marks a request this gate let through
+	errorRoutes     bool      // the site has handle_errors: answers go there
+	leeway          int64     // RefreshLeeway in seconds
 	rules           accessRules
 	userHeaders     bool
 	appMode         bool
@@ -375,8 +375,8 @@ func provisionRequestSettings(h *Handler, ctx caddy.Context) error {
 	h.userHeaders = h.UserHeaders == nil || *h.UserHeaders
 	h.appMode = h.Mode == modeApp
 	h.tokenHeader = http.CanonicalHeaderKey(h.TokenHeader)
+	h.passMark = &passMark{tokenHeader: h.tokenHeader}
 	h.bearer = h.tokenHeader == "Authorization"
-	h.headerVar = varHeaderPrefix + h.tokenHeader
 	if !h.bearer {
 		h.logger.Warn("Caddy redacts only Authorization (and cookies) in its logs: at DEBUG level, reverse_proxy logs "+
 			"the upstream request's headers, token included; keep DEBUG off in production or use token_header Authorization",

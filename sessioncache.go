@@ -147,9 +147,16 @@ type upstreamValues struct {
 	accessToken  string // what it was worked out for
 	tokenExpires int64
 
-	token, expiry, name, email string
-	placeholders               caddy.ReplacerFunc // bound once: a method value per request would allocate
+	// The header values in the order passUpstream sets them: the token,
+	// its expiry, then those of userHeaderNames (with user_headers on),
+	// made header-safe here once rather than on every request.
+	values       headerValues
+	placeholders caddy.ReplacerFunc // bound once: a method value per request would allocate
 }
+
+// headerValues holds a passed request's header values: the token header,
+// X-Spotify-Token-Expires, then those of userHeaderNames.
+type headerValues [2 + len(userHeaderNames)]string
 
 // isFor reports whether the values were worked out for s's token (a
 // refresh changes the token and expiry, and copies the stale pointer).
@@ -171,10 +178,13 @@ func newUpstreamValues(s *session, bearer, userHeaders bool) *upstreamValues {
 	var tbuf [len(time.RFC3339) + 8]byte
 	b.Write(time.Unix(s.TokenExpires, 0).UTC().AppendFormat(tbuf[:0], time.RFC3339))
 	built := b.String()
-	up := &upstreamValues{accessToken: s.AccessToken, tokenExpires: s.TokenExpires,
-		token: built[:tokenEnd], expiry: built[tokenEnd:]}
+	up := &upstreamValues{accessToken: s.AccessToken, tokenExpires: s.TokenExpires}
+	up.values[0], up.values[1] = built[:tokenEnd], built[tokenEnd:]
 	if userHeaders {
-		up.name, up.email = encodeHeaderText(s.DisplayName), headerSafe(s.Email)
+		// Sessions made before profile fields were cleaned at login may
+		// still hold control characters: headerSafe encodes those.
+		user := [...]string{headerSafe(s.UserID), headerSafe(s.AccountID), encodeHeaderText(s.DisplayName), headerSafe(s.Email), headerSafe(s.Product), headerSafe(s.Scopes)}
+		copy(up.values[2:], user[:])
 	}
 	ps := *s
 	ps.up = nil

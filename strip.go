@@ -12,12 +12,29 @@ func init() {
 	caddy.RegisterModule(Strip{})
 }
 
-// Request variables the gate sets when it lets a request through, so a
-// Strip that runs after it keeps what the gate put on the request.
-const (
-	varPassed       = "spotify_auth.passed"
-	varHeaderPrefix = "spotify_auth.set:"
-)
+// varPassed is the request variable a gate sets when it lets a request
+// through, so a Strip that runs after it keeps what the gate put on the
+// request: a *passMark naming the token headers the gates set. One
+// variable, not one per header: Caddy's vars map starts with two entries
+// and stays in its first allocation.
+const varPassed = "spotify_auth.passed"
+
+// passMark lists the token headers (canonical) that gates set on a
+// request. A gate marks with a mark of its own, made at Provision, so
+// the common case of one gate allocates nothing.
+type passMark struct {
+	tokenHeader string
+	next        *passMark // a gate before, with another token header
+}
+
+func (m *passMark) has(tokenHeader string) bool {
+	for ; m != nil; m = m.next {
+		if m.tokenHeader == tokenHeader {
+			return true
+		}
+	}
+	return false
+}
 
 // Strip keeps everything the plugin manages away from the upstream on
 // every request of a site, gated or not: the token header, every
@@ -40,7 +57,6 @@ type Strip struct {
 	CookieName string `json:"cookie_name,omitempty"`
 
 	tokenHeader string
-	headerVar   string
 	cookies     cookieNames
 }
 
@@ -61,7 +77,6 @@ func (s *Strip) Provision(caddy.Context) error {
 		s.CookieName = DefaultCookieName
 	}
 	s.tokenHeader = http.CanonicalHeaderKey(s.TokenHeader)
-	s.headerVar = varHeaderPrefix + s.tokenHeader
 	s.cookies = newCookieNames(s.CookieName, false)
 	return nil
 }
@@ -77,12 +92,15 @@ func (s *Strip) Validate() error {
 // ServeHTTP removes what a client sent under our names, keeping only what
 // a gate set on this request.
 func (s *Strip) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	ctx := r.Context()
-	passed := caddyhttp.GetVar(ctx, varPassed) != nil
-	ownHeaderSet := caddyhttp.GetVar(ctx, s.headerVar) != nil
-	for k := range r.Header {
-		if !ownHeaderSet && headerNameIs(k, s.tokenHeader) || !passed && headerNameHasPrefix(k, "x-spotify-") {
-			delete(r.Header, k)
+	mark, passed := caddyhttp.GetVar(r.Context(), varPassed).(*passMark)
+	// After the gate this token header belongs to, nothing is left to
+	// remove from the header map: that gate removed every X-Spotify-* and
+	// token header a client sent before it set its own.
+	if !mark.has(s.tokenHeader) {
+		for k := range r.Header {
+			if headerNameIs(k, s.tokenHeader) || !passed && headerNameHasPrefix(k, "x-spotify-") {
+				delete(r.Header, k)
+			}
 		}
 	}
 	stripOurCookies(r.Header, s.cookies)
@@ -91,11 +109,17 @@ func (s *Strip) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	return next.ServeHTTP(w, r)
 }
 
-// markPassed records on the request that a gate let it through with its
-// token header, for the Strip routes that follow.
-func markPassed(r *http.Request, headerVar string) {
-	caddyhttp.SetVar(r.Context(), varPassed, true)
-	caddyhttp.SetVar(r.Context(), headerVar, true)
+// markPassed records on the request that a gate let it through with the
+// token header of own, the gate's mark, for the Strip routes that follow.
+func markPassed(r *http.Request, own *passMark) {
+	before, _ := caddyhttp.GetVar(r.Context(), varPassed).(*passMark)
+	switch {
+	case before == nil:
+		caddyhttp.SetVar(r.Context(), varPassed, own)
+	case !before.has(own.tokenHeader):
+		// A second gate, with another token header.
+		caddyhttp.SetVar(r.Context(), varPassed, &passMark{tokenHeader: own.tokenHeader, next: before})
+	}
 }
 
 // scrubTrailers keeps managed names out of the request's trailers, both

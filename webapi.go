@@ -345,7 +345,7 @@ func (w *webAPIWriter) sendHeader(status int) {
 	}
 	// Made with the user's token: never for a shared cache, whatever
 	// Spotify says about its own domain.
-	makePrivate(out)
+	makePrivate(out, new([2]string))
 	w.ResponseWriter.WriteHeader(status)
 }
 

@@ -21,6 +21,11 @@
 #   PIN [auto]            auto: with taskset and >= 2 CPUs, Caddy on CPU 0 and
 #                         the load generator (and the fake Spotify) on CPU 1;
 #                         off: no pinning, every process sees all CPUs
+#   PROFILE [0]           a duration such as 20s: after the comparison, load
+#                         floor, spotify_auth and spotify_store alone again
+#                         that long each while Caddy takes a CPU profile
+#                         (bench/out/cpu-<target>.pb.gz), and print each
+#                         profile's top entries and the plugin's own share
 #   BASE_PORT [18081]     ports BASE_PORT .. BASE_PORT+5 on 127.0.0.1 (the
 #                         fifth is Caddy's admin API, used only to take heap
 #                         profiles around the memory measurement)
@@ -38,6 +43,7 @@ SESSIONS=${SESSIONS:-100000}
 LOGIN_CONCURRENCY=${LOGIN_CONCURRENCY:-64}
 SAME_REQUEST=${SAME_REQUEST:-1}
 PIN=${PIN:-auto}
+PROFILE=${PROFILE:-0}
 BASE_PORT=${BASE_PORT:-18081}
 
 OUT=bench/out
@@ -253,6 +259,28 @@ run_fg "${pin_load[@]}" "$OUT/loadgen" -c "$CONCURRENCY" -d "$DURATION" -warmup 
 	"${cookie_flags[@]}" \
 	-ratio 'spotify_auth/floor>=0.95' -ratio 'spotify_auth/forward_auth>=3' -ratio 'spotify_store/floor>=0.80'
 echo "($pin_note)"
+
+if [ "$PROFILE" != 0 ]; then
+	secs=${PROFILE%s}
+	echo
+	echo "== CPU profiles: each target alone for ${secs}s while Caddy profiles itself (go tool pprof -top bench/out/cpu-<target>.pb.gz)"
+	for target in floor:$PORT_FLOOR spotify_auth:$PORT_AUTH spotify_store:$PORT_STORE; do
+		name=${target%%:*}
+		port=${target#*:}
+		hdr=(-H "$name=Cookie: @$OUT/cookie.txt")
+		[ "$name" = spotify_store ] && hdr=(-H "$name=Cookie: @$OUT/cookie-store.txt")
+		curl -s -o "$OUT/cpu-$name.pb.gz" "http://127.0.0.1:$PORT_ADMIN/debug/pprof/profile?seconds=$((secs - 1))" &
+		prof=$!
+		pids+=("$prof")
+		run_fg "${pin_load[@]}" "$OUT/loadgen" -c "$CONCURRENCY" -d "${secs}s" -warmup 0 -rounds 1 \
+			-server-pid "$caddy_pid" -t "$name=http://127.0.0.1:$port/" "${hdr[@]}" | grep -E "^\| $name "
+		wait "$prof"
+		echo "-- $name: top 12 by flat CPU"
+		go tool pprof -top -nodecount=12 "$OUT/cpu-$name.pb.gz" 2>/dev/null | sed -n '/flat%/,$p'
+		echo "-- $name: the plugin's own functions (cumulative)"
+		go tool pprof -top -cum -focus 'caddy-spotify-auth' -show 'caddy-spotify-auth' -nodecount=8 "$OUT/cpu-$name.pb.gz" 2>/dev/null | sed -n '/flat%/,$p'
+	done
+fi
 
 kill -USR1 "$fake_pid"
 sleep 0.2

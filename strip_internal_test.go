@@ -1,0 +1,63 @@
+package spotifyauth
+
+import (
+	"context"
+	"net/http"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// A strip route keeps a token header only if the gate it belongs to set
+// it on this request, and X-Spotify-* only if some gate let the request
+// through; two gates with different token headers each keep their own.
+func TestStripKeepsOnlyWhatAGateSet(t *testing.T) {
+	t.Parallel()
+	newStrip := func(tokenHeader string) *Strip {
+		s := &Strip{TokenHeader: tokenHeader}
+		if err := s.Provision(caddy.Context{}); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	bearer, custom := newStrip(""), newStrip("x-token")
+	for _, tc := range []struct {
+		name       string
+		passedBy   []string // the token headers of the gates that let it through
+		strip      *Strip
+		keep, drop []string
+	}{
+		{"no gate passed", nil, bearer, nil, []string{"Authorization", "X-Spotify-User-Id"}},
+		{"its gate passed", []string{"Authorization"}, bearer, []string{"Authorization", "X-Spotify-User-Id", "X-Token"}, nil},
+		{"another gate passed", []string{"X-Token"}, bearer, []string{"X-Spotify-User-Id", "X-Token"}, []string{"Authorization"}},
+		{"both gates passed, first strip", []string{"X-Token", "Authorization"}, bearer, []string{"Authorization", "X-Spotify-User-Id", "X-Token"}, nil},
+		{"both gates passed, second strip", []string{"Authorization", "X-Token"}, custom, []string{"Authorization", "X-Spotify-User-Id", "X-Token"}, nil},
+		{"no gate passed, custom strip", nil, custom, []string{"Authorization"}, []string{"X-Spotify-User-Id", "X-Token"}},
+	} {
+		r, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1/", nil)
+		r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{}))
+		for _, h := range tc.passedBy {
+			markPassed(r, &passMark{tokenHeader: h})
+		}
+		r.Header = http.Header{"Authorization": {"Bearer t"}, "X-Spotify-User-Id": {"u"}, "X-Token": {"t"}}
+		var got http.Header
+		err := tc.strip.ServeHTTP(&discardWriter{h: http.Header{}}, r, caddyhttp.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) error {
+			got = r.Header
+			return nil
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range tc.keep {
+			if got[k] == nil {
+				t.Errorf("%s: %s was removed", tc.name, k)
+			}
+		}
+		for _, k := range tc.drop {
+			if got[k] != nil {
+				t.Errorf("%s: %s reached the upstream", tc.name, k)
+			}
+		}
+	}
+}
