@@ -69,7 +69,9 @@ func TestSessionsFromBeforeTheRecutStillWork(t *testing.T) {
 			if calls := spotify.calls(); len(calls) != 0 {
 				t.Errorf("Caddy called Spotify %d times (%v), want none: the old session's token is valid for decades", len(calls), calls)
 			}
-			t.Logf("%s: %d cookie(s), %d bytes; 200 upstream with the old token and ids, tampered copy %d", fixture, len(want.Cookies), len(want.Cookies[0].Value), status)
+			if !t.Failed() {
+				t.Logf("%s: %d cookie(s), %d bytes; 200 upstream with the old token and ids, tampered copy %d", fixture, len(want.Cookies), len(want.Cookies[0].Value), status)
+			}
 		})
 	}
 }
