@@ -39,6 +39,7 @@ type target struct {
 	name    string
 	addr    string // host:port to dial
 	request []byte
+	pid     int // the server process whose CPU time is measured (-pid, else -server-pid)
 }
 
 type result struct {
@@ -86,6 +87,9 @@ func main() {
 	flag.Var(&headerFlags, "H", "extra request header NAME=Header: value for target NAME (repeatable;\n"+
 		"a value @FILE is read from FILE)")
 	flag.Var(&ratioFlags, "ratio", "report req/s ratio NUM/DEN>=MIN (repeatable)")
+	var pidFlags multiFlag
+	flag.Var(&pidFlags, "pid", "NAME=PID: the server process of target NAME, if not -server-pid's\n"+
+		"(to compare two builds of the server, round by round, in one run)")
 	conc := flag.Int("c", 32, "concurrent connections per target")
 	dur := flag.Duration("d", 10*time.Second, "duration of each measured run")
 	warm := flag.Duration("warmup", 3*time.Second, "duration of the warm-up run of each target (0: none)")
@@ -116,6 +120,20 @@ func main() {
 		targets = append(targets, t)
 		byName[name] = t
 	}
+	for _, pf := range pidFlags {
+		name, raw, _ := strings.Cut(pf, "=")
+		n, err := strconv.Atoi(raw)
+		if byName[name] == nil || err != nil || n <= 0 {
+			fatalf("loadgen: bad -pid %q: want NAME=PID of a target", pf)
+		}
+		byName[name].pid = n
+	}
+	for _, t := range targets {
+		if t.pid == 0 {
+			t.pid = *pid
+		}
+	}
+	measured := *pid > 0 || len(pidFlags) > 0
 	if len(targets) == 0 {
 		fatalf("loadgen: no targets (-t NAME=URL)")
 	}
@@ -170,7 +188,7 @@ func main() {
 
 	if *warm > 0 {
 		for _, t := range targets {
-			r := run(t, *conc, *warm, []byte(*expect), *pid)
+			r := run(t, *conc, *warm, []byte(*expect), t.pid)
 			fmt.Printf("warm-up  %-14s %9.0f req/s  p50 %-9s p99 %-9s errors %d\n",
 				t.name, r.rps(), fmtDur(r.quantile(0.5)), fmtDur(r.quantile(0.99)), r.errors)
 			time.Sleep(*pause)
@@ -179,10 +197,10 @@ func main() {
 	all := map[string][]result{}
 	for round := 1; round <= *rounds; round++ {
 		for _, t := range targets {
-			r := run(t, *conc, *dur, []byte(*expect), *pid)
+			r := run(t, *conc, *dur, []byte(*expect), t.pid)
 			all[t.name] = append(all[t.name], r)
 			cpu := ""
-			if *pid > 0 {
+			if measured {
 				cpu = fmt.Sprintf("  server CPU %3.0f%% (%.1f µs/req)  others %3.0f%%", 100*r.cpu.Seconds()/r.elapsed.Seconds(), cpuPerReq(r), 100*r.otherCPU())
 			}
 			fmt.Printf("round %d  %-14s %9.0f req/s  p50 %-9s p99 %-9s errors %d%s  loadgen CPU %3.0f%%\n",
@@ -202,7 +220,7 @@ func main() {
 	hdr := fmt.Sprintf("| %-14s | %10s | %9s | %9s | %-*s | %6s |", "target", "req/s", "p50", "p99", perW, "req/s per round", "errors")
 	sep := "|" + strings.Repeat("-", 16) + "|" + strings.Repeat("-", 11) + ":|" + strings.Repeat("-", 10) + ":|" +
 		strings.Repeat("-", 10) + ":|" + strings.Repeat("-", perW+2) + "|" + strings.Repeat("-", 7) + ":|"
-	if *pid > 0 {
+	if measured {
 		hdr += fmt.Sprintf(" %14s | %11s |", "server µs/req", "other CPU")
 		sep += strings.Repeat("-", 15) + ":|" + strings.Repeat("-", 12) + ":|"
 	}
@@ -228,12 +246,12 @@ func main() {
 		med[t.name] = median(rps)
 		line := fmt.Sprintf("| %-14s | %10.0f | %9s | %9s | %-*s | %6d |", t.name, med[t.name],
 			fmtDur(time.Duration(median(p50))), fmtDur(time.Duration(median(p99))), perW, strings.Join(per, " "), errs)
-		if *pid > 0 {
+		if measured {
 			line += fmt.Sprintf(" %14.1f | %10.0f%% |", median(cpu), 100*median(other))
 		}
 		fmt.Println(line)
 	}
-	if *pid > 0 {
+	if measured {
 		fmt.Println("\nserver µs/req: CPU time of the server process per request (user+system).")
 		fmt.Println("other CPU: CPU used by processes other than the server and this load generator, in % of one CPU.")
 		if maxOther > 0.1 {
