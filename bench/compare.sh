@@ -2,26 +2,30 @@
 # The hot path of two builds side by side: Caddy's own CPU time per
 # request with no auth (the floor), behind spotify_auth with a cookie
 # session, and with session_store storage, for the plugin at BASE (a git
-# revision) and for the working tree. Both Caddy processes run at once on
-# CPU 0 (only one is loaded at a time); the load generator, on CPU 1,
-# takes every target in turn in each round, so a slow phase of the
-# machine hits a round's pair alike. The figure to read is the gate's
-# cost, "spotify_auth - floor" and "spotify_store - floor" in µs of
-# Caddy's CPU per request, paired within each round, median over rounds.
+# revision) and for the working tree. Each of the six targets is served
+# by a Caddy process of its own, all six on CPU 0 and all loaded at the
+# same time by the load generator on CPU 1 (loadgen -together): a slow
+# phase of the machine, which changes every figure by 30 % or more for
+# seconds at a time, hits them all alike. The figure to read is the
+# gate's cost, "cookie session" and "stored session" over the floor in
+# µs of Caddy's CPU per request, paired within each round, median over
+# rounds. (Six processes sharing one CPU switch often, so every figure
+# here is some µs above what one Caddy alone spends: compare the deltas,
+# not the floors, with bench/run.sh.)
 #
 #   bash bench/compare.sh [BASE]        (BASE defaults to HEAD)
 #
-# Environment: DURATION [4s], ROUNDS [15], CONCURRENCY [32],
-# PROFILE [0] (a duration: then each build's three targets are profiled
-# alone afterwards, bench/out/compare/cpu-<build>-<target>.pb.gz, with the
-# plugin's top entries printed), BASE_PORT [18181] (uses 8 ports).
+# Environment: DURATION [4s], ROUNDS [15], CONCURRENCY [16] (per target),
+# PROFILE [0] (a duration: then each target is loaded alone afterwards
+# while its Caddy takes a CPU profile, bench/out/compare/cpu-<target>-<build>.pb.gz,
+# and the top entries are printed), BASE_PORT [18181] (uses 12 ports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BASE=${1:-HEAD}
 DURATION=${DURATION:-4s}
 ROUNDS=${ROUNDS:-15}
-CONCURRENCY=${CONCURRENCY:-32}
+CONCURRENCY=${CONCURRENCY:-16}
 PROFILE=${PROFILE:-0}
 BASE_PORT=${BASE_PORT:-18181}
 OUT=bench/out/compare
@@ -63,11 +67,10 @@ go build -o "$OUT/fakespotify" ./bench/fakespotify
 go build -o "$OUT/login" ./bench/login
 go build -o "$OUT/loadgen" ./bench/loadgen
 
-# Ports: floor, auth, store and admin per build.
 port() { echo $((BASE_PORT + $1)); }
 redirects=""
-for b in 0 4; do
-	redirects+="http://127.0.0.1:$(port $((b + 1)))/oauth2/spotify/callback,http://127.0.0.1:$(port $((b + 2)))/oauth2/spotify/callback,"
+for i in 2 4 8 10; do # the gated targets' site ports (see below)
+	redirects+="http://127.0.0.1:$(port $i)/oauth2/spotify/callback,"
 done
 "${pin_load[@]}" "$OUT/fakespotify" -client-id bench -redirect-uri "${redirects%,}" >"$OUT/fakespotify.log" 2>&1 &
 pids+=($!)
@@ -88,65 +91,69 @@ gate() { # port [extra option]
 		api_url $FAKE_URL
 		redirect_uri http://127.0.0.1:$1/oauth2/spotify/callback
 		cookie_secret $COOKIE_SECRET
-		$2
+		${2:-}
 	}
 EOF
 }
 
-declare -A caddy_pid
+# One Caddy process per build and target, so that each one's CPU time is
+# its target's alone: each target's site port, then its admin port.
+declare -A caddy_pid site_port admin_port
+i=0
 for build in base work; do
-	off=0
-	[ "$build" = work ] && off=4
-	floor=$(port $off) auth=$(port $((off + 1))) store=$(port $((off + 2))) admin=$(port $((off + 3)))
-	rm -rf "$OUT/storage-$build"
-	cat >"$OUT/Caddyfile-$build" <<EOF
+	for target in floor spotify_auth spotify_store; do
+		name=$target-$build
+		site_port[$name]=$(port $i)
+		admin_port[$name]=$(port $((i + 1)))
+		i=$((i + 2))
+		p=${site_port[$name]}
+		case $target in
+		floor) site='respond "ok"' ;;
+		spotify_auth) site="$(gate "$p")
+	respond \"ok\"" ;;
+		spotify_store) site="$(gate "$p" "session_store storage")
+	respond \"ok\"" ;;
+		esac
+		rm -rf "$OUT/storage-$name"
+		cat >"$OUT/Caddyfile-$name" <<EOF
 {
-	admin 127.0.0.1:$admin
+	admin 127.0.0.1:${admin_port[$name]}
 	auto_https off
-	storage file_system $PWD/$OUT/storage-$build
+	storage file_system $PWD/$OUT/storage-$name
 	log {
 		level ERROR
 	}
 }
-http://127.0.0.1:$floor {
+http://127.0.0.1:$p {
 	bind 127.0.0.1
-	respond "ok"
-}
-http://127.0.0.1:$auth {
-	bind 127.0.0.1
-$(gate "$auth")
-	respond "ok"
-}
-http://127.0.0.1:$store {
-	bind 127.0.0.1
-$(gate "$store" "session_store storage")
-	respond "ok"
+	$site
 }
 EOF
-	"${pin_caddy[@]}" "$OUT/caddy-$build" run --config "$OUT/Caddyfile-$build" --adapter caddyfile >"$OUT/caddy-$build.log" 2>&1 &
-	caddy_pid[$build]=$!
-	pids+=($!)
-	for p in "$floor" "$auth" "$store"; do wait_port "$p"; done
-	"$OUT/login" -url "http://127.0.0.1:$auth/" -n 1 -cookie-out "$OUT/cookie-$build.txt" >/dev/null
-	"$OUT/login" -url "http://127.0.0.1:$store/" -n 1 -cookie-out "$OUT/cookie-store-$build.txt" >/dev/null
+		"${pin_caddy[@]}" "$OUT/caddy-$build" run --config "$OUT/Caddyfile-$name" --adapter caddyfile >"$OUT/caddy-$name.log" 2>&1 &
+		caddy_pid[$name]=$!
+		pids+=($!)
+	done
+done
+for name in "${!site_port[@]}"; do wait_port "${site_port[$name]}"; done
+for build in base work; do
+	"$OUT/login" -url "http://127.0.0.1:${site_port[spotify_auth-$build]}/" -n 1 -cookie-out "$OUT/cookie-$build.txt" >/dev/null
+	"$OUT/login" -url "http://127.0.0.1:${site_port[spotify_store-$build]}/" -n 1 -cookie-out "$OUT/cookie-store-$build.txt" >/dev/null
 done
 
 args=()
 for build in base work; do
-	off=0
-	[ "$build" = work ] && off=4
-	for t in floor:0 spotify_auth:1 spotify_store:2; do
-		name=${t%%:*}-$build
-		args+=(-t "$name=http://127.0.0.1:$(port $((off + ${t#*:})))/" -pid "$name=${caddy_pid[$build]}")
+	for target in floor spotify_auth spotify_store; do
+		name=$target-$build
+		cookie=$OUT/cookie-$build.txt
+		[ "$target" = spotify_store ] && cookie=$OUT/cookie-store-$build.txt
+		# Every target gets the same session cookie, as a browser sends it
+		# to the whole site; the stored-session target its reference.
+		args+=(-t "$name=http://127.0.0.1:${site_port[$name]}/" -pid "$name=${caddy_pid[$name]}" -H "$name=Cookie: @$cookie")
 	done
-	# Every target gets the same 563-byte session cookie as a browser sends
-	# it to the whole site; the stored-session target its own reference.
-	args+=(-H "floor-$build=Cookie: @$OUT/cookie-$build.txt" -H "spotify_auth-$build=Cookie: @$OUT/cookie-$build.txt"
-		-H "spotify_store-$build=Cookie: @$OUT/cookie-store-$build.txt")
 done
 
 echo "== load: $ROUNDS rounds of $DURATION per target, $CONCURRENCY connections, targets in turn"
-"${pin_load[@]}" "$OUT/loadgen" -c "$CONCURRENCY" -d "$DURATION" -warmup 2s -rounds "$ROUNDS" -pause 200ms "${args[@]}" | tee "$OUT/load.txt"
+"${pin_load[@]}" "$OUT/loadgen" -together -c "$CONCURRENCY" -d "$DURATION" -warmup 2s -rounds "$ROUNDS" -pause 200ms "${args[@]}" | tee "$OUT/load.txt"
 
 echo
 echo "== the gate's cost: Caddy CPU µs per request over its own floor, paired within each round"
@@ -179,19 +186,17 @@ END {
 if [ "$PROFILE" != 0 ]; then
 	secs=${PROFILE%s}
 	for build in base work; do
-		off=0
-		[ "$build" = work ] && off=4
-		for t in floor:0 spotify_auth:1 spotify_store:2; do
-			name=${t%%:*}
+		for target in floor spotify_auth spotify_store; do
+			name=$target-$build
 			cookie=$OUT/cookie-$build.txt
-			[ "$name" = spotify_store ] && cookie=$OUT/cookie-store-$build.txt
-			curl -s -o "$OUT/cpu-$build-$name.pb.gz" "http://127.0.0.1:$(port $((off + 3)))/debug/pprof/profile?seconds=$((secs - 1))" &
+			[ "$target" = spotify_store ] && cookie=$OUT/cookie-store-$build.txt
+			curl -s -o "$OUT/cpu-$name.pb.gz" "http://127.0.0.1:${admin_port[$name]}/debug/pprof/profile?seconds=$((secs - 1))" &
 			prof=$!
-			"${pin_load[@]}" "$OUT/loadgen" -c "$CONCURRENCY" -d "${secs}s" -warmup 0 -rounds 1 -pid "$name=${caddy_pid[$build]}" \
-				-t "$name=http://127.0.0.1:$(port $((off + ${t#*:})))/" -H "$name=Cookie: @$cookie" | grep -E "^round"
+			"${pin_load[@]}" "$OUT/loadgen" -c "$CONCURRENCY" -d "${secs}s" -warmup 0 -rounds 1 -pid "$name=${caddy_pid[$name]}" \
+				-t "$name=http://127.0.0.1:${site_port[$name]}/" -H "$name=Cookie: @$cookie" | grep -E "^round"
 			wait "$prof"
-			echo "-- $build $name: top 10 by flat CPU (go tool pprof -top $OUT/cpu-$build-$name.pb.gz)"
-			go tool pprof -top -nodecount=10 "$OUT/cpu-$build-$name.pb.gz" 2>/dev/null | sed -n '/flat%/,$p'
+			echo "-- $name: top 10 by flat CPU (go tool pprof -top $OUT/cpu-$name.pb.gz)"
+			go tool pprof -top -nodecount=10 "$OUT/cpu-$name.pb.gz" 2>/dev/null | sed -n '/flat%/,$p'
 		done
 	done
 fi

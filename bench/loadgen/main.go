@@ -97,6 +97,9 @@ func main() {
 	pause := flag.Duration("pause", 500*time.Millisecond, "idle time between runs")
 	expect := flag.String("expect-body", "ok", "body every response must have")
 	pid := flag.Int("server-pid", 0, "if set, report the CPU time this process used per request")
+	together := flag.Bool("together", false, "run a round's targets at the same time, not in turn: with each target\n"+
+		"served by a process of its own (-pid) on one shared CPU, a slow phase of the machine\n"+
+		"hits them all alike (\"others\" then counts the other targets' servers)")
 	flag.Parse()
 	if *conc < 1 || *rounds < 1 || *dur <= 0 {
 		fatalf("loadgen: -c and -rounds must be at least 1, -d positive")
@@ -196,8 +199,22 @@ func main() {
 	}
 	all := map[string][]result{}
 	for round := 1; round <= *rounds; round++ {
-		for _, t := range targets {
-			r := run(t, *conc, *dur, []byte(*expect), t.pid)
+		var at []result
+		if *together {
+			at = make([]result, len(targets))
+			var wg sync.WaitGroup
+			for i, t := range targets {
+				wg.Go(func() { at[i] = run(t, *conc, *dur, []byte(*expect), t.pid) })
+			}
+			wg.Wait()
+		}
+		for i, t := range targets {
+			var r result
+			if *together {
+				r = at[i]
+			} else {
+				r = run(t, *conc, *dur, []byte(*expect), t.pid)
+			}
 			all[t.name] = append(all[t.name], r)
 			cpu := ""
 			if measured {
@@ -209,6 +226,11 @@ func main() {
 			if r.errors > 0 {
 				fmt.Printf("         first error: %v\n", r.firstErr)
 			}
+			if !*together {
+				time.Sleep(*pause)
+			}
+		}
+		if *together {
 			time.Sleep(*pause)
 		}
 	}
