@@ -1,7 +1,6 @@
 package spotifyauth
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"sync/atomic"
@@ -36,8 +35,8 @@ func (c *cookieStore) load(r *http.Request, now time.Time) (session, error) {
 	var err error
 	if e, hit := c.cache.open(raw, kr, now); hit {
 		s = e.sess
-		if e.ref != nil {
-			if s, err = c.stored.load(r.Context(), e.ref); err != nil {
+		if e.key != "" {
+			if s, err = c.stored.loadKey(r.Context(), e.key); err != nil {
 				return session{}, err
 			}
 		}
@@ -47,10 +46,14 @@ func (c *cookieStore) load(r *http.Request, now time.Time) (session, error) {
 			return session{}, errNoSession
 		}
 		if len(pt) > 0 && pt[0] == storedsession.RefFormat {
-			if s, err = c.stored.load(r.Context(), pt); err != nil {
+			key := storedsession.KeyOf(pt)
+			if key == "" {
+				return session{}, errNoSession
+			}
+			if s, err = c.stored.loadKey(r.Context(), key); err != nil {
 				return session{}, err
 			}
-			c.cache.putOpened(raw, kr, openedEntry{ref: bytes.Clone(pt)}, now)
+			c.cache.putOpened(raw, kr, openedEntry{key: key}, now)
 		} else if s, err = unmarshalSession(pt); err != nil {
 			return session{}, errNoSession
 		} else {

@@ -38,7 +38,7 @@ func (ss *storageStore) migrate(w http.ResponseWriter, r *http.Request, s *sessi
 	ref := st.store.MigrationRef(s.UserID, s.marshal())
 	key := storedsession.KeyOf(ref)
 	store := func() error {
-		stored, err := st.load(ctx, ref)
+		stored, err := st.loadKey(ctx, key)
 		if err == nil {
 			*s = stored
 			return nil

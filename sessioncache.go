@@ -55,8 +55,10 @@ type sessionCache struct {
 }
 
 type openedEntry struct {
-	sess session // a cookie session, or (ref) nothing but storeKey
-	ref  []byte  // a stored session's reference
+	sess session // a cookie session, or (key) nothing
+	// key is where the stored session a reference cookie points to lives:
+	// worked out once (a SHA-256) per opened cookie, not per request.
+	key string
 }
 
 type storedEntry struct{ sess session }

@@ -24,13 +24,10 @@ type storedSessions struct {
 	logger              *zap.Logger
 }
 
-// load returns the session a reference points to. A storage failure is
-// an error of its own: the session may well exist.
-func (st *storedSessions) load(ctx context.Context, ref []byte) (session, error) {
-	key := storedsession.KeyOf(ref)
-	if key == "" {
-		return session{}, errNoSession
-	}
+// loadKey returns the session at key (storedsession.KeyOf of the
+// cookie's reference). A storage failure is an error of its own: the
+// session may well exist.
+func (st *storedSessions) loadKey(ctx context.Context, key string) (session, error) {
 	if s, ok := st.cache.loadStored(key, time.Now()); ok {
 		return s, nil
 	}
