@@ -27,9 +27,12 @@ func BenchmarkHotPathAsCaddy(b *testing.B) {
 		_, err := io.WriteString(w, "ok")
 		return err
 	})
-	for _, kind := range []string{"floor", "cookie", "stored"} {
+	for _, kind := range []string{"floor", "cookie", "stored", "cookie-nouser"} {
 		b.Run(kind, func(b *testing.B) {
 			h, base := benchHandler(b)
+			if kind == "cookie-nouser" {
+				h.userHeaders = false
+			}
 			s := validSession(time.Hour)
 			cookie := "spotify_auth=" + h.sealers().sessions.Seal(s.marshal(), h.cookies.aad)
 			if kind == "stored" {

@@ -16,6 +16,8 @@
 #   bash bench/compare.sh [BASE]        (BASE defaults to HEAD)
 #
 # Environment: DURATION [4s], ROUNDS [15], CONCURRENCY [16] (per target),
+# MODE [together] (or turns: the targets one after the other in each
+# round, each Caddy alone on its CPU as bench/run.sh measures, noisier),
 # PROFILE [0] (a duration: then each target is loaded alone afterwards
 # while its Caddy takes a CPU profile, bench/out/compare/cpu-<target>-<build>.pb.gz,
 # and the top entries are printed), BASE_PORT [18181] (uses 12 ports).
@@ -27,6 +29,7 @@ DURATION=${DURATION:-4s}
 ROUNDS=${ROUNDS:-15}
 CONCURRENCY=${CONCURRENCY:-16}
 PROFILE=${PROFILE:-0}
+MODE=${MODE:-together}
 BASE_PORT=${BASE_PORT:-18181}
 OUT=bench/out/compare
 mkdir -p "$OUT"
@@ -152,8 +155,10 @@ for build in base work; do
 	done
 done
 
-echo "== load: $ROUNDS rounds of $DURATION per target, $CONCURRENCY connections, targets in turn"
-"${pin_load[@]}" "$OUT/loadgen" -together -c "$CONCURRENCY" -d "$DURATION" -warmup 2s -rounds "$ROUNDS" -pause 200ms "${args[@]}" | tee "$OUT/load.txt"
+echo "== load: $ROUNDS rounds of $DURATION per target, $CONCURRENCY connections per target, $MODE"
+together=-together
+[ "$MODE" = turns ] && together=-together=false
+"${pin_load[@]}" "$OUT/loadgen" "$together" -c "$CONCURRENCY" -d "$DURATION" -warmup 2s -rounds "$ROUNDS" -pause 200ms "${args[@]}" | tee "$OUT/load.txt"
 
 echo
 echo "== the gate's cost: Caddy CPU µs per request over its own floor, paired within each round"
@@ -193,10 +198,28 @@ if [ "$PROFILE" != 0 ]; then
 			curl -s -o "$OUT/cpu-$name.pb.gz" "http://127.0.0.1:${admin_port[$name]}/debug/pprof/profile?seconds=$((secs - 1))" &
 			prof=$!
 			"${pin_load[@]}" "$OUT/loadgen" -c "$CONCURRENCY" -d "${secs}s" -warmup 0 -rounds 1 -pid "$name=${caddy_pid[$name]}" \
-				-t "$name=http://127.0.0.1:${site_port[$name]}/" -H "$name=Cookie: @$cookie" | grep -E "^round"
+				-t "$name=http://127.0.0.1:${site_port[$name]}/" -H "$name=Cookie: @$cookie" | grep -E "^round" | tee "$OUT/profile-load-$name.txt"
 			wait "$prof"
 			echo "-- $name: top 10 by flat CPU (go tool pprof -top $OUT/cpu-$name.pb.gz)"
 			go tool pprof -top -nodecount=10 "$OUT/cpu-$name.pb.gz" 2>/dev/null | sed -n '/flat%/,$p'
+		done
+	done
+	# The gate's own CPU per request: samples under the gate's serve,
+	# without the respond handler and net/http's writes it wraps (the
+	# floor does those too). Immune to the machine's slow phases in a way
+	# CPU time per request is not, but blind to the GC work its
+	# allocations cause on the other threads.
+	echo
+	echo "== the gate's own CPU per request, from the profiles (samples under (*Handler).serve, less the respond and net/http writes it wraps)"
+	for build in base work; do
+		for target in spotify_auth spotify_store; do
+			name=$target-$build
+			rps=$(awk '/^round/ {print $4; exit}' "$OUT/profile-load-$name.txt")
+			go tool pprof -top -cum -nodecount=400 -focus 'spotify-auth\.\(\*Handler\)\.serve$' \
+				-ignore 'StaticResponse|net/http\.\(\*response\)|IdleTimeoutWriter' "$OUT/cpu-$name.pb.gz" 2>/dev/null |
+				awk -v name="$name" -v n="$rps" -v secs="$((secs - 1))" '$NF ~ /spotify-auth\.\(\*Handler\)\.serve$/ {
+					v = $4 + 0; if ($4 ~ /ms$/) v /= 1000
+					printf "%-20s %.2f µs/req (%s req/s)\n", name, v * 1e6 / (n * secs), n; exit }'
 		done
 	done
 fi
