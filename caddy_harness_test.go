@@ -9,7 +9,6 @@ package spotifyauth_test
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -107,12 +106,14 @@ func loginThroughCaddy(t *testing.T, c *http.Client, fake *spotifytest.Server, p
 // freePort returns a loopback port free at this moment.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return freePorts(t, 1)[0]
+}
+
+// freePorts returns n ports free for a Caddy to bind later
+// (testkit.FreePorts: below the ephemeral range, each handed out once).
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	return testkit.FreePorts(t, n)
 }
 
 // runCaddy runs a Caddyfile in this process until the test ends. Tests

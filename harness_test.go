@@ -999,3 +999,10 @@ func runAtOnce[C any](t *testing.T, cases []C, name func(C) string, run func(*te
 	}
 	wg.Wait()
 }
+
+// freePorts returns n ports free for a Caddy process to bind later
+// (testkit.FreePorts: below the ephemeral range, each handed out once).
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	return testkit.FreePorts(t, n)
+}

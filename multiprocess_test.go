@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
@@ -356,20 +355,6 @@ func multiLogin(t *testing.T, c *http.Client, fake *spotifytest.Server, p *caddy
 		t.Fatalf("callback: %d", resp.StatusCode)
 	}
 	return time.Now()
-}
-
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-		defer l.Close()
-	}
-	return ports
 }
 
 // readCallLog counts the recording storage's calls: by "method key" for
