@@ -17,7 +17,9 @@
 #
 # Environment: DURATION [4s], ROUNDS [15], CONCURRENCY [16] (per target),
 # MODE [together] (or turns: the targets one after the other in each
-# round, each Caddy alone on its CPU as bench/run.sh measures, noisier),
+# round, each Caddy alone on its CPU as bench/run.sh measures, noisier;
+# or pairs: each gated target with its build's floor, two processes at
+# once, the floor sent the same cookie: closest to one Caddy alone),
 # PROFILE [0] (a duration: then each target is loaded alone afterwards
 # while its Caddy takes a CPU profile, bench/out/compare/cpu-<target>-<build>.pb.gz,
 # and the top entries are printed), BASE_PORT [18181] (uses 12 ports).
@@ -156,6 +158,34 @@ for build in base work; do
 done
 
 echo "== load: $ROUNDS rounds of $DURATION per target, $CONCURRENCY connections per target, $MODE"
+if [ "$MODE" = pairs ]; then
+	# Each gated target with its build's floor, the two at once, the floor
+	# sent the same cookie as the gated target: only the gate differs.
+	: >"$OUT/load.txt"
+	for build in base work; do
+		for target in spotify_auth spotify_store; do
+			cookie=$OUT/cookie-$build.txt
+			[ "$target" = spotify_store ] && cookie=$OUT/cookie-store-$build.txt
+			"${pin_load[@]}" "$OUT/loadgen" -together -c "$CONCURRENCY" -d "$DURATION" -warmup 1s -rounds "$ROUNDS" -pause 200ms \
+				-t "floor=http://127.0.0.1:${site_port[floor-$build]}/" -pid "floor=${caddy_pid[floor-$build]}" -H "floor=Cookie: @$cookie" \
+				-t "gate=http://127.0.0.1:${site_port[$target-$build]}/" -pid "gate=${caddy_pid[$target-$build]}" -H "gate=Cookie: @$cookie" |
+				tee "$OUT/load-$target-$build.txt" | grep '^round' | sed "s/ floor / floor-$build /; s/ gate / $target-$build /" >>"$OUT/load.txt"
+		done
+	done
+	# A floor row per pair: the awk below reads the last one of each round,
+	# so each pair's own floor goes with it.
+	awk '
+	/^round / { n = $2; name = $3; for (i = 1; i <= NF; i++) if ($i ~ /^\(/) v = substr($i, 2) + 0
+		if (name ~ /^floor-/) { floor[n, name] = v; next }
+		b = name; sub(/^[^-]*-/, "", b); d = v - floor[n, "floor-" b]
+		split(name, t, "-"); printf "%s %s %.2f\n", t[1], b, d }' "$OUT/load.txt" >"$OUT/pairs.txt"
+	echo
+	echo "== the gate's cost, pairs: Caddy CPU µs per request over a floor loaded at the same time with the same cookie"
+	awk '{ k = $1 " " $2; d[k, ++n[k]] = $3 }
+	END { for (k in n) { m = n[k]; for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (d[k, j] < d[k, i]) { t = d[k, i]; d[k, i] = d[k, j]; d[k, j] = t }
+		med = m % 2 ? d[k, (m + 1) / 2] : (d[k, m / 2] + d[k, m / 2 + 1]) / 2; printf "%-20s %+5.2f µs (median of %d rounds)\n", k, med, m } }' "$OUT/pairs.txt" | sort
+	exit 0
+fi
 together=-together
 [ "$MODE" = turns ] && together=-together=false
 "${pin_load[@]}" "$OUT/loadgen" "$together" -c "$CONCURRENCY" -d "$DURATION" -warmup 2s -rounds "$ROUNDS" -pause 200ms "${args[@]}" | tee "$OUT/load.txt"
