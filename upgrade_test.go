@@ -3,7 +3,6 @@ package spotifyauth
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/caddyspotify/caddy-spotify-auth/internal/testkit"
 )
 
 // TestSessionsFromBeforeTheRecutStillWork: issue #25 re-cut the package
@@ -208,16 +209,8 @@ func before25Get(t *testing.T, p *caddyProcess, cookies []before25Cookie) (int, 
 	for _, c := range cookies {
 		req.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
 	}
-	resp, err := before25Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(body), resp.Cookies()
+	resp, body := testkit.Do(t, before25Client, req)
+	return resp.StatusCode, body, resp.Cookies()
 }
 
 // before25Client follows no redirect (a refusal must show as one) and
