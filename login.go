@@ -236,8 +236,15 @@ func (f *loginFlow) handleCallback(w http.ResponseWriter, r *http.Request) {
 	sess, err := f.completeLogin(r.Context(), q.Get("code"), ls, now)
 	if err != nil {
 		ae := asAuthError(err)
-		if ae.Kind == kindRefreshRevoked {
+		switch ae.Kind {
+		case kindRefreshRevoked:
 			ae.Kind = kindLoginRejected // invalid_grant on a code: expired, already used or made up
+			f.exchangeFailed(r, now)
+		case kindNotRegistered:
+			// An account not on a development-mode app's list can never
+			// log in, yet each try makes a real exchange and a profile
+			// call: it costs its client what a refused code does, or
+			// one free account could spend every user's login budget.
 			f.exchangeFailed(r, now)
 		}
 		f.logLoginFailure(ae)
