@@ -58,7 +58,9 @@ func (c cookieNames) state(r *http.Request, id string) string {
 // ours reports whether a cookie name belongs to the handler, so it can be
 // kept from the upstream.
 func (c cookieNames) ours(name string) bool {
-	name = strings.TrimPrefix(strings.TrimPrefix(name, "__Host-"), "__Secure-")
+	// Trimmed as Go's and most servers' cookie parsers trim it: "name =v"
+	// is the cookie "name" to the upstream.
+	name = strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(name), "__Host-"), "__Secure-")
 	return name == c.base || len(name) > len(c.base) && name[len(c.base)] == '_' && name[:len(c.base)] == c.base
 }
 

@@ -133,13 +133,19 @@ const (
 // swept within sweepTurnInterval. A storage that cannot lock or read
 // makes every instance sweep, as before (correct, only redundant).
 func (m *maintainer) takeSweepTurn(ctx context.Context, now time.Time) bool {
-	lockCtx, cancel := context.WithTimeout(ctx, storageOpTimeout)
+	if ctx.Err() != nil {
+		return false // stopping: no sweep, and no record of one
+	}
+	// Every call bounded: a hung storage must not stall the maintenance.
+	ctx, cancel := context.WithTimeout(ctx, storageOpTimeout)
 	defer cancel()
-	if err := m.storage.Lock(lockCtx, storagekeys.SweepLock); err != nil {
+	if err := m.storage.Lock(ctx, storagekeys.SweepLock); err != nil {
 		return true
 	}
 	defer func() {
-		if err := m.storage.Unlock(context.WithoutCancel(ctx), storagekeys.SweepLock); err != nil {
+		unlockCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storageOpTimeout)
+		defer cancel()
+		if err := m.storage.Unlock(unlockCtx, storagekeys.SweepLock); err != nil {
 			m.logger.Debug("releasing the sweep lock", zap.Error(err))
 		}
 	}()

@@ -61,3 +61,23 @@ func TestStripKeepsOnlyWhatAGateSet(t *testing.T) {
 		}
 	}
 }
+
+// The plugin's cookies leave the request however a client spells the
+// pair: the upstream's cookie parser trims the name, so must we.
+func TestOurCookiesAreStrippedWithSpacesAroundTheName(t *testing.T) {
+	t.Parallel()
+	names := newCookieNames("spotify_auth", false)
+	for _, line := range []string{"spotify_auth =forged; theme=dark", "theme=dark;  spotify_auth_1\t=x", "__Host-spotify_auth = y;theme=dark"} {
+		hdr := http.Header{"Cookie": {line}}
+		stripOurCookies(hdr, names)
+		r := &http.Request{Header: hdr}
+		for _, c := range r.Cookies() {
+			if names.ours(c.Name) {
+				t.Errorf("%q: the upstream still gets cookie %q", line, c.Name)
+			}
+		}
+		if c, err := r.Cookie("theme"); err != nil || c.Value != "dark" {
+			t.Errorf("%q: the site's own cookie was lost: %v", line, hdr)
+		}
+	}
+}

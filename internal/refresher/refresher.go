@@ -210,6 +210,12 @@ func (c *Coordinator) follow(ctx context.Context, s Session) (Tokens, error) {
 	for hop := 0; ; hop++ {
 		fresh, earlier, err := c.once(ctx, s.ID, cur)
 		if err != nil {
+			if hop > 0 && cur.usable(c.cfg.Now()) {
+				// The result this cookie missed is due again and its own
+				// refresh failed (or is paused), but it still works:
+				// that, not the cookie's dead token or an error page.
+				return cur, nil
+			}
 			return Tokens{}, err
 		}
 		now := c.cfg.Now()

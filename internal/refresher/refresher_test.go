@@ -410,3 +410,27 @@ func TestAFailedAppTokenRenewalWaitsTheRetryPause(t *testing.T) {
 		t.Fatal("still paused once the retry pause passed")
 	}
 }
+
+// A browser that missed its refreshed cookie follows the result it
+// missed; when that result is due again and its own refresh fails, the
+// result still works and is what the browser gets, not its own dead
+// token or an error.
+func TestAStaleCookieGetsTheWorkingResultItMissedWhenTheNextRefreshFails(t *testing.T) {
+	cl := newCluster(t)
+	c := cl.instance()
+	old := cl.due()
+	first, err := c.Refresh(context.Background(), old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.clock.advance(56 * time.Minute) // the result is due, not yet expired; the old token is dead
+	cl.client.failWith(errBroken)
+	got, err := c.Refresh(context.Background(), old)
+	if err != nil || got != first {
+		t.Fatalf("the stale cookie got %+v %v, want the working result it missed %+v", got, err, first)
+	}
+	cl.clock.advance(5 * time.Minute) // the result has expired too
+	if _, err := c.Refresh(context.Background(), old); err == nil {
+		t.Fatal("a stale cookie whose result has expired too was given a token")
+	}
+}

@@ -113,7 +113,11 @@ func (c *Coordinator) published(ctx context.Context, key string) (Tokens, bool) 
 }
 
 func (c *Coordinator) unlock(ctx context.Context, name string) {
-	if err := c.cfg.Storage.Unlock(context.WithoutCancel(ctx), name); err != nil {
+	// Bounded: a hung storage must not hold the single flight, and with it
+	// every request of the session. (An unreleased lock expires.)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), records.Timeout)
+	defer cancel()
+	if err := c.cfg.Storage.Unlock(ctx, name); err != nil {
 		c.warnCoordination(err)
 	}
 }
