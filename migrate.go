@@ -52,6 +52,14 @@ func (ss *storageStore) migrate(w http.ResponseWriter, r *http.Request, s *sessi
 		st.store.Cap(ctx, s.UserID, key)
 		return nil
 	}
+	// A replayed cookie session moved before (its client ignores our
+	// Set-Cookie) is found without the lock, from the cache: a lock on
+	// every such request would cost the storage dearly.
+	if stored, err := st.loadKey(ctx, key); err == nil {
+		*s = stored
+		ss.writeCookie(w, r, ref, s.Expires)
+		return nil
+	}
 	// The lock keeps a replay that raced past the check from writing the
 	// cookie session over the stored one after a refresh updated it.
 	lock := storagekeys.MigrateLock(key)

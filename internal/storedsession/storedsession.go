@@ -7,6 +7,7 @@
 package storedsession
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -166,7 +167,18 @@ func (s *Store) DeleteUser(ctx context.Context, userID string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return s.Delete(ctx, keys...)
+	// Only what this site's keys open: the folder is named by client id
+	// alone, and another site of the same client (other keys, another
+	// Spotify) keeps its own sessions there, as Cap leaves them be.
+	var ours []string
+	for _, k := range keys {
+		if _, err := s.Read(ctx, k); err == nil {
+			ours = append(ours, k)
+		} else if !errors.Is(err, ErrNotFound) {
+			return 0, err
+		}
+	}
+	return s.Delete(ctx, ours...)
 }
 
 // Cap deletes userID's oldest sessions beyond MaxPerUser, never keep
@@ -194,10 +206,13 @@ func (s *Store) Cap(ctx context.Context, userID, keep string) {
 			live = append(live, aged{k, created})
 		}
 	}
-	slices.SortFunc(live, func(a, b aged) int { return int(a.created - b.created) })
+	slices.SortFunc(live, func(a, b aged) int { return cmp.Compare(a.created, b.created) })
+	var oldest []string
 	for i := 0; i < len(live)-(MaxPerUser-1); i++ {
-		if err := s.cfg.Storage.Delete(ctx, live[i].key); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			s.cfg.Logger.Warn("deleting a user's oldest stored session", zap.String("user_id", userID), zap.Error(err))
-		}
+		oldest = append(oldest, live[i].key)
+	}
+	// Through Delete, so the caches hear of it at once.
+	if _, err := s.Delete(ctx, oldest...); err != nil {
+		s.cfg.Logger.Warn("deleting a user's oldest stored sessions", zap.String("user_id", userID), zap.Error(err))
 	}
 }

@@ -146,10 +146,13 @@ func TestDeleteUserEndsOnlyThatUsersSessions(t *testing.T) {
 	storage := &certmagic.FileStorage{Path: t.TempDir()}
 	s, rec := newStore(t, storage, secretA, "client")
 	other, _ := newStore(t, storage, secretA, "other-client")
+	// Another site of the same client id, with its own keys (a staging
+	// site, say): its alice is in the same folder but not ours to end.
+	sibling, _ := newStore(t, storage, secretB, "client")
 	for _, w := range []struct {
 		s    *Store
 		user string
-	}{{s, "alice"}, {s, "alice"}, {s, "bob"}, {other, "alice"}} {
+	}{{s, "alice"}, {s, "alice"}, {s, "bob"}, {other, "alice"}, {sibling, "alice"}} {
 		if err := w.s.Write(context.Background(), KeyOf(w.s.NewRef(w.user)), plain(1)); err != nil {
 			t.Fatal(err)
 		}
@@ -161,8 +164,8 @@ func TestDeleteUserEndsOnlyThatUsersSessions(t *testing.T) {
 	if len(rec.keys) != 2 {
 		t.Fatalf("%d deletions told, want 2", len(rec.keys))
 	}
-	if n := count(t, storage); n != 2 {
-		t.Fatalf("%d left, want bob's and the other app's alice", n)
+	if n := count(t, storage); n != 3 {
+		t.Fatalf("%d left, want bob's, the other app's alice and the sibling site's alice", n)
 	}
 	if n, err := s.DeleteUser(context.Background(), "carol"); n != 0 || err != nil {
 		t.Fatalf("a user without sessions: %d, %v", n, err)
