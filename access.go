@@ -48,8 +48,7 @@ func newAccessRules(h *Handler) accessRules {
 // latter for linking accounts, and both are Spotify's, never the user's
 // choice today (only accounts made long ago chose their id).
 func (a *accessRules) allows(s *session) bool {
-	return (len(a.users) == 0 || slices.Contains(a.users, s.UserID) ||
-		s.AccountID != "" && slices.Contains(a.users, s.AccountID)) &&
+	return a.allowsUser(s) &&
 		(len(a.emails) == 0 || s.Email != "" && slices.Contains(a.emails, asciiLower(s.Email))) &&
 		(len(a.products) == 0 || slices.Contains(a.products, asciiLower(s.Product))) &&
 		(len(a.countries) == 0 || slices.Contains(a.countries, asciiUpper(s.Country)))
@@ -79,13 +78,20 @@ func asciiMap(s string, from, to byte, delta int) string {
 	return string(b)
 }
 
+// allowsUser reports whether allow_users, if set, names the session's
+// user id or account id.
+func (a *accessRules) allowsUser(s *session) bool {
+	return len(a.users) == 0 || slices.Contains(a.users, s.UserID) ||
+		s.AccountID != "" && slices.Contains(a.users, s.AccountID)
+}
+
 // unsharedField names a rule that cannot admit the session because
 // Spotify did not send the field it checks (development-mode apps get no
 // email, product or country since 2026), and that field in plain words.
 // It returns "" when that is not why the session is refused: when a rule
 // on a field Spotify did send refuses it, that rule is the reason.
 func (a *accessRules) unsharedField(s *session) (rule, field string) {
-	if len(a.users) > 0 && !slices.Contains(a.users, s.UserID) {
+	if !a.allowsUser(s) {
 		return "", ""
 	}
 	checks := []struct {

@@ -426,3 +426,14 @@ func TestAccessConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// A user admitted by account_id whose email Spotify did not send is told
+// that the email was not shared, as one admitted by user id is.
+func TestAUserAdmittedByAccountIDIsToldTheFieldWasNotShared(t *testing.T) {
+	t.Parallel()
+	a := accessRules{users: []string{"acct-1"}, emails: []string{"a@example.com"}}
+	s := session{UserID: "user-1", AccountID: "acct-1"}
+	if rule, _ := a.unsharedField(&s); rule != "allow_emails" {
+		t.Fatalf("unsharedField says %q, want allow_emails", rule)
+	}
+}

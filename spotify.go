@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/oauth2"
@@ -204,7 +205,7 @@ func userNotRegistered(said string) bool {
 // does not name the owner.
 func ownerPremiumLapsed(said string) bool {
 	s := strings.ToLower(said)
-	return strings.Contains(s, "premium") && strings.Contains(s, "owner")
+	return strings.Contains(s, "premium subscription required for the owner")
 }
 
 // maxSpotifyText bounds Spotify's words in a log line.
@@ -259,7 +260,9 @@ const minRedactedRun = 32
 func cleanSpotifyText(s string, n int) string {
 	s = strings.ToValidUTF8(s, "")
 	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r >= 0x7f && r < 0xa0 || r == utf8.RuneError || r == '\u2028' || r == '\u2029' {
+		// Format characters too (U+202E, U+200B): they make a log line
+		// read other than it is.
+		if r < 0x20 || r >= 0x7f && r < 0xa0 || r == utf8.RuneError || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Cf, r) {
 			return ' '
 		}
 		return r
@@ -280,24 +283,28 @@ func cleanSpotifyText(s string, n int) string {
 }
 
 // redactTokenRuns replaces each run of at least minRedactedRun token
-// characters (base64url, hex, '.', '~') in w.
+// characters (base64 and base64url with padding, hex, '.', '~') in w. A
+// run with both '/' and '.' is a URL's host and path, which no token
+// has (standard base64 has no '.', base64url and JWTs no '/'): kept.
 func redactTokenRuns(w string) string {
 	if len(w) < minRedactedRun {
 		return w
 	}
 	var b strings.Builder
 	run := 0
+	slash, dot := false, false
 	flush := func(end int) {
-		if run >= minRedactedRun {
+		if run >= minRedactedRun && !(slash && dot) {
 			b.WriteString("[redacted]")
 		} else {
 			b.WriteString(w[end-run : end])
 		}
-		run = 0
+		run, slash, dot = 0, false, false
 	}
 	for i := 0; i < len(w); i++ {
-		if c := w[i]; isAlnum(c) || c == '-' || c == '_' || c == '.' || c == '~' {
+		if c := w[i]; isAlnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '+' || c == '/' || c == '=' {
 			run++
+			slash, dot = slash || c == '/', dot || c == '.'
 			continue
 		}
 		flush(i)

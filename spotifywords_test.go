@@ -295,3 +295,25 @@ func TestAppModeTreatsTheOwnersLapsedPremiumAsAnOutage(t *testing.T) {
 		t.Errorf("%d ERROR lines naming the owner's Premium, want 1: %v", n, logs.All())
 	}
 }
+
+// The words that stand for the owner's lapsed Premium are Spotify's
+// sentence, not two words anywhere (a user's own refusal may name an
+// owner and Premium); Spotify's text loses token-shaped runs in standard
+// base64 too, and format characters that would make a log line read
+// other than it is.
+func TestSpotifysWordsAreReadNarrowlyAndCleanedWholly(t *testing.T) {
+	t.Parallel()
+	if !ownerPremiumLapsed("Active premium subscription required for the owner of the app") {
+		t.Error("Spotify's own sentence is not read as the owner's lapsed Premium")
+	}
+	if ownerPremiumLapsed("The owner of this playlist restricted it to Premium listeners") {
+		t.Error("a text naming an owner and Premium is read as the app owner's lapsed Premium")
+	}
+	token := strings.Repeat("AQBx+Y3/z9==", 6) // standard base64, padded
+	if got := cleanSpotifyText("bad token "+token, maxSpotifyText); strings.Contains(got, token[:20]) || !strings.Contains(got, "[redacted]") {
+		t.Errorf("a standard-base64 token survived: %q", got)
+	}
+	if got := cleanSpotifyText("user\u202eevil\u200bname", maxSpotifyText); strings.ContainsAny(got, "\u202e\u200b") {
+		t.Errorf("format characters survived: %q", got)
+	}
+}
