@@ -5,11 +5,57 @@ import (
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 func init() {
 	caddy.RegisterModule(Strip{})
+	// For handle_errors: an error raised before the gate (basic_auth,
+	// say) reaches the error routes as the client sent it, and neither the
+	// gate nor its strip route ran. First, so nothing there sees it.
+	httpcaddyfile.RegisterHandlerDirective("spotify_auth_strip", parseStripCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("spotify_auth_strip", httpcaddyfile.Before, "tracing")
+}
+
+// parseStripCaddyfile sets up a Strip from Caddyfile tokens. Syntax:
+//
+//	spotify_auth_strip [<matcher>] {
+//		token_header <header>
+//		cookie_name  <name>
+//	}
+func parseStripCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	s := new(Strip)
+	err := s.UnmarshalCaddyfile(h.Dispenser)
+	return s, err
+}
+
+// UnmarshalCaddyfile reads the directive's options.
+func (s *Strip) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive's name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		var dst *string
+		switch d.Val() {
+		case "token_header":
+			dst = &s.TokenHeader
+		case "cookie_name":
+			dst = &s.CookieName
+		default:
+			return d.Errf("spotify_auth_strip: unknown option %q", d.Val())
+		}
+		if !d.NextArg() {
+			return d.ArgErr()
+		}
+		*dst = d.Val()
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+	}
+	return nil
 }
 
 // varPassed is the request variable a gate sets when it lets a request
@@ -158,4 +204,5 @@ var (
 	_ caddy.Provisioner           = (*Strip)(nil)
 	_ caddy.Validator             = (*Strip)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Strip)(nil)
+	_ caddyfile.Unmarshaler       = (*Strip)(nil)
 )

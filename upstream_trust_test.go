@@ -372,3 +372,61 @@ func TestHandleErrorsRoutesGetNothingAClientMadeUp(t *testing.T) {
 		assertNothingManaged(t, probe.path, upstream.last(t))
 	}
 }
+
+// TestAnErrorBeforeTheGateReachesHandleErrorsCleanWithTheStripDirective:
+// an error raised before the gate (basic_auth would; here an `error` in
+// the same route) reaches handle_errors as the client sent it, since
+// neither the gate nor its strip route ran. spotify_auth_strip at the top
+// of handle_errors keeps what a client made up from the app there, and
+// keeps what the gate set on a request it let through.
+func TestAnErrorBeforeTheGateReachesHandleErrorsCleanWithTheStripDirective(t *testing.T) {
+	fake := newFake(t)
+	upstream := newRecordingUpstream(t)
+	tc := caddytest.NewTester(t)
+	tc.InitServer(globalOptions(caddyStorage(t))+site+` {
+	route {
+		error /pre/* "refused before the gate" 418
+		spotify_auth /app/* {
+			`+fakeOptions(fake)+`
+		}
+		error /app/fail "failed after the gate" 502
+		respond "app"
+	}
+	handle_errors {
+		spotify_auth_strip
+		reverse_proxy `+upstream.URL+`
+	}
+}`, "caddyfile")
+	c := caddyBrowser(tc)
+	req, _ := http.NewRequest(http.MethodGet, site+"/pre/x", nil)
+	for _, s := range spoofs {
+		req.Header[s[0]] = []string{s[1]}
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.HasPrefix(string(body), "upstream /pre/x") {
+		t.Fatalf("%d %q, want the error rendered by handle_errors' upstream", resp.StatusCode, body)
+	}
+	assertNothingManaged(t, "an error before the gate", upstream.last(t))
+
+	// After the gate let the request through, the error route keeps the
+	// gate's headers (and only those).
+	loginThroughCaddy(t, c, fake, "/app/")
+	req, _ = http.NewRequest(http.MethodGet, site+"/app/fail", nil)
+	req.Header.Set("Cookie", "theme=dark")
+	req.Header.Set("X-Spotifyish", "not ours")
+	resp, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	got := upstream.last(t)
+	if !strings.HasPrefix(string(body), "upstream /app/fail") || got.Header.Get("X-Spotify-User-Id") != spotifytest.DefaultUserID {
+		t.Fatalf("an error after the gate: %q, the error route got user %q; want it rendered upstream with the gate's user", body, got.Header.Get("X-Spotify-User-Id"))
+	}
+}
