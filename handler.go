@@ -18,12 +18,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if err == nil && h.errorRoutes {
 		err = handedOff(r)
 	}
-	if err != nil && caddyhttp.GetVar(r.Context(), varPassed) == nil {
+	if err != nil {
 		// The site's handle_errors gets this request, and the strip route
 		// does not run there: nothing a client sent may pass for ours.
-		stripManagedHeaders(r.Header, h.tokenHeader)
-		stripOurCookies(r.Header, h.cookies)
-		scrubTrailers(r, h.tokenHeader)
+		// Only what a gate that let this request through (another
+		// block's) set stays, and this gate's cookies go regardless.
+		stripWhatNoGateSet(r, h.tokenHeader, h.cookies)
 	}
 	return err
 }

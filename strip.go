@@ -138,21 +138,29 @@ func (s *Strip) Validate() error {
 // ServeHTTP removes what a client sent under our names, keeping only what
 // a gate set on this request.
 func (s *Strip) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	stripWhatNoGateSet(r, s.tokenHeader, s.cookies)
+	return next.ServeHTTP(w, r)
+}
+
+// stripWhatNoGateSet removes from r what a client sent under the names of
+// a gate with tokenHeader and cookies: every X-Spotify-* and token header
+// unless a gate let r through, and this token header unless a gate with
+// it did (that gate removed the client's before it set its own); the
+// cookies; managed names in trailers, which are never ours.
+func stripWhatNoGateSet(r *http.Request, tokenHeader string, cookies cookieNames) {
 	mark, passed := caddyhttp.GetVar(r.Context(), varPassed).(*passMark)
-	// After the gate this token header belongs to, nothing is left to
-	// remove from the header map: that gate removed every X-Spotify-* and
-	// token header a client sent before it set its own.
-	if !mark.has(s.tokenHeader) {
+	switch {
+	case !passed:
+		stripManagedHeaders(r.Header, tokenHeader)
+	case !mark.has(tokenHeader):
 		for k := range r.Header {
-			if headerNameIs(k, s.tokenHeader) || !passed && headerNameHasPrefix(k, "x-spotify-") {
+			if headerNameIs(k, tokenHeader) {
 				delete(r.Header, k)
 			}
 		}
 	}
-	stripOurCookies(r.Header, s.cookies)
-	// Trailers are never ours: the gate sets headers only.
-	scrubTrailers(r, s.tokenHeader)
-	return next.ServeHTTP(w, r)
+	stripOurCookies(r.Header, cookies)
+	scrubTrailers(r, tokenHeader)
 }
 
 // markPassed records on the request that a gate let it through with the
@@ -177,7 +185,8 @@ func scrubTrailers(r *http.Request, tokenHeader string) {
 	}
 	stripManagedHeaders(r.Trailer, tokenHeader)
 	if r.Body != nil && r.Body != http.NoBody {
-		if _, done := r.Body.(*trailerScrubber); !done {
+		// Wrapped again for a second gate's token header.
+		if ts, done := r.Body.(*trailerScrubber); !done || ts.tokenHeader != tokenHeader {
 			r.Body = &trailerScrubber{ReadCloser: r.Body, trailer: r.Trailer, tokenHeader: tokenHeader}
 		}
 	}

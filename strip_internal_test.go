@@ -2,7 +2,9 @@ package spotifyauth
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -79,5 +81,24 @@ func TestOurCookiesAreStrippedWithSpacesAroundTheName(t *testing.T) {
 		if c, err := r.Cookie("theme"); err != nil || c.Value != "dark" {
 			t.Errorf("%q: the site's own cookie was lost: %v", line, hdr)
 		}
+	}
+}
+
+// With two gates of different token headers, a trailer named after
+// either is gone once the body is read: the second gate wraps the body
+// again rather than trusting the first's wrapper.
+func TestTrailersLoseEveryGatesTokenHeader(t *testing.T) {
+	t.Parallel()
+	r, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1/", strings.NewReader("body"))
+	r.Trailer = http.Header{}
+	scrubTrailers(r, "Authorization")
+	scrubTrailers(r, "X-Token")
+	// What the server's reader sets once the chunked body ends.
+	r.Trailer["Authorization"], r.Trailer["X-Token"], r.Trailer["X-Checksum"] = []string{"Bearer forged"}, []string{"forged"}, []string{"kept"}
+	if _, err := io.ReadAll(r.Body); err != nil {
+		t.Fatal(err)
+	}
+	if r.Trailer["Authorization"] != nil || r.Trailer["X-Token"] != nil || r.Trailer["X-Checksum"] == nil {
+		t.Fatalf("trailers after the body: %v", r.Trailer)
 	}
 }
