@@ -235,3 +235,50 @@ func TestAMarkLastsForTheLongestSessionsOfTheBlocksThatReadIt(t *testing.T) {
 		t.Fatal("the short block deleted a mark the long block's sessions still need")
 	}
 }
+
+// An older copy of a mark put back in storage (a replay by whoever can
+// write there) does not bring back the sessions the newer one voided.
+func TestAReplayedOlderMarkBringsNothingBack(t *testing.T) {
+	t.Parallel()
+	storage := newStorage(t)
+	a, b := newMarks(t, storage, secretA), newMarks(t, storage, secretA)
+	t0 := time.Now().Add(-2 * time.Hour)
+	if err := a.Revoke(context.Background(), "u1", t0); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := storage.List(context.Background(), storagekeys.Revoked, true)
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("no mark in storage: %v", err)
+	}
+	var key string
+	for _, k := range keys {
+		if info, err := storage.Stat(context.Background(), k); err == nil && info.IsTerminal {
+			key = k
+		}
+	}
+	older, err := storage.Load(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t1 := time.Now()
+	if err := a.Revoke(context.Background(), "u1", t1); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Reread(context.Background(), t1); err != nil {
+		t.Fatal(err)
+	}
+	between := t1.Add(-time.Hour).UnixNano() // voided by the newer mark only
+	if !b.Revoked("u1", between) {
+		t.Fatal("the newer mark was not learnt: the test proves nothing")
+	}
+	time.Sleep(10 * time.Millisecond) // a new modification time for the replay
+	if err := storage.Store(context.Background(), key, older); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Reread(context.Background(), t1.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if !b.Revoked("u1", between) {
+		t.Fatal("a replayed older mark brought a revoked session back")
+	}
+}
