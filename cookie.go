@@ -100,17 +100,18 @@ func readChunked(h http.Header, name string) (string, bool) {
 	if err != nil || count < 2 || count > maxChunks {
 		return "", false
 	}
-	var b strings.Builder
-	b.Grow(count * maxChunkLen)
-	b.WriteString(rest)
+	// Joined once all are found: a made-up count costs no buffer of its size.
+	var parts [maxChunks]string
+	parts[0] = rest
+	total := len(rest)
 	for i := 1; i < count; i++ {
 		part, ok := cookieValue(h, chunkName(name, i))
-		if !ok || b.Len()+len(part) > maxSealedLen {
+		if !ok || total+len(part) > maxSealedLen {
 			return "", false
 		}
-		b.WriteString(part)
+		parts[i], total = part, total+len(part)
 	}
-	return b.String(), true
+	return strings.Join(parts[:count], ""), true
 }
 
 func chunkName(name string, i int) string {
