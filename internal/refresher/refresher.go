@@ -185,10 +185,14 @@ func New(state *State, cfg Config) *Coordinator {
 // returned Tokens always carry scopes.
 func (c *Coordinator) Refresh(ctx context.Context, s Session) (Tokens, error) {
 	now := c.cfg.Now()
-	switch {
-	case s.Forced && c.forcedPaused(ctx, s.ID, now):
-		return Tokens{}, ErrPaused
-	case s.usable(now) && c.state.before(c.state.paused, s.ID, now, 0):
+	if (s.Forced && c.forcedPaused(ctx, s.ID, now)) || (s.usable(now) && c.state.before(c.state.paused, s.ID, now, 0)) {
+		// A pause holds back calls to Spotify, not a result made already:
+		// a browser that missed its refreshed cookie gets that, not the
+		// token the upstream found dead. (Storage is read only on the
+		// upstream's word; a token merely due still works.)
+		if fresh, ok := c.madeAlready(ctx, s.Tokens, now, s.Forced); ok {
+			return fresh, nil
+		}
 		return Tokens{}, ErrPaused
 	}
 	fresh, err := c.follow(ctx, s)
@@ -256,28 +260,58 @@ func (c *Coordinator) once(ctx context.Context, id string, cur Tokens) (Tokens, 
 		if fresh, ok := c.state.remembered(key, now); ok {
 			return result{fresh, true}, nil
 		}
-		if p := c.Check(ctx, Calls, now); p != nil {
-			c.obs.Failed(p)
-			return nil, p
-		}
-		if !cur.usable(now) && c.state.before(c.state.failed, id, now, ExpiredRetryInterval) {
+		p := c.Check(ctx, Calls, now)
+		failedRecently := !cur.usable(now) && c.state.before(c.state.failed, id, now, ExpiredRetryInterval)
+		if p != nil || failedRecently {
+			// Spotify may not be called now, but another instance may
+			// have refreshed this already.
+			if fresh, ok := c.madeAlready(ctx, cur, now, true); ok {
+				return result{fresh, true}, nil
+			}
+			if p != nil {
+				c.obs.Failed(p)
+				return nil, p
+			}
 			return nil, ErrFailedRecently
 		}
 		fresh, published, err := c.acrossInstances(ctx, key, id, cur)
 		if err != nil {
 			return nil, err
 		}
-		if fresh.Scopes == "" {
-			fresh.Scopes = cur.Scopes // Spotify said nothing: the grant is unchanged
-		}
-		c.state.remember(key, fresh, now)
-		return result{fresh, published}, nil
+		return result{c.keep(key, cur, fresh, now), published}, nil
 	})
 	if err != nil {
 		return Tokens{}, false, err
 	}
 	r := v.(result)
 	return r.t, r.earlier, nil
+}
+
+// madeAlready returns what refreshing cur gave already: remembered here
+// or, with readStorage, published by another instance.
+func (c *Coordinator) madeAlready(ctx context.Context, cur Tokens, now time.Time, readStorage bool) (Tokens, bool) {
+	key := cur.Key()
+	if fresh, ok := c.state.remembered(key, now); ok {
+		return fresh, true
+	}
+	if !readStorage {
+		return Tokens{}, false
+	}
+	fresh, ok := c.published(ctx, key)
+	if !ok {
+		return Tokens{}, false
+	}
+	return c.keep(key, cur, fresh, now), true
+}
+
+// keep remembers fresh as what refreshing cur (named key) gave, with
+// cur's scopes if Spotify said nothing of them (the grant is unchanged).
+func (c *Coordinator) keep(key string, cur, fresh Tokens, now time.Time) Tokens {
+	if fresh.Scopes == "" {
+		fresh.Scopes = cur.Scopes
+	}
+	c.state.remember(key, fresh, now)
+	return fresh
 }
 
 // call asks Spotify for new tokens. A failure pauses the session's

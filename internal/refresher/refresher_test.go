@@ -434,3 +434,75 @@ func TestAStaleCookieGetsTheWorkingResultItMissedWhenTheNextRefreshFails(t *test
 		t.Fatal("a stale cookie whose result has expired too was given a token")
 	}
 }
+
+// A browser that missed the cookie of a refresh made on the upstream's
+// word still carries the dead token: the pause of such refreshes must not
+// keep the result made already from it, here or on another instance.
+func TestAForcedRefreshInItsPauseGetsTheResultMadeAlready(t *testing.T) {
+	cl := newCluster(t)
+	a := cl.instance()
+	s := cl.due()
+	s.Expires = cl.clock.Now().Add(time.Hour).Unix()
+	s.Forced = true
+	fresh, err := a.Refresh(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]*Coordinator{"this instance": a, "another instance": cl.instance()} {
+		got, err := c.Refresh(context.Background(), s)
+		if err != nil || got != fresh {
+			t.Fatalf("%s: the lost cookie got %+v %v, want the result made already %+v", name, got, err, fresh)
+		}
+	}
+	if cl.calls() != 1 {
+		t.Fatalf("%d calls to Spotify, want 1", cl.calls())
+	}
+}
+
+// Spotify's back-off and the second after a failure hold back calls to
+// Spotify, not a result another instance published.
+func TestAPauseDoesNotHideAResultAnotherInstancePublished(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		// pause makes b pause; published is a's refresh, before or after it.
+		run func(t *testing.T, cl *cluster, a, b *Coordinator, s Session) (published Tokens)
+	}{
+		{"Spotify's back-off (app-wide: after the result)", func(t *testing.T, cl *cluster, a, b *Coordinator, s Session) Tokens {
+			published, err := a.Refresh(ctx, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Note(ctx, Calls, Pause{Wait: time.Minute}, cl.clock.Now())
+			return published
+		}},
+		{"b's failure a moment ago (before the result)", func(t *testing.T, cl *cluster, a, b *Coordinator, s Session) Tokens {
+			cl.client.failWith(errBroken)
+			if _, err := b.Refresh(ctx, s); err == nil {
+				t.Fatal("the failing refresh succeeded")
+			}
+			cl.client.failWith(nil)
+			published, err := a.Refresh(ctx, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return published
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cl := newCluster(t)
+			s := cl.due()
+			s.Expires = cl.clock.Now().Add(-time.Second).Unix() // expired: no token to serve meanwhile
+			a, b := cl.instance(), cl.instance()
+			published := tc.run(t, cl, a, b, s)
+			calls := cl.calls()
+			got, err := b.Refresh(ctx, s)
+			if err != nil || got != published {
+				t.Fatalf("b: %+v %v, want a's published result %+v", got, err, published)
+			}
+			if cl.calls() != calls {
+				t.Fatalf("b called Spotify during its pause")
+			}
+		})
+	}
+}
