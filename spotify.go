@@ -103,7 +103,9 @@ func apiStatusError(resp *http.Response, body []byte) error {
 	case resp.StatusCode == http.StatusForbidden && userNotRegistered(said):
 		return &authError{Kind: kindNotRegistered, Message: notRegisteredMessage, Said: said, Err: detail}
 	case resp.StatusCode == http.StatusForbidden:
-		return &authError{Kind: kindLoginRejected, Message: "Spotify refused to tell this site who you are", Said: said, Err: detail}
+		// Spotify may word "not on the user list" anew: the likeliest
+		// cause is still named, for the user and the log.
+		return &authError{Kind: kindLoginRejected, Message: unexplainedForbiddenMessage, Said: said, Err: detail}
 	default:
 		return &authError{Kind: kindLoginRejected, Message: "Spotify rejected the profile request", Said: said, Err: detail}
 	}
@@ -184,6 +186,8 @@ const (
 	notRegisteredMessage = "This site's Spotify app is in development mode, and Spotify admits only the accounts " +
 		"its owner has added to the app's user list (at most 5 for new apps). The Spotify account you used is not on that list. " +
 		"Ask the site's owner to add it, or log in with another Spotify account."
+	unexplainedForbiddenMessage = "Spotify refused to tell this site who you are. If the site's Spotify app is in " +
+		"development mode, your account may not be on the app's user list: ask the site's owner"
 	ownerPremiumMessage = "Spotify is refusing every login and request of this site because the Premium subscription " +
 		"of the Spotify app's owner has lapsed. This is not a problem with your account; it will work again once the " +
 		"site's owner renews Premium"

@@ -77,6 +77,8 @@ func TestWebAPIErrorsKeepSpotifysText(t *testing.T) {
 	}{
 		{"a nested JSON message", `{"error":{"status":403,"message":"Insufficient client scope"}}`, 403, kindLoginRejected,
 			"GET /v1/me: HTTP 403: Insufficient client scope"},
+		{"a 403 in words not known yet names the user list", "Forbidden for this app", 403, kindLoginRejected,
+			"may not be on the app's user list: ask the site's owner: GET /v1/me: HTTP 403: Forbidden for this app"},
 		{"a JSON reason", `{"error":{"status":429,"message":"API rate limit exceeded","reason":"QUOTA_EXCEEDED"}}`, 429, kindRateLimited,
 			"API rate limit exceeded (reason QUOTA_EXCEEDED)"},
 		{"a reason alone", `{"reason":"QUOTA_EXCEEDED"}`, 429, kindRateLimited, "HTTP 429: QUOTA_EXCEEDED"},
