@@ -77,7 +77,7 @@ func (a *appTokens) token(ctx context.Context) (*appToken, error) {
 	}
 	// As with a user's token: while the current one still works, a failed
 	// renewal serves it and is tried again only after a pause.
-	usable := cur != nil && cur.expires-refresher.MinTokenLeft > now.Unix()
+	usable := cur != nil && (refresher.Tokens{Expires: cur.expires}).Usable(now)
 	if usable && a.refresh.RetryPaused(appTokenKey) {
 		return cur, nil
 	}

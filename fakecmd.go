@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"os"
 	"os/signal"
@@ -199,9 +198,5 @@ func runFakeCommand(o *fakeOptions) (int, error) {
 // not a refusal.)
 func isLoopback(rawURL string) bool {
 	u, err := url.Parse(rawURL)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(u.Hostname())
-	return ip != nil && ip.IsLoopback()
+	return err == nil && isLoopbackHost(u.Hostname())
 }

@@ -117,7 +117,7 @@ func TestAKilledLockHoldersRefreshLockExpiresOnRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := dead.Lock(context.Background(), storagekeys.RefreshLock(refreshKey(sess))); err != nil {
+	if err := dead.Lock(context.Background(), storagekeys.RefreshLock(tokensOf(sess).Key())); err != nil {
 		t.Fatal(err)
 	}
 	_ = dead.Close() // killed: its Redis client closes with no renewal, no unlock

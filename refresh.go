@@ -54,7 +54,7 @@ func (h *Handler) ensureFresh(w http.ResponseWriter, r *http.Request, sess sessi
 		h.challenge(w, r)
 		return sess, false
 	case err == errRefreshPaused:
-	case tokenUsable(sess, now):
+	case tokensOf(sess).Usable(now):
 		// The token still works: serve with it and try again later.
 		h.logger.Warn("refresh failed; using the current token until it expires",
 			zap.String("user_id", sess.UserID), zap.Error(err))
@@ -121,14 +121,6 @@ func (h *Handler) saveRefreshed(w http.ResponseWriter, r *http.Request, sess ses
 	return err
 }
 
-// tokenUsable reports whether the session's token may still be passed on
-// while its refresh fails: it must outlive the trip to the upstream and
-// the upstream's own call with it (the soak saw tokens in their last
-// milliseconds arrive dead).
-func tokenUsable(sess session, now time.Time) bool {
-	return sess.TokenExpires-refresher.MinTokenLeft > now.Unix()
-}
-
 // errRefreshPaused: a refresh of this session failed a moment ago (or
 // one on the upstream's word was made lately) and its token still works,
 // so it is not tried again yet.
@@ -148,15 +140,6 @@ func grantedScopes(tok *oauth2.Token, previous string) string {
 		return cleanScopes(s)
 	}
 	return previous
-}
-
-// refreshKey names one refresh: of this access token, with this refresh
-// token. Results are remembered and published under it. It changes with
-// every refresh, whether or not Spotify rotates the refresh token (since
-// June 2026 it does not on refresh): a key of the refresh token alone
-// would find the first result again at every later refresh.
-func refreshKey(sess session) string {
-	return storagekeys.RefreshKey(sess.RefreshToken, sess.AccessToken)
 }
 
 // sessionID names the session itself, across its refreshes and its

@@ -107,7 +107,6 @@ func (s *State) EndPause(scope Scope) {
 type sharedPause struct {
 	Until   int64  `json:"u"` // unix nanoseconds
 	Kind    string `json:"k"` // the failure kind
-	Message string `json:"m,omitempty"`
 	Said    string `json:"s,omitempty"` // Spotify's words, for the log
 	// AskedUntil (unix nanoseconds): a 429 asked for longer than Until.
 	AskedUntil int64 `json:"a,omitempty"`

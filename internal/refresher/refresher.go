@@ -34,10 +34,11 @@ type Tokens struct {
 // refresh, whether or not Spotify rotates the refresh token.
 func (t Tokens) Key() string { return storagekeys.RefreshKey(t.RefreshToken, t.AccessToken) }
 
-// usable reports whether the access token may still be passed on while
+// Usable reports whether the access token may still be passed on while
 // its refresh fails: it must outlive the trip to the upstream and the
-// upstream's own call with it.
-func (t Tokens) usable(now time.Time) bool { return t.Expires-MinTokenLeft > now.Unix() }
+// upstream's own call with it (the soak saw tokens in their last
+// milliseconds arrive dead).
+func (t Tokens) Usable(now time.Time) bool { return t.Expires-MinTokenLeft > now.Unix() }
 
 // MinTokenLeft (seconds) is the least life a token must have left to be
 // passed upstream when it could not be refreshed.
@@ -185,7 +186,7 @@ func New(state *State, cfg Config) *Coordinator {
 // returned Tokens always carry scopes.
 func (c *Coordinator) Refresh(ctx context.Context, s Session) (Tokens, error) {
 	now := c.cfg.Now()
-	if (s.Forced && c.forcedPaused(ctx, s.ID, now)) || (s.usable(now) && c.state.before(c.state.paused, s.ID, now, 0)) {
+	if (s.Forced && c.forcedPaused(ctx, s.ID, now)) || (s.Usable(now) && c.state.before(c.state.paused, s.ID, now, 0)) {
 		// A pause holds back calls to Spotify, not a result made already:
 		// a browser that missed its refreshed cookie gets that, not the
 		// token the upstream found dead. (Storage is read only on the
@@ -214,7 +215,7 @@ func (c *Coordinator) follow(ctx context.Context, s Session) (Tokens, error) {
 	for hop := 0; ; hop++ {
 		fresh, earlier, err := c.once(ctx, s.ID, cur)
 		if err != nil {
-			if hop > 0 && cur.usable(c.cfg.Now()) {
+			if hop > 0 && cur.Usable(c.cfg.Now()) {
 				// The result this cookie missed is due again and its own
 				// refresh failed (or is paused), but it still works:
 				// that, not the cookie's dead token or an error page.
@@ -261,7 +262,7 @@ func (c *Coordinator) once(ctx context.Context, id string, cur Tokens) (Tokens, 
 			return result{fresh, true}, nil
 		}
 		p := c.Check(ctx, Calls, now)
-		failedRecently := !cur.usable(now) && c.state.before(c.state.failed, id, now, ExpiredRetryInterval)
+		failedRecently := !cur.Usable(now) && c.state.before(c.state.failed, id, now, ExpiredRetryInterval)
 		if p != nil || failedRecently {
 			// Spotify may not be called now, but another instance may
 			// have refreshed this already.

@@ -22,7 +22,6 @@ type result struct {
 	RefreshToken string `json:"r"`
 	TokenExpires int64  `json:"e"`
 	Scopes       string `json:"s"`
-	At           int64  `json:"t"` // unix seconds
 }
 
 // acrossInstances refreshes once for all instances sharing the storage.
@@ -79,7 +78,7 @@ func (c *Coordinator) elsewhere(ctx context.Context, key, id string, cur Tokens)
 		return t, true, nil
 	}
 	now := c.cfg.Now()
-	if cur.usable(now) {
+	if cur.Usable(now) {
 		if p, ok := c.loadPause(ctx, storagekeys.Paused+id, now); ok {
 			c.state.set(c.state.paused, id, time.Unix(0, p.Until), now)
 			return Tokens{}, false, ErrPaused
@@ -89,7 +88,7 @@ func (c *Coordinator) elsewhere(ctx context.Context, key, id string, cur Tokens)
 }
 
 func (c *Coordinator) publish(ctx context.Context, key string, t Tokens) {
-	r := result{AccessToken: t.AccessToken, RefreshToken: t.RefreshToken, TokenExpires: t.Expires, Scopes: t.Scopes, At: c.cfg.Now().Unix()}
+	r := result{AccessToken: t.AccessToken, RefreshToken: t.RefreshToken, TokenExpires: t.Expires, Scopes: t.Scopes}
 	if err := c.store(ctx, storagekeys.RefreshResults+key, r); err != nil {
 		c.warnCoordination(err)
 	}
