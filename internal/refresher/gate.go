@@ -105,9 +105,9 @@ func (s *State) EndPause(scope Scope) {
 
 // sharedPause is what storage holds (sealed) for a pause.
 type sharedPause struct {
-	Until   int64  `json:"u"` // unix nanoseconds
-	Kind    string `json:"k"` // the failure kind
-	Said    string `json:"s,omitempty"` // Spotify's words, for the log
+	Until int64  `json:"u"`           // unix nanoseconds
+	Kind  string `json:"k"`           // the failure kind
+	Said  string `json:"s,omitempty"` // Spotify's words, for the log
 	// AskedUntil (unix nanoseconds): a 429 asked for longer than Until.
 	AskedUntil int64 `json:"a,omitempty"`
 }
