@@ -123,6 +123,6 @@ func (c *cookieStore) delete(ctx context.Context, s session, everywhere bool) (i
 
 // sweep leaves stored sessions alone: sweeping them is the storage
 // store's work, on its own schedule.
-func (c *cookieStore) sweep(context.Context, time.Time, func(time.Time) bool, sweepFunc) {}
+func (c *cookieStore) sweep(context.Context, time.Time, sweepTurn, sweepFunc) {}
 
 func (c *cookieStore) forget(key string) { c.cache.forgetStored(key) }

@@ -440,3 +440,31 @@ func TestSweepDeletesOnlyWhatHasExpired(t *testing.T) {
 }
 
 // Helpers.
+
+// Each app sharing the storage sweeps the stored sessions its keys open,
+// on a turn of its own. The sweep turn used to be one for all apps, and
+// only an app's own keys open its sessions: the app whose maintenance ran
+// first after each turn swept its sessions and no other's, for good.
+func TestEveryAppSharingTheStorageSweepsItsOwnStoredSessions(t *testing.T) {
+	t.Parallel()
+	shared := &certmagic.FileStorage{Path: t.TempDir()}
+	a := newHarness(t, withStoredSessions(), withStorage(shared))
+	b := newHarness(t, withStoredSessions(), withStorage(shared)) // another fake: another app, other keys
+	for _, hs := range []*harness{a, b} {
+		hs.h.maintenance.stopAndWait() // the test drives the schedule
+		hs.login(hs.browser, "/")
+	}
+	if n := countStoredSessions(t, shared); n != 2 {
+		t.Fatalf("%d stored sessions after two apps' logins, want 2", n)
+	}
+	ctx := context.Background()
+	start := time.Now().Add(time.Duration(a.h.SessionLifetime) + time.Hour)
+	for minute := range 3 * 60 {
+		now := start.Add(time.Duration(minute) * time.Minute)
+		a.h.maintenance.maintainOnce(ctx, now) // a always first
+		b.h.maintenance.maintainOnce(ctx, now.Add(time.Second))
+	}
+	if n := countStoredSessions(t, shared); n != 0 {
+		t.Fatalf("%d expired stored sessions left after three hours of both apps' maintenance, want 0", n)
+	}
+}

@@ -89,9 +89,10 @@ func runUntilDone(ctx context.Context, first time.Time, work func(now time.Time)
 	}
 }
 
-// maintainOnce reports whether it swept (it was this instance's turn).
-// The hourly sweep of stored sessions rides on a turn: asked before
-// the turn, it would be counted as done on runs that do not sweep.
+// maintainOnce reports whether it swept what every app shares (it was
+// this instance's turn). Stored sessions have turns of their own, one per
+// key set: only an app's keys open its sessions, so another app's turn
+// (or a cookie-mode block's) must not stand for it.
 func (m *maintainer) maintainOnce(ctx context.Context, now time.Time) (swept bool) {
 	if m.reloadKeys != nil {
 		if err := m.reloadKeys(ctx, now); err != nil && ctx.Err() == nil {
@@ -99,26 +100,39 @@ func (m *maintainer) maintainOnce(ctx context.Context, now time.Time) (swept boo
 		}
 	}
 	m.memory().pruneExpired(now) // memory: every instance its own
-	if !m.takeSweepTurn(ctx, now) {
-		return false
+	var taken []string
+	turn := func(lock, last string, every time.Duration) bool {
+		if !m.takeSweepTurn(ctx, now, lock, last, every) {
+			return false
+		}
+		taken = append(taken, last)
+		return true
 	}
-	m.sweep(ctx, storagekeys.RefreshResults, false, func(key string, modified time.Time) bool {
-		return now.Sub(modified) > refreshResultKeep
-	})
-	// Back-offs end within maxRetryAfter of being written.
-	for _, prefix := range []string{storagekeys.Paused, storagekeys.Backoff} {
-		m.sweep(ctx, prefix, false, func(key string, modified time.Time) bool {
-			return now.Sub(modified) > maxRetryAfter+time.Minute
+	if swept = turn(storagekeys.SweepLock, storagekeys.LastSweep, sweepTurnInterval); swept {
+		m.sweep(ctx, storagekeys.RefreshResults, false, func(key string, modified time.Time) bool {
+			return now.Sub(modified) > refreshResultKeep
 		})
+		// Back-offs end within maxRetryAfter of being written.
+		for _, prefix := range []string{storagekeys.Paused, storagekeys.Backoff} {
+			m.sweep(ctx, prefix, false, func(key string, modified time.Time) bool {
+				return now.Sub(modified) > maxRetryAfter+time.Minute
+			})
+		}
 	}
-	m.sessions().sweep(ctx, now, m.schedule.sessionSweepDue, m.sweep)
+	if m.schedule.sessionSweepDue(now) {
+		m.sessions().sweep(ctx, now, func(keysID string) bool {
+			return turn(storagekeys.SessionSweepLock(keysID), storagekeys.SessionSweep(keysID), sessionSweepInterval)
+		}, m.sweep)
+	}
 	if ctx.Err() != nil {
-		// Stopped midway (a reload): give the turn back, or nobody would
+		// Stopped midway (a reload): give the turns back, or nobody would
 		// sweep for a whole interval.
-		_ = m.storage.Delete(context.WithoutCancel(ctx), storagekeys.LastSweep)
+		for _, last := range taken {
+			_ = m.storage.Delete(context.WithoutCancel(ctx), last)
+		}
 		return false
 	}
-	return true
+	return swept
 }
 
 // sweepTurnInterval is how often one of all the instances sharing the storage sweeps. Listing
@@ -130,33 +144,34 @@ const (
 )
 
 // takeSweepTurn reports whether this instance should sweep now: nobody
-// swept within sweepTurnInterval. A storage that cannot lock or read
-// makes every instance sweep, as before (correct, only redundant).
-func (m *maintainer) takeSweepTurn(ctx context.Context, now time.Time) bool {
+// recorded a sweep at last within every, under lock. A storage that
+// cannot lock or read makes every instance sweep (correct, only
+// redundant).
+func (m *maintainer) takeSweepTurn(ctx context.Context, now time.Time, lock, last string, every time.Duration) bool {
 	if ctx.Err() != nil {
 		return false // stopping: no sweep, and no record of one
 	}
 	// Every call bounded: a hung storage must not stall the maintenance.
 	ctx, cancel := context.WithTimeout(ctx, storageOpTimeout)
 	defer cancel()
-	if err := m.storage.Lock(ctx, storagekeys.SweepLock); err != nil {
+	if err := m.storage.Lock(ctx, lock); err != nil {
 		return true
 	}
 	defer func() {
 		unlockCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storageOpTimeout)
 		defer cancel()
-		if err := m.storage.Unlock(unlockCtx, storagekeys.SweepLock); err != nil {
+		if err := m.storage.Unlock(unlockCtx, lock); err != nil {
 			m.logger.Debug("releasing the sweep lock", zap.Error(err))
 		}
 	}()
-	if data, err := m.storage.Load(ctx, storagekeys.LastSweep); err == nil {
-		if last, err := strconv.ParseInt(string(data), 10, 64); err == nil {
-			if d := now.Sub(time.Unix(0, last)); d >= 0 && d < sweepTurnInterval {
+	if data, err := m.storage.Load(ctx, last); err == nil {
+		if at, err := strconv.ParseInt(string(data), 10, 64); err == nil {
+			if d := now.Sub(time.Unix(0, at)); d >= 0 && d < every {
 				return false
 			}
 		}
 	}
-	if err := m.storage.Store(ctx, storagekeys.LastSweep, []byte(strconv.FormatInt(now.UnixNano(), 10))); err != nil {
+	if err := m.storage.Store(ctx, last, []byte(strconv.FormatInt(now.UnixNano(), 10))); err != nil {
 		m.logger.Debug("recording the sweep in storage", zap.Error(err))
 	}
 	return true

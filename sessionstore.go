@@ -51,12 +51,17 @@ type sessionStore interface {
 	// delete ends stored sessions: s's, or with everywhere all of its
 	// user's, and returns how many.
 	delete(ctx context.Context, s session, everywhere bool) (int, error)
-	// sweep deletes expired stored sessions when due says it is time.
-	sweep(ctx context.Context, now time.Time, due func(time.Time) bool, sweep sweepFunc)
+	// sweep deletes the expired stored sessions this store's keys open,
+	// if turn gives it the turn of those keys.
+	sweep(ctx context.Context, now time.Time, turn sweepTurn, sweep sweepFunc)
 	// forget drops a stored session that another handler of the app
 	// wrote or deleted from this store's cache.
 	forget(key string)
 }
+
+// sweepTurn reports whether this instance sweeps now the stored sessions
+// that the keys named keysID open (no instance has lately).
+type sweepTurn func(keysID string) bool
 
 // sweepFunc deletes the storage entries under prefix that expired says
 // are done (maintainer.sweep).

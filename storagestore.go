@@ -27,8 +27,8 @@ func (ss *storageStore) save(w http.ResponseWriter, r *http.Request, s session) 
 	return s, nil
 }
 
-func (ss *storageStore) sweep(ctx context.Context, now time.Time, due func(time.Time) bool, sweep sweepFunc) {
-	if !due(now) {
+func (ss *storageStore) sweep(ctx context.Context, now time.Time, turn sweepTurn, sweep sweepFunc) {
+	if !turn(ss.stored.store.KeysID()) {
 		return
 	}
 	sweep(ctx, storagekeys.Sessions, true, func(key string, modified time.Time) bool {

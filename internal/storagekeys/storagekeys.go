@@ -23,7 +23,11 @@
 //	spotify_auth/backoff/<app>            Spotify asked the app to wait (a 429, the owner's
 //	    lapsed Premium): no call before the end (sealed). <app> hashes token_url and client_id.
 //	    Lives: as the pauses.
-//	spotify_auth/last_sweep               when an instance last swept (unix nanoseconds, plain)
+//	spotify_auth/last_sweep               when an instance last swept results, pauses and back-offs
+//	    (unix nanoseconds, plain): one turn every 10 minutes for all apps sharing the storage.
+//	spotify_auth/session_sweeps/<keys>    when stored sessions that one key set opens were last swept
+//	    (unix nanoseconds, plain): one turn an hour per app, as only its keys open its sessions.
+//	    <keys> hashes the key id. written by: the instance taking the turn. Lives: until deleted by hand.
 //
 // Locks (names passed to the storage's Lock):
 //
@@ -31,6 +35,7 @@
 //	spotify_auth_refresh_<key>            one refresh across instances
 //	spotify_auth_migrate_<user>_<ref>     moving one cookie session into storage
 //	spotify_auth_sweep                    taking the sweep turn
+//	spotify_auth_sweep_sessions_<keys>    taking one key set's turn at sweeping stored sessions
 //
 // Every sealed record is bound to its key (the key is the sealing's
 // associated data) and to the app (its keys are derived per app), so a
@@ -56,6 +61,8 @@ const (
 	ForcedPaused = Paused + "forced-"
 	Backoff      = "spotify_auth/backoff/"
 	LastSweep    = "spotify_auth/last_sweep"
+	// SessionSweeps holds each key set's last sweep of stored sessions.
+	SessionSweeps = "spotify_auth/session_sweeps/"
 
 	SweepLock = "spotify_auth_sweep"
 )
@@ -87,6 +94,11 @@ func RefreshLock(key string) string { return "spotify_auth_refresh_" + key }
 func AppBackoff(tokenURL, clientID string) string {
 	return Backoff + Hash(16, tokenURL, clientID)
 }
+
+// SessionSweep records when the stored sessions the keys named keysID
+// open were last swept; SessionSweepLock is the lock of taking that turn.
+func SessionSweep(keysID string) string     { return SessionSweeps + keysID }
+func SessionSweepLock(keysID string) string { return SweepLock + "_sessions_" + keysID }
 
 // UserSessions is the folder of a user's stored sessions; userLen bytes
 // of the hash of client and user name it.

@@ -67,6 +67,13 @@ type Store struct{ cfg Config }
 // New returns a store.
 func New(cfg Config) *Store { return &Store{cfg: cfg} }
 
+// KeysID names the keys this store seals with, and so the sessions it
+// can open (and sweep): each app sharing the storage has its own.
+func (s *Store) KeysID() string {
+	id := s.cfg.Sealer().SealingKey()
+	return storagekeys.Hash(16, string(id[:]))
+}
+
 // Storage is where the sessions live (for locks around a move).
 func (s *Store) Storage() certmagic.Storage { return s.cfg.Storage }
 
