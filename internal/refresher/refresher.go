@@ -265,8 +265,11 @@ func (c *Coordinator) once(ctx context.Context, id string, cur Tokens) (Tokens, 
 		failedRecently := !cur.Usable(now) && c.state.before(c.state.failed, id, now, ExpiredRetryInterval)
 		if p != nil || failedRecently {
 			// Spotify may not be called now, but another instance may
-			// have refreshed this already.
-			if fresh, ok := c.madeAlready(ctx, cur, now, true); ok {
+			// have refreshed this already. Storage is read only for a
+			// token that no longer works: one that does is served
+			// meanwhile, and a back-off of an hour must not cost a
+			// storage read per request of every session due.
+			if fresh, ok := c.madeAlready(ctx, cur, now, !cur.Usable(now)); ok {
 				return result{fresh, true}, nil
 			}
 			if p != nil {
@@ -288,18 +291,19 @@ func (c *Coordinator) once(ctx context.Context, id string, cur Tokens) (Tokens, 
 	return r.t, r.earlier, nil
 }
 
-// madeAlready returns what refreshing cur gave already: remembered here
-// or, with readStorage, published by another instance.
+// madeAlready returns what refreshing cur gave already, if it still
+// works (it is not followed): remembered here or, with readStorage,
+// published by another instance.
 func (c *Coordinator) madeAlready(ctx context.Context, cur Tokens, now time.Time, readStorage bool) (Tokens, bool) {
 	key := cur.Key()
 	if fresh, ok := c.state.remembered(key, now); ok {
-		return fresh, true
+		return fresh, fresh.Usable(now)
 	}
 	if !readStorage {
 		return Tokens{}, false
 	}
 	fresh, ok := c.published(ctx, key)
-	if !ok {
+	if !ok || !fresh.Usable(now) {
 		return Tokens{}, false
 	}
 	return c.keep(key, cur, fresh, now), true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -504,5 +505,43 @@ func TestAPauseDoesNotHideAResultAnotherInstancePublished(t *testing.T) {
 				t.Fatalf("b called Spotify during its pause")
 			}
 		})
+	}
+}
+
+// countedLoads counts the storage loads of published results.
+type countedLoads struct {
+	certmagic.Storage
+	results atomic.Int32
+}
+
+func (c *countedLoads) Load(ctx context.Context, key string) ([]byte, error) {
+	if strings.HasPrefix(key, storagekeys.RefreshResults) {
+		c.results.Add(1)
+	}
+	return c.Storage.Load(ctx, key)
+}
+
+// During Spotify's back-off (up to an hour), a session due for refresh
+// whose token still works is served that token: looking for another
+// instance's result costs it no storage read per request.
+func TestABackoffCostsAWorkingTokenNoStorageRead(t *testing.T) {
+	cl := newCluster(t)
+	loads := &countedLoads{Storage: cl.storage}
+	c := New(NewState(), Config{Storage: loads, Sealer: func() *seal.Sealer { return cl.sealer },
+		Client: cl.client, Now: cl.clock.Now, Leeway: 5 * time.Minute})
+	c.Note(context.Background(), Calls, Pause{Wait: time.Hour}, cl.clock.Now())
+	var p *Pause
+	for range 10 {
+		if _, err := c.Refresh(context.Background(), cl.due()); !errors.As(err, &p) {
+			t.Fatalf("refresh during the back-off: %v, want the pause", err)
+		}
+	}
+	if n := loads.results.Load(); n != 0 {
+		t.Fatalf("%d storage reads of published results for a token that still works, want 0", n)
+	}
+	expired := cl.due()
+	expired.Expires = cl.clock.Now().Add(-time.Second).Unix()
+	if _, err := c.Refresh(context.Background(), expired); !errors.As(err, &p) || loads.results.Load() != 1 {
+		t.Fatalf("an expired token during the back-off: %v after %d reads, want the pause after one read", err, loads.results.Load())
 	}
 }
