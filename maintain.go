@@ -100,13 +100,13 @@ func (m *maintainer) maintainOnce(ctx context.Context, now time.Time) (swept boo
 		}
 	}
 	m.memory().pruneExpired(now) // memory: every instance its own
-	var taken []string
+	var taken []string           // turns recorded in storage whose sweep is not done yet
 	turn := func(lock, last string, every time.Duration) bool {
-		if !m.takeSweepTurn(ctx, now, lock, last, every) {
-			return false
+		ok, recorded := m.takeSweepTurn(ctx, now, lock, last, every)
+		if recorded {
+			taken = append(taken, last)
 		}
-		taken = append(taken, last)
-		return true
+		return ok
 	}
 	if swept = turn(storagekeys.SweepLock, storagekeys.LastSweep, sweepTurnInterval); swept {
 		m.sweep(ctx, storagekeys.RefreshResults, false, func(key string, modified time.Time) bool {
@@ -118,19 +118,35 @@ func (m *maintainer) maintainOnce(ctx context.Context, now time.Time) (swept boo
 				return now.Sub(modified) > maxRetryAfter+time.Minute
 			})
 		}
+		// A key set's turn is free an hour after it was taken: the
+		// records of keys rotated away go later.
+		m.sweep(ctx, storagekeys.SessionSweeps, false, func(key string, modified time.Time) bool {
+			return now.Sub(modified) > 2*sessionSweepInterval
+		})
+		if ctx.Err() == nil {
+			taken = nil
+		}
 	}
-	if m.schedule.sessionSweepDue(now) {
-		m.sessions().sweep(ctx, now, func(keysID string) bool {
-			return turn(storagekeys.SessionSweepLock(keysID), storagekeys.SessionSweep(keysID), sessionSweepInterval)
-		}, m.sweep)
-	}
+	// Asked only by a store that keeps sessions in storage, for its own
+	// keys: a cookie-mode block of the same app must not use up the turn.
+	var sessionKeys string
+	m.sessions().sweep(ctx, now, func(keysID string) bool {
+		if !m.schedule.sessionSweepDue(keysID, now) {
+			return false
+		}
+		sessionKeys = keysID
+		return turn(storagekeys.SessionSweepLock(keysID), storagekeys.SessionSweep(keysID), sessionSweepInterval)
+	}, m.sweep)
 	if ctx.Err() != nil {
-		// Stopped midway (a reload): give the turns back, or nobody would
-		// sweep for a whole interval.
+		// Stopped midway (a reload): give back the turns of the sweeps
+		// cut short, or nobody would make them for a whole interval.
 		for _, last := range taken {
 			_ = m.storage.Delete(context.WithoutCancel(ctx), last)
 		}
 		return false
+	}
+	if sessionKeys != "" {
+		m.schedule.sessionsSweptAt(sessionKeys, now) // here, or by the instance that had the turn
 	}
 	return swept
 }
@@ -143,19 +159,19 @@ const (
 	sweepTurnInterval = 10 * time.Minute
 )
 
-// takeSweepTurn reports whether this instance should sweep now: nobody
-// recorded a sweep at last within every, under lock. A storage that
-// cannot lock or read makes every instance sweep (correct, only
-// redundant).
-func (m *maintainer) takeSweepTurn(ctx context.Context, now time.Time, lock, last string, every time.Duration) bool {
+// takeSweepTurn reports whether this instance should sweep now (nobody
+// recorded a sweep at last within every, under lock) and whether it
+// recorded its own. A storage that cannot lock or read makes every
+// instance sweep (correct, only redundant).
+func (m *maintainer) takeSweepTurn(ctx context.Context, now time.Time, lock, last string, every time.Duration) (turn, recorded bool) {
 	if ctx.Err() != nil {
-		return false // stopping: no sweep, and no record of one
+		return false, false // stopping: no sweep, and no record of one
 	}
 	// Every call bounded: a hung storage must not stall the maintenance.
 	ctx, cancel := context.WithTimeout(ctx, storageOpTimeout)
 	defer cancel()
 	if err := m.storage.Lock(ctx, lock); err != nil {
-		return true
+		return true, false
 	}
 	defer func() {
 		unlockCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storageOpTimeout)
@@ -167,14 +183,15 @@ func (m *maintainer) takeSweepTurn(ctx context.Context, now time.Time, lock, las
 	if data, err := m.storage.Load(ctx, last); err == nil {
 		if at, err := strconv.ParseInt(string(data), 10, 64); err == nil {
 			if d := now.Sub(time.Unix(0, at)); d >= 0 && d < every {
-				return false
+				return false, false
 			}
 		}
 	}
 	if err := m.storage.Store(ctx, last, []byte(strconv.FormatInt(now.UnixNano(), 10))); err != nil {
 		m.logger.Debug("recording the sweep in storage", zap.Error(err))
+		return true, false
 	}
-	return true
+	return true, true
 }
 
 // sweep deletes the entries under prefix that expired says are done.
@@ -212,10 +229,13 @@ func (s *sharedState) pruneExpired(now time.Time) {
 // maintenanceSchedule is when the background work of a client's configs
 // last ran, kept across reloads.
 type maintenanceSchedule struct {
-	mu               sync.Mutex
-	every            time.Duration // maintenanceInterval; a test of frequent reloads shortens it
-	last             time.Time     // last run, or when the first config started
-	lastSessionSweep time.Time
+	mu      sync.Mutex
+	every   time.Duration // maintenanceInterval; a test of frequent reloads shortens it
+	last    time.Time     // last run, or when the first config started
+	started time.Time     // when the first config started
+	// sessionsSwept is each key set's last sweep of stored sessions
+	// here: blocks of one app may have different keys, or none stored.
+	sessionsSwept map[string]time.Time
 }
 
 // start returns when a handler starting now runs its first maintenance:
@@ -224,7 +244,7 @@ func (m *maintenanceSchedule) start(now time.Time) time.Time {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.last.IsZero() {
-		m.last, m.lastSessionSweep = now, now
+		m.last, m.started = now, now
 	}
 	return m.last.Add(m.every)
 }
@@ -237,16 +257,27 @@ func (m *maintenanceSchedule) ran(now time.Time) time.Time {
 	return now.Add(m.every)
 }
 
-// sessionSweepDue reports whether the (hourly) sweep of stored sessions
-// is due, and if so counts it as done.
-func (m *maintenanceSchedule) sessionSweepDue(now time.Time) bool {
+// sessionSweepDue reports whether the (hourly) sweep of the stored
+// sessions that the keys named keysID open is due here.
+func (m *maintenanceSchedule) sessionSweepDue(keysID string, now time.Time) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if now.Sub(m.lastSessionSweep) < sessionSweepInterval {
-		return false
+	last, ok := m.sessionsSwept[keysID]
+	if !ok {
+		last = m.started
 	}
-	m.lastSessionSweep = now
-	return true
+	return now.Sub(last) >= sessionSweepInterval
+}
+
+// sessionsSweptAt records that sweep, made here or by the instance that
+// had the turn.
+func (m *maintenanceSchedule) sessionsSweptAt(keysID string, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.sessionsSwept == nil {
+		m.sessionsSwept = make(map[string]time.Time)
+	}
+	m.sessionsSwept[keysID] = now
 }
 
 func pruneExpired[V any](m map[string]V, now time.Time, expiry func(V) time.Time) {

@@ -123,7 +123,7 @@ func TestTheScheduleSweepsExpiredStoredSessions(t *testing.T) {
 	}
 	m := hs.h.maintenance.schedule
 	m.mu.Lock()
-	m.last, m.lastSessionSweep = time.Time{}, time.Time{} // start afresh, in the future
+	m.last, m.started, m.sessionsSwept = time.Time{}, time.Time{}, nil // start afresh, in the future
 	m.mu.Unlock()
 	next := m.start(time.Now().Add(time.Duration(hs.h.SessionLifetime) + time.Hour))
 	for range 24 * 60 {
@@ -135,4 +135,67 @@ func TestTheScheduleSweepsExpiredStoredSessions(t *testing.T) {
 		}
 	}
 	t.Fatal("a day of scheduled maintenance never swept the expired stored session")
+}
+
+// A cookie-mode block of the same app on the same storage shares the
+// schedule of a block with session_store storage; running first, it must
+// not use up that block's hourly sweep of stored sessions (it has none
+// to sweep).
+func TestACookieBlockDoesNotUseUpTheStoredSessionSweep(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, withStoredSessions())
+	cookies := provision(t, &Handler{ClientID: testClientID, CookieSecrets: []string{secretA}, StorageRaw: hs.storage,
+		AuthorizeURL: hs.fake.AuthorizeURL(), TokenURL: hs.fake.TokenURL(), APIURL: hs.fake.APIURL()})
+	for _, h := range []*Handler{hs.h, cookies} {
+		h.maintenance.stopAndWait() // the test drives the schedule
+	}
+	if cookies.maintenance.schedule != hs.h.maintenance.schedule {
+		t.Fatal("the two blocks do not share a schedule: the test would prove nothing")
+	}
+	hs.login(hs.browser, "/")
+	ctx := context.Background()
+	start := time.Now().Add(time.Duration(hs.h.SessionLifetime) + time.Hour)
+	for minute := range 3 * 60 {
+		now := start.Add(time.Duration(minute) * time.Minute)
+		cookies.maintenance.maintainOnce(ctx, now) // the cookie block always first
+		hs.h.maintenance.maintainOnce(ctx, now.Add(time.Second))
+	}
+	if n := countStoredSessions(t, hs.h.storage); n != 0 {
+		t.Fatalf("%d expired stored sessions left after three hours, want 0", n)
+	}
+}
+
+// A maintenance stopped midway (a reload) gives back the turn of the
+// sweep it cut short: the next run, here or elsewhere, makes it.
+func TestAStoppedSweepGivesItsTurnBack(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, withStoredSessions())
+	hs.h.maintenance.stopAndWait()
+	hs.login(hs.browser, "/")
+	later := time.Now().Add(time.Duration(hs.h.SessionLifetime) + time.Hour)
+	stopped, cancel := context.WithCancel(context.Background())
+	storage := hs.h.storage
+	hs.h.maintenance.storage = cancelOnList{Storage: storage, cancel: cancel} // stops during the sessions' sweep
+	if hs.h.maintenance.maintainOnce(stopped, later) {
+		t.Fatal("a stopped run says it swept")
+	}
+	hs.h.maintenance.storage = storage
+	hs.h.maintenance.maintainOnce(context.Background(), later.Add(time.Minute))
+	if n := countStoredSessions(t, storage); n != 0 {
+		t.Fatalf("%d expired stored sessions after the run that followed the stopped one, want 0", n)
+	}
+}
+
+// cancelOnList cancels when the sweep lists the stored sessions.
+type cancelOnList struct {
+	certmagic.Storage
+	cancel context.CancelFunc
+}
+
+func (c cancelOnList) List(ctx context.Context, prefix string, recursive bool) ([]string, error) {
+	if prefix != storagekeys.Sessions {
+		return c.Storage.List(ctx, prefix, recursive)
+	}
+	c.cancel()
+	return nil, context.Canceled
 }
