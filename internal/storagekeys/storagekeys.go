@@ -27,7 +27,7 @@
 //	    (unix nanoseconds, plain): one turn every 10 minutes for all apps sharing the storage.
 //	spotify_auth/session_sweeps/<keys>    when stored sessions that one key set opens were last swept
 //	    (unix nanoseconds, plain): one turn an hour per app, as only its keys open its sessions.
-//	    <keys> hashes the key id. written by: the instance taking the turn. Lives: until deleted by hand.
+//	    <keys> hashes the key id. written by: the instance taking the turn. Lives: swept 2 h after it was written.
 //
 // Locks (names passed to the storage's Lock):
 //
