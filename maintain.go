@@ -140,8 +140,10 @@ func (m *maintainer) maintainOnce(ctx context.Context, now time.Time) (swept boo
 	if ctx.Err() != nil {
 		// Stopped midway (a reload): give back the turns of the sweeps
 		// cut short, or nobody would make them for a whole interval.
+		giveBack, cancel := context.WithTimeout(context.WithoutCancel(ctx), storageOpTimeout)
+		defer cancel()
 		for _, last := range taken {
-			_ = m.storage.Delete(context.WithoutCancel(ctx), last)
+			_ = m.storage.Delete(giveBack, last)
 		}
 		return false
 	}
@@ -229,12 +231,12 @@ func (s *sharedState) pruneExpired(now time.Time) {
 // maintenanceSchedule is when the background work of a client's configs
 // last ran, kept across reloads.
 type maintenanceSchedule struct {
-	mu      sync.Mutex
-	every   time.Duration // maintenanceInterval; a test of frequent reloads shortens it
-	last    time.Time     // last run, or when the first config started
-	started time.Time     // when the first config started
+	mu    sync.Mutex
+	every time.Duration // maintenanceInterval; a test of frequent reloads shortens it
+	last  time.Time     // last run, or when the first config started
 	// sessionsSwept is each key set's last sweep of stored sessions
-	// here: blocks of one app may have different keys, or none stored.
+	// here (blocks of one app may have different keys, or none stored),
+	// for the last sessionSweepInterval.
 	sessionsSwept map[string]time.Time
 }
 
@@ -244,7 +246,7 @@ func (m *maintenanceSchedule) start(now time.Time) time.Time {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.last.IsZero() {
-		m.last, m.started = now, now
+		m.last = now
 	}
 	return m.last.Add(m.every)
 }
@@ -258,25 +260,26 @@ func (m *maintenanceSchedule) ran(now time.Time) time.Time {
 }
 
 // sessionSweepDue reports whether the (hourly) sweep of the stored
-// sessions that the keys named keysID open is due here.
+// sessions that the keys named keysID open is due here: it is, unless
+// made within the hour. (A process that restarts more often than hourly
+// still sweeps; the turn in storage keeps the instances from sweeping
+// more often than that.)
 func (m *maintenanceSchedule) sessionSweepDue(keysID string, now time.Time) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	last, ok := m.sessionsSwept[keysID]
-	if !ok {
-		last = m.started
-	}
-	return now.Sub(last) >= sessionSweepInterval
+	return !ok || now.Sub(last) >= sessionSweepInterval
 }
 
 // sessionsSweptAt records that sweep, made here or by the instance that
-// had the turn.
+// had the turn, and forgets those too old to matter (keys rotated away).
 func (m *maintenanceSchedule) sessionsSweptAt(keysID string, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.sessionsSwept == nil {
 		m.sessionsSwept = make(map[string]time.Time)
 	}
+	pruneExpired(m.sessionsSwept, now, func(t time.Time) time.Time { return t.Add(sessionSweepInterval) })
 	m.sessionsSwept[keysID] = now
 }
 

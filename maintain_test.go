@@ -123,7 +123,7 @@ func TestTheScheduleSweepsExpiredStoredSessions(t *testing.T) {
 	}
 	m := hs.h.maintenance.schedule
 	m.mu.Lock()
-	m.last, m.started, m.sessionsSwept = time.Time{}, time.Time{}, nil // start afresh, in the future
+	m.last, m.sessionsSwept = time.Time{}, nil // start afresh, in the future
 	m.mu.Unlock()
 	next := m.start(time.Now().Add(time.Duration(hs.h.SessionLifetime) + time.Hour))
 	for range 24 * 60 {

@@ -191,7 +191,7 @@ func (c *Coordinator) Refresh(ctx context.Context, s Session) (Tokens, error) {
 		// a browser that missed its refreshed cookie gets that, not the
 		// token the upstream found dead. (Storage is read only on the
 		// upstream's word; a token merely due still works.)
-		if fresh, ok := c.madeAlready(ctx, s.Tokens, now, s.Forced); ok {
+		if fresh, ok := c.madeAlready(ctx, s.Tokens, now, s.Forced); ok && fresh.Usable(now) {
 			return fresh, nil
 		}
 		return Tokens{}, ErrPaused
@@ -291,19 +291,19 @@ func (c *Coordinator) once(ctx context.Context, id string, cur Tokens) (Tokens, 
 	return r.t, r.earlier, nil
 }
 
-// madeAlready returns what refreshing cur gave already, if it still
-// works (it is not followed): remembered here or, with readStorage,
-// published by another instance.
+// madeAlready returns what refreshing cur gave already: remembered here
+// or, with readStorage, published by another instance. It may be due
+// again itself (follow follows it).
 func (c *Coordinator) madeAlready(ctx context.Context, cur Tokens, now time.Time, readStorage bool) (Tokens, bool) {
 	key := cur.Key()
 	if fresh, ok := c.state.remembered(key, now); ok {
-		return fresh, fresh.Usable(now)
+		return fresh, true
 	}
 	if !readStorage {
 		return Tokens{}, false
 	}
 	fresh, ok := c.published(ctx, key)
-	if !ok || !fresh.Usable(now) {
+	if !ok {
 		return Tokens{}, false
 	}
 	return c.keep(key, cur, fresh, now), true

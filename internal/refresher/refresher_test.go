@@ -545,3 +545,27 @@ func TestABackoffCostsAWorkingTokenNoStorageRead(t *testing.T) {
 		t.Fatalf("an expired token during the back-off: %v after %d reads, want the pause after one read", err, loads.results.Load())
 	}
 }
+
+// During a back-off, a stale cookie still follows the refreshes its
+// copies made, through a result in its last seconds, to one that works.
+func TestAStaleCookieFollowsPublishedRefreshesDuringABackoff(t *testing.T) {
+	cl := newCluster(t)
+	a := cl.instance()
+	s := cl.due()
+	first, err := a.Refresh(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.clock.advance(56 * time.Minute) // the first result is due in its turn
+	second, err := a.Refresh(context.Background(), Session{ID: s.ID, Tokens: first})
+	if err != nil || second == first {
+		t.Fatalf("second refresh: %+v %v", second, err)
+	}
+	cl.clock.advance(4*time.Minute - time.Second) // the first result has a second left
+	b := cl.instance()
+	b.Note(context.Background(), Calls, Pause{Wait: time.Hour}, cl.clock.Now())
+	got, err := b.Refresh(context.Background(), s)
+	if err != nil || got != second {
+		t.Fatalf("the stale cookie during the back-off: %+v %v, want the second result %+v", got, err, second)
+	}
+}
