@@ -699,8 +699,14 @@ func retryAfterPassed(t *testing.T, h *Handler) {
 	t.Helper()
 	h.shared.refresh.EndPause(refresher.Calls)
 	ctx := context.Background()
-	if err := h.storage.Delete(ctx, storagekeys.AppBackoff(h.TokenURL, h.ClientID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	keys, err := h.storage.List(ctx, storagekeys.Backoff, false)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if err := h.storage.Delete(ctx, k); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -172,5 +172,6 @@ func (c *Coordinator) Note(ctx context.Context, scope Scope, p Pause, now time.T
 }
 
 func (c *Coordinator) backoffKey() string {
-	return storagekeys.AppBackoff(c.cfg.TokenURL, c.cfg.ClientID)
+	id := c.cfg.Sealer().SealingKey()
+	return storagekeys.AppBackoff(c.cfg.TokenURL, c.cfg.ClientID, string(id[:]))
 }

@@ -569,3 +569,27 @@ func TestAStaleCookieFollowsPublishedRefreshesDuringABackoff(t *testing.T) {
 		t.Fatalf("the stale cookie during the back-off: %+v %v, want the second result %+v", got, err, second)
 	}
 }
+
+// Two sites of one Spotify app with different keys (staging and
+// production) share a storage: each keeps to the back-off it recorded.
+// Under one name, each overwrote the other's record with one the other
+// cannot open, and its next instance called Spotify during the pause.
+func TestEachKeySetKeepsItsOwnBackoffRecord(t *testing.T) {
+	cl := newCluster(t)
+	other, err := seal.New([][]byte{[]byte("another site's secret, same app.")}, "refresh result")
+	if err != nil {
+		t.Fatal(err)
+	}
+	instance := func(s *seal.Sealer) *Coordinator {
+		return New(NewState(), Config{Storage: cl.storage, Sealer: func() *seal.Sealer { return s },
+			Client: cl.client, Now: cl.clock.Now, TokenURL: "https://accounts.example/api/token", ClientID: "app"})
+	}
+	ctx, now := context.Background(), cl.clock.Now()
+	instance(cl.sealer).Note(ctx, Calls, Pause{Wait: time.Minute}, now)
+	instance(other).Note(ctx, Calls, Pause{Wait: time.Minute}, now)
+	for name, s := range map[string]*seal.Sealer{"the first site": cl.sealer, "the second site": other} {
+		if p := instance(s).Check(ctx, Calls, now); p == nil {
+			t.Errorf("another instance of %s does not see its back-off", name)
+		}
+	}
+}

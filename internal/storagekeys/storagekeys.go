@@ -21,7 +21,8 @@
 //	    <session> (SessionID) names the session across its refreshes: app, user, login time.
 //	    Lives: swept an hour after it was written (a pause never outlasts an hour).
 //	spotify_auth/backoff/<app>            Spotify asked the app to wait (a 429, the owner's
-//	    lapsed Premium): no call before the end (sealed). <app> hashes token_url and client_id.
+//	    lapsed Premium): no call before the end (sealed). <app> hashes token_url, client_id and
+//	    the sealing key's id.
 //	    Lives: as the pauses.
 //	spotify_auth/last_sweep               when an instance last swept results, pauses and back-offs
 //	    (unix nanoseconds, plain): one turn every 10 minutes for all apps sharing the storage.
@@ -90,9 +91,12 @@ func SessionID(app, userID string, created int64) string {
 // RefreshLock is the lock of one refresh (RefreshKey) across instances.
 func RefreshLock(key string) string { return "spotify_auth_refresh_" + key }
 
-// AppBackoff is where Spotify's request to wait is kept for the app.
-func AppBackoff(tokenURL, clientID string) string {
-	return Backoff + Hash(16, tokenURL, clientID)
+// AppBackoff is where Spotify's request to wait is kept for the app, as
+// one key set seals it: sites of one Spotify app with different keys
+// (staging and production) cannot open each other's, and must not
+// overwrite them, or neither would keep to its pause.
+func AppBackoff(tokenURL, clientID, keysID string) string {
+	return Backoff + Hash(16, tokenURL, clientID, keysID)
 }
 
 // SessionSweep records when the stored sessions the keys named keysID

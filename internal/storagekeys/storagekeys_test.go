@@ -11,7 +11,7 @@ import (
 func TestNamesStayInTheirFolders(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ name, folder string }{
-		{AppBackoff("https://accounts.spotify.com/api/token", "client"), Backoff},
+		{AppBackoff("https://accounts.spotify.com/api/token", "client", "keys"), Backoff},
 		{ForcedPaused + SessionID("app", "user", 1), Paused},
 		{UserSessions("client", "user", 8), Sessions},
 		{StoredSession("ab", "cd"), Sessions},
