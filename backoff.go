@@ -16,6 +16,11 @@ import (
 // sweep's lock), so a hung store cannot hold a request for long.
 const storageOpTimeout = records.Timeout
 
+// storageLockWait bounds waiting for a storage lock (keys, a session's
+// move to storage): another holder's work takes milliseconds, a stale
+// lock of a crashed one a few seconds.
+const storageLockWait = 12 * time.Second
+
 // mayCallSpotify answers whether Spotify may be called now for scope, as
 // the coordinator c that keeps the pauses says: nil, or the failure to
 // answer while the pause holds.

@@ -210,11 +210,18 @@ func loadKeys(ctx context.Context, storage certmagic.Storage) (storedKeys, error
 
 // withStorageLock runs fn holding the storage lock called name.
 func withStorageLock(ctx context.Context, storage certmagic.Storage, name string, logger *zap.Logger, fn func() error) error {
-	if err := storage.Lock(ctx, name); err != nil {
+	// Bounded: a hung storage must not hold a request (or a start) for
+	// good. Waiting for another holder is allowed as long as a refresh's
+	// lock wait.
+	lockCtx, cancel := context.WithTimeout(ctx, storageLockWait)
+	defer cancel()
+	if err := storage.Lock(lockCtx, name); err != nil {
 		return fmt.Errorf("locking %s: %w", name, err)
 	}
 	defer func() {
-		if err := storage.Unlock(context.WithoutCancel(ctx), name); err != nil {
+		unlockCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storageOpTimeout)
+		defer cancel()
+		if err := storage.Unlock(unlockCtx, name); err != nil {
 			logger.Warn("releasing a storage lock", zap.String("lock", name), zap.Error(err))
 		}
 	}()

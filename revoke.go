@@ -25,8 +25,6 @@ func newRevocations(h *Handler) *revocation.Marks {
 			}
 			return out
 		},
-		StoreRecord: recordStore{h.storage}.storeRecord,
-		LoadRecord:  recordStore{h.storage}.loadRecord,
-		Logger:      h.logger,
+		Logger: h.logger,
 	})
 }

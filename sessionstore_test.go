@@ -28,7 +28,6 @@ func testStores(t *testing.T) (*cookieStore, *storageStore, *teststorage.Storage
 	storage := teststorage.New(t.TempDir())
 	keys := new(atomic.Pointer[keyring])
 	keys.Store(mustKeyring(t, []byte(secretA), "app"))
-	records := recordStore{storage} // records.go's sealed records
 	build := func() *cookieStore {
 		cache := newSessionCache()
 		stored := &storedSessions{cache: cache, bearer: true, userHeaders: true, logger: zap.NewNop(),
@@ -39,12 +38,24 @@ func testStores(t *testing.T) (*cookieStore, *storageStore, *teststorage.Storage
 			stored: stored, bearer: true, userHeaders: true,
 			marks: revocation.New(revocation.Config{Storage: storage, Sealer: func() *seal.Sealer { return keys.Load().marks },
 				App: "app", Keep: DefaultSessionLifetime + revocation.Margin,
-				StoreRecord: records.storeRecord, LoadRecord: records.loadRecord, Logger: zap.NewNop()})}
+				Logger: zap.NewNop()})}
 	}
 	return build(), &storageStore{cookieStore: build(), lifetime: DefaultSessionLifetime}, storage
 }
 
 // roundTrip returns a request carrying the cookies a response set.
+// saveVia saves s through st, as an answer would, and returns what was
+// saved and the answer.
+func saveVia(t *testing.T, st sessionStore, s session) (session, *httptest.ResponseRecorder) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	s, err := st.save(rec, httptest.NewRequest(http.MethodGet, "http://example.com/", nil), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, rec
+}
+
 func roundTrip(rec *httptest.ResponseRecorder) *http.Request {
 	r := httptest.NewRequest(http.MethodGet, "http://example.com/", nil)
 	for _, c := range rec.Result().Cookies() {
@@ -59,11 +70,7 @@ func TestAStoredSessionCookieHoldsOnlyAReference(t *testing.T) {
 	t.Parallel()
 	_, store, storage := testStores(t)
 	s := validSession(time.Hour)
-	rec := httptest.NewRecorder()
-	s, err := store.save(rec, httptest.NewRequest(http.MethodGet, "http://example.com/", nil), s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, rec := saveVia(t, store, s)
 	if s.storeKey == "" || countStoredSessions(t, storage) != 1 {
 		t.Fatalf("saved under %q, %d sessions in storage", s.storeKey, countStoredSessions(t, storage))
 	}
@@ -84,11 +91,7 @@ func TestTheCookieStoreOpensSessionsMadeUnderStorage(t *testing.T) {
 	t.Parallel()
 	cookies, store, _ := testStores(t)
 	s := validSession(time.Hour)
-	rec := httptest.NewRecorder()
-	s, err := store.save(rec, httptest.NewRequest(http.MethodGet, "http://example.com/", nil), s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, rec := saveVia(t, store, s)
 	if got, err := cookies.load(roundTrip(rec), time.Now()); err != nil || got.UserID != s.UserID {
 		t.Fatalf("switched back to cookies, the stored session does not open: %v", err)
 	}
@@ -98,11 +101,7 @@ func TestTheStorageStoreAdoptsACookieSessionOnce(t *testing.T) {
 	t.Parallel()
 	cookies, store, storage := testStores(t)
 	s := validSession(time.Hour)
-	rec := httptest.NewRecorder()
-	_, err := cookies.save(rec, httptest.NewRequest(http.MethodGet, "http://example.com/", nil), s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, rec := saveVia(t, cookies, s)
 	old := roundTrip(rec)
 	var first string
 	// A client that ignores the new cookie sends the old one again.
@@ -209,11 +208,7 @@ func TestARevokedSessionDoesNotLoadCachedOrNot(t *testing.T) {
 	cookies, _, _ := testStores(t)
 	s := validSession(time.Hour)
 	s.Created = time.Now().Add(-time.Hour).UnixNano()
-	rec := httptest.NewRecorder()
-	s, err := cookies.save(rec, httptest.NewRequest(http.MethodGet, "http://example.com/", nil), s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, rec := saveVia(t, cookies, s)
 	r := roundTrip(rec)
 	if _, err := cookies.load(r, time.Now()); err != nil { // now cached
 		t.Fatal(err)
@@ -230,14 +225,10 @@ func TestAStorageFailureIsNotALogout(t *testing.T) {
 	t.Parallel()
 	_, store, storage := testStores(t)
 	s := validSession(time.Hour)
-	rec := httptest.NewRecorder()
-	_, err := store.save(rec, httptest.NewRequest(http.MethodGet, "http://example.com/", nil), s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, rec := saveVia(t, store, s)
 	store.cache.reset()
 	storage.FailAll.Store(true)
-	_, err = store.load(roundTrip(rec), time.Now())
+	_, err := store.load(roundTrip(rec), time.Now())
 	if err == nil || errors.Is(err, errNoSession) || kindOf(err) != kindStoreUnavailable {
 		t.Fatalf("storage down: %v, want the store unavailable (fail closed, not a new login)", err)
 	}

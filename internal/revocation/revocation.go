@@ -19,6 +19,7 @@ import (
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/records"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 )
@@ -47,10 +48,6 @@ type mark struct {
 	Keep time.Duration `json:"k,omitempty"`
 }
 
-// RecordFunc stores or loads a sealed JSON record bound to its storage
-// key (the plugin's records.go).
-type RecordFunc func(ctx context.Context, s *seal.Sealer, key string, v any) error
-
 // Config is what Marks are built from.
 type Config struct {
 	Storage certmagic.Storage
@@ -63,10 +60,8 @@ type Config struct {
 	// Siblings are the marks of the app's other handlers in this config
 	// (a site's web_api gate, the same app on other sites), which a
 	// revocation here reaches at once.
-	Siblings    func() []*Marks
-	StoreRecord RecordFunc
-	LoadRecord  RecordFunc
-	Logger      *zap.Logger
+	Siblings func() []*Marks
+	Logger   *zap.Logger
 }
 
 // Marks is one handler's view of the marks. The zero value revokes
@@ -121,7 +116,7 @@ func (m *Marks) key(userID string) string {
 func (m *Marks) Revoke(ctx context.Context, userID string, now time.Time) error {
 	ctx = context.WithoutCancel(ctx)
 	mk := mark{UserID: userID, Before: now.UnixNano(), Keep: m.cfg.Keep}
-	if err := m.cfg.StoreRecord(ctx, m.cfg.Sealer(), m.key(userID), mk); err != nil {
+	if err := records.Store(ctx, m.cfg.Storage, m.cfg.Sealer(), m.key(userID), mk); err != nil {
 		return err
 	}
 	apply := func(byUser map[string]int64) { byUser[userID] = max(byUser[userID], mk.Before) }
@@ -148,7 +143,7 @@ func (m *Marks) apply(change func(map[string]int64)) {
 func (m *Marks) load(ctx context.Context, key string) (mark, bool) {
 	var mk mark
 	// Sealed to its storage key, a mark cannot be moved to another.
-	if err := m.cfg.LoadRecord(ctx, m.cfg.Sealer(), key, &mk); err != nil || mk.UserID == "" {
+	if err := records.Load(ctx, m.cfg.Storage, m.cfg.Sealer(), key, &mk); err != nil || mk.UserID == "" {
 		return mk, false // another app's or block's, or not a mark
 	}
 	return mk, true
@@ -188,7 +183,7 @@ func (m *Marks) Reread(ctx context.Context, now time.Time) error {
 		}
 		if sm.mark.Keep < keep {
 			sm.mark.Keep = keep // this block's sessions live longer
-			if err := m.cfg.StoreRecord(ctx, m.cfg.Sealer(), k, sm.mark); err != nil {
+			if err := records.Store(ctx, m.cfg.Storage, m.cfg.Sealer(), k, sm.mark); err != nil {
 				m.cfg.Logger.Warn("keeping a session revocation for this block's session_lifetime", zap.Error(err))
 			}
 		}

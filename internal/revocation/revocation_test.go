@@ -2,7 +2,6 @@ package revocation
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -25,7 +24,7 @@ func newSealer(t *testing.T, secret string) *seal.Sealer {
 }
 
 // newMarks builds marks over storage as the plugin does, with its
-// record format: JSON sealed to the storage key.
+// records (internal/records).
 func newMarks(t *testing.T, storage certmagic.Storage, secret string) *Marks {
 	t.Helper()
 	sealer := newSealer(t, secret)
@@ -34,25 +33,7 @@ func newMarks(t *testing.T, storage certmagic.Storage, secret string) *Marks {
 		Sealer:  func() *seal.Sealer { return sealer },
 		App:     "app",
 		Keep:    keep,
-		StoreRecord: func(ctx context.Context, s *seal.Sealer, key string, v any) error {
-			data, err := json.Marshal(v)
-			if err != nil {
-				return err
-			}
-			return storage.Store(ctx, key, []byte(s.Seal(data, []byte(key))))
-		},
-		LoadRecord: func(ctx context.Context, s *seal.Sealer, key string, v any) error {
-			data, err := storage.Load(ctx, key)
-			if err != nil {
-				return err
-			}
-			plain, err := s.Open(string(data), []byte(key))
-			if err != nil {
-				return err
-			}
-			return json.Unmarshal(plain, v)
-		},
-		Logger: zap.NewNop(),
+		Logger:  zap.NewNop(),
 	})
 }
 

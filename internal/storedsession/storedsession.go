@@ -19,6 +19,7 @@ import (
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
+	"github.com/caddyspotify/caddy-spotify-auth/internal/records"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/seal"
 	"github.com/caddyspotify/caddy-spotify-auth/internal/storagekeys"
 )
@@ -115,6 +116,13 @@ func KeyOf(ref []byte) string {
 	return storagekeys.StoredSession(hex.EncodeToString(ref[1:1+refUserLen]), hex.EncodeToString(idSum[:16]))
 }
 
+// list names userID's stored sessions (of every site of the client).
+func (s *Store) list(ctx context.Context, userID string) ([]string, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	return s.cfg.Storage.List(ctx, s.userDir(userID), false)
+}
+
 func (s *Store) userDir(userID string) string {
 	return storagekeys.UserSessions(s.cfg.ClientID, userID, refUserLen)
 }
@@ -123,6 +131,8 @@ func (s *Store) userDir(userID string) string {
 // this store can open, another error if the storage failed (the session
 // may well exist).
 func (s *Store) Read(ctx context.Context, key string) ([]byte, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	data, err := s.cfg.Storage.Load(ctx, key)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNotFound
@@ -139,11 +149,21 @@ func (s *Store) Read(ctx context.Context, key string) ([]byte, error) {
 
 // Exists reports whether key holds anything.
 func (s *Store) Exists(ctx context.Context, key string) bool {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	return s.cfg.Storage.Exists(ctx, key)
+}
+
+// bounded bounds one storage call as records does: a hung storage must
+// not hold a request (callers may have cut the request's cancellation).
+func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, records.Timeout)
 }
 
 // Write seals plain into storage at key.
 func (s *Store) Write(ctx context.Context, key string, plain []byte) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	err := s.cfg.Storage.Store(ctx, key, []byte(s.cfg.Sealer().Seal(plain, []byte(key))))
 	s.cfg.Changed(key)
 	return err
@@ -154,7 +174,9 @@ func (s *Store) Delete(ctx context.Context, keys ...string) (int, error) {
 	n := 0
 	var errs []error
 	for _, k := range keys {
-		err := s.cfg.Storage.Delete(ctx, k)
+		callCtx, cancel := bounded(ctx)
+		err := s.cfg.Storage.Delete(callCtx, k)
+		cancel()
 		s.cfg.Changed(k)
 		if err == nil {
 			n++
@@ -167,7 +189,7 @@ func (s *Store) Delete(ctx context.Context, keys ...string) (int, error) {
 
 // DeleteUser ends all of userID's sessions and returns how many it ended.
 func (s *Store) DeleteUser(ctx context.Context, userID string) (int, error) {
-	keys, err := s.cfg.Storage.List(ctx, s.userDir(userID), false)
+	keys, err := s.list(ctx, userID)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
@@ -192,7 +214,7 @@ func (s *Store) DeleteUser(ctx context.Context, userID string) (int, error) {
 // (the one just stored). Failures only leave extra sessions, which
 // expire on their own.
 func (s *Store) Cap(ctx context.Context, userID, keep string) {
-	keys, err := s.cfg.Storage.List(ctx, s.userDir(userID), false)
+	keys, err := s.list(ctx, userID)
 	if err != nil || len(keys) <= MaxPerUser {
 		return
 	}

@@ -198,3 +198,31 @@ func TestCapKeepsTheNewestAndTheOneJustStored(t *testing.T) {
 		}
 	}
 }
+
+// hungStorage never answers until its caller gives up.
+type hungStorage struct{ certmagic.Storage }
+
+func (hungStorage) Load(ctx context.Context, _ string) ([]byte, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (hungStorage) List(ctx context.Context, _ string, _ bool) ([]string, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// A hung storage fails a read (the session store is then unavailable,
+// fail closed) instead of holding the request for good, even when the
+// caller has cut the request's cancellation (a refresh's save does).
+func TestAHungStorageFailsInsteadOfHolding(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t, hungStorage{&certmagic.FileStorage{Path: t.TempDir()}}, "0123456789abcdef0123456789abcdef", "client")
+	ctx := context.WithoutCancel(context.Background())
+	if _, err := s.Read(ctx, storagekeys.StoredSession("ab", "cd")); err == nil || errors.Is(err, ErrNotFound) {
+		t.Fatalf("read from a hung storage: %v, want a storage error", err)
+	}
+	if _, err := s.DeleteUser(ctx, "alice"); err == nil {
+		t.Fatal("deleting from a hung storage succeeded")
+	}
+}
