@@ -134,7 +134,11 @@ func (c *Coordinator) Check(ctx context.Context, scope Scope, now time.Time) *Pa
 	if p := c.state.app.check(now); p != nil {
 		return p
 	}
-	if sp, ok := c.loadPause(ctx, c.backoffKey(), now); ok {
+	for _, key := range c.backoffKeys() {
+		sp, ok := c.loadPause(ctx, key, now)
+		if !ok {
+			continue
+		}
 		p := Pause{Premium: sp.Kind == kindOwnerPremium, Wait: time.Duration(sp.Until - now.UnixNano()), Said: sp.Said}
 		if asked := time.Duration(sp.AskedUntil - now.UnixNano()); asked > p.Wait {
 			p.Asked = asked
@@ -168,10 +172,18 @@ func (c *Coordinator) Note(ctx context.Context, scope Scope, p Pause, now time.T
 	if p.Asked > p.Wait {
 		sp.AskedUntil = now.Add(p.Asked).UnixNano()
 	}
-	c.storePause(ctx, c.backoffKey(), sp)
+	c.storePause(ctx, c.backoffKeys()[0], sp)
 }
 
-func (c *Coordinator) backoffKey() string {
-	id := c.cfg.Sealer().SealingKey()
-	return storagekeys.AppBackoff(c.cfg.TokenURL, c.cfg.ClientID, string(id[:]))
+// backoffKeys names the app's back-off record as each key this instance
+// holds would seal it, the sealing key's first (where Note writes). A
+// record written before a key rotation is still found; sites of the app
+// with other keys, which could not open it, neither read nor overwrite it.
+func (c *Coordinator) backoffKeys() []string {
+	ids := c.cfg.Sealer().KeyIDs()
+	names := make([]string, len(ids))
+	for i, id := range ids {
+		names[i] = storagekeys.AppBackoff(c.cfg.TokenURL, c.cfg.ClientID, string(id[:]))
+	}
+	return names
 }

@@ -592,4 +592,14 @@ func TestEachKeySetKeepsItsOwnBackoffRecord(t *testing.T) {
 			t.Errorf("another instance of %s does not see its back-off", name)
 		}
 	}
+	// The first site rotates its keys: a new key seals, the old still
+	// opens. An instance started after the rotation keeps to the pause
+	// recorded before it.
+	rotated, err := seal.New([][]byte{[]byte("the first site's next secret...."), []byte("0123456789abcdef0123456789abcdef")}, "refresh result")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := instance(rotated).Check(ctx, Calls, now); p == nil {
+		t.Error("after a key rotation, an instance does not see the back-off recorded before it")
+	}
 }

@@ -79,6 +79,15 @@ func New(secrets [][]byte, info string) (*Sealer, error) {
 // SealingKey is the id of the key Seal uses.
 func (s *Sealer) SealingKey() KeyID { return s.keys[0].id }
 
+// KeyIDs are the ids of every key Open tries, SealingKey's first.
+func (s *Sealer) KeyIDs() []KeyID {
+	ids := make([]KeyID, len(s.keys))
+	for i, k := range s.keys {
+		ids[i] = k.id
+	}
+	return ids
+}
+
 // Seal encrypts plaintext bound to aad and returns it base64url encoded.
 func (s *Sealer) Seal(plaintext, aad []byte) string {
 	k := s.keys[0]

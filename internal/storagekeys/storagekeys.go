@@ -22,7 +22,7 @@
 //	    Lives: swept an hour after it was written (a pause never outlasts an hour).
 //	spotify_auth/backoff/<app>            Spotify asked the app to wait (a 429, the owner's
 //	    lapsed Premium): no call before the end (sealed). <app> hashes token_url, client_id and
-//	    the sealing key's id.
+//	    the sealing key's id (read under each key held, so a rotation keeps it).
 //	    Lives: as the pauses.
 //	spotify_auth/last_sweep               when an instance last swept results, pauses and back-offs
 //	    (unix nanoseconds, plain): one turn every 10 minutes for all apps sharing the storage.
