@@ -73,14 +73,22 @@ type Marks struct {
 	mu     sync.Mutex // serializes replacing byUser
 	// seen (Reread only, which one goroutine runs) is what each storage
 	// key held at its last reading, so unchanged marks are not loaded
-	// again.
-	seen map[string]seenMark
-	cfg  Config
+	// again; unopened, the marks this handler's keys did not open then
+	// (another app's, or anything written there), so they are not loaded
+	// again either until they change or the keys do.
+	seen     map[string]seenMark
+	unopened map[string]unopenedMark
+	cfg      Config
 }
 
 type seenMark struct {
 	modified time.Time
 	mark     mark
+}
+
+type unopenedMark struct {
+	modified time.Time
+	sealer   *seal.Sealer
 }
 
 // New returns empty marks; Reread fills them from storage.
@@ -140,13 +148,16 @@ func (m *Marks) apply(change func(map[string]int64)) {
 	m.byUser.Store(&next)
 }
 
-func (m *Marks) load(ctx context.Context, key string) (mark, bool) {
-	var mk mark
+// load reads the mark at key. ok is false if there is none to honour:
+// unopened says that is what the key holds (another app's or block's,
+// or not a mark), not that storage failed, which is tried again.
+func (m *Marks) load(ctx context.Context, s *seal.Sealer, key string) (mk mark, ok, unopened bool) {
 	// Sealed to its storage key, a mark cannot be moved to another.
-	if err := records.Load(ctx, m.cfg.Storage, m.cfg.Sealer(), key, &mk); err != nil || mk.UserID == "" {
-		return mk, false // another app's or block's, or not a mark
+	err := records.Load(ctx, m.cfg.Storage, s, key, &mk)
+	if err == nil && mk.UserID != "" {
+		return mk, true, false
 	}
-	return mk, true
+	return mk, false, err == nil || errors.Is(err, seal.ErrUnsealable)
 }
 
 // Reread refreshes the in-memory copy from storage, loading only marks
@@ -163,16 +174,25 @@ func (m *Marks) Reread(ctx context.Context, now time.Time) error {
 	}
 	keep := m.cfg.Keep
 	seen := make(map[string]seenMark, len(keys))
+	unopened := make(map[string]unopenedMark)
+	sealer := m.cfg.Sealer()
 	byUser := make(map[string]int64, len(keys))
 	for _, k := range keys {
 		info, err := m.cfg.Storage.Stat(ctx, k)
 		if err != nil || !info.IsTerminal {
 			continue
 		}
+		if u, ok := m.unopened[k]; ok && u.modified.Equal(info.Modified) && u.sealer == sealer {
+			unopened[k] = u
+			continue
+		}
 		sm, ok := m.seen[k]
 		if !ok || !sm.modified.Equal(info.Modified) {
-			mk, ok := m.load(ctx, k)
+			mk, ok, notOurs := m.load(ctx, sealer, k)
 			if !ok {
+				if notOurs {
+					unopened[k] = unopenedMark{modified: info.Modified, sealer: sealer}
+				}
 				continue
 			}
 			sm = seenMark{modified: info.Modified, mark: mk}
@@ -190,7 +210,7 @@ func (m *Marks) Reread(ctx context.Context, now time.Time) error {
 		seen[k] = sm
 		byUser[sm.mark.UserID] = max(byUser[sm.mark.UserID], min(sm.mark.Before, now.UnixNano()))
 	}
-	m.seen = seen
+	m.seen, m.unopened = seen, unopened
 	// Marks this instance wrote itself stay, even if storage lost them,
 	// for as long as its own sessions live; what storage holds decides
 	// the rest.

@@ -2,6 +2,8 @@ package revocation
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -261,5 +263,57 @@ func TestAReplayedOlderMarkBringsNothingBack(t *testing.T) {
 	}
 	if !b.Revoked("u1", between) {
 		t.Fatal("a replayed older mark brought a revoked session back")
+	}
+}
+
+// countingLoads counts storage loads and can fail them.
+type countingLoads struct {
+	certmagic.Storage
+	loads atomic.Int32
+	fail  atomic.Bool
+}
+
+func (c *countingLoads) Load(ctx context.Context, key string) ([]byte, error) {
+	c.loads.Add(1)
+	if c.fail.Load() {
+		return nil, errors.New("storage down")
+	}
+	return c.Storage.Load(ctx, key)
+}
+
+// A mark this handler's keys do not open (another app's, or anything a
+// site sharing the storage writes there) is loaded once, not on every
+// re-read; it is loaded again when it changes or this handler's keys do.
+// A storage failure is not taken for such a mark.
+func TestAMarkThatDoesNotOpenIsNotLoadedAgainUntilSomethingChanges(t *testing.T) {
+	t.Parallel()
+	storage := &countingLoads{Storage: newStorage(t)}
+	if err := newMarks(t, storage, secretB).Revoke(context.Background(), "u1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	sealer := newSealer(t, secretA)
+	m := New(Config{Storage: storage, Sealer: func() *seal.Sealer { return sealer }, App: "app", Keep: keep, Logger: zap.NewNop()})
+	reread := func() int32 {
+		t.Helper()
+		before := storage.loads.Load()
+		if err := m.Reread(context.Background(), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		return storage.loads.Load() - before
+	}
+	storage.fail.Store(true)
+	if n := reread(); n != 1 {
+		t.Fatalf("%d loads with the storage down, want 1", n)
+	}
+	storage.fail.Store(false)
+	if n := reread(); n != 1 {
+		t.Fatalf("%d loads after a failed one, want 1 (a failure is tried again)", n)
+	}
+	if n := reread(); n != 0 {
+		t.Fatalf("%d loads of an unchanged mark that does not open, want 0", n)
+	}
+	sealer = newSealer(t, secretB) // the keys changed: it may open now
+	if n := reread(); n != 1 || !m.Revoked("u1", time.Now().Add(-time.Minute).UnixNano()) {
+		t.Fatalf("%d loads after a key change; revoked: %v", n, m.Revoked("u1", time.Now().Add(-time.Minute).UnixNano()))
 	}
 }
