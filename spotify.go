@@ -205,11 +205,20 @@ func userNotRegistered(said string) bool {
 
 // ownerPremiumLapsed reports whether Spotify says the app's owner lacks
 // Premium ("Active premium subscription required for the owner of the
-// app"). A user's own missing Premium (the player's PREMIUM_REQUIRED)
-// does not name the owner.
+// app"): Premium and the app's owner, in any of the ways Spotify may
+// reword it. A user's own missing Premium (the player's
+// PREMIUM_REQUIRED), or a playlist's owner, is not the app's owner.
 func ownerPremiumLapsed(said string) bool {
 	s := strings.ToLower(said)
-	return strings.Contains(s, "premium subscription required for the owner")
+	if !strings.Contains(s, "premium") {
+		return false
+	}
+	for _, owner := range []string{"owner of the app", "owner of this app", "app owner", "app's owner", "application owner", "owner of the application"} {
+		if strings.Contains(s, owner) {
+			return true
+		}
+	}
+	return false
 }
 
 // maxSpotifyText bounds Spotify's words in a log line.
@@ -288,15 +297,16 @@ func cleanSpotifyText(s string, n int) string {
 
 // redactTokenRuns replaces each run of at least minRedactedRun token
 // characters (base64 and base64url with padding, hex, '.', '~') in w. A
-// run with both '/' and '.' is a URL's host and path, which no token
-// has (standard base64 has no '.', base64url and JWTs no '/'): kept.
+// run with both '/' and a '.' inside it is a URL's host and path, which
+// no token has (standard base64 has no '.', base64url and JWTs no '/'):
+// kept. A '.' that ends the run (a sentence's full stop) does not count.
 func redactTokenRuns(w string) string {
 	if len(w) < minRedactedRun {
 		return w
 	}
 	var b strings.Builder
 	run := 0
-	slash, dot := false, false
+	slash, dot := false, false // dot: a '.' with more of the run after it
 	flush := func(end int) {
 		if run >= minRedactedRun && !(slash && dot) {
 			b.WriteString("[redacted]")
@@ -307,8 +317,9 @@ func redactTokenRuns(w string) string {
 	}
 	for i := 0; i < len(w); i++ {
 		if c := w[i]; isAlnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '+' || c == '/' || c == '=' {
+			dot = dot || run > 0 && w[i-1] == '.' && c != '.'
 			run++
-			slash, dot = slash || c == '/', dot || c == '.'
+			slash = slash || c == '/'
 			continue
 		}
 		flush(i)

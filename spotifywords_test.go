@@ -311,9 +311,20 @@ func TestSpotifysWordsAreReadNarrowlyAndCleanedWholly(t *testing.T) {
 	if ownerPremiumLapsed("The owner of this playlist restricted it to Premium listeners") {
 		t.Error("a text naming an owner and Premium is read as the app owner's lapsed Premium")
 	}
+	if !ownerPremiumLapsed("The app owner's Premium subscription has expired") {
+		t.Error("Spotify's words reworded are not read as the owner's lapsed Premium")
+	}
 	token := strings.Repeat("AQBx+Y3/z9==", 6) // standard base64, padded
 	if got := cleanSpotifyText("bad token "+token, maxSpotifyText); strings.Contains(got, token[:20]) || !strings.Contains(got, "[redacted]") {
 		t.Errorf("a standard-base64 token survived: %q", got)
+	}
+	// A full stop after it does not make it a URL.
+	if got := cleanSpotifyText("Authorization: Basic "+token+".", maxSpotifyText); strings.Contains(got, token[:20]) {
+		t.Errorf("a standard-base64 token ending a sentence survived: %q", got)
+	}
+	const doc = "see https://developer.spotify.com/documentation/web-api/concepts/quota-modes."
+	if got := cleanSpotifyText(doc, maxSpotifyText); got != doc {
+		t.Errorf("a URL was redacted: %q", got)
 	}
 	if got := cleanSpotifyText("user\u202eevil\u200bname", maxSpotifyText); strings.ContainsAny(got, "\u202e\u200b") {
 		t.Errorf("format characters survived: %q", got)
