@@ -101,10 +101,15 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, ae *authError, re
 	}
 	h.metrics.answered(ans.status)
 	if retryURL == "" {
-		retryURL = r.URL.RequestURI()
-		// The callback's URL carries Spotify's code: no page links to it.
-		if !isNavigation(r) || r.URL.Path == h.callbackPath {
+		switch {
+		case r.URL.Path == h.callbackPath:
+			// Its URL carries Spotify's code: no page links to it, not
+			// even as a login's return path.
+			retryURL = loginURL("/")
+		case !isNavigation(r):
 			retryURL = loginURL(returnPath(r))
+		default:
+			retryURL = r.URL.RequestURI()
 		}
 	}
 	if h.handOff(w, r, ans.status, ae.Message) {

@@ -141,9 +141,12 @@ func (f *loginFlow) startLogin(w http.ResponseWriter, r *http.Request, returnTo 
 }
 
 func (f *loginFlow) startLoginWith(w http.ResponseWriter, r *http.Request, lr loginRequest) {
+	// r may be the callback (a login again for more scopes): the retry
+	// goes to where the login was for, never to r's own URL.
+	retry := loginURL(stateReturnPath(lr.returnTo))
 	redirectURI, err := f.redirectURIFor(r)
 	if err != nil {
-		f.h.fail(w, r, asAuthError(err), "")
+		f.h.fail(w, r, asAuthError(err), retry)
 		return
 	}
 	now := time.Now()
@@ -161,7 +164,7 @@ func (f *loginFlow) startLoginWith(w http.ResponseWriter, r *http.Request, lr lo
 	name := f.cookies.state(r, stateID(ls.State))
 	sealed, err := f.sealState(name, &ls)
 	if err != nil {
-		f.h.fail(w, r, &authError{Kind: kindMisconfigured, Message: "Could not start the login.", Err: err}, "")
+		f.h.fail(w, r, &authError{Kind: kindMisconfigured, Message: "Could not start the login.", Err: err}, retry)
 		return
 	}
 	f.evictOldLogins(w, r, now)

@@ -252,3 +252,24 @@ func BenchmarkServeHTTPTamperedCookie(b *testing.B) {
 	cookie := "spotify_auth=" + string(sealed)
 	benchServe(b, h, base, cookie, "application/json", nil)
 }
+
+// A failed callback's page never links to the callback's own URL, not
+// even as a login's return path: that URL carries Spotify's code.
+func TestAFailedCallbacksPageCarriesNoCode(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t)
+	const code = "AQDspotifycodeNEVERonAPage123456"
+	for _, ae := range []*authError{
+		{Kind: kindBadRequest, Message: "The login callback is malformed."},
+		{Kind: kindMisconfigured, Message: "Could not start the login."},
+	} {
+		req := httptest.NewRequest(http.MethodGet, hs.srv.URL+DefaultCallbackPath+"?code="+code+"&state=s", nil)
+		req.Header.Set("Sec-Fetch-Mode", "navigate")
+		req.Header.Set("Accept", "text/html")
+		rec := httptest.NewRecorder()
+		hs.h.fail(rec, req, ae, "")
+		if body := rec.Body.String(); strings.Contains(body, code) || strings.Contains(body, "code%3D") {
+			t.Fatalf("%s: the page carries the code: %s", ae.Message, body)
+		}
+	}
+}
