@@ -162,14 +162,15 @@ func TestAnotherForbiddenProfileKeepsSpotifysWordsInTheLog(t *testing.T) {
 	callback := callbackFor(t, c, fake, "/app/", spotifytest.DefaultUserID)
 	fake.InjectFault(spotifytest.EndpointAPI, spotifytest.Fault{Status: http.StatusForbidden, Body: "Insufficient client scope", Path: "/v1/me", Times: 1})
 	resp, body := navigate(t, c, callback)
-	// Not the development-mode page (its title and its button for another
-	// account): Spotify did not say the account is unlisted. The page
-	// may name that as the likeliest cause, no more.
-	if resp.StatusCode != http.StatusForbidden || strings.Contains(body, "This Spotify account is not on") || strings.Contains(body, "another Spotify account") {
+	// Not the development-mode page: Spotify did not say the account is
+	// unlisted. The page names that as the likeliest cause, no more, and
+	// offers another account (the same one would be refused again).
+	if resp.StatusCode != http.StatusForbidden || strings.Contains(body, "This Spotify account is not on") {
 		t.Fatalf("callback: %d, want 403 without the development-mode page: %s", resp.StatusCode, body)
 	}
-	if !strings.Contains(body, "may not be on the app&#39;s user list") {
-		t.Fatalf("the page does not name the likeliest cause: %s", body)
+	if !strings.Contains(body, "may not be on the app&#39;s user list") || !strings.Contains(body, "Use another Spotify account") ||
+		!strings.Contains(body, "switch=1") {
+		t.Fatalf("the page does not name the likeliest cause or offer another account: %s", body)
 	}
 	if lines := logLines(t, logFile, `"level":"warn"`, "login failed", "Insufficient client scope"); len(lines) != 1 {
 		t.Fatalf("want one WARN line with Spotify's text; log:\n%s", strings.Join(logLines(t, logFile), "\n"))

@@ -78,6 +78,9 @@ type authError struct {
 	// Said is Spotify's own text (cleaned and capped), for the log.
 	Said string
 	Err  error // for the log; also free of secrets
+	// AccountRefused: Spotify refused this account the profile (a 403 of
+	// /v1/me, in words known or not): another account may do.
+	AccountRefused bool
 }
 
 func (e *authError) Error() string {
@@ -121,7 +124,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, ae *authError, re
 			msg += ". " + retryAdvice(ae, max(ae.RetryAfter, ans.minRetryAfter))
 		}
 		linkText := "Try again"
-		if ae.Kind == kindNotRegistered {
+		if ae.AccountRefused {
 			linkText = "Use another Spotify account"
 		}
 		writePage(w, ans.status, page{Title: ans.title, Message: msg, LinkURL: safeReturnPath(retryURL), LinkText: linkText})

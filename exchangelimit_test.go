@@ -499,26 +499,32 @@ func TestACallbackDuringSpotifysBackOffLeavesItsLoginToRetry(t *testing.T) {
 // everyone else.
 func TestAnUnlistedAccountsLoginCostsWhatARefusedCodeDoes(t *testing.T) {
 	t.Parallel()
-	hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) {
-		h.LoginRateLimit = &LoginRateLimit{PerClient: failedExchangeWeight, Overall: 100}
-	})
-	c := newBrowser(t)
-	callback, err := hs.fake.Approve(hs.startLogin(c, "/x"), spotifytest.DefaultUserID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs.fake.InjectFault(spotifytest.EndpointAPI, spotifytest.Fault{Status: http.StatusForbidden, Body: "User not registered in the Developer Dashboard", Path: "/v1/me", Times: 1})
-	if resp, body := hs.get(c, callback); resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("unlisted account's callback: %d %s, want 403", resp.StatusCode, body)
-	}
-	// per_client is failedExchangeWeight: a working login would leave room
-	// for three more; the refused account left none.
-	other := newBrowser(t)
-	next, err := hs.fake.Approve(hs.startLogin(other, "/y"), spotifytest.DefaultUserID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp, _ := hs.get(other, next); resp.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("the next login from the same address: %d, want 429 (the unlisted account's tries cost %d each)", resp.StatusCode, failedExchangeWeight)
+	// Spotify's known words, and words it has not used yet.
+	for _, said := range []string{"User not registered in the Developer Dashboard", "Forbidden for this app"} {
+		t.Run(said, func(t *testing.T) {
+			t.Parallel()
+			hs := newHarness(t, func(h *Handler, _ *spotifytest.Client) {
+				h.LoginRateLimit = &LoginRateLimit{PerClient: failedExchangeWeight, Overall: 100}
+			})
+			c := newBrowser(t)
+			callback, err := hs.fake.Approve(hs.startLogin(c, "/x"), spotifytest.DefaultUserID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hs.fake.InjectFault(spotifytest.EndpointAPI, spotifytest.Fault{Status: http.StatusForbidden, Body: said, Path: "/v1/me", Times: 1})
+			if resp, body := hs.get(c, callback); resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("unlisted account's callback: %d %s, want 403", resp.StatusCode, body)
+			}
+			// per_client is failedExchangeWeight: a working login would leave room
+			// for three more; the refused account left none.
+			other := newBrowser(t)
+			next, err := hs.fake.Approve(hs.startLogin(other, "/y"), spotifytest.DefaultUserID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp, _ := hs.get(other, next); resp.StatusCode != http.StatusTooManyRequests {
+				t.Fatalf("the next login from the same address: %d, want 429 (the unlisted account's tries cost %d each)", resp.StatusCode, failedExchangeWeight)
+			}
+		})
 	}
 }

@@ -239,15 +239,16 @@ func (f *loginFlow) handleCallback(w http.ResponseWriter, r *http.Request) {
 	sess, err := f.completeLogin(r.Context(), q.Get("code"), ls, now)
 	if err != nil {
 		ae := asAuthError(err)
-		switch ae.Kind {
-		case kindRefreshRevoked:
+		switch {
+		case ae.Kind == kindRefreshRevoked:
 			ae.Kind = kindLoginRejected // invalid_grant on a code: expired, already used or made up
 			f.exchangeFailed(r, now)
-		case kindNotRegistered:
-			// An account not on a development-mode app's list can never
-			// log in, yet each try makes a real exchange and a profile
-			// call: it costs its client what a refused code does, or
-			// one free account could spend every user's login budget.
+		case ae.AccountRefused:
+			// An account Spotify refuses (not on a development-mode
+			// app's list, in whatever words) can never log in, yet each
+			// try makes a real exchange and a profile call: it costs its
+			// client what a refused code does, or one free account could
+			// spend every user's login budget.
 			f.exchangeFailed(r, now)
 		}
 		f.logLoginFailure(ae)
@@ -371,7 +372,7 @@ func spotifyFields(ae *authError) []zap.Field {
 func (f *loginFlow) refuseLogin(w http.ResponseWriter, r *http.Request, ae *authError, returnTo string) {
 	f.metrics.loginFailures.WithLabelValues(ae.Kind.String()).Inc()
 	retry := loginURL(returnTo)
-	if ae.Kind == kindNotRegistered {
+	if ae.AccountRefused {
 		retry = switchAccountURL(returnTo)
 	}
 	f.h.fail(w, r, ae, retry)

@@ -101,11 +101,11 @@ func apiStatusError(resp *http.Response, body []byte) error {
 	case resp.StatusCode >= 500:
 		return &authError{Kind: kindSpotifyUnavailable, Message: "Spotify's Web API is failing", Said: said, Err: detail}
 	case resp.StatusCode == http.StatusForbidden && userNotRegistered(said):
-		return &authError{Kind: kindNotRegistered, Message: notRegisteredMessage, Said: said, Err: detail}
+		return &authError{Kind: kindNotRegistered, Message: notRegisteredMessage, Said: said, Err: detail, AccountRefused: true}
 	case resp.StatusCode == http.StatusForbidden:
 		// Spotify may word "not on the user list" anew: the likeliest
 		// cause is still named, for the user and the log.
-		return &authError{Kind: kindLoginRejected, Message: unexplainedForbiddenMessage, Said: said, Err: detail}
+		return &authError{Kind: kindLoginRejected, Message: unexplainedForbiddenMessage, Said: said, Err: detail, AccountRefused: true}
 	default:
 		return &authError{Kind: kindLoginRejected, Message: "Spotify rejected the profile request", Said: said, Err: detail}
 	}
