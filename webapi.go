@@ -121,7 +121,7 @@ func (h *Handler) callWebAPI(w http.ResponseWriter, r, out *http.Request, next c
 			hdr: http.Header{}, hold: first && replay != nil, token: sess.AccessToken, h: h}
 		err := next.ServeHTTP(aw, out)
 		if aw.forbidden {
-			return answerForbidden(h, w, r, aw)
+			return answerForbidden(h, w, r, aw, sess.UserID)
 		}
 		if !aw.held {
 			return err
@@ -162,10 +162,17 @@ func refreshedMeanwhile(h *Handler, w http.ResponseWriter, r *http.Request, sess
 
 // answerForbidden passes Spotify's 403 on as it came, unless its text
 // says the app owner's Premium has lapsed: then every call fails, for
-// every user, so it is the outage answer and the shared pause.
-func answerForbidden(h *Handler, w http.ResponseWriter, r *http.Request, aw *webAPIWriter) error {
+// every user, so it is the outage answer and the shared pause. A user
+// taken off a development-mode app's list keeps refreshing, and only
+// these 403s tell: the operator reads it once per user.
+func answerForbidden(h *Handler, w http.ResponseWriter, r *http.Request, aw *webAPIWriter, userID string) error {
 	said := spotifyMessage(aw.heldBody.Bytes())
 	if !ownerPremiumLapsed(said) {
+		if userNotRegistered(said) && h.shared.firstUnshared("web_api user list", userID, time.Now()) {
+			h.logger.Warn("web_api: Spotify refuses this user's calls: the account is not on the user list of this "+
+				"development-mode app (any more); add it under User Management in Spotify's developer dashboard, "+
+				"or end its sessions with the admin revoke", zap.String("user_id", userID), zap.String("spotify_said", said))
+		}
 		return aw.release()
 	}
 	ae := ownerPremiumError(said, spotifyDetail("web_api "+r.Method, http.StatusForbidden, said))

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // Spotify's answer reaches the page with only the headers that describe
@@ -86,5 +88,30 @@ func TestWebAPIPathIsTheWebAPIOnly(t *testing.T) {
 		if got := isWebAPIPath(h, httptest.NewRequest(http.MethodGet, target, nil)); got != want {
 			t.Errorf("%s: %v, want %v", target, got, want)
 		}
+	}
+}
+
+// A user taken off a development-mode app's list keeps refreshing; only
+// the Web API's 403s tell. The 403 passes on as it came, and the
+// operator reads it once per user, not once per call.
+func TestWebAPISaysOnceThatAUserIsOffTheList(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t)
+	core, logs := observer.New(zap.WarnLevel)
+	hs.h.logger = zap.New(core)
+	for _, user := range []string{"alice", "alice", "alice", "bob"} {
+		rec := httptest.NewRecorder()
+		aw := &webAPIWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: rec}, hdr: http.Header{},
+			h: hs.h, heldStatus: http.StatusForbidden, forbidden: true}
+		aw.heldBody.WriteString("User not registered in the Developer Dashboard")
+		req := httptest.NewRequest(http.MethodGet, "/spotify-api/v1/me/top/tracks", nil)
+		if err := answerForbidden(hs.h, rec, req, aw, user); err != nil || rec.Code != http.StatusForbidden ||
+			rec.Body.String() != "User not registered in the Developer Dashboard" {
+			t.Fatalf("%s: %d %q %v, want Spotify's 403 as it came", user, rec.Code, rec.Body.String(), err)
+		}
+	}
+	lines := logs.FilterMessageSnippet("not on the user list").All()
+	if len(lines) != 2 || lines[0].ContextMap()["user_id"] != "alice" || lines[1].ContextMap()["user_id"] != "bob" {
+		t.Fatalf("%d lines, want one for alice and one for bob: %+v", len(lines), lines)
 	}
 }
