@@ -116,26 +116,27 @@ func (a *accessRules) unsharedField(s *session) (rule, field string) {
 	return "", ""
 }
 
-// Unshared-field warnings are logged once per user and rule within
-// unsharedLogKeep; the memory of them holds at most maxUnsharedLogged.
+// What a user's requests repeat (a refusal, a missing field) is logged
+// once per user and topic within logOnceKeep, so no client can flood the
+// log; the memory of them holds at most maxLoggedOnce.
 const (
-	maxUnsharedLogged = 10_000
-	unsharedLogKeep   = 24 * time.Hour
+	maxLoggedOnce = 10_000
+	logOnceKeep   = 24 * time.Hour
 )
 
-// firstUnshared reports whether this user and rule have not been logged
-// within unsharedLogKeep, and marks them logged.
-func (s *sharedState) firstUnshared(rule, userID string, now time.Time) bool {
-	key := rule + "\x00" + userID
+// firstLog reports whether this user and topic have not been logged
+// within logOnceKeep, and marks them logged.
+func (s *sharedState) firstLog(topic, userID string, now time.Time) bool {
+	key := topic + "\x00" + userID
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.unsharedLogged == nil {
-		s.unsharedLogged = fifo.New[struct{}](maxUnsharedLogged)
+	if s.loggedOnce == nil {
+		s.loggedOnce = fifo.New[struct{}](maxLoggedOnce)
 	}
-	if _, seen := s.unsharedLogged.Get(key, now); seen {
+	if _, seen := s.loggedOnce.Get(key, now); seen {
 		return false
 	}
-	s.unsharedLogged.Put(key, struct{}{}, now.Add(unsharedLogKeep))
+	s.loggedOnce.Put(key, struct{}{}, now.Add(logOnceKeep))
 	return true
 }
 
@@ -152,7 +153,11 @@ func denyAccess(h *Handler, w http.ResponseWriter, r *http.Request, s *session) 
 		denyUnshared(h, w, r, s, rule, field)
 		return
 	}
-	h.logger.Info("access denied by rules", zap.String("user_id", s.UserID), zap.String("account_id", s.AccountID))
+	// Once a day per user: a refused user's polling must not flood the
+	// log (the metrics count every refusal).
+	if h.shared.firstLog("access rules", s.UserID, time.Now()) {
+		h.logger.Info("access denied by rules", zap.String("user_id", s.UserID), zap.String("account_id", s.AccountID))
+	}
 	if h.handOff(w, r, http.StatusForbidden, "this Spotify account is not allowed here") {
 		return
 	}
@@ -176,7 +181,7 @@ func denyAccess(h *Handler, w http.ResponseWriter, r *http.Request, s *session) 
 // help, so the page says what is missing, and the operator learns (once
 // per user and rule) that development mode is the cause.
 func denyUnshared(h *Handler, w http.ResponseWriter, r *http.Request, s *session, rule, field string) {
-	if h.shared.firstUnshared(rule, s.UserID, time.Now()) {
+	if h.shared.firstLog(rule, s.UserID, time.Now()) {
 		h.logger.Warn("access rule cannot admit this user: Spotify did not send the profile field it checks; "+
 			"development-mode Spotify apps no longer receive email, product or country from /v1/me (since 2026), "+
 			"so only allow_users works for them (extended quota brings the fields back)",

@@ -98,6 +98,9 @@ func TestAllowUsersMatchesAUsersIDOrAccountID(t *testing.T) {
 		if resp, _ := hs.get(c, "/app/"); resp.StatusCode != want {
 			t.Errorf("%s against allow_users alice acc-of-bob: %d, want %d", id, resp.StatusCode, want)
 		}
+		if want == http.StatusForbidden {
+			hs.get(c, "/app/") // refused again: not logged again
+		}
 	}
 	// The operator finds what to list in the log of a refusal.
 	denied := logs.FilterMessage("access denied by rules").FilterField(zap.String("user_id", "carol")).All()

@@ -59,6 +59,8 @@ type loginFlow struct {
 	callbackPath    string
 	authorizeURL    string
 	limit           *LoginRateLimit
+
+	warnedPlainHTTP atomic.Int64 // unix seconds of the last warning of a plain-http redirect URI
 }
 
 // newLoginFlow takes what the login needs from a provisioned handler.
@@ -203,7 +205,11 @@ func (f *loginFlow) redirectURIFor(r *http.Request) (string, error) {
 		msg := "The redirect URI " + uri + " is plain http on a host that is not a loopback IP literal; " +
 			"Spotify accepts only https redirect URIs, or http://127.0.0.1:PORT/... and http://[::1]:PORT/... " +
 			"Serve this site over HTTPS or set redirect_uri."
-		f.h.logger.Warn("derived redirect URI will be refused by Spotify", zap.String("redirect_uri", uri))
+		// At most once a minute: the client picks the Host of a
+		// catch-all site, and each login start would log.
+		if now, last := time.Now().Unix(), f.warnedPlainHTTP.Load(); now-last >= 60 && f.warnedPlainHTTP.CompareAndSwap(last, now) {
+			f.h.logger.Warn("derived redirect URI will be refused by Spotify", zap.String("redirect_uri", uri))
+		}
 		if f.authorizeURL == DefaultAuthorizeURL {
 			return "", &authError{Kind: kindMisconfigured, Message: msg}
 		}

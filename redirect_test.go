@@ -1,7 +1,12 @@
 package spotifyauth
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestOpenRedirectCorpusNeverLeavesTheOrigin(t *testing.T) {
@@ -40,4 +45,23 @@ func FuzzSafeReturnPath(f *testing.F) {
 			t.Fatalf("%q rewritten to %q: must be kept or replaced by /", p, rd)
 		}
 	})
+}
+
+// A plain-http redirect URI Spotify would refuse is warned about at most
+// once a minute: on a catch-all site the client picks the Host, and each
+// login start would log.
+func TestAPlainHTTPRedirectURIIsWarnedAboutOnceAMinute(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t)
+	core, logs := observer.New(zap.WarnLevel)
+	hs.h.logger = zap.New(core)
+	for _, host := range []string{"a.example", "b.example", "c.example"} {
+		r := httptest.NewRequest(http.MethodGet, "http://"+host+"/app/", nil)
+		if _, err := hs.h.login.redirectURIFor(r); err != nil {
+			t.Fatal(err) // a fake Spotify: warned, not refused
+		}
+	}
+	if n := len(logs.FilterMessageSnippet("will be refused by Spotify").All()); n != 1 {
+		t.Fatalf("%d warnings for three login starts within a minute, want 1", n)
+	}
 }

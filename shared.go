@@ -33,9 +33,9 @@ type sharedState struct {
 	// nRejected lets the hot path skip the map (and its lock) when empty.
 	nRejected atomic.Int32
 
-	// unsharedLogged: rule and user already warned about a missing
-	// field (made on first use).
-	unsharedLogged *fifo.Map[struct{}]
+	// loggedOnce: topic and user already logged (firstLog; made on
+	// first use).
+	loggedOnce *fifo.Map[struct{}]
 
 	app atomic.Pointer[appToken] // mode app: the current app token
 

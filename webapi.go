@@ -168,7 +168,7 @@ func refreshedMeanwhile(h *Handler, w http.ResponseWriter, r *http.Request, sess
 func answerForbidden(h *Handler, w http.ResponseWriter, r *http.Request, aw *webAPIWriter, userID string) error {
 	said := spotifyMessage(aw.heldBody.Bytes())
 	if !ownerPremiumLapsed(said) {
-		if userNotRegistered(said) && h.shared.firstUnshared("web_api user list", userID, time.Now()) {
+		if userNotRegistered(said) && h.shared.firstLog("web_api user list", userID, time.Now()) {
 			h.logger.Warn("web_api: Spotify refuses this user's calls: the account is not on the user list of this "+
 				"development-mode app (any more); add it under User Management in Spotify's developer dashboard, "+
 				"or end its sessions with the admin revoke", zap.String("user_id", userID), zap.String("spotify_said", said))
