@@ -53,7 +53,6 @@ type loginFlow struct {
 	required        []string
 	showDialog      bool
 	sessionLifetime time.Duration
-	cookieDomain    string
 	redirectURI     string   // the option as given
 	redirectURL     *url.URL // set if redirect_uri is absolute: used as is
 	callbackPath    string
@@ -77,7 +76,6 @@ func newLoginFlow(h *Handler) *loginFlow {
 		required:        h.RequiredScopes,
 		showDialog:      h.ShowDialog,
 		sessionLifetime: time.Duration(h.SessionLifetime),
-		cookieDomain:    h.CookieDomain,
 		redirectURI:     h.RedirectURI,
 		redirectURL:     h.redirectURL,
 		callbackPath:    h.callbackPath,

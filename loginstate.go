@@ -52,9 +52,7 @@ func (f *loginFlow) statePrefix(r *http.Request) string {
 // cookie_domain says, which __Host- requires and which lets a login see
 // (and bound) the logins already in progress.
 func (f *loginFlow) stateCookie(r *http.Request, name, value string, maxAge time.Duration) *http.Cookie {
-	c := cookieTemplate(r, f.cookieDomain, name, value, maxAge)
-	c.Domain = ""
-	return c
+	return cookieTemplate(r, "", name, value, maxAge)
 }
 
 // stateReturnPath bounds the return path a state cookie keeps.
