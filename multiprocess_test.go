@@ -270,17 +270,26 @@ http://%s {
 		t.Error(err)
 		return p
 	}
+	if err := p.run(t, bin, cfgPath, append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)); err != nil {
+		t.Error(err)
+	}
+	return p
+}
+
+// run starts Caddy (bin) on the Caddyfile config with env, its output in
+// p.log. The test's cleanup stops it and, if the test failed, shows the
+// log.
+func (p *caddyProcess) run(t *testing.T, bin, config string, env []string) error {
 	logFile, err := os.Create(p.log)
 	if err != nil {
-		t.Error(err)
-		return p
+		return err
 	}
-	p.cmd = exec.Command(bin, "run", "--config", cfgPath, "--adapter", "caddyfile")
-	p.cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	p.cmd = exec.Command(bin, "run", "--config", config, "--adapter", "caddyfile")
+	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	if err := p.cmd.Start(); err != nil {
-		t.Errorf("starting Caddy %s: %v", name, err)
-		return p
+		logFile.Close()
+		return fmt.Errorf("starting Caddy %s: %w", p.name, err)
 	}
 	t.Cleanup(func() {
 		if p.cmd.ProcessState == nil {
@@ -290,10 +299,10 @@ http://%s {
 		logFile.Close()
 		if t.Failed() {
 			out, _ := os.ReadFile(p.log)
-			t.Logf("Caddy %s log:\n%s", name, out)
+			t.Logf("Caddy %s log:\n%s", p.name, out)
 		}
 	})
-	return p
+	return nil
 }
 
 func (p *caddyProcess) waitReady(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -152,10 +151,6 @@ func startBefore25Caddy(t *testing.T, bin, fixture string) (*caddyProcess, *spot
 		t.Fatal(err)
 	}
 	p := &caddyProcess{name: fixture, addr: fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0]), log: filepath.Join(dir, "caddy.log")}
-	logFile, err := os.Create(p.log)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var env []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
@@ -163,24 +158,11 @@ func startBefore25Caddy(t *testing.T, bin, fixture string) (*caddyProcess, *spot
 			env = append(env, kv)
 		}
 	}
-	p.cmd = exec.Command(bin, "run", "--config", config, "--adapter", "caddyfile")
-	p.cmd.Env = append(env, "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir,
+	env = append(env, "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir,
 		"BEFORE25_SITE="+p.addr, "BEFORE25_STORAGE="+storage, "HTTP_PROXY="+proxy.URL)
-	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting Caddy: %v", err)
+	if err := p.run(t, bin, config, env); err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			_ = p.cmd.Wait()
-		}
-		logFile.Close()
-		if t.Failed() {
-			out, _ := os.ReadFile(p.log)
-			t.Logf("Caddy %s log:\n%s", fixture, out)
-		}
-	})
 	p.waitReady(t)
 	return p, spotify
 }
